@@ -1,0 +1,1 @@
+"""Worker-side code: ticks, plan advancement, the execution spine (later issues)."""

@@ -1,0 +1,1 @@
+"""The plan domain: models, lifecycle, policy gate, evaluator, authority, services and ledger."""

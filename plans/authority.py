@@ -1,0 +1,70 @@
+"""Who may do what (DESIGN §3.6): one rule per verb, pure over the caller's role and the plan."""
+from dataclasses import dataclass
+from enum import StrEnum
+
+from plans.errors import Reason
+from plans.models import Role
+
+NOT_ALLOWED = "NOT_ALLOWED"
+CREATOR_CANNOT_APPROVE = "CREATOR_CANNOT_APPROVE"
+
+
+class Verb(StrEnum):
+    READ = "read"
+    PROPOSE = "propose"
+    EDIT = "edit"
+    APPROVE = "approve"
+    APPROVE_STEP = "approve_step"
+    PAUSE = "pause"
+    RESUME = "resume"
+    REVISE = "revise"
+    SKIP_STEP = "skip_step"
+    ABORT = "abort"
+    TRANSFER_ACCOUNT = "transfer_account"
+    ADMINISTER = "administer"
+
+
+APPROVERS = frozenset({Role.PLAN_APPROVER, Role.TENANT_ADMIN})
+
+# Verbs the plan's owner may use whatever their role (a VIEWER never owns plans: see owner_roles).
+OWNER_VERBS = frozenset({Verb.APPROVE_STEP, Verb.PAUSE, Verb.RESUME, Verb.REVISE, Verb.SKIP_STEP, Verb.ABORT})
+# Roles that may own accounts and plans.
+OWNER_ROLES = frozenset({Role.SELLER, Role.PLAN_APPROVER, Role.TENANT_ADMIN})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The facts about the object that the rules look at."""
+
+    account_owner_id: int | None = None
+    plan_owner_id: int | None = None
+    plan_created_by: str | None = None
+
+
+def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()) -> Reason | None:
+    """None when `role`/`user_id` may do `verb` on `subject`, else the reason why not."""
+    if verb == Verb.READ:
+        return None
+    if verb in (Verb.PROPOSE, Verb.EDIT):
+        if role in APPROVERS or (role == Role.SELLER and subject.account_owner_id == user_id):
+            return None
+        return Reason(NOT_ALLOWED, "Only the account's owner, a plan approver or a tenant admin may write plans.")
+    if verb == Verb.APPROVE:
+        if role not in APPROVERS:
+            return Reason(NOT_ALLOWED, "Only a plan approver or a tenant admin may approve plans.")
+        if subject.plan_created_by == f"user:{user_id}":
+            return Reason(CREATOR_CANNOT_APPROVE, "The person who created a plan may not approve it.")
+        return None
+    if verb in OWNER_VERBS:
+        if role in APPROVERS or (role in OWNER_ROLES and subject.plan_owner_id == user_id):
+            return None
+        return Reason(NOT_ALLOWED, f"Only the plan's owner, a plan approver or a tenant admin may {verb.value} it.")
+    if verb == Verb.TRANSFER_ACCOUNT:
+        if role in APPROVERS:
+            return None
+        return Reason(NOT_ALLOWED, "Only a plan approver or a tenant admin may change an account's owner.")
+    if verb == Verb.ADMINISTER:
+        if role == Role.TENANT_ADMIN:
+            return None
+        return Reason(NOT_ALLOWED, "Only a tenant admin may change tenant settings.")
+    raise ValueError(f"unknown verb {verb!r}")

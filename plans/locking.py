@@ -1,0 +1,42 @@
+"""Row locks for plan writes, in one fixed order everywhere: account, then its plans by id.
+
+Call inside `transaction.atomic()`. A plan's ledger chain is serialised by its row lock, so two
+plans never wait for each other.
+"""
+from uuid import UUID
+
+from plans.errors import NotFound
+from plans.models import Account, RevenuePlan
+
+
+def lock_plan(plan_id: UUID) -> RevenuePlan:
+    try:
+        return RevenuePlan.objects.select_for_update().select_related("account").get(pk=plan_id)
+    except (RevenuePlan.DoesNotExist, ValueError):
+        raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.") from None
+
+
+def lock_account(account_id: UUID) -> Account:
+    try:
+        return Account.objects.select_for_update().get(pk=account_id)
+    except (Account.DoesNotExist, ValueError):
+        raise NotFound("NOT_FOUND", f"Account {account_id} does not exist.") from None
+
+
+def lock_account_then_plan(plan_id: UUID) -> RevenuePlan:
+    """For moves into ACTIVE: the account lock serialises the one-ACTIVE-plan check per account."""
+    account_id = RevenuePlan.objects.filter(pk=plan_id).values_list("account_id", flat=True).first()
+    if account_id is None:
+        raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.")
+    lock_account(account_id)
+    return lock_plan(plan_id)
+
+
+def lock_open_plans_of_account(account_id: UUID) -> list[RevenuePlan]:
+    from plans.lifecycle import NON_TERMINAL
+
+    return list(
+        RevenuePlan.objects.select_for_update()
+        .filter(account_id=account_id, plan_status__in=NON_TERMINAL)
+        .order_by("id")
+    )

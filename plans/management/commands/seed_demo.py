@@ -1,0 +1,97 @@
+"""manage.py seed_demo: idempotent demo tenants, users, accounts, signals and DRAFT plans (DESIGN §8)."""
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from plans import services
+from plans.lifecycle import NON_TERMINAL
+from plans.models import Account, AccountSignal, Membership, RevenuePlan, Role, Tenant
+from plans.proposals import renewal_defense_draft
+
+TENANTS = {
+    "acme-corp": ("Acme Corp", {"viewer": Role.VIEWER, "seller": Role.SELLER,
+                                "approver": Role.PLAN_APPROVER, "admin": Role.TENANT_ADMIN}),
+    "globex": ("Globex", {"seller": Role.SELLER, "admin": Role.TENANT_ADMIN}),
+}
+ACCOUNT_NAMES = [
+    "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Aperture",
+    "Gringotts", "Oscorp", "Wonka", "Dunder", "Pied Piper", "Monarch", "Massive Dynamic", "Nakatomi", "Buy n Large",
+    "Blue Sun",
+]
+ACCOUNTS_PER_TENANT = 20
+SUPPORT_RISK_EVERY = 4  # every 4th account has a support-risk signal
+DRAFTS_PER_TENANT = 4
+
+
+def _stable_offset(key: str, low: int, high: int) -> int:
+    """A day offset that is the same on every run, so re-seeding changes nothing."""
+    return low + int(hashlib.sha256(key.encode()).hexdigest(), 16) % (high - low + 1)
+
+
+class Command(BaseCommand):
+    help = "Create (or complete) the demo tenants, users, accounts, signals and DRAFT plans. Safe to re-run."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        password = settings.DEMO_PASSWORD
+        today = timezone.localdate()
+        for slug, (name, roles) in TENANTS.items():
+            tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
+            users = {}
+            for suffix, role in roles.items():
+                user, created = get_user_model().objects.get_or_create(username=f"{slug.split('-')[0]}-{suffix}")
+                if created or not user.check_password(password):
+                    user.set_password(password)
+                    user.is_staff = True  # every demo user may log into the approvers' console
+                    user.save()
+                Membership.objects.update_or_create(
+                    user=user, tenant=tenant, defaults={"role": role, "is_active": True}
+                )
+                users[role] = user
+            seller = users[Role.SELLER]
+            accounts = []
+            for index, account_name in enumerate(ACCOUNT_NAMES[:ACCOUNTS_PER_TENANT]):
+                external_id = f"{slug}-{index:03d}"
+                account, _ = Account.objects.get_or_create(
+                    tenant=tenant,
+                    external_id=external_id,
+                    defaults={
+                        "name": f"{account_name} ({name})",
+                        "owner": seller,
+                        "renewal_date": today + timedelta(days=_stable_offset(external_id, 40, 120)),
+                        "posture": {"arr_usd": 10_000 * _stable_offset(external_id + "arr", 5, 80), "health": "watch"},
+                    },
+                )
+                if index % SUPPORT_RISK_EVERY == 0:
+                    AccountSignal.objects.get_or_create(
+                        account=account,
+                        signal_type="SUPPORT_RISK",
+                        defaults={"payload": {"open_p1_tickets": 2}, "observed_at": timezone.now()},
+                    )
+                accounts.append(account)
+            for index, account in enumerate(accounts[:DRAFTS_PER_TENANT]):
+                has_open_plan = RevenuePlan.objects.filter(
+                    account=account, plan_type="RENEWAL_DEFENSE", plan_status__in=NON_TERMINAL
+                ).exists()
+                if has_open_plan:
+                    continue
+                signal_types = set(account.signals.values_list("signal_type", flat=True))
+                actor = seller if index % 2 else services.SystemActor("proposal_generator")
+                services.plan_propose(
+                    account_id=account.id,
+                    plan_type="RENEWAL_DEFENSE",
+                    draft=renewal_defense_draft(signal_types=signal_types),
+                    actor=actor,
+                    trigger="seed_demo",
+                    inputs_summary={"signal_types": sorted(signal_types), "renewal_date": str(account.renewal_date)},
+                )
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(f"Password for every demo user: {password}")
+        for slug, (_, roles) in TENANTS.items():
+            for suffix, role in roles.items():
+                self.stdout.write(f"  {slug.split('-')[0]}-{suffix:<9} {role:<14} ({slug})")

@@ -1,0 +1,303 @@
+"""Plan domain data: tenants, accounts, signals, plans, steps and the append-only ledger."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from plans.errors import LedgerImmutable
+
+
+class Role(models.TextChoices):
+    VIEWER = "VIEWER"
+    SELLER = "SELLER"
+    PLAN_APPROVER = "PLAN_APPROVER"
+    TENANT_ADMIN = "TENANT_ADMIN"
+
+
+class RiskLevel(models.TextChoices):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class PlanStatus(models.TextChoices):
+    DRAFT = "DRAFT"
+    APPROVED = "APPROVED"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    ABORTED = "ABORTED"
+    EXPIRED = "EXPIRED"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "PENDING"
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    AUTO_EXECUTED = "AUTO_EXECUTED"
+    DONE = "DONE"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+
+class Tenant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_user_tenant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.tenant_id}:{self.role}"
+
+
+class Account(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="accounts")
+    name = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_accounts"
+    )
+    renewal_date = models.DateField(null=True, blank=True)
+    posture = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "external_id"], name="account_tenant_external_id_unique")
+        ]
+        indexes = [models.Index(fields=["tenant", "renewal_date"], name="account_tenant_renewal_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccountSignal(models.Model):
+    """Something observed about an account (support risk, renewal committed, an action's outcome)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="signals")
+    signal_type = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict, blank=True)
+    observed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "signal_type", "observed_at"], name="signal_account_type_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.signal_type}@{self.observed_at:%Y-%m-%d}"
+
+
+class KillSwitch(models.Model):
+    """A tenant-wide (action_type '') or per-action-type stop for execution and activation.
+
+    The global switch is the REVPLAN_EXECUTION_DISABLED setting, so it also works when the
+    database is the thing in trouble.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="kill_switches")
+    action_type = models.CharField(max_length=64, blank=True, default="")
+    engaged = models.BooleanField(default=False)
+    reason = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "action_type"], name="killswitch_tenant_action_unique")
+        ]
+
+    def __str__(self) -> str:
+        scope = self.action_type or "tenant"
+        return f"{self.tenant_id}:{scope} {'ENGAGED' if self.engaged else 'released'}"
+
+
+class RevenuePlan(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="plans")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="plans")
+    plan_type = models.CharField(max_length=64)
+    plan_type_version = models.PositiveIntegerField(default=1)
+    objective = models.CharField(max_length=500)
+    # Only plans.services.transition assigns this (STYLE §4).
+    plan_status = models.CharField(max_length=16, choices=PlanStatus.choices, default=PlanStatus.DRAFT)
+    constraints = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, default=RiskLevel.LOW)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    aborted_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    completion_reason = models.CharField(max_length=32, blank=True, default="")
+    stop_reason_code = models.CharField(max_length=64, blank=True, default="")
+    stop_reason_detail = models.TextField(blank=True, default="")
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            # The conflict invariant's last line of defence (DESIGN §3.5).
+            models.UniqueConstraint(
+                fields=["account", "plan_type"],
+                condition=Q(plan_status="ACTIVE"),
+                name="one_active_plan_per_account_and_type",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["plan_status", "next_run_at"], name="plan_status_next_run_idx"),
+            models.Index(fields=["account", "plan_type"], name="plan_account_type_idx"),
+            models.Index(fields=["tenant", "plan_status"], name="plan_tenant_status_idx"),
+            models.Index(fields=["plan_status", "expires_at"], name="plan_status_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan_type} {self.id} ({self.plan_status})"
+
+
+class PlanStep(models.Model):
+    step_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(RevenuePlan, on_delete=models.CASCADE, related_name="steps")
+    sequence = models.PositiveIntegerField()
+    action_type = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING)
+    depends_on = models.JSONField(default=list, blank=True)
+    required = models.BooleanField(default=False)
+    parameters = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    skip_reason = models.TextField(blank=True, default="")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, default=RiskLevel.LOW)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "sequence"], name="step_plan_sequence_unique", deferrable=models.Deferrable.DEFERRED
+            ),
+            models.CheckConstraint(
+                condition=~Q(required=True, status="SKIPPED"), name="required_step_never_skipped"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sequence}. {self.action_type} ({self.status})"
+
+
+class EventType(models.TextChoices):
+    PLAN_CREATED = "PLAN_CREATED"
+    PLAN_EDITED = "PLAN_EDITED"
+    PLAN_APPROVED = "PLAN_APPROVED"
+    PLAN_ACTIVATED = "PLAN_ACTIVATED"
+    PLAN_PAUSED = "PLAN_PAUSED"
+    PLAN_RESUMED = "PLAN_RESUMED"
+    PLAN_REVISED = "PLAN_REVISED"
+    PLAN_ABORTED = "PLAN_ABORTED"
+    PLAN_EXPIRED = "PLAN_EXPIRED"
+    PLAN_COMPLETED = "PLAN_COMPLETED"
+    PLAN_OWNER_CHANGED = "PLAN_OWNER_CHANGED"
+    POLICY_REJECTED = "POLICY_REJECTED"
+    ACTIVATION_BLOCKED = "ACTIVATION_BLOCKED"
+    STEP_APPROVED = "STEP_APPROVED"
+    STEP_SKIPPED = "STEP_SKIPPED"
+    ACCOUNT_OWNER_CHANGED = "ACCOUNT_OWNER_CHANGED"
+    KILL_SWITCH_FLIPPED = "KILL_SWITCH_FLIPPED"
+    LEDGER_DIGEST = "LEDGER_DIGEST"
+
+
+class LedgerQuerySet(models.QuerySet):
+    """Refuses every bulk write that could change or remove history."""
+
+    def update(self, **kwargs):
+        raise LedgerImmutable("ledger entries cannot be updated")
+
+    def delete(self):
+        raise LedgerImmutable("ledger entries cannot be deleted")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerImmutable("ledger entries cannot be updated")
+
+    def bulk_create(self, objs, *args, **kwargs):
+        raise LedgerImmutable("ledger entries are appended one at a time through plans.ledger")
+
+    def update_or_create(self, *args, **kwargs):
+        raise LedgerImmutable("ledger entries cannot be updated")
+
+
+class PlanLedgerEntry(models.Model):
+    """One link of a hash chain: a plan's chain (plan set) or its tenant's chain (plan null)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    plan = models.ForeignKey(RevenuePlan, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    step_id = models.UUIDField(null=True, blank=True)
+    event_type = models.CharField(max_length=40, choices=EventType.choices)
+    actor = models.CharField(max_length=100)
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    explanation = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    chain_seq = models.PositiveIntegerField()
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64)
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # A chain cannot fork: two appends racing for the same position cannot both commit.
+            models.UniqueConstraint(
+                fields=["plan", "chain_seq"], condition=Q(plan__isnull=False), name="ledger_plan_chain_seq_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "chain_seq"], condition=Q(plan__isnull=True), name="ledger_tenant_chain_seq_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "occurred_at"], name="ledger_tenant_occurred_idx"),
+            models.Index(fields=["plan", "event_type"], name="ledger_plan_event_idx"),
+        ]
+        verbose_name_plural = "plan ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.chain_seq} ({self.chain_label})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerImmutable("ledger entries cannot be changed once written")
+        if not self.entry_hash:
+            raise LedgerImmutable("ledger entries are appended through plans.ledger")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable("ledger entries cannot be deleted")
+
+    @property
+    def chain_label(self) -> str:
+        return f"plan {self.plan_id}" if self.plan_id else f"tenant {self.tenant_id}"

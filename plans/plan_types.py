@@ -1,0 +1,69 @@
+"""Plan type configs and the action-type catalogue (DESIGN §3.7). Static: a change is a deploy."""
+from dataclasses import dataclass
+
+from plans.models import RiskLevel
+
+
+@dataclass(frozen=True)
+class ActionTypeSpec:
+    action_type: str
+    risk_level: RiskLevel
+    external_contact: bool
+    connector: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class PlanTypeConfig:
+    plan_type: str
+    version: int
+    allowed_action_types: tuple[str, ...]
+    # Relative order only: a plan may omit steps, but may not run them against this order.
+    default_sequence: tuple[str, ...]
+    retry_limit: int
+    on_retry_limit: str  # "PAUSE" or "ABORT"
+    expires_at_days_from_creation: int
+    # A renewal plan stops this many days before the renewal date (DESIGN §3.4).
+    renewal_cutoff_days: int
+    objective_template: str
+    objective_signal_types: tuple[str, ...]
+
+
+ACTION_TYPES: dict[str, ActionTypeSpec] = {
+    spec.action_type: spec
+    for spec in (
+        ActionTypeSpec("REQUEST_RENEWAL_MEETING", RiskLevel.MEDIUM, True, "calendar", True),
+        ActionTypeSpec("PREP_RENEWAL_BRIEF", RiskLevel.LOW, False, "internal", True),
+        ActionTypeSpec("ESCALATE_SUPPORT_RISK", RiskLevel.HIGH, False, "crm", False),
+    )
+}
+
+RENEWAL_DEFENSE = PlanTypeConfig(
+    plan_type="RENEWAL_DEFENSE",
+    version=1,
+    allowed_action_types=("REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"),
+    default_sequence=("REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"),
+    retry_limit=3,
+    on_retry_limit="PAUSE",
+    expires_at_days_from_creation=60,
+    renewal_cutoff_days=30,
+    objective_template="Secure renewal before day -30",
+    objective_signal_types=("RENEWAL_COMMITTED", "RENEWAL_CLOSED_WON"),
+)
+
+PLAN_TYPES: dict[str, PlanTypeConfig] = {RENEWAL_DEFENSE.plan_type: RENEWAL_DEFENSE}
+
+_RISK_ORDER = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2}
+
+
+def get_plan_type_config(plan_type: str) -> PlanTypeConfig | None:
+    return PLAN_TYPES.get(plan_type)
+
+
+def get_action_type(action_type: str) -> ActionTypeSpec | None:
+    return ACTION_TYPES.get(action_type)
+
+
+def highest_risk(risk_levels) -> RiskLevel:
+    """Risk accumulation (DESIGN §3.5): a plan is as risky as its riskiest step."""
+    return max((RiskLevel(level) for level in risk_levels), key=_RISK_ORDER.__getitem__, default=RiskLevel.LOW)

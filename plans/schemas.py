@@ -1,0 +1,198 @@
+"""Pydantic shapes: RevenuePlanV1 (wire and audit form of a plan) and bounded service inputs."""
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from plans.models import PlanStatus, PlanStep, RevenuePlan, RiskLevel, StepStatus
+
+MAX_STEPS = 20
+MAX_JSON_KEYS = 50
+
+
+class PlanStepV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step_id: UUID
+    sequence: int = Field(ge=0)
+    action_type: str
+    status: StepStatus
+    depends_on: list[UUID] = Field(default_factory=list)
+    required: bool
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = Field(default=0, ge=0)
+    last_error: str = ""
+    skip_reason: str = ""
+    risk_level: RiskLevel
+    approved_at: datetime | None = None
+    approved_by: int | None = None
+
+    @model_validator(mode="after")
+    def required_step_is_never_skipped(self):
+        if self.required and self.status == StepStatus.SKIPPED:
+            raise ValueError("a required step cannot be SKIPPED")
+        return self
+
+
+class StopReasonV1(BaseModel):
+    code: str
+    detail: str
+
+
+class RevenuePlanV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: UUID
+    tenant_id: UUID
+    account_id: UUID
+    plan_type: str
+    plan_type_version: int
+    objective: str
+    plan_status: PlanStatus
+    steps: list[PlanStepV1]
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    owner_id: int | None
+    risk_level: RiskLevel
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    approved_at: datetime | None = None
+    approved_by: int | None = None
+    activated_at: datetime | None = None
+    paused_at: datetime | None = None
+    completed_at: datetime | None = None
+    aborted_at: datetime | None = None
+    expired_at: datetime | None = None
+    completion_reason: str = ""
+    stop_reason: StopReasonV1 | None = None
+    next_run_at: datetime | None = None
+    created_by: str
+    version: int
+
+
+class StepInput(BaseModel):
+    """A step as a person or the proposal generator writes it: no status, no attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_id: UUID | None = None
+    action_type: str = Field(min_length=1, max_length=64)
+    depends_on: list[UUID] = Field(default_factory=list, max_length=MAX_STEPS)
+    parameters: dict[str, Any] = Field(default_factory=dict, max_length=MAX_JSON_KEYS)
+
+
+class PlanDraftInput(BaseModel):
+    """What `plan_propose` and `plan_edit` accept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objective: str | None = Field(default=None, min_length=1, max_length=500)
+    steps: list[StepInput] = Field(min_length=1, max_length=MAX_STEPS)
+    constraints: dict[str, Any] = Field(default_factory=dict, max_length=MAX_JSON_KEYS)
+
+
+def step_to_schema(step: PlanStep) -> PlanStepV1:
+    return PlanStepV1(
+        step_id=step.step_id,
+        sequence=step.sequence,
+        action_type=step.action_type,
+        status=step.status,
+        depends_on=[UUID(str(dep)) for dep in step.depends_on],
+        required=step.required,
+        parameters=step.parameters,
+        attempts=step.attempts,
+        last_error=step.last_error,
+        skip_reason=step.skip_reason,
+        risk_level=step.risk_level,
+        approved_at=step.approved_at,
+        approved_by=step.approved_by_id,
+    )
+
+
+def plan_to_schema(plan: RevenuePlan, steps: list[PlanStep] | None = None) -> RevenuePlanV1:
+    """Model → RevenuePlanV1. Pass `steps` when they are already loaded (or prefetched)."""
+    plan_steps = steps if steps is not None else list(plan.steps.all())
+    stop_reason = (
+        StopReasonV1(code=plan.stop_reason_code, detail=plan.stop_reason_detail) if plan.stop_reason_code else None
+    )
+    return RevenuePlanV1(
+        plan_id=plan.id,
+        tenant_id=plan.tenant_id,
+        account_id=plan.account_id,
+        plan_type=plan.plan_type,
+        plan_type_version=plan.plan_type_version,
+        objective=plan.objective,
+        plan_status=plan.plan_status,
+        steps=[step_to_schema(step) for step in sorted(plan_steps, key=lambda s: s.sequence)],
+        constraints=plan.constraints,
+        owner_id=plan.owner_id,
+        risk_level=plan.risk_level,
+        expires_at=plan.expires_at,
+        created_at=plan.created_at,
+        updated_at=plan.updated_at,
+        approved_at=plan.approved_at,
+        approved_by=plan.approved_by_id,
+        activated_at=plan.activated_at,
+        paused_at=plan.paused_at,
+        completed_at=plan.completed_at,
+        aborted_at=plan.aborted_at,
+        expired_at=plan.expired_at,
+        completion_reason=plan.completion_reason,
+        stop_reason=stop_reason,
+        next_run_at=plan.next_run_at,
+        created_by=plan.created_by,
+        version=plan.version,
+    )
+
+
+def schema_to_models(schema: RevenuePlanV1) -> tuple[RevenuePlan, list[PlanStep]]:
+    """RevenuePlanV1 → unsaved model instances (the inverse of `plan_to_schema`)."""
+    plan = RevenuePlan(
+        id=schema.plan_id,
+        tenant_id=schema.tenant_id,
+        account_id=schema.account_id,
+        plan_type=schema.plan_type,
+        plan_type_version=schema.plan_type_version,
+        objective=schema.objective,
+        plan_status=schema.plan_status,
+        constraints=schema.constraints,
+        owner_id=schema.owner_id,
+        risk_level=schema.risk_level,
+        expires_at=schema.expires_at,
+        created_at=schema.created_at,
+        updated_at=schema.updated_at,
+        approved_at=schema.approved_at,
+        approved_by_id=schema.approved_by,
+        activated_at=schema.activated_at,
+        paused_at=schema.paused_at,
+        completed_at=schema.completed_at,
+        aborted_at=schema.aborted_at,
+        expired_at=schema.expired_at,
+        completion_reason=schema.completion_reason,
+        stop_reason_code=schema.stop_reason.code if schema.stop_reason else "",
+        stop_reason_detail=schema.stop_reason.detail if schema.stop_reason else "",
+        next_run_at=schema.next_run_at,
+        created_by=schema.created_by,
+        version=schema.version,
+    )
+    steps = [
+        PlanStep(
+            step_id=step.step_id,
+            plan_id=schema.plan_id,
+            sequence=step.sequence,
+            action_type=step.action_type,
+            status=step.status,
+            depends_on=[str(dep) for dep in step.depends_on],
+            required=step.required,
+            parameters=step.parameters,
+            attempts=step.attempts,
+            last_error=step.last_error,
+            skip_reason=step.skip_reason,
+            risk_level=step.risk_level,
+            approved_at=step.approved_at,
+            approved_by_id=step.approved_by,
+        )
+        for step in schema.steps
+    ]
+    return plan, steps

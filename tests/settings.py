@@ -1,0 +1,8 @@
+"""Test settings: the real ones plus the test-only support app (its `flush` respects the ledger trigger)."""
+from revplan.settings import *  # noqa: F403
+from revplan.settings import INSTALLED_APPS
+
+# First, so its `flush` command wins over Django's.
+INSTALLED_APPS = ["tests.support", *INSTALLED_APPS]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; real hashing is Django's job
+LOGGING_CONFIG = None

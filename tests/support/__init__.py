@@ -1,0 +1,1 @@
+"""A test-only Django app: installed by tests.settings, never in production."""
