@@ -8,7 +8,20 @@ from django.contrib import admin
 from plans.models import Account, AccountSignal, KillSwitch, Membership, PlanLedgerEntry, PlanStep, RevenuePlan, Tenant
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class TenantScopedAdmin(admin.ModelAdmin):
+    """Staff see only their own tenants' rows (superusers see all): another tenant's row is a 404."""
+
+    tenant_path = "tenant"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        tenant_ids = request.user.memberships.filter(is_active=True).values("tenant_id")
+        return queryset.filter(**{f"{self.tenant_path}__in": tenant_ids})
+
+
+class ReadOnlyAdmin(TenantScopedAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -26,14 +39,15 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
+    tenant_path = "id"
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "external_id", "owner", "renewal_date"]
     list_filter = ["tenant"]
     list_select_related = ["tenant", "owner"]
@@ -43,7 +57,8 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccountSignal)
-class AccountSignalAdmin(admin.ModelAdmin):
+class AccountSignalAdmin(TenantScopedAdmin):
+    tenant_path = "account__tenant"
     list_display = ["signal_type", "account", "observed_at"]
     list_filter = ["signal_type"]
     list_select_related = ["account"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
+from plans.lifecycle import is_terminal
 from plans.models import PlanStatus, StepStatus
 from plans.plan_types import PlanTypeConfig, get_plan_type_config
 from plans.schemas import RevenuePlanV1
@@ -101,6 +102,7 @@ def evaluate(
         facts.update(step_facts)
         if done:
             return Evaluation(Outcome.COMPLETE, ALL_STEPS_DONE, facts)
-    if now >= plan.expires_at:
+    # A terminal plan is settled; expiring it again would ask for a move the lifecycle refuses.
+    if not is_terminal(plan.plan_status) and now >= plan.expires_at:
         return Evaluation(Outcome.EXPIRE, EXPIRED, facts)
     return Evaluation(Outcome.CONTINUE, "", facts)

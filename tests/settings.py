@@ -6,3 +6,10 @@ from revplan.settings import INSTALLED_APPS
 INSTALLED_APPS = ["tests.support", *INSTALLED_APPS]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; real hashing is Django's job
 LOGGING_CONFIG = None
+
+# One test database per pytest process, so parallel runs on one machine never drop each other's.
+import os  # noqa: E402
+
+from revplan.settings import DATABASES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": f"test_revplan_{os.getpid()}"}

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -26,6 +27,8 @@ ACCOUNT_NAMES = [
 ACCOUNTS_PER_TENANT = 20
 SUPPORT_RISK_EVERY = 4  # every 4th account has a support-risk signal
 DRAFTS_PER_TENANT = 4
+CONSOLE_GROUP = "revplan console"
+CONSOLE_MODELS = ["tenant", "account", "accountsignal", "killswitch", "revenueplan", "planledgerentry"]
 
 
 def _stable_offset(key: str, low: int, high: int) -> int:
@@ -40,6 +43,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         password = settings.DEMO_PASSWORD
         today = timezone.localdate()
+        # The admin shows staff only the models they may view; rows are scoped to their tenants there.
+        console, _ = Group.objects.get_or_create(name=CONSOLE_GROUP)
+        console.permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="plans", codename__in=[f"view_{model}" for model in CONSOLE_MODELS]
+            )
+        )
         for slug, (name, roles) in TENANTS.items():
             tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
             users = {}
@@ -49,6 +59,7 @@ class Command(BaseCommand):
                     user.set_password(password)
                     user.is_staff = True  # every demo user may log into the approvers' console
                     user.save()
+                user.groups.add(console)
                 Membership.objects.update_or_create(
                     user=user, tenant=tenant, defaults={"role": role, "is_active": True}
                 )

@@ -1,0 +1,51 @@
+# Two commands for a fresh machine: `make run` (the whole system with demo data) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test bench lint install services database migrate seed clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	bash scripts/ensure-services.sh
+
+database: install services
+	$(BIN)/python scripts/ensure_database.py
+
+migrate: database
+	$(BIN)/python manage.py migrate --noinput
+
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: seed
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo ""
+	@echo "revplan is starting: admin http://127.0.0.1:8000/admin/  API docs http://127.0.0.1:8000/api/docs/"
+	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops everything"
+	@echo ""
+	$(BIN)/honcho start
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install services
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest
+
+bench: install services
+	$(BIN)/pytest tests/bench -o python_files='bench_*.py' -s
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
