@@ -9,7 +9,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from django.db import connection
@@ -40,9 +41,15 @@ def system_actor(component: str) -> str:
     return f"system:{component}"
 
 
+def _postgresql_number(text: str) -> float | int:
+    # jsonb keeps numbers as exact decimals and prints them without an exponent: the float 1e+20
+    # comes back as the integer 100000000000000000000 (a float written with "e+" is always whole).
+    return int(Decimal(text)) if "e+" in text else float(text)
+
+
 def _jsonable(data: dict) -> dict:
     """What PostgreSQL will hand back, so the stored entry hashes the same as the appended one."""
-    return json.loads(json.dumps(data, default=str, sort_keys=True))
+    return json.loads(json.dumps(data, default=str, sort_keys=True), parse_float=_postgresql_number)
 
 
 def canonical_fields(entry: PlanLedgerEntry) -> dict:
@@ -294,6 +301,87 @@ def tenant_digest(tenant_id: UUID, *, actor: str) -> PlanLedgerEntry:
     )
 
 
+
+def _intent_entry(intent, event_type: EventType, *, actor: str, reason_code: str, explanation: str, data: dict):
+    """Action events go to the plan's chain when the intent comes from a step, else the tenant's.
+
+    The caller holds the plan's row lock (plans.locking.lock_plan) for plan-step intents.
+    """
+    return _append(
+        tenant_id=intent.tenant_id,
+        plan_id=intent.plan_id,
+        step_id=intent.step_id,
+        event_type=event_type,
+        actor=actor,
+        reason_code=reason_code,
+        explanation=explanation,
+        data={
+            "intent_id": str(intent.id),
+            "action_type": intent.action_type,
+            "account_id": str(intent.account_id),
+            "attempt": intent.attempt,
+            **data,
+        },
+    )
+
+
+def action_retry_scheduled(intent, *, actor: str, attempt_number: int, error: str, delay_seconds: float):
+    return _intent_entry(
+        intent, EventType.ACTION_RETRY_SCHEDULED, actor=actor, reason_code="TRANSIENT_ERROR",
+        explanation=f"Try {attempt_number} of {intent.action_type} failed ({error}); trying again in "
+        f"{delay_seconds:.2f}s.",
+        data={"attempt_number": attempt_number, "error": error, "delay_seconds": delay_seconds},
+    )
+
+
+def action_executed(intent, *, actor: str, outcome: str):
+    return _intent_entry(
+        intent, EventType.ACTION_EXECUTED, actor=actor, reason_code=outcome,
+        explanation=f"{intent.action_type} done through the {intent.connector} connector after "
+        f"{intent.attempts} try(s).",
+        data={"outcome": outcome, "external_ids": intent.external_ids, "attempts": intent.attempts},
+    )
+
+
+def action_failed(intent, *, actor: str, outcome: str):
+    return _intent_entry(
+        intent, EventType.ACTION_FAILED, actor=actor, reason_code=intent.failure_class,
+        explanation=f"{intent.action_type} failed ({intent.failure_class}): {intent.failure_reason}",
+        data={"outcome": outcome, "failure_class": intent.failure_class, "failure_reason": intent.failure_reason,
+              "attempts": intent.attempts},
+    )
+
+
+def action_blocked(intent, *, actor: str, blocked_by: str):
+    return _intent_entry(
+        intent, EventType.ACTION_BLOCKED, actor=actor, reason_code="KILL_SWITCH",
+        explanation=f"{intent.action_type} was not sent: {blocked_by} is on.",
+        data={"blocked_by": blocked_by},
+    )
+
+
+def action_expired(intent, *, actor: str):
+    return _intent_entry(
+        intent, EventType.ACTION_EXPIRED, actor=actor, reason_code="EXPIRED",
+        explanation=f"{intent.action_type} was not sent: its approval expired at {intent.expires_at.isoformat()}.",
+        data={"expires_at": intent.expires_at.isoformat()},
+    )
+
+
+def action_cancelled(intent, *, actor: str):
+    return _intent_entry(
+        intent, EventType.ACTION_CANCELLED, actor=actor, reason_code="CANCELLED",
+        explanation=f"{intent.action_type} was cancelled before it ran.", data={},
+    )
+
+
+def action_compensated(intent, *, actor: str):
+    return _intent_entry(
+        intent, EventType.ACTION_COMPENSATED, actor=actor, reason_code="COMPENSATED",
+        explanation=f"{intent.action_type} was undone through the {intent.connector} connector.",
+        data={"external_ids": intent.external_ids},
+    )
+
 # --- verification ----------------------------------------------------------------------------
 
 
@@ -382,6 +470,3 @@ def why_plan_stopped(plan: RevenuePlan) -> PlanLedgerEntry | None:
         return None
     return PlanLedgerEntry.objects.filter(plan_id=plan.id, event_type=event_type).order_by("-chain_seq").first()
 
-
-def entries_between(*, tenant_id: UUID, start: datetime, end: datetime):
-    return PlanLedgerEntry.objects.filter(tenant_id=tenant_id, occurred_at__gte=start, occurred_at__lt=end)

@@ -11,6 +11,8 @@ class ActionTypeSpec:
     external_contact: bool
     connector: str
     required: bool
+    # Connector calls per intent before a transient failure becomes FAILED (the execution spine's retries).
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,9 @@ class PlanTypeConfig:
 ACTION_TYPES: dict[str, ActionTypeSpec] = {
     spec.action_type: spec
     for spec in (
-        ActionTypeSpec("REQUEST_RENEWAL_MEETING", RiskLevel.MEDIUM, True, "calendar", True),
-        ActionTypeSpec("PREP_RENEWAL_BRIEF", RiskLevel.LOW, False, "internal", True),
-        ActionTypeSpec("ESCALATE_SUPPORT_RISK", RiskLevel.HIGH, False, "crm", False),
+        ActionTypeSpec("REQUEST_RENEWAL_MEETING", RiskLevel.MEDIUM, True, "calendar", True, max_attempts=3),
+        ActionTypeSpec("PREP_RENEWAL_BRIEF", RiskLevel.LOW, False, "internal", True, max_attempts=3),
+        ActionTypeSpec("ESCALATE_SUPPORT_RISK", RiskLevel.HIGH, False, "crm", False, max_attempts=4),
     )
 }
 

@@ -137,6 +137,28 @@ CELERY_BEAT_SCHEDULE = {
 
 # Global kill switch for execution (tenant and action-type switches live in the database).
 REVPLAN_EXECUTION_DISABLED = env_bool("REVPLAN_EXECUTION_DISABLED", False)
+
+# Connector defaults; a tenant's ConnectorConfig overrides them key by key. The CalDAV default is
+# the Radicale server the Procfile starts; the CRM has none, so an unrouted CRM action fails clearly.
+REVPLAN_CONNECTOR_DEFAULTS = {
+    "crm": {
+        "base_url": os.environ.get("REVPLAN_CRM_BASE_URL", ""),
+        "api_key": os.environ.get("REVPLAN_CRM_API_KEY", ""),
+        "timeout_seconds": float(os.environ.get("REVPLAN_CRM_TIMEOUT_SECONDS", "10")),
+    },
+    "calendar": {
+        "url": os.environ.get("REVPLAN_CALDAV_URL", "http://127.0.0.1:5232/"),
+        "username": os.environ.get("REVPLAN_CALDAV_USERNAME", "revplan"),
+        "password": os.environ.get("REVPLAN_CALDAV_PASSWORD", ""),
+        "timeout_seconds": float(os.environ.get("REVPLAN_CALDAV_TIMEOUT_SECONDS", "10")),
+    },
+    "internal": {},
+}
+# Transient connector failures: equal-jitter exponential backoff from this base, capped.
+REVPLAN_RETRY_BASE_SECONDS = float(os.environ.get("REVPLAN_RETRY_BASE_SECONDS", "1"))
+REVPLAN_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("REVPLAN_RETRY_MAX_DELAY_SECONDS", "30"))
+# How long an execution's claim lasts without renewal; longer than one connector call plus its backoff.
+REVPLAN_EXECUTION_LEASE_SECONDS = float(os.environ.get("REVPLAN_EXECUTION_LEASE_SECONDS", "300"))
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "revplan-demo")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

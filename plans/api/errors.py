@@ -1,10 +1,15 @@
 """One exception handler: domain and DRF errors become {"code", "detail", "reasons"} (DESIGN §7)."""
+import logging
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from plans.errors import DomainError
+
+logger = logging.getLogger(__name__)
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "NOT_AUTHENTICATED",
@@ -42,9 +47,20 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("REQUEST_TOO_LARGE", "The request body is larger than this API accepts."),
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return Response(error_body("MALFORMED_REQUEST", "The request was refused as malformed."),
+                        status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        # No stack trace leaves the server; the log has it, with the view that failed.
+        logger.exception("unhandled API error", extra={"view": type(context.get("view")).__name__})
+        return Response(
+            error_body("INTERNAL_ERROR", "Something went wrong on our side; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     code = next((code for cls, code in _DRF_CODES.items() if isinstance(exc, cls)), "ERROR")
     if isinstance(exc, exceptions.ValidationError):
         response.data = error_body(code, "The request is not valid.", _field_reasons(exc.detail))

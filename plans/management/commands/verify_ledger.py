@@ -1,4 +1,6 @@
 """manage.py verify_ledger [--tenant SLUG] [--plan UUID]: walk the hash chains, name the first break."""
+import uuid
+
 from django.core.management.base import BaseCommand, CommandError
 
 from plans.ledger import verify_ledger
@@ -18,6 +20,11 @@ class Command(BaseCommand):
             tenant_id = Tenant.objects.filter(slug=tenant).values_list("id", flat=True).first()
             if tenant_id is None:
                 raise CommandError(f"no tenant {tenant!r}")
+        if plan:
+            try:
+                plan = uuid.UUID(plan)
+            except ValueError:
+                raise CommandError(f"--plan must be a plan id (a UUID), not {plan!r}") from None
         report = verify_ledger(tenant_id=tenant_id, plan_id=plan)
         if not report.ok:
             for problem in report.broken:

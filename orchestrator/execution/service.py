@@ -1,0 +1,360 @@
+"""ExecutionService: carry out an approved ActionIntent exactly once, never re-deciding (DESIGN §5).
+
+One execution per intent: a worker claims the intent with a conditional UPDATE that hands it a
+lease token; every later write is conditional on that token, so a second caller, a redelivered
+message or a worker that stalled past its lease cannot record a second outcome. The connector
+sends `intent.effect_key` outside, so an effect made before a crash is found, not made again.
+"""
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestrator.execution.connectors import ExternalRef, PermanentError, TransientError, build_connector
+from orchestrator.execution.models import (
+    FINISHED_INTENT_STATUSES,
+    ActionIntent,
+    AttemptOutcome,
+    ExecutionAttempt,
+    FailureClass,
+    IntentStatus,
+    Outcome,
+)
+from orchestrator.execution.retry import backoff_delay
+from plans import ledger
+from plans.errors import Conflict, DomainError, NotFound, ValidationFailed
+from plans.locking import lock_plan
+from plans.models import AccountSignal
+from plans.plan_types import get_action_type
+from plans.selectors import execution_killed_by
+
+logger = logging.getLogger(__name__)
+
+ACTOR = ledger.system_actor("execution")
+KILL_SWITCH = "KILL_SWITCH"
+
+
+class ExecutionBlocked(DomainError):
+    """A kill switch stopped the intent before anything was sent; it stays PENDING for later."""
+
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class _Claim:
+    intent_id: UUID
+    token: UUID
+
+
+def effect_key_for(*, intent_id: UUID, plan_id: UUID | None, step_id: UUID | None) -> str:
+    """Plan steps key by (plan, step), not attempt: a retry after an ambiguous failure finds the first effect."""
+    return f"plan:{plan_id}:step:{step_id}" if plan_id else f"intent:{intent_id}"
+
+
+def intent_create(
+    *,
+    tenant_id: UUID,
+    account_id: UUID,
+    action_type: str,
+    expires_at: datetime,
+    parameters: dict | None = None,
+    approved_by=None,
+    approving_policy: str = "",
+    plan_id: UUID | None = None,
+    step_id: UUID | None = None,
+    attempt: int | None = None,
+) -> ActionIntent:
+    """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first."""
+    if get_action_type(action_type) is None:
+        raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
+    if approved_by is None and not approving_policy:
+        raise ValidationFailed("VALIDATION_ERROR", "An intent needs a person who approved it or an approving policy.")
+    if (plan_id is None) != (step_id is None) or (plan_id is None) != (attempt is None):
+        raise ValidationFailed("VALIDATION_ERROR", "plan_id, step_id and attempt go together.")
+    intent_id = uuid.uuid4()
+    fields = {
+        "id": intent_id,
+        "tenant_id": tenant_id,
+        "account_id": account_id,
+        "action_type": action_type,
+        "parameters": parameters or {},
+        "approved_by": approved_by,
+        "approving_policy": approving_policy,
+        "expires_at": expires_at,
+        "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
+    }
+    if plan_id is None:
+        return ActionIntent.objects.create(**fields)
+    try:
+        with transaction.atomic():
+            return ActionIntent.objects.create(plan_id=plan_id, step_id=step_id, attempt=attempt, **fields)
+    except IntegrityError:
+        return ActionIntent.objects.get(plan_id=plan_id, step_id=step_id, attempt=attempt)
+
+
+class ExecutionService:
+    """execute / status / cancel / compensate. Clock, sleep and randomness are injectable for tests."""
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = timezone.now,
+        rng: random.Random | None = None,
+    ):
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def status(self, intent_id: UUID) -> ActionIntent:
+        intent = ActionIntent.objects.filter(pk=intent_id).prefetch_related("execution_attempts").first()
+        if intent is None:
+            raise NotFound("NOT_FOUND", f"Action intent {intent_id} does not exist.")
+        return intent
+
+    # --- execute -------------------------------------------------------------------------------
+
+    def execute(self, intent_id: UUID) -> ActionIntent:
+        intent = self._load(intent_id)
+        if intent.status in FINISHED_INTENT_STATUSES:
+            return intent  # the recorded outcome; nothing is sent again
+        if intent.expires_at <= self.clock():
+            return self._expire(intent)
+        self._raise_if_killed(intent)
+        claim = self._claim(intent)
+        if claim is None:
+            return self._load(intent_id)  # another worker holds it, or it finished meanwhile
+        intent = self._load(intent_id)
+        log = {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
+               "attempt": intent.attempt, "action_type": intent.action_type}
+        try:
+            connector = build_connector(intent)
+            intent.connector = connector.name
+            connector.validate(intent)
+        except PermanentError as error:
+            return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
+        spec = get_action_type(intent.action_type)
+        number = intent.attempts
+        delay, last_error = 0.0, ""
+        while number < spec.max_attempts:
+            number += 1
+            if delay:
+                self.sleep(delay)
+            if not self._renew(claim, attempts=number, connector=connector.name):
+                logger.warning("execution claim lost; another worker took over", extra=log)
+                return self._load(intent_id)
+            blocked_by = execution_killed_by(intent.tenant_id, intent.action_type)
+            if blocked_by:
+                self._release_blocked(intent, claim, blocked_by)
+                raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
+            started_at = self.clock()
+            try:
+                ref = connector.execute(intent)
+            except TransientError as error:
+                last_error = str(error)
+                self._record_attempt(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error)
+                if number >= spec.max_attempts:
+                    break
+                delay = backoff_delay(
+                    number + 1,
+                    base=settings.REVPLAN_RETRY_BASE_SECONDS,
+                    cap=settings.REVPLAN_RETRY_MAX_DELAY_SECONDS,
+                    retry_after=error.retry_after,
+                    rng=self.rng,
+                )
+                self._ledger_retry(intent, number, last_error, delay)
+                logger.info("transient connector error; retrying", extra={**log, "try": number, "delay": delay,
+                                                                         "error": last_error})
+                continue
+            except PermanentError as error:
+                self._record_attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
+                return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
+            self._record_attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
+            return self._finish_succeeded(intent, claim, ref, log)
+        reason = f"gave up after {number} tries; last error: {last_error}"
+        return self._finish_failed(intent, claim, FailureClass.TRANSIENT, reason, log)
+
+    # --- cancel and compensate ------------------------------------------------------------------
+
+    def cancel(self, intent_id: UUID, *, actor: str) -> ActionIntent:
+        """Only an intent that has not started can be cancelled; a running one is stopped by a kill switch."""
+        intent = self._load(intent_id)
+        with transaction.atomic():
+            self._lock_chain(intent)
+            cancelled = ActionIntent.objects.filter(pk=intent_id, status=IntentStatus.PENDING).update(
+                status=IntentStatus.CANCELLED, failure_class=FailureClass.CANCELLED,
+                failure_reason=f"cancelled by {actor}", finished_at=self.clock(),
+            )
+            if not cancelled:
+                raise Conflict("INTENT_NOT_CANCELLABLE", f"The intent is {self._load(intent_id).status}; only a "
+                                                         "PENDING intent can be cancelled.")
+            intent = self._load(intent_id)
+            ledger.action_cancelled(intent, actor=actor)
+        return intent
+
+    def compensate(self, intent_id: UUID, *, actor: str) -> ActionIntent:
+        """Undo a succeeded intent's effect through its connector (for the reversible connectors)."""
+        intent = self._load(intent_id)
+        if intent.status != IntentStatus.SUCCEEDED or intent.compensated_at:
+            raise Conflict("INTENT_NOT_COMPENSABLE", "Only a SUCCEEDED intent that was not undone can be undone.")
+        connector = build_connector(intent)
+        connector.compensate(intent, ExternalRef(intent.connector, intent.external_ids))
+        with transaction.atomic():
+            self._lock_chain(intent)
+            updated = ActionIntent.objects.filter(pk=intent_id, compensated_at__isnull=True).update(
+                compensated_at=self.clock()
+            )
+            intent = self._load(intent_id)
+            if updated:
+                ledger.action_compensated(intent, actor=actor)
+        return intent
+
+    # --- the claim -------------------------------------------------------------------------------
+
+    def _claim(self, intent: ActionIntent) -> _Claim | None:
+        """PENDING, or EXECUTING whose lease ran out (its worker died): take it with a fresh token."""
+        now = self.clock()
+        token = uuid.uuid4()
+        claimed = ActionIntent.objects.filter(
+            Q(status=IntentStatus.PENDING) | Q(status=IntentStatus.EXECUTING, lease_expires_at__lt=now),
+            pk=intent.pk,
+        ).update(
+            status=IntentStatus.EXECUTING,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS),
+            started_at=now,
+        )
+        return _Claim(intent.pk, token) if claimed else None
+
+    def _renew(self, claim: _Claim, *, attempts: int, connector: str) -> bool:
+        return bool(
+            ActionIntent.objects.filter(pk=claim.intent_id, lease_token=claim.token, status=IntentStatus.EXECUTING)
+            .update(
+                attempts=attempts,
+                connector=connector,
+                lease_expires_at=self.clock() + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS),
+            )
+        )
+
+    def _record_attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> None:
+        try:
+            with transaction.atomic():
+                ExecutionAttempt.objects.create(
+                    intent_id=claim.intent_id, number=number, delay_before_seconds=delay, started_at=started_at,
+                    finished_at=self.clock(), outcome=outcome, error=error[:2000], external_ids=external_ids or {},
+                )
+        except IntegrityError:
+            # A worker that took over already recorded this try; its record stands.
+            logger.warning("attempt already recorded by another worker", extra={"intent_id": str(claim.intent_id),
+                                                                                "try": number})
+
+    # --- outcomes --------------------------------------------------------------------------------
+
+    def _finish(self, intent: ActionIntent, claim: _Claim | None, **fields) -> bool:
+        """Conditional on the claim: a stale worker's result is refused (returns False)."""
+        match = {"pk": intent.pk, "lease_token": claim.token, "status": IntentStatus.EXECUTING} if claim else {
+            "pk": intent.pk, "status": IntentStatus.PENDING}
+        return bool(ActionIntent.objects.filter(**match).update(
+            finished_at=self.clock(), lease_token=None, lease_expires_at=None, **fields
+        ))
+
+    def _finish_succeeded(self, intent, claim, ref: ExternalRef, log) -> ActionIntent:
+        with transaction.atomic():
+            self._lock_chain(intent)
+            if not self._finish(intent, claim, status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
+                logger.warning("stale worker's success refused; the claim had moved on", extra=log)
+                return self._load(intent.pk)
+            intent = self._load(intent.pk)
+            ledger.action_executed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_SUCCEEDED)
+            self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
+        logger.info("action executed", extra={**log, "outcome": Outcome.EXECUTION_SUCCEEDED, "external_ids": ref.ids})
+        return intent
+
+    def _finish_failed(self, intent, claim, failure_class: str, reason: str, log) -> ActionIntent:
+        with transaction.atomic():
+            self._lock_chain(intent)
+            finished = self._finish(intent, claim, status=IntentStatus.FAILED, failure_class=failure_class,
+                                    failure_reason=reason[:2000], connector=intent.connector)
+            if not finished:
+                logger.warning("stale worker's failure refused; the claim had moved on", extra=log)
+                return self._load(intent.pk)
+            intent = self._load(intent.pk)
+            ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
+            self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
+                         {"failure_class": failure_class, "failure_reason": reason})
+        logger.warning("action failed", extra={**log, "outcome": Outcome.EXECUTION_FAILED,
+                                                "failure_class": failure_class, "reason": reason})
+        return intent
+
+    def _expire(self, intent: ActionIntent) -> ActionIntent:
+        with transaction.atomic():
+            self._lock_chain(intent)
+            if self._finish(intent, None, status=IntentStatus.EXPIRED, failure_class=FailureClass.EXPIRED,
+                            failure_reason="the approval expired before the action ran"):
+                intent = self._load(intent.pk)
+                ledger.action_expired(intent, actor=ACTOR)
+        return self._load(intent.pk)
+
+    def _raise_if_killed(self, intent: ActionIntent) -> None:
+        blocked_by = execution_killed_by(intent.tenant_id, intent.action_type)
+        if blocked_by:
+            with transaction.atomic():
+                self._lock_chain(intent)
+                ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
+            raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
+
+    def _release_blocked(self, intent: ActionIntent, claim: _Claim, blocked_by: str) -> None:
+        """A switch flipped between tries: hand the intent back (PENDING) so it can run once released."""
+        with transaction.atomic():
+            self._lock_chain(intent)
+            released = ActionIntent.objects.filter(pk=intent.pk, lease_token=claim.token).update(
+                status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None
+            )
+            if released:
+                ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
+
+    def _ledger_retry(self, intent: ActionIntent, number: int, error: str, delay: float) -> None:
+        with transaction.atomic():
+            self._lock_chain(intent)
+            ledger.action_retry_scheduled(intent, actor=ACTOR, attempt_number=number, error=error, delay_seconds=delay)
+
+    def _signal(self, intent: ActionIntent, signal_type: str, outcome: str, details: dict) -> None:
+        AccountSignal.objects.create(
+            account_id=intent.account_id,
+            signal_type=signal_type,
+            observed_at=self.clock(),
+            payload={
+                "intent_id": str(intent.id),
+                "action_type": intent.action_type,
+                "outcome": outcome,
+                "plan_id": str(intent.plan_id) if intent.plan_id else None,
+                "step_id": str(intent.step_id) if intent.step_id else None,
+                **details,
+            },
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_chain(intent: ActionIntent) -> None:
+        """A plan step's ledger entries join the plan's chain, which its row lock serialises."""
+        if intent.plan_id:
+            lock_plan(intent.plan_id)
+
+    @staticmethod
+    def _load(intent_id: UUID) -> ActionIntent:
+        intent = ActionIntent.objects.select_related("account", "tenant").filter(pk=intent_id).first()
+        if intent is None:
+            raise NotFound("NOT_FOUND", f"Action intent {intent_id} does not exist.")
+        return intent

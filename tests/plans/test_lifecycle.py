@@ -1,0 +1,202 @@
+"""The full 7x7 plan status matrix (DESIGN §3.2), driven through the real service functions."""
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from plans import lifecycle, services
+from plans.errors import Conflict
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from tests.factories import make_plan
+
+S = PlanStatus
+
+# Written by hand from DESIGN §3.2; deliberately not derived from plans.lifecycle.
+EXPECTED_ALLOWED = frozenset({
+    (S.DRAFT, S.APPROVED),
+    (S.DRAFT, S.ABORTED),
+    (S.DRAFT, S.EXPIRED),
+    (S.APPROVED, S.ACTIVE),
+    (S.APPROVED, S.DRAFT),
+    (S.APPROVED, S.ABORTED),
+    (S.APPROVED, S.EXPIRED),
+    (S.ACTIVE, S.DRAFT),
+    (S.ACTIVE, S.PAUSED),
+    (S.ACTIVE, S.ABORTED),
+    (S.ACTIVE, S.EXPIRED),
+    (S.ACTIVE, S.COMPLETED),
+    (S.PAUSED, S.ACTIVE),
+    (S.PAUSED, S.DRAFT),
+    (S.PAUSED, S.ABORTED),
+    (S.PAUSED, S.EXPIRED),
+})
+
+# Every service function that moves a plan, the status it moves to and the ledger event it writes.
+VERB_TARGET_AND_EVENT: dict[str, tuple[PlanStatus, EventType]] = {
+    "approve": (S.APPROVED, EventType.PLAN_APPROVED),
+    "activate": (S.ACTIVE, EventType.PLAN_ACTIVATED),
+    "resume": (S.ACTIVE, EventType.PLAN_RESUMED),
+    "pause": (S.PAUSED, EventType.PLAN_PAUSED),
+    "pause_by_policy": (S.PAUSED, EventType.PLAN_PAUSED),
+    "revise": (S.DRAFT, EventType.PLAN_REVISED),
+    "abort": (S.ABORTED, EventType.PLAN_ABORTED),
+    "abort_by_policy": (S.ABORTED, EventType.PLAN_ABORTED),
+    "expire": (S.EXPIRED, EventType.PLAN_EXPIRED),
+    "complete": (S.COMPLETED, EventType.PLAN_COMPLETED),
+}
+
+# For each allowed pair, the verbs that make that move (by hand). Any other verb aiming at the same
+# target from the same status must be refused (e.g. resume is not how an APPROVED plan starts).
+VERBS_FOR_ALLOWED_PAIR: dict[tuple[PlanStatus, PlanStatus], tuple[str, ...]] = {
+    (S.DRAFT, S.APPROVED): ("approve",),
+    (S.DRAFT, S.ABORTED): ("abort", "abort_by_policy"),
+    (S.DRAFT, S.EXPIRED): ("expire",),
+    (S.APPROVED, S.ACTIVE): ("activate",),
+    (S.APPROVED, S.DRAFT): ("revise",),
+    (S.APPROVED, S.ABORTED): ("abort", "abort_by_policy"),
+    (S.APPROVED, S.EXPIRED): ("expire",),
+    (S.ACTIVE, S.DRAFT): ("revise",),
+    (S.ACTIVE, S.PAUSED): ("pause", "pause_by_policy"),
+    (S.ACTIVE, S.ABORTED): ("abort", "abort_by_policy"),
+    (S.ACTIVE, S.EXPIRED): ("expire",),
+    (S.ACTIVE, S.COMPLETED): ("complete",),
+    (S.PAUSED, S.ACTIVE): ("resume",),
+    (S.PAUSED, S.DRAFT): ("revise",),
+    (S.PAUSED, S.ABORTED): ("abort", "abort_by_policy"),
+    (S.PAUSED, S.EXPIRED): ("expire",),
+}
+
+VERBS: dict[str, Callable] = {
+    "approve": lambda plan_id, user: services.plan_approve(plan_id=plan_id, user=user),
+    "activate": lambda plan_id, user: services.plan_activate(plan_id=plan_id),
+    "resume": lambda plan_id, user: services.plan_resume(plan_id=plan_id, user=user),
+    "pause": lambda plan_id, user: services.plan_pause(plan_id=plan_id, user=user, reason="customer on holiday"),
+    "pause_by_policy": lambda plan_id, user: services.plan_pause_by_policy(
+        plan_id=plan_id, component="tests", reason_code="RETRY_LIMIT_EXCEEDED", explanation="Step failed 3 times."
+    ),
+    "revise": lambda plan_id, user: services.plan_revise(plan_id=plan_id, user=user, reason="add a step"),
+    "abort": lambda plan_id, user: services.plan_abort(plan_id=plan_id, user=user, reason="deal lost"),
+    "abort_by_policy": lambda plan_id, user: services.plan_abort_by_policy(
+        plan_id=plan_id, component="tests", reason_code="UNRECOVERABLE", explanation="The connector is gone."
+    ),
+    "expire": lambda plan_id, user: services.plan_expire(plan_id=plan_id),
+    "complete": lambda plan_id, user: services.plan_complete(plan_id=plan_id),
+}
+
+# The columns a plan in each status carries, as if it had got there through the services.
+STATUS_FIELDS: dict[PlanStatus, dict] = {
+    S.DRAFT: {},
+    S.APPROVED: {},
+    S.ACTIVE: {"activated_at": "past"},
+    S.PAUSED: {"activated_at": "past", "paused_at": "past", "stop_reason_code": "PAUSED_BY_USER"},
+    S.COMPLETED: {"activated_at": "past", "completed_at": "past", "completion_reason": "all_steps_done",
+                  "stop_reason_code": "all_steps_done"},
+    S.ABORTED: {"aborted_at": "past", "stop_reason_code": "ABORTED_BY_USER"},
+    S.EXPIRED: {"expired_at": "past", "stop_reason_code": "expired"},
+}
+
+
+def _plan_in(world, status: PlanStatus, verb: str) -> RevenuePlan:
+    """A plan in `status` with whatever the verb needs to succeed except the right status."""
+    now = timezone.now()
+    fields = {name: (now - timedelta(minutes=2) if value == "past" else value)
+              for name, value in STATUS_FIELDS[status].items()}
+    if verb == "expire":
+        fields["expires_at"] = now - timedelta(minutes=1)
+    if verb == "complete":
+        fields["step_status"] = StepStatus.DONE
+    # created by the system, so the tenant admin acting below is not the creator
+    return make_plan(account=world.account, status=status, created_by="system:tests", **fields)
+
+
+def _plan_row(plan_id) -> dict:
+    return RevenuePlan.objects.filter(pk=plan_id).values().get()
+
+
+def _step_rows(plan_id) -> list[dict]:
+    return list(PlanStep.objects.filter(plan_id=plan_id).order_by("sequence").values())
+
+
+def _allowed_cases():
+    for pair, verbs in sorted(VERBS_FOR_ALLOWED_PAIR.items()):
+        for verb in verbs:
+            yield pytest.param(*pair, verb, id=f"{pair[0]}->{pair[1]}:{verb}")
+
+
+def _refused_cases():
+    for source in PlanStatus:
+        for target in PlanStatus:
+            for verb, (verb_target, _) in VERB_TARGET_AND_EVENT.items():
+                if verb_target == target and verb not in VERBS_FOR_ALLOWED_PAIR.get((source, target), ()):
+                    yield pytest.param(source, target, verb, id=f"{source}->{target}:{verb}")
+
+
+def test_hand_written_allowed_set_is_the_lifecycle_table():
+    assert len(EXPECTED_ALLOWED) == 16
+    assert set(VERBS_FOR_ALLOWED_PAIR) == EXPECTED_ALLOWED
+    assert lifecycle.ALLOWED_TRANSITIONS == EXPECTED_ALLOWED
+
+
+def test_every_pair_of_the_matrix_is_exercised():
+    exercised = {(case.values[0], case.values[1]) for case in [*_allowed_cases(), *_refused_cases()]}
+    assert exercised == {(source, target) for source in PlanStatus for target in PlanStatus}
+    assert len(exercised) == 49
+    # a terminal plan is offered every verb, and every one of them is in the refused set
+    for terminal in (S.COMPLETED, S.ABORTED, S.EXPIRED):
+        refused_verbs = {case.values[2] for case in _refused_cases() if case.values[0] == terminal}
+        assert refused_verbs == set(VERBS)
+
+
+@pytest.mark.parametrize(("from_status", "to_status", "verb"), list(_allowed_cases()))
+def test_allowed_move_changes_status_and_writes_one_ledger_entry(world, from_status, to_status, verb):
+    # given
+    plan = _plan_in(world, from_status, verb)
+    before = _plan_row(plan.id)
+    expected_target, expected_event = VERB_TARGET_AND_EVENT[verb]
+    assert expected_target == to_status
+    ledger_ids_before = set(PlanLedgerEntry.objects.filter(tenant=world.tenant).values_list("id", flat=True))
+
+    # when
+    VERBS[verb](plan.id, world.admin)
+
+    # then
+    after = _plan_row(plan.id)
+    assert after["plan_status"] == to_status
+    assert after["version"] == before["version"] + 1
+    new_entries = list(PlanLedgerEntry.objects.filter(tenant=world.tenant).exclude(id__in=ledger_ids_before))
+    assert [(entry.plan_id, entry.event_type) for entry in new_entries] == [(plan.id, expected_event)]
+    entry = new_entries[0]
+    assert entry.data["from_status"] == from_status
+    assert entry.data["to_status"] == to_status
+    assert entry.data["plan"]["plan_status"] == to_status
+    if to_status in (S.PAUSED, S.ABORTED, S.EXPIRED, S.COMPLETED):
+        # a stopped plan says why, and says the same as its ledger entry
+        assert after["stop_reason_code"]
+        assert after["stop_reason_code"] == entry.reason_code
+    else:
+        assert after["stop_reason_code"] == ""
+    if to_status == S.DRAFT:
+        assert after["approved_at"] is None
+        assert after["approved_by_id"] is None
+    if to_status == S.APPROVED:
+        assert after["approved_by_id"] == world.admin.pk
+        assert after["approved_at"] is not None
+
+
+@pytest.mark.parametrize(("from_status", "to_status", "verb"), list(_refused_cases()))
+def test_refused_move_is_an_invalid_transition_and_changes_nothing(world, from_status, to_status, verb):
+    # given
+    plan = _plan_in(world, from_status, verb)
+    plan_before, steps_before = _plan_row(plan.id), _step_rows(plan.id)
+    ledger_count_before = PlanLedgerEntry.objects.filter(tenant=world.tenant).count()
+
+    # when
+    with pytest.raises(Conflict) as refused:
+        VERBS[verb](plan.id, world.admin)
+
+    # then
+    assert refused.value.code == "INVALID_TRANSITION"
+    assert _plan_row(plan.id) == plan_before
+    assert _step_rows(plan.id) == steps_before
+    assert PlanLedgerEntry.objects.filter(tenant=world.tenant).count() == ledger_count_before
