@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from orchestrator.execution.models import ActionRoute, ConnectorName
 from plans import services
 from plans.lifecycle import NON_TERMINAL
 from plans.models import Account, AccountSignal, Membership, RevenuePlan, Role, Tenant
@@ -65,6 +66,11 @@ class Command(BaseCommand):
                 )
                 users[role] = user
             seller = users[Role.SELLER]
+            if not settings.REVPLAN_CONNECTOR_DEFAULTS["crm"]["base_url"]:
+                # No CRM to send escalations to: they become internal tasks for the support lead (DESIGN §8).
+                ActionRoute.objects.get_or_create(
+                    tenant=tenant, action_type="ESCALATE_SUPPORT_RISK", defaults={"connector": ConnectorName.INTERNAL}
+                )
             accounts = []
             for index, account_name in enumerate(ACCOUNT_NAMES[:ACCOUNTS_PER_TENANT]):
                 external_id = f"{slug}-{index:03d}"
