@@ -11,7 +11,8 @@ from plans.models import Account, RevenuePlan
 
 def lock_plan(plan_id: UUID) -> RevenuePlan:
     try:
-        return RevenuePlan.objects.select_for_update().select_related("account").get(pk=plan_id)
+        # of=("self",): the join must not lock the account too, or plans of one account would queue.
+        return RevenuePlan.objects.select_for_update(of=("self",)).select_related("account").get(pk=plan_id)
     except (RevenuePlan.DoesNotExist, ValueError):
         raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.") from None
 
