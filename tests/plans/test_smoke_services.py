@@ -1,0 +1,25 @@
+"""Happy path through the services: propose → approve → activate → pause → resume → abort."""
+from plans import services
+from plans.models import EventType, PlanLedgerEntry, PlanStatus
+from plans.proposals import renewal_defense_draft
+
+
+def test_plan_walks_its_happy_path(world):
+    plan = services.plan_propose(
+        account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
+        draft=renewal_defense_draft(signal_types=set()), actor=world.seller,
+    )
+    assert plan.plan_status == PlanStatus.DRAFT
+    assert plan.steps.count() == 2
+    services.plan_approve(plan_id=plan.id, user=world.approver)
+    services.plan_activate(plan_id=plan.id)
+    services.plan_pause(plan_id=plan.id, user=world.seller, reason="customer on holiday")
+    services.plan_resume(plan_id=plan.id, user=world.seller)
+    plan = services.plan_abort(plan_id=plan.id, user=world.admin, reason="deal lost")
+    assert plan.plan_status == PlanStatus.ABORTED
+    events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", flat=True))
+    assert events == [
+        EventType.PLAN_CREATED, EventType.PLAN_APPROVED, EventType.PLAN_ACTIVATED, EventType.PLAN_PAUSED,
+        EventType.PLAN_RESUMED, EventType.PLAN_ABORTED,
+    ]
+    assert plan.version == 6
