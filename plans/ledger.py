@@ -302,6 +302,46 @@ def tenant_digest(tenant_id: UUID, *, actor: str) -> PlanLedgerEntry:
 
 
 
+def step_attempt_started(plan: RevenuePlan, *, step, intent, actor: str) -> PlanLedgerEntry:
+    decision = intent.autonomy_decision
+    return _append(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.id,
+        step_id=step.step_id,
+        event_type=EventType.STEP_ATTEMPT_STARTED,
+        actor=actor,
+        reason_code=decision.get("reason", ""),
+        explanation=f"Attempt {intent.attempt} of {step.action_type} started: {decision.get('explanation', '')}",
+        data={"attempt": intent.attempt, "intent_id": str(intent.id), "autonomy_decision": decision},
+    )
+
+
+def step_awaiting_approval(plan: RevenuePlan, *, step, decision: dict, actor: str) -> PlanLedgerEntry:
+    return _append(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.id,
+        step_id=step.step_id,
+        event_type=EventType.STEP_AWAITING_APPROVAL,
+        actor=actor,
+        reason_code=decision.get("reason", ""),
+        explanation=f"{step.action_type} waits for a person's approval: {decision.get('explanation', '')}",
+        data={"autonomy_decision": decision},
+    )
+
+
+def step_retry_scheduled(plan: RevenuePlan, *, step, attempt: int, error: str, next_attempt_at, actor: str):
+    return _append(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.id,
+        step_id=step.step_id,
+        event_type=EventType.STEP_RETRY_SCHEDULED,
+        actor=actor,
+        reason_code="STEP_FAILED",
+        explanation=f"Attempt {attempt} of {step.action_type} failed ({error}); attempt {attempt + 1} at "
+        f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC.",
+        data={"attempt": attempt, "error": error, "next_attempt_at": next_attempt_at.isoformat()},
+    )
+
 def _intent_entry(intent, event_type: EventType, *, actor: str, reason_code: str, explanation: str, data: dict):
     """Action events go to the plan's chain when the intent comes from a step, else the tenant's.
 

@@ -195,6 +195,8 @@ class PlanStep(models.Model):
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # A retried step waits until then (exponential backoff between step attempts).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["sequence"]
@@ -237,6 +239,9 @@ class EventType(models.TextChoices):
     ACTION_EXPIRED = "ACTION_EXPIRED"
     ACTION_CANCELLED = "ACTION_CANCELLED"
     ACTION_COMPENSATED = "ACTION_COMPENSATED"
+    STEP_ATTEMPT_STARTED = "STEP_ATTEMPT_STARTED"
+    STEP_AWAITING_APPROVAL = "STEP_AWAITING_APPROVAL"
+    STEP_RETRY_SCHEDULED = "STEP_RETRY_SCHEDULED"
 
 
 class LedgerQuerySet(models.QuerySet):

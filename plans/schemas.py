@@ -27,6 +27,7 @@ class PlanStepV1(BaseModel):
     risk_level: RiskLevel
     approved_at: datetime | None = None
     approved_by: int | None = None
+    next_attempt_at: datetime | None = None
 
     @model_validator(mode="after")
     def required_step_is_never_skipped(self):
@@ -107,6 +108,7 @@ def step_to_schema(step: PlanStep) -> PlanStepV1:
         risk_level=step.risk_level,
         approved_at=step.approved_at,
         approved_by=step.approved_by_id,
+        next_attempt_at=step.next_attempt_at,
     )
 
 
@@ -192,6 +194,7 @@ def schema_to_models(schema: RevenuePlanV1) -> tuple[RevenuePlan, list[PlanStep]
             risk_level=step.risk_level,
             approved_at=step.approved_at,
             approved_by_id=step.approved_by,
+            next_attempt_at=step.next_attempt_at,
         )
         for step in schema.steps
     ]

@@ -123,11 +123,67 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Ack after the task ran, and requeue it if its worker process dies: every task is safe to repeat.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Prefetch 1: a step can take minutes; a prefetched message would wait behind it, unacked.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Tasks still running when the broker connection drops would be redelivered anyway; stop them.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# How long an execution's claim lasts without renewal; longer than one connector call plus its backoff.
+REVPLAN_EXECUTION_LEASE_SECONDS = float(os.environ.get("REVPLAN_EXECUTION_LEASE_SECONDS", "300"))
+# An unacked message returns to the queue after this; it must outlast the longest step (its lease).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(
+        os.environ.get("REVPLAN_BROKER_VISIBILITY_TIMEOUT", str(int(2 * REVPLAN_EXECUTION_LEASE_SECONDS)))
+    ),
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "orchestrator.tick": {"queue": "ticks"},
+    "plans.tasks.*": {"queue": "ticks"},
+    "orchestrator.advance_plan": {"queue": "advance"},
+    "orchestrator.execute_step": {"queue": "execute"},
+}
+CELERY_TASK_ANNOTATIONS = {
+    "orchestrator.tick": {"soft_time_limit": 50, "time_limit": 60},
+    "orchestrator.advance_plan": {"soft_time_limit": 50, "time_limit": 60},
+    # A step runs its connector calls and their backoff inside its lease; past the lease another
+    # worker may take over (and this one's result is refused), so a hung one is stopped soon after.
+    "orchestrator.execute_step": {
+        "soft_time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + 20,
+        "time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + 30,
+    },
+}
+
+ORCHESTRATOR_TICK_SECONDS = float(os.environ.get("ORCHESTRATOR_TICK_SECONDS", "30"))
+# Plans one tick claims at most; the rest wait for the next tick (oldest next_run_at first).
+ORCHESTRATOR_TICK_BATCH = int(os.environ.get("ORCHESTRATOR_TICK_BATCH", "10000"))
+# A plan a tick enqueued is not enqueued again for this long, by any beat.
+ORCHESTRATOR_REENQUEUE_GUARD_SECONDS = float(os.environ.get("ORCHESTRATOR_REENQUEUE_GUARD_SECONDS", "60"))
+ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS = float(os.environ.get("ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS", "60"))
+# A step attempt not started after this is sent again (its message was lost).
+ORCHESTRATOR_REDELIVERY_SECONDS = float(os.environ.get("ORCHESTRATOR_REDELIVERY_SECONDS", "60"))
+# Backoff between step attempts after a failed one: base, 2 x base, 4 x base ...
+ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = float(os.environ.get("ORCHESTRATOR_STEP_RETRY_BASE_SECONDS", "30"))
+# A step attempt whose worker died this many times is FAILED (WORKER_LOST) instead of looping.
+ORCHESTRATOR_MAX_DELIVERIES = int(os.environ.get("ORCHESTRATOR_MAX_DELIVERIES", "5"))
+ORCHESTRATOR_PLAN_LOCK_SECONDS = float(os.environ.get("ORCHESTRATOR_PLAN_LOCK_SECONDS", "60"))
+ORCHESTRATOR_ADVANCE_LOCK_RETRIES = 5
+ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS = 0.2
+
 CELERY_BEAT_SCHEDULE = {
+    "orchestrator-tick": {
+        "task": "orchestrator.tick",
+        "schedule": ORCHESTRATOR_TICK_SECONDS,
+        # A tick nobody ran in time is pointless: the next one supersedes it.
+        "options": {"expires": ORCHESTRATOR_TICK_SECONDS},
+    },
     # The tenant-chain digest of plan-chain heads makes a dropped plan chain detectable (DESIGN §6).
     "ledger-digest-daily": {
         "task": "plans.tasks.ledger_digest_all_tenants",
@@ -157,8 +213,6 @@ REVPLAN_CONNECTOR_DEFAULTS = {
 # Transient connector failures: equal-jitter exponential backoff from this base, capped.
 REVPLAN_RETRY_BASE_SECONDS = float(os.environ.get("REVPLAN_RETRY_BASE_SECONDS", "1"))
 REVPLAN_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("REVPLAN_RETRY_MAX_DELAY_SECONDS", "30"))
-# How long an execution's claim lasts without renewal; longer than one connector call plus its backoff.
-REVPLAN_EXECUTION_LEASE_SECONDS = float(os.environ.get("REVPLAN_EXECUTION_LEASE_SECONDS", "300"))
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "revplan-demo")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

@@ -1,9 +1,19 @@
 """Top-level URLs: admin, API v1, OpenAPI schema and Swagger UI."""
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+
+def metrics_view(request):
+    """Prometheus text format: ticks, advances, step outcomes, queue lag (orchestrator.metrics)."""
+    from orchestrator.metrics import render
+
+    return HttpResponse(render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 urlpatterns = [
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("plans.api.urls")),
     path("api/v1/", include("orchestrator.api.urls")),

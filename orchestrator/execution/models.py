@@ -25,6 +25,7 @@ FINISHED_INTENT_STATUSES = frozenset(
 class FailureClass(models.TextChoices):
     TRANSIENT = "TRANSIENT"  # retries ran out
     PERMANENT = "PERMANENT"
+    WORKER_LOST = "WORKER_LOST"  # the worker died on every delivery
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
 
@@ -69,6 +70,10 @@ class ActionIntent(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     compensated_at = models.DateTimeField(null=True, blank=True)
+    # How many times a worker started on it; bounded so a message that kills its worker cannot loop.
+    deliveries = models.PositiveIntegerField(default=0)
+    # Why it may run on its own or after a person's approval: {decision, reason, explanation, policy_version}.
+    autonomy_decision = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -72,6 +72,7 @@ def intent_create(
     plan_id: UUID | None = None,
     step_id: UUID | None = None,
     attempt: int | None = None,
+    autonomy_decision: dict | None = None,
 ) -> ActionIntent:
     """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first."""
     if get_action_type(action_type) is None:
@@ -91,6 +92,7 @@ def intent_create(
         "approving_policy": approving_policy,
         "expires_at": expires_at,
         "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
+        "autonomy_decision": autonomy_decision or {},
     }
     if plan_id is None:
         return ActionIntent.objects.create(**fields)
@@ -218,6 +220,22 @@ class ExecutionService:
             intent = self._load(intent_id)
             if updated:
                 ledger.action_compensated(intent, actor=actor)
+        return intent
+
+    def fail_unfinished(self, intent_id: UUID, *, failure_class: str, reason: str) -> ActionIntent:
+        """Give up on an intent that never finished (its worker kept dying), whoever holds it."""
+        intent = self._load(intent_id)
+        with transaction.atomic():
+            self._lock_chain(intent)
+            failed = ActionIntent.objects.filter(
+                pk=intent_id, status__in=[IntentStatus.PENDING, IntentStatus.EXECUTING]
+            ).update(status=IntentStatus.FAILED, failure_class=failure_class, failure_reason=reason[:2000],
+                     finished_at=self.clock(), lease_token=None, lease_expires_at=None)
+            intent = self._load(intent_id)
+            if failed:
+                ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
+                self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
+                             {"failure_class": failure_class, "failure_reason": reason})
         return intent
 
     # --- the claim -------------------------------------------------------------------------------

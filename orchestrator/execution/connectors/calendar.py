@@ -80,7 +80,12 @@ class CalendarConnector:
         try:
             calendar.get_display_name()
         except caldav_error.NotFoundError:
-            calendar = client.principal().make_calendar(name=self.calendar_id, cal_id=self.calendar_id)
+            try:
+                calendar = client.principal().make_calendar(name=self.calendar_id, cal_id=self.calendar_id)
+            except caldav_error.MkcalendarError:
+                # Another worker made it between our look and our MKCALENDAR (409): use theirs.
+                calendar = client.calendar(url=self.calendar_url)
+                calendar.get_display_name()
         return calendar
 
     def validate(self, intent: ActionIntent) -> None:

@@ -1,0 +1,338 @@
+"""The orchestrator's rules (DESIGN §3.3, §4): which plans need attention, activation, runnable steps,
+step attempts through the execution spine, and what a step's outcome does to its plan.
+
+Celery-free on purpose: orchestrator.tasks calls these and does the enqueueing, so every rule here
+runs the same in a unit test and in a worker.
+"""
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orchestrator.autonomy.policy import Decision, approved_by_person, decide_step
+from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, FailureClass, IntentStatus
+from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
+from plans import ledger, services
+from plans.errors import DomainError
+from plans.evaluator import Outcome, evaluate
+from plans.lifecycle import NON_TERMINAL, TERMINAL
+from plans.locking import lock_plan
+from plans.models import PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.plan_types import get_plan_type_config
+from plans.schemas import plan_to_schema
+from plans.selectors import execution_killed_by, objective_signals
+
+logger = logging.getLogger(__name__)
+
+COMPONENT = "orchestrator"
+ACTOR = ledger.system_actor(COMPONENT)
+RETRY_LIMIT_EXCEEDED = "RETRY_LIMIT_EXCEEDED"
+KILL_SWITCH = "KILL_SWITCH"
+FINISHED_STEP_STATUSES = frozenset({StepStatus.DONE, StepStatus.AUTO_EXECUTED, StepStatus.SKIPPED})
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """The idempotency key of one step attempt, and the arguments of execute_step."""
+
+    plan_id: UUID
+    step_id: UUID
+    attempt: int
+
+
+# --- tick --------------------------------------------------------------------------------------
+
+# Claim due plans by pushing next_run_at past the re-enqueue guard in the same statement: a second
+# beat (or the next tick) skips them until the guard passes, and rows an advance holds are skipped.
+_CLAIM_DUE = """
+UPDATE plans_revenueplan SET next_run_at = %(guard)s
+WHERE id IN (
+    SELECT id FROM plans_revenueplan
+    WHERE plan_status IN ('APPROVED', 'ACTIVE') AND next_run_at <= %(now)s
+    ORDER BY next_run_at LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+) RETURNING id
+"""
+_CLAIM_EXPIRED = """
+UPDATE plans_revenueplan SET next_run_at = %(guard)s
+WHERE id IN (
+    SELECT id FROM plans_revenueplan
+    WHERE plan_status IN ('DRAFT', 'APPROVED', 'ACTIVE', 'PAUSED') AND expires_at <= %(now)s
+      AND (next_run_at IS NULL OR next_run_at <= %(now)s)
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+) RETURNING id
+"""
+
+
+def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
+    """The plans that need attention, in three index-range queries whatever the number of idle plans."""
+    now = now or timezone.now()
+    params = {
+        "now": now,
+        "guard": now + timedelta(seconds=settings.ORCHESTRATOR_REENQUEUE_GUARD_SECONDS),
+        "batch": settings.ORCHESTRATOR_TICK_BATCH,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_DUE, params)
+        plan_ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute(_CLAIM_EXPIRED, params)
+        plan_ids += [row[0] for row in cursor.fetchall()]
+    # Executions whose worker died: their lease ran out without an outcome.
+    plan_ids += list(
+        ActionIntent.objects.filter(status=IntentStatus.EXECUTING, lease_expires_at__lt=now, plan__isnull=False)
+        .values_list("plan_id", flat=True)
+        .distinct()[: settings.ORCHESTRATOR_TICK_BATCH]
+    )
+    return list(dict.fromkeys(plan_ids))
+
+
+# --- advance ------------------------------------------------------------------------------------
+
+
+def advance_plan(plan_id: UUID) -> list[StepKey]:
+    """Activate, settle or advance one plan; returns the step attempts to enqueue (already committed)."""
+    status = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", flat=True).first()
+    if status == PlanStatus.APPROVED and not _activate(plan_id):
+        return []
+    if status is None or status in TERMINAL:
+        return []
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        return _advance_locked(plan, now=timezone.now())
+
+
+def _activate(plan_id: UUID) -> bool:
+    try:
+        services.plan_activate(plan_id=plan_id, component=COMPONENT)
+        return True
+    except DomainError as refusal:
+        # Reasons are ledgered (once per change); look again later rather than on every tick.
+        RevenuePlan.objects.filter(pk=plan_id, plan_status=PlanStatus.APPROVED).update(
+            next_run_at=timezone.now() + timedelta(seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
+        )
+        if any(reason.code == "PLAN_EXPIRED" for reason in refusal.reasons):
+            _settle(plan_id, Outcome.EXPIRE)
+        logger.info("activation refused", extra={"plan_id": str(plan_id), "code": refusal.code,
+                                                 "reasons": [reason.code for reason in refusal.reasons]})
+        return False
+
+
+def _settle(plan_id: UUID, outcome: Outcome) -> None:
+    if outcome == Outcome.COMPLETE:
+        services.plan_complete(plan_id=plan_id, component=COMPONENT)
+    else:
+        services.plan_expire(plan_id=plan_id, component=COMPONENT)
+
+
+def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
+    if plan.plan_status != PlanStatus.ACTIVE:
+        # DRAFT, APPROVED and PAUSED plans are never advanced; they only expire.
+        if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
+            _settle(plan.id, Outcome.EXPIRE)
+        return []
+    config = get_plan_type_config(plan.plan_type)
+    steps = list(plan.steps.all())
+    intents = {(intent.step_id, intent.attempt): intent for intent in ActionIntent.objects.filter(plan_id=plan.id)}
+    # Outcomes a worker finished but did not get to record (it died in between).
+    for step in steps:
+        intent = intents.get((step.step_id, step.attempts))
+        if step.status == StepStatus.PENDING and intent and intent.status in FINISHED_INTENT_STATUSES:
+            _apply_outcome(plan, step, intent, config, now=now)
+            if plan.plan_status != PlanStatus.ACTIVE:
+                return []
+    evaluation = evaluate(
+        plan_to_schema(plan, steps), signals=objective_signals(plan), renewal_date=plan.account.renewal_date, now=now
+    )
+    if evaluation.outcome != Outcome.CONTINUE:
+        _settle(plan.id, evaluation.outcome)
+        return []
+    killed_by = execution_killed_by(plan.tenant_id)
+    if killed_by:
+        services.plan_pause_by_policy(
+            plan_id=plan.id, component=COMPONENT, reason_code=KILL_SWITCH,
+            explanation=f"Execution is switched off ({killed_by}); resume the plan once it is back on.",
+            facts={"killed_by": killed_by},
+        )
+        return []
+    to_enqueue, wake_at = [], []
+    finished = {step.step_id for step in steps if step.status in FINISHED_STEP_STATUSES}
+    for step in sorted(steps, key=lambda s: s.sequence):
+        if step.status != StepStatus.PENDING:
+            continue
+        intent = intents.get((step.step_id, step.attempts))
+        if intent and intent.status not in FINISHED_INTENT_STATUSES:
+            if _needs_redelivery(intent, now=now):
+                to_enqueue.append(StepKey(plan.id, step.step_id, step.attempts))
+            wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
+            continue
+        if not all(UUID(str(dependency)) in finished for dependency in step.depends_on):
+            continue
+        if step.next_attempt_at and step.next_attempt_at > now:
+            wake_at.append(step.next_attempt_at)
+            continue
+        key = _start_step(plan, step)
+        if key is None and plan.plan_status != PlanStatus.ACTIVE:
+            return []
+        if key is not None:
+            to_enqueue.append(key)
+            wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
+    # The tick's safety net: come back when a retry is due or a lost message should be re-sent;
+    # a plan waiting only for people needs no tick at all.
+    plan.next_run_at = min(wake_at) if wake_at else None
+    RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=plan.next_run_at)
+    return to_enqueue
+
+
+def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
+    """A PENDING attempt whose message seems lost, or an EXECUTING one whose worker's lease ran out."""
+    if intent.status == IntentStatus.EXECUTING:
+        return intent.lease_expires_at is not None and intent.lease_expires_at < now
+    return intent.created_at < now - timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
+
+
+def _start_step(plan: RevenuePlan, step: PlanStep) -> StepKey | None:
+    """Ask the autonomy decision, then either wait for a person or create the next attempt."""
+    if step.approved_at:
+        decision = approved_by_person(approver_id=step.approved_by_id)
+    else:
+        decision = decide_step(action_type=step.action_type, constraints=plan.constraints)
+        if decision.decision == Decision.REQUIRE_APPROVAL:
+            step.status = StepStatus.PENDING_APPROVAL
+            step.save(update_fields=["status"])
+            ledger.step_awaiting_approval(plan, step=step, decision=decision.as_dict(), actor=ACTOR)
+            return None
+        if decision.decision == Decision.BLOCK:
+            services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, reason_code=decision.reason,
+                                          explanation=decision.explanation, facts={"step_id": str(step.step_id)})
+            plan.refresh_from_db(fields=["plan_status"])
+            return None
+    attempt = step.attempts + 1
+    intent = intent_create(
+        tenant_id=plan.tenant_id,
+        account_id=plan.account_id,
+        action_type=step.action_type,
+        parameters=step.parameters,
+        expires_at=plan.expires_at,
+        approved_by=step.approved_by if step.approved_at else plan.approved_by,
+        approving_policy="" if step.approved_at else f"plan_approval/{decision.policy_version}",
+        plan_id=plan.id,
+        step_id=step.step_id,
+        attempt=attempt,
+        autonomy_decision=decision.as_dict(),
+    )
+    step.attempts = attempt
+    step.next_attempt_at = None
+    step.save(update_fields=["attempts", "next_attempt_at"])
+    ledger.step_attempt_started(plan, step=step, intent=intent, actor=ACTOR)
+    logger.info("step attempt started", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
+                                               "attempt": attempt, "action_type": step.action_type})
+    return StepKey(plan.id, step.step_id, attempt)
+
+
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, config, *, now: datetime) -> bool:
+    """What a finished attempt does to its step (and, past the retry limit, to its plan). Idempotent."""
+    if step.status != StepStatus.PENDING or step.attempts != intent.attempt:
+        return False
+    if intent.status == IntentStatus.SUCCEEDED:
+        auto = intent.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE
+        step.status = StepStatus.AUTO_EXECUTED if auto else StepStatus.DONE
+        step.last_error = ""
+        step.save(update_fields=["status", "last_error"])
+        return True
+    if intent.status not in FINISHED_INTENT_STATUSES or step.next_attempt_at is not None:
+        return False  # not finished yet, or this attempt's failure already scheduled the next one
+    step.last_error = f"{intent.failure_class}: {intent.failure_reason}"[:2000]
+    if step.attempts < config.retry_limit:
+        delay = settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS * 2 ** (step.attempts - 1)
+        step.next_attempt_at = now + timedelta(seconds=delay)
+        step.save(update_fields=["last_error", "next_attempt_at"])
+        ledger.step_retry_scheduled(plan, step=step, attempt=step.attempts, error=step.last_error,
+                                    next_attempt_at=step.next_attempt_at, actor=ACTOR)
+        return True
+    step.status = StepStatus.FAILED
+    step.save(update_fields=["status", "last_error"])
+    stop = services.plan_abort_by_policy if config.on_retry_limit == "ABORT" else services.plan_pause_by_policy
+    stop(
+        plan_id=plan.id, component=COMPONENT, reason_code=RETRY_LIMIT_EXCEEDED,
+        explanation=f"{step.action_type} failed {step.attempts} times (the limit is {config.retry_limit}): "
+                    f"{step.last_error}. Skip it (if optional), revise, or abort the plan.",
+        facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
+    )
+    plan.refresh_from_db(fields=["plan_status"])
+    return True
+
+
+def record_step_outcome(intent_id: UUID) -> bool:
+    """Apply a finished attempt to its step; True when the plan should be advanced now."""
+    with transaction.atomic():
+        intent = ActionIntent.objects.get(pk=intent_id)
+        plan = lock_plan(intent.plan_id)
+        step = PlanStep.objects.select_for_update().get(plan_id=plan.id, step_id=intent.step_id)
+        changed = _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now())
+        if changed and plan.plan_status == PlanStatus.ACTIVE:
+            RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=timezone.now())
+    if changed:
+        logger.info("step outcome recorded", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
+                                                    "attempt": intent.attempt, "outcome": intent.status})
+    return changed
+
+
+# --- execute ----------------------------------------------------------------------------------
+
+_COUNT_DELIVERY = """
+UPDATE orchestrator_actionintent SET deliveries = deliveries + 1
+WHERE id = %s AND status IN ('PENDING', 'EXECUTING') RETURNING deliveries
+"""
+
+
+def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bool:
+    """Run one step attempt through the execution spine; True when the plan should be advanced now."""
+    service = service or ExecutionService()
+    intent = ActionIntent.objects.filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt).first()
+    if intent is None:
+        logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
+                                                      "attempt": key.attempt})
+        return False
+    log = {"plan_id": str(key.plan_id), "step_id": str(key.step_id), "attempt": key.attempt}
+    if intent.status in FINISHED_INTENT_STATUSES:
+        return record_step_outcome(intent.id)  # a duplicate or redelivered message: nothing is sent
+    plan_status = RevenuePlan.objects.filter(pk=key.plan_id).values_list("plan_status", flat=True).first()
+    if plan_status in TERMINAL:
+        _cancel_quietly(service, intent)
+        return False
+    if plan_status != PlanStatus.ACTIVE:
+        return False  # a paused plan's attempt waits; the advance after resume sends it again
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_DELIVERY, [intent.id])
+        row = cursor.fetchone()
+    if row is None:
+        return record_step_outcome(intent.id)  # finished between our read and now
+    if row[0] > settings.ORCHESTRATOR_MAX_DELIVERIES:
+        service.fail_unfinished(
+            intent.id, failure_class=FailureClass.WORKER_LOST,
+            reason=f"a worker started it {row[0] - 1} times and never finished; giving up on this attempt",
+        )
+        logger.error("step attempt abandoned after repeated worker loss", extra={**log, "deliveries": row[0]})
+        return record_step_outcome(intent.id)
+    try:
+        service.execute(intent.id)
+    except ExecutionBlocked as blocked:
+        with suppress(DomainError):  # already paused by someone else
+            services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", reason_code=KILL_SWITCH,
+                                          explanation=blocked.detail, facts={"intent_id": str(intent.id)})
+        return False
+    return record_step_outcome(intent.id)
+
+
+def _cancel_quietly(service: ExecutionService, intent: ActionIntent) -> None:
+    with suppress(DomainError):  # it started or finished meanwhile; its outcome stands
+        service.cancel(intent.id, actor=ACTOR)

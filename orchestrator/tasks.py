@@ -1,0 +1,66 @@
+"""Celery tasks (thin): take ids, call orchestrator.engine, enqueue what it says after it committed."""
+import logging
+import time
+from uuid import UUID
+
+from celery import shared_task
+from django.conf import settings
+
+from orchestrator import engine, metrics
+from orchestrator.locks import plan_lock, step_lock
+
+logger = logging.getLogger(__name__)
+
+
+def _lag(task: str, enqueued_at: float | None) -> None:
+    if enqueued_at:
+        metrics.QUEUE_LAG.labels(task).observe(max(0.0, time.time() - enqueued_at))
+
+
+@shared_task(name="orchestrator.tick", ignore_result=True)
+def tick(enqueued_at: float | None = None) -> int:
+    """Fan out one advance_plan per plan that needs attention (beat runs this every few seconds)."""
+    _lag("tick", enqueued_at)
+    started = time.monotonic()
+    plan_ids = engine.due_plan_ids()
+    now = time.time()
+    # One producer for the whole fan-out: a connection per message would dominate the tick.
+    with advance_plan.app.producer_or_acquire() as producer:
+        for plan_id in plan_ids:
+            advance_plan.apply_async((str(plan_id),), {"enqueued_at": now}, producer=producer)
+    metrics.TICKS.inc()
+    metrics.TICK_DUE_PLANS.inc(len(plan_ids))
+    metrics.TICK_SECONDS.observe(time.monotonic() - started)
+    if plan_ids:
+        logger.info("tick", extra={"due_plans": len(plan_ids)})
+    return len(plan_ids)
+
+
+@shared_task(name="orchestrator.advance_plan", ignore_result=True)
+def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: int = 0) -> None:
+    _lag("advance_plan", enqueued_at)
+    with plan_lock(plan_id) as acquired:
+        if not acquired:
+            # Another advance is on this plan; look again shortly so a finished step does not wait a tick.
+            if lock_retries < settings.ORCHESTRATOR_ADVANCE_LOCK_RETRIES:
+                advance_plan.apply_async((plan_id,), {"enqueued_at": time.time(), "lock_retries": lock_retries + 1},
+                                         countdown=settings.ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS)
+            metrics.ADVANCES.labels("locked").inc()
+            return
+        keys = engine.advance_plan(UUID(plan_id))
+    now = time.time()
+    for key in keys:
+        execute_step.apply_async((str(key.plan_id), str(key.step_id), key.attempt), {"enqueued_at": now})
+    metrics.ADVANCES.labels("steps_enqueued" if keys else "nothing_to_run").inc()
+
+
+@shared_task(name="orchestrator.execute_step", ignore_result=True)
+def execute_step(plan_id: str, step_id: str, attempt: int, enqueued_at: float | None = None) -> None:
+    _lag("execute_step", enqueued_at)
+    key = engine.StepKey(UUID(plan_id), UUID(step_id), int(attempt))
+    with step_lock(plan_id, step_id, attempt) as acquired:
+        if not acquired:
+            return  # another worker is on this attempt right now; the database would refuse us anyway
+        advance_now = engine.execute_step(key)
+    if advance_now:
+        advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})

@@ -1,0 +1,201 @@
+"""The orchestrator's rules, called in-process (the real-worker runs are in tests/integration)."""
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orchestrator import engine
+from orchestrator.execution.models import ActionIntent, IntentStatus
+from plans import services
+from plans.models import AccountSignal, EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
+from plans.schemas import PlanDraftInput, StepInput
+from tests.factories import AccountFactory, make_plan
+
+MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
+
+
+@pytest.fixture(autouse=True)
+def quick_orchestrator(settings):
+    settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = 0
+
+
+def approved_plan(world, *steps_with_deps):
+    """steps_with_deps: action types; each depends on the one before it."""
+    inputs, previous = [], None
+    for action_type in steps_with_deps:
+        step = StepInput(step_id=__import__("uuid").uuid4(), action_type=action_type,
+                         depends_on=[previous] if previous else [])
+        inputs.append(step)
+        previous = step.step_id
+    plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
+                                 draft=PlanDraftInput(steps=inputs), actor=world.seller)
+    return services.plan_approve(plan_id=plan.id, user=world.admin)
+
+
+def run_until_quiet(plan_id, rounds=10):
+    """What the workers do: advance, execute what it enqueued, repeat."""
+    for _ in range(rounds):
+        keys = engine.advance_plan(plan_id)
+        if not keys:
+            return
+        for key in keys:
+            engine.execute_step(key)
+
+
+def step_statuses(plan):
+    return list(PlanStep.objects.filter(plan=plan).order_by("sequence").values_list("action_type", "status"))
+
+
+def test_a_plan_runs_in_dependency_order_waits_for_the_meeting_approval_and_completes(world, calendar_for):
+    # given
+    calendar_for(world.tenant)
+    plan = approved_plan(world, MEETING, BRIEF)
+    # when: the orchestrator activates it; the meeting contacts the customer, so it waits
+    run_until_quiet(plan.id)
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.ACTIVE
+    assert step_statuses(plan) == [(MEETING, StepStatus.PENDING_APPROVAL), (BRIEF, StepStatus.PENDING)]
+    assert plan.next_run_at is None  # waiting for a person needs no tick
+    # when: the seller approves the meeting
+    meeting = plan.steps.get(action_type=MEETING)
+    services.step_approve(plan_id=plan.id, step_id=meeting.step_id, user=world.seller)
+    run_until_quiet(plan.id)
+    # then
+    plan.refresh_from_db()
+    assert step_statuses(plan) == [(MEETING, StepStatus.DONE), (BRIEF, StepStatus.AUTO_EXECUTED)]
+    assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "all_steps_done")
+    meeting_intent = ActionIntent.objects.get(step_id=meeting.step_id)
+    assert meeting_intent.approved_by == world.seller
+    brief_intent = ActionIntent.objects.get(plan=plan, action_type=BRIEF)
+    assert meeting_intent.finished_at < brief_intent.started_at
+    events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", flat=True))
+    assert events == [
+        EventType.PLAN_CREATED, EventType.PLAN_APPROVED, EventType.PLAN_ACTIVATED, EventType.STEP_AWAITING_APPROVAL,
+        EventType.STEP_APPROVED, EventType.STEP_ATTEMPT_STARTED, EventType.ACTION_EXECUTED,
+        EventType.STEP_ATTEMPT_STARTED, EventType.ACTION_EXECUTED, EventType.PLAN_COMPLETED,
+    ]
+
+
+def test_objective_met_completes_mid_plan(world):
+    plan = approved_plan(world, BRIEF, ESCALATE)
+    engine.advance_plan(plan.id)  # activates, starts the brief
+    AccountSignal.objects.create(account=world.account, signal_type="RENEWAL_COMMITTED", observed_at=timezone.now())
+    run_until_quiet(plan.id)
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "objective_met")
+    assert plan.steps.get(action_type=ESCALATE).status == StepStatus.PENDING  # never needed
+
+
+def test_a_plan_past_its_window_expires(world):
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, expires_at=timezone.now() - timedelta(seconds=1))
+    assert engine.advance_plan(plan.id) == []
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.EXPIRED
+
+
+def test_retry_limit_pauses_then_skip_and_resume_completes(world, crm, crm_for):
+    # given: a CRM that always fails with 400, so every attempt fails at once
+    crm_for(world.tenant)
+    crm.state.scripted = [400] * 20
+    plan = approved_plan(world, BRIEF, ESCALATE)
+    # when
+    run_until_quiet(plan.id)
+    # then: three attempts, then the plan is PAUSED with RETRY_LIMIT_EXCEEDED
+    plan.refresh_from_db()
+    escalate = plan.steps.get(action_type=ESCALATE)
+    assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, 3)
+    assert (plan.plan_status, plan.stop_reason_code) == (PlanStatus.PAUSED, "RETRY_LIMIT_EXCEEDED")
+    assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.STEP_RETRY_SCHEDULED).count() == 2
+    assert len(crm.state.posts()) == 3
+    # when: a person skips the optional step and resumes
+    services.step_skip(plan_id=plan.id, step_id=escalate.step_id, user=world.seller, reason="handled by phone")
+    services.plan_resume(plan_id=plan.id, user=world.seller)
+    run_until_quiet(plan.id)
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "all_steps_done")
+
+
+def test_a_kill_switch_pauses_an_active_plan(world):
+    plan = approved_plan(world, BRIEF)
+    engine.advance_plan(plan.id)
+    KillSwitch.objects.create(tenant=world.tenant, engaged=True)
+    ActionIntent.objects.filter(plan=plan).delete()  # as if the message was never sent
+    PlanStep.objects.filter(plan=plan).update(attempts=0)
+    engine.advance_plan(plan.id)
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.stop_reason_code) == (PlanStatus.PAUSED, "KILL_SWITCH")
+
+
+def test_an_execution_blocked_by_a_switch_pauses_the_plan_and_sends_nothing(world):
+    plan = approved_plan(world, BRIEF)
+    (key,) = engine.advance_plan(plan.id)
+    KillSwitch.objects.create(tenant=world.tenant, action_type=BRIEF, engaged=True)
+    assert engine.execute_step(key) is False
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert ActionIntent.objects.get(plan=plan).status == IntentStatus.PENDING
+
+
+def test_a_duplicate_or_late_message_is_harmless(world):
+    plan = approved_plan(world, BRIEF, ESCALATE)
+    (key,) = engine.advance_plan(plan.id)
+    engine.execute_step(key)
+    engine.execute_step(key)  # redelivered
+    intent = ActionIntent.objects.get(plan=plan, step_id=key.step_id)
+    assert intent.deliveries == 1
+    assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.ACTION_EXECUTED).count() == 1
+
+
+def test_a_lost_message_is_sent_again_once_the_redelivery_time_passed(world, settings):
+    settings.ORCHESTRATOR_REDELIVERY_SECONDS = 0
+    plan = approved_plan(world, BRIEF)
+    (lost,) = engine.advance_plan(plan.id)  # its message is dropped
+    assert engine.advance_plan(plan.id) == [lost]
+
+
+def test_a_step_whose_worker_keeps_dying_fails_after_bounded_deliveries(world, settings):
+    settings.ORCHESTRATOR_MAX_DELIVERIES = 2
+    plan = approved_plan(world, BRIEF)
+    (key,) = engine.advance_plan(plan.id)
+    ActionIntent.objects.filter(plan=plan).update(deliveries=2)  # two workers died on it
+    engine.execute_step(key)
+    intent = ActionIntent.objects.get(plan=plan)
+    assert (intent.status, intent.failure_class) == (IntentStatus.FAILED, "WORKER_LOST")
+    step = PlanStep.objects.get(plan=plan)
+    assert step.status == StepStatus.PENDING and step.last_error.startswith("WORKER_LOST")  # retried next
+
+
+def test_a_paused_plan_is_never_advanced(world):
+    plan = approved_plan(world, BRIEF)
+    engine.advance_plan(plan.id)
+    services.plan_pause(plan_id=plan.id, user=world.seller, reason="hold")
+    assert engine.advance_plan(plan.id) == []
+    assert ActionIntent.objects.filter(plan=plan).count() == 1
+
+
+# --- tick --------------------------------------------------------------------------------------
+
+
+def test_tick_claims_due_plans_once_and_skips_idle_ones(world):
+    due = [approved_plan(world, BRIEF) for _ in range(3)]
+    idle = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)  # next_run_at NULL
+    expired = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.PAUSED,
+                        expires_at=timezone.now() - timedelta(minutes=1))
+    first = engine.due_plan_ids()
+    assert set(first) == {p.id for p in due} | {expired.id}
+    assert idle.id not in first
+    assert engine.due_plan_ids() == []  # the guard: a second beat finds nothing to enqueue again
+
+
+def test_tick_query_count_does_not_depend_on_idle_plans(world):
+    approved_plan(world, BRIEF)
+    with CaptureQueriesContext(connection) as few:
+        engine.due_plan_ids()
+    for _ in range(30):
+        make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)
+    approved_plan(world, BRIEF)
+    with CaptureQueriesContext(connection) as many:
+        assert len(engine.due_plan_ids()) == 1
+    assert len(many) == len(few) == 3
