@@ -164,7 +164,8 @@ def test_a_step_whose_worker_keeps_dying_fails_after_bounded_deliveries(world, s
     intent = ActionIntent.objects.get(plan=plan)
     assert (intent.status, intent.failure_class) == (IntentStatus.FAILED, "WORKER_LOST")
     step = PlanStep.objects.get(plan=plan)
-    assert step.status == StepStatus.PENDING and step.last_error.startswith("WORKER_LOST")  # retried next
+    assert step.status == StepStatus.PENDING
+    assert step.last_error.startswith("WORKER_LOST")
 
 
 def test_a_paused_plan_is_never_advanced(world):
