@@ -5,6 +5,8 @@ import pytest
 
 from plans.models import Account, Role, Tenant
 from tests.factories import AccountFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.support.crm_server import CrmServer
+from tests.support.radicale_server import RadicaleServer
 
 
 @dataclass
@@ -50,3 +52,17 @@ def world(db) -> World:
 def other_world(db) -> World:
     """A second tenant, for isolation checks."""
     return build_world()
+
+
+@pytest.fixture(scope="session")
+def radicale():
+    """A private Radicale CalDAV server for the whole run (each tenant gets its own calendar on it)."""
+    with RadicaleServer() as server:
+        yield server
+
+
+@pytest.fixture
+def crm():
+    """A scripted stand-in CRM on 127.0.0.1 that dedupes by Idempotency-Key."""
+    with CrmServer() as server:
+        yield server

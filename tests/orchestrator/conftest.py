@@ -1,4 +1,4 @@
-"""Fixtures for the execution spine: a private Radicale, a scripted CRM, fast retries, intents."""
+"""Fixtures for the execution spine: connector configs on the shared test servers, fast retries, intents."""
 from datetime import timedelta
 
 import pytest
@@ -6,20 +6,6 @@ from django.utils import timezone
 
 from orchestrator.execution.models import ActionRoute, ConnectorConfig
 from orchestrator.execution.service import ExecutionService, intent_create
-from tests.support.crm_server import CrmServer
-from tests.support.radicale_server import RadicaleServer
-
-
-@pytest.fixture(scope="session")
-def radicale():
-    with RadicaleServer() as server:
-        yield server
-
-
-@pytest.fixture
-def crm():
-    with CrmServer() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
