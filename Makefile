@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test bench lint install services database migrate seed clean
+.PHONY: run test bench lint install services chromium database migrate seed clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(STAMP)
 
 services:
 	bash scripts/ensure-services.sh
+
+chromium:
+	bash scripts/ensure-chromium.sh
 
 database: install services
 	$(BIN)/python scripts/ensure_database.py
@@ -34,12 +37,14 @@ run: seed
 	@echo "revplan is starting: admin http://127.0.0.1:8000/admin/  API docs http://127.0.0.1:8000/api/docs/"
 	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops everything"
 	@echo ""
-	$(BIN)/honcho start
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	ORCHESTRATOR_TICK_SECONDS=$${ORCHESTRATOR_TICK_SECONDS:-5} PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus \
+		$(BIN)/honcho start
 
 lint: install
 	$(BIN)/ruff check .
 
-test: install services
+test: install services chromium
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest

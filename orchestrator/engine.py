@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator import metrics
 from orchestrator.autonomy.policy import Decision, approved_by_person, decide_step
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, FailureClass, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
@@ -22,7 +23,7 @@ from plans.errors import DomainError
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL
 from plans.locking import lock_plan
-from plans.models import PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.selectors import execution_killed_by, objective_signals
@@ -33,7 +34,6 @@ COMPONENT = "orchestrator"
 ACTOR = ledger.system_actor(COMPONENT)
 RETRY_LIMIT_EXCEEDED = "RETRY_LIMIT_EXCEEDED"
 KILL_SWITCH = "KILL_SWITCH"
-FINISHED_STEP_STATUSES = frozenset({StepStatus.DONE, StepStatus.AUTO_EXECUTED, StepStatus.SKIPPED})
 
 
 @dataclass(frozen=True)
@@ -281,6 +281,7 @@ def record_step_outcome(intent_id: UUID) -> bool:
         if changed and plan.plan_status == PlanStatus.ACTIVE:
             RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=timezone.now())
     if changed:
+        metrics.STEP_OUTCOMES.labels(intent.action_type, intent.status).inc()
         logger.info("step outcome recorded", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
                                                     "attempt": intent.attempt, "outcome": intent.status})
     return changed

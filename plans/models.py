@@ -40,6 +40,10 @@ class StepStatus(models.TextChoices):
     FAILED = "FAILED"
 
 
+FINISHED_STEP_STATUSES = frozenset({StepStatus.DONE, StepStatus.AUTO_EXECUTED, StepStatus.SKIPPED})
+SKIPPABLE_STEP_STATUSES = frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL, StepStatus.FAILED})
+
+
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(unique=True)

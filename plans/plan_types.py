@@ -29,6 +29,8 @@ class PlanTypeConfig:
     renewal_cutoff_days: int
     objective_template: str
     objective_signal_types: tuple[str, ...]
+    # The proposal generator drafts a plan once the renewal is at most this many days away.
+    proposal_window_days: int = 120
 
 
 ACTION_TYPES: dict[str, ActionTypeSpec] = {

@@ -1,11 +1,27 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q, QuerySet
 
+from plans.errors import NotFound
 from plans.evaluator import SignalFact
-from plans.models import AccountSignal, KillSwitch, Membership, PlanStatus, RevenuePlan, Role
+from plans.lifecycle import NON_TERMINAL
+from plans.models import (
+    Account,
+    AccountSignal,
+    KillSwitch,
+    Membership,
+    PlanLedgerEntry,
+    PlanStatus,
+    RevenuePlan,
+    Role,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.execution.models import ActionIntent
 from plans.plan_types import get_plan_type_config
 from plans.policy import GateFacts
 
@@ -57,3 +73,84 @@ def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
         account_id=plan.account_id, signal_type__in=config.objective_signal_types
     ).values_list("signal_type", "observed_at")
     return [SignalFact(signal_type, observed_at) for signal_type, observed_at in rows]
+
+
+# --- API reads: every one is scoped to the caller's tenants ------------------------------------
+
+
+def visible_tenant_ids(user):
+    """A subquery of the tenants the user is an active member of (never evaluated on its own)."""
+    return Membership.objects.filter(user=user, is_active=True).values("tenant_id")
+
+
+def plans_for_user(user) -> QuerySet[RevenuePlan]:
+    """The caller's tenants' plans, newest first, with their steps (one extra query a page)."""
+    return (
+        RevenuePlan.objects.filter(tenant_id__in=visible_tenant_ids(user))
+        .prefetch_related("steps")
+        .order_by("-created_at", "id")
+    )
+
+
+def plan_for_user(user, plan_id) -> RevenuePlan:
+    """One plan with its steps; another tenant's plan does not exist for this user."""
+    plan = plans_for_user(user).filter(pk=plan_id).first()
+    if plan is None:
+        raise NotFound("NOT_FOUND", "The plan does not exist.")
+    return plan
+
+
+def latest_step_executions(plans) -> dict[tuple[UUID, UUID], "ActionIntent"]:
+    """(plan_id, step_id) -> the intent of the step's current attempt, for all `plans` in one query.
+
+    The current attempt is `step.attempts` (DESIGN §3.3: one intent per (plan, step, attempt)).
+    Earlier attempts are fetched too; there are at most retry_limit of them per step.
+    """
+    from orchestrator.execution.models import ActionIntent  # the execution spine sits above plans
+
+    current_attempts = {
+        (plan.id, step.step_id): step.attempts for plan in plans for step in plan.steps.all() if step.attempts
+    }
+    if not current_attempts:
+        return {}
+    intents = ActionIntent.objects.filter(plan_id__in={plan_id for plan_id, _ in current_attempts})
+    return {
+        (intent.plan_id, intent.step_id): intent
+        for intent in intents
+        if current_attempts.get((intent.plan_id, intent.step_id)) == intent.attempt
+    }
+
+
+def accounts_for_user(user) -> QuerySet[Account]:
+    """The caller's tenants' accounts, by name, each with how many of its plans are still open."""
+    return (
+        Account.objects.filter(tenant_id__in=visible_tenant_ids(user))
+        .annotate(open_plan_count=Count("plans", filter=Q(plans__plan_status__in=list(NON_TERMINAL))))
+        .order_by("name", "id")
+    )
+
+
+def account_for_user(user, account_id) -> Account:
+    account = accounts_for_user(user).filter(pk=account_id).first()
+    if account is None:
+        raise NotFound("NOT_FOUND", "The account does not exist.")
+    return account
+
+
+def ledger_for_plan(plan: RevenuePlan) -> QuerySet[PlanLedgerEntry]:
+    return PlanLedgerEntry.objects.filter(plan_id=plan.id).order_by("chain_seq")
+
+
+def accounts_due_for_proposal(tenant_id, *, plan_type: str, today, account_id=None):
+    """Accounts in the plan type's renewal window with no open plan of that type, soonest renewal first."""
+    config = get_plan_type_config(plan_type)
+    accounts = Account.objects.filter(
+        tenant_id=tenant_id,
+        renewal_date__gt=today + timedelta(days=config.renewal_cutoff_days),
+        renewal_date__lte=today + timedelta(days=config.proposal_window_days),
+    ).exclude(
+        id__in=RevenuePlan.objects.filter(plan_type=plan_type, plan_status__in=NON_TERMINAL).values("account_id")
+    )
+    if account_id is not None:
+        accounts = accounts.filter(pk=account_id)
+    return accounts.order_by("renewal_date", "name")

@@ -20,8 +20,20 @@ from plans.errors import Conflict, DomainError, NotAllowed, NotFound, PolicyRefu
 from plans.evaluator import Outcome, evaluate, expires_at_for
 from plans.lifecycle import MOVES, Move, can_move
 from plans.locking import lock_account, lock_account_then_plan, lock_open_plans_of_account, lock_plan
-from plans.models import Account, KillSwitch, Membership, PlanStatus, PlanStep, RevenuePlan, RiskLevel, Role, StepStatus
-from plans.plan_types import get_action_type, get_plan_type_config, highest_risk
+from plans.models import (
+    SKIPPABLE_STEP_STATUSES,
+    Account,
+    AccountSignal,
+    KillSwitch,
+    Membership,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    RiskLevel,
+    Role,
+    StepStatus,
+)
+from plans.plan_types import PLAN_TYPES, get_action_type, get_plan_type_config, highest_risk
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
 
 logger = logging.getLogger(__name__)
@@ -34,7 +46,6 @@ STEP_NOT_AWAITING_APPROVAL = "STEP_NOT_AWAITING_APPROVAL"
 POLICY_GATE_REFUSED = "POLICY_GATE_REFUSED"
 OWNERSHIP_CHANGED = "OWNERSHIP_CHANGED"
 
-SKIPPABLE_STEP_STATUSES = frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL, StepStatus.FAILED})
 
 
 @dataclass(frozen=True)
@@ -457,6 +468,31 @@ def kill_switch_set(*, tenant_id: UUID, user, engaged: bool, reason: str, action
         ledger.kill_switch_flipped(tenant_id, actor=switch.updated_by, action_type=action_type, engaged=engaged,
                                    reason=reason)
     return switch
+
+
+def signal_record(
+    *, account_id: UUID, signal_type: str, observed_at=None, payload: dict | None = None
+) -> AccountSignal:
+    """Record something observed about an account (a renewal committed, a support risk ...).
+
+    A signal that may meet an ACTIVE plan's objective makes the orchestrator look at that plan now:
+    the tick only visits plans whose next_run_at is due, and a plan waiting for a person has none, so
+    without this a renewal committed meanwhile would go unnoticed until the plan expired. The UPDATE
+    waits for an advance holding the plan's row lock, so a concurrent advance cannot clear the wake-up.
+    """
+    now = timezone.now()
+    woken_plan_types = [
+        config.plan_type for config in PLAN_TYPES.values() if signal_type in config.objective_signal_types
+    ]
+    with transaction.atomic():
+        signal = AccountSignal.objects.create(
+            account_id=account_id, signal_type=signal_type, observed_at=observed_at or now, payload=payload or {}
+        )
+        if woken_plan_types:
+            RevenuePlan.objects.filter(
+                account_id=account_id, plan_type__in=woken_plan_types, plan_status=PlanStatus.ACTIVE
+            ).update(next_run_at=now)
+    return signal
 
 
 # --- the system's own moves (the orchestrator only calls these) -------------------------------

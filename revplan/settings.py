@@ -117,6 +117,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governed, multi-step revenue plans.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`; name each choice set after its meaning, not a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "PlanStatusEnum": "plans.models.PlanStatus",
+        "StepStatusEnum": "plans.models.StepStatus",
+        "IntentStatusEnum": "orchestrator.execution.models.IntentStatus",
+    },
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -213,6 +219,15 @@ REVPLAN_CONNECTOR_DEFAULTS = {
 # Transient connector failures: equal-jitter exponential backoff from this base, capped.
 REVPLAN_RETRY_BASE_SECONDS = float(os.environ.get("REVPLAN_RETRY_BASE_SECONDS", "1"))
 REVPLAN_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("REVPLAN_RETRY_MAX_DELAY_SECONDS", "30"))
+# The plan proposal generator: "rules" (deterministic, the default) or "llm" (an OpenAI-compatible
+# chat endpoint; its answer is bounded by a schema and sanitised, and it only ever drafts).
+REVPLAN_PROPOSER = os.environ.get("REVPLAN_PROPOSER", "rules")
+REVPLAN_LLM = {
+    "base_url": os.environ.get("REVPLAN_LLM_BASE_URL", "https://api.openai.com/v1"),
+    "api_key": os.environ.get("REVPLAN_LLM_API_KEY", ""),
+    "model": os.environ.get("REVPLAN_LLM_MODEL", "gpt-4o-mini"),
+    "timeout_seconds": float(os.environ.get("REVPLAN_LLM_TIMEOUT_SECONDS", "20")),
+}
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "revplan-demo")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

@@ -12,6 +12,9 @@ def metrics_view(request):
     return HttpResponse(render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+# An unmatched /api/ URL (a malformed id, say) answers in the API's JSON error shape too.
+handler404 = "plans.api.errors.not_found_view"
+
 urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

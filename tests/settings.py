@@ -13,3 +13,9 @@ import os  # noqa: E402
 from revplan.settings import DATABASES  # noqa: E402
 
 DATABASES["default"]["TEST"] = {"NAME": f"test_revplan_{os.getpid()}"}
+# Threads the tests start (live_server) close their connections after each request, so the test
+# database can be dropped at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+from revplan.settings import STATIC_ROOT  # noqa: E402
+
+os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns on every request without it

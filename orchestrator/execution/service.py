@@ -184,6 +184,10 @@ class ExecutionService:
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
             self._record_attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
             return self._finish_succeeded(intent, claim, ref, log)
+        if number == intent.attempts:
+            # No try left for this delivery: the last one was made by a worker that died before its outcome.
+            reason = f"gave up after {number} tries; the worker of the last one was lost before it recorded an outcome"
+            return self._finish_failed(intent, claim, FailureClass.WORKER_LOST, reason, log)
         reason = f"gave up after {number} tries; last error: {last_error}"
         return self._finish_failed(intent, claim, FailureClass.TRANSIENT, reason, log)
 
@@ -268,6 +272,15 @@ class ExecutionService:
     def _record_attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> None:
         try:
             with transaction.atomic():
+                # Only the claim's holder records a try: a worker that stalled past its lease and
+                # lost the claim must not add a second outcome next to the takeover's.
+                held = ActionIntent.objects.select_for_update().filter(
+                    pk=claim.intent_id, lease_token=claim.token, status=IntentStatus.EXECUTING
+                ).exists()
+                if not held:
+                    logger.warning("stale worker's attempt not recorded; the claim had moved on",
+                                   extra={"intent_id": str(claim.intent_id), "try": number, "outcome": outcome})
+                    return
                 ExecutionAttempt.objects.create(
                     intent_id=claim.intent_id, number=number, delay_before_seconds=delay, started_at=started_at,
                     finished_at=self.clock(), outcome=outcome, error=error[:2000], external_ids=external_ids or {},

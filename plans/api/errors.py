@@ -68,3 +68,13 @@ def exception_handler(exc, context):
     else:
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+def not_found_view(request, exception):
+    """Django's 404 for URLs no route matched (e.g. a malformed id): JSON under /api/, HTML elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("NOT_FOUND", "No API endpoint or object matches this URL."), status=404)
+    return page_not_found(request, exception)

@@ -1,5 +1,17 @@
-"""API serializers: input validation and the documented error shape."""
+"""API serializers: input validation, the RevenuePlanV1 wire shape and the documented error shape.
+
+Output serializers describe shapes that plans.schemas (pydantic) already produced; input
+serializers only check form (types, sizes, known values). Rules stay in plans.services.
+"""
 from rest_framework import serializers
+
+from orchestrator.execution.explain import explain_intent
+from orchestrator.execution.models import FailureClass, IntentStatus
+from plans.models import EventType, PlanStatus, RiskLevel, StepStatus
+from plans.plan_types import ACTION_TYPES, PLAN_TYPES
+from plans.schemas import MAX_JSON_KEYS, MAX_STEPS
+
+MAX_REASON_LENGTH = 1000
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -13,3 +25,211 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
     reasons = ReasonSerializer(many=True)
+
+
+# --- plans out: RevenuePlanV1 plus each step's current execution ----------------------------
+
+
+class StepExecutionSerializer(serializers.Serializer):
+    """The action intent of the step's current attempt (orchestrator.execution.models.ActionIntent)."""
+
+    intent_id = serializers.UUIDField(source="id")
+    attempt = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=IntentStatus.choices)
+    explanation = serializers.SerializerMethodField()
+    connector = serializers.CharField()
+    external_ids = serializers.DictField()
+    failure_class = serializers.ChoiceField(choices=[("", ""), *FailureClass.choices])
+    failure_reason = serializers.CharField()
+    tries = serializers.IntegerField(source="attempts", help_text="Connector calls made for this attempt.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_explanation(self, intent) -> str:
+        return explain_intent(intent)
+
+
+class PlanStepV1Serializer(serializers.Serializer):
+    step_id = serializers.UUIDField()
+    sequence = serializers.IntegerField(min_value=0)
+    action_type = serializers.CharField()
+    status = serializers.ChoiceField(choices=StepStatus.choices)
+    depends_on = serializers.ListField(child=serializers.UUIDField())
+    required = serializers.BooleanField()
+    parameters = serializers.DictField()
+    attempts = serializers.IntegerField(min_value=0)
+    last_error = serializers.CharField(allow_blank=True)
+    skip_reason = serializers.CharField(allow_blank=True)
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    approved_at = serializers.DateTimeField(allow_null=True)
+    approved_by = serializers.IntegerField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    latest_execution = StepExecutionSerializer(
+        allow_null=True, help_text="The execution of the current attempt (attempt = attempts); null before any."
+    )
+
+
+class StopReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField(allow_blank=True)
+
+
+class RevenuePlanV1Serializer(serializers.Serializer):
+    """A plan in the RevenuePlanV1 shape (DESIGN §3.1); steps carry their current execution."""
+
+    plan_id = serializers.UUIDField()
+    tenant_id = serializers.UUIDField()
+    account_id = serializers.UUIDField()
+    plan_type = serializers.CharField()
+    plan_type_version = serializers.IntegerField()
+    objective = serializers.CharField()
+    plan_status = serializers.ChoiceField(choices=PlanStatus.choices)
+    steps = PlanStepV1Serializer(many=True)
+    constraints = serializers.DictField()
+    owner_id = serializers.IntegerField(allow_null=True)
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    expires_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    approved_at = serializers.DateTimeField(allow_null=True)
+    approved_by = serializers.IntegerField(allow_null=True)
+    activated_at = serializers.DateTimeField(allow_null=True)
+    paused_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    aborted_at = serializers.DateTimeField(allow_null=True)
+    expired_at = serializers.DateTimeField(allow_null=True)
+    completion_reason = serializers.CharField(allow_blank=True)
+    stop_reason = StopReasonSerializer(allow_null=True)
+    next_run_at = serializers.DateTimeField(allow_null=True)
+    created_by = serializers.CharField()
+    version = serializers.IntegerField(help_text="Bumped on every change; send it back to write optimistically.")
+
+
+# --- plans in --------------------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know (a typo or a status sent by hand is a 400, not silently dropped)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _bounded_object(value: dict, *, name: str) -> dict:
+    if len(value) > MAX_JSON_KEYS:
+        raise serializers.ValidationError(f"{name} may have at most {MAX_JSON_KEYS} keys.")
+    return value
+
+
+class StepInputSerializer(StrictSerializer):
+    """A step as a person writes it: the service fills status, risk, required and attempts."""
+
+    step_id = serializers.UUIDField(required=False, help_text="Keep a step's identity across edits; omit for new.")
+    action_type = serializers.ChoiceField(choices=sorted(ACTION_TYPES))
+    depends_on = serializers.ListField(child=serializers.UUIDField(), max_length=MAX_STEPS, required=False)
+    parameters = serializers.DictField(required=False)
+
+    def validate_parameters(self, value):
+        return _bounded_object(value, name="parameters")
+
+
+class _DraftFieldsSerializer(StrictSerializer):
+    objective = serializers.CharField(min_length=1, max_length=500, required=False)
+    constraints = serializers.DictField(required=False)
+
+    def validate_constraints(self, value):
+        return _bounded_object(value, name="constraints")
+
+
+class PlanCreateSerializer(_DraftFieldsSerializer):
+    account_id = serializers.UUIDField()
+    plan_type = serializers.ChoiceField(choices=sorted(PLAN_TYPES))
+    steps = StepInputSerializer(many=True, min_length=1, max_length=MAX_STEPS)
+
+
+class PlanProposeSerializer(StrictSerializer):
+    account_id = serializers.UUIDField()
+    plan_type = serializers.ChoiceField(choices=sorted(PLAN_TYPES), default="RENEWAL_DEFENSE")
+
+
+class VersionField(serializers.IntegerField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**31 - 1)
+        kwargs.setdefault("help_text", "The plan version this write is based on; a mismatch is a 409.")
+        super().__init__(**kwargs)
+
+
+class PlanEditSerializer(_DraftFieldsSerializer):
+    """PATCH: every field optional; omitted steps stay as they are."""
+
+    steps = StepInputSerializer(many=True, min_length=1, max_length=MAX_STEPS, required=False)
+    version = VersionField()
+
+
+class VersionInputSerializer(StrictSerializer):
+    version = VersionField()
+
+
+class OptionalReasonInputSerializer(VersionInputSerializer):
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, required=False, allow_blank=True)
+
+
+class RequiredReasonInputSerializer(VersionInputSerializer):
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH)
+
+
+# --- ledger and why --------------------------------------------------------------------------
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    entry_id = serializers.IntegerField(source="id")
+    chain_seq = serializers.IntegerField()
+    event_type = serializers.ChoiceField(choices=EventType.choices)
+    step_id = serializers.UUIDField(allow_null=True)
+    actor = serializers.CharField()
+    reason_code = serializers.CharField(allow_blank=True)
+    explanation = serializers.CharField(allow_blank=True)
+    data = serializers.DictField()
+    occurred_at = serializers.DateTimeField()
+    prev_hash = serializers.CharField()
+    entry_hash = serializers.CharField()
+
+
+class WhyAnswerSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    sentence = serializers.CharField()
+    step_id = serializers.UUIDField(allow_null=True)
+    entries = LedgerEntrySerializer(many=True, help_text="The ledger entries the sentence is drawn from.")
+
+
+class PlanWhySerializer(serializers.Serializer):
+    plan_id = serializers.UUIDField(source="plan.id")
+    plan_status = serializers.ChoiceField(source="plan.plan_status", choices=PlanStatus.choices)
+    exists = WhyAnswerSerializer(help_text="Why did this plan exist?")
+    stopped = WhyAnswerSerializer(allow_null=True, help_text="Why did it stop? Null unless PAUSED or finished.")
+    waiting = WhyAnswerSerializer(
+        many=True, help_text="Why is it waiting? Step approvals, retries, gate refusals; empty once it finished."
+    )
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+
+class AccountSerializer(serializers.Serializer):
+    account_id = serializers.UUIDField(source="id")
+    tenant_id = serializers.UUIDField()
+    name = serializers.CharField()
+    external_id = serializers.CharField()
+    owner_id = serializers.IntegerField(allow_null=True)
+    renewal_date = serializers.DateField(allow_null=True)
+    posture = serializers.DictField()
+    open_plan_count = serializers.IntegerField(help_text="Plans of the account not yet COMPLETED, ABORTED or EXPIRED.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

@@ -1,0 +1,347 @@
+"""Plans API: list, read, propose, create, edit, the people's verbs, ledger and "why?".
+
+Thin: a serializer checks the request's form, one service or selector does the work, and the
+result goes out in the RevenuePlanV1 shape. Authority, lifecycle, the gate, locks and the ledger
+are the services' business; their typed errors become §7 JSON in plans.api.errors.
+"""
+import django_filters
+import pydantic
+from django import forms
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+from plans import proposals, selectors, services, why
+from plans.api.serializers import (
+    ErrorSerializer,
+    LedgerEntrySerializer,
+    OptionalReasonInputSerializer,
+    PlanCreateSerializer,
+    PlanEditSerializer,
+    PlanProposeSerializer,
+    PlanWhySerializer,
+    RequiredReasonInputSerializer,
+    RevenuePlanV1Serializer,
+    VersionInputSerializer,
+)
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
+from plans.plan_types import PLAN_TYPES
+from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
+
+_ERROR_DESCRIPTIONS = {
+    400: "malformed request, unknown values, or a missing reason",
+    401: "not authenticated",
+    403: "the caller's role may not do this",
+    404: "unknown, or another tenant's",
+    409: "invalid transition, version mismatch, required step, or a conflicting ACTIVE plan",
+    413: "request body too large",
+    422: "the policy gate refused; `reasons` holds its reason codes",
+}
+
+
+def errors(*statuses: int) -> dict:
+    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code]) for code in statuses}
+
+
+READ_ERRORS = errors(401, 404)
+WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413)
+
+INT_MAX = 2**31 - 1
+
+
+class ApiPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def plan_payloads(plans) -> list[dict]:
+    """RevenuePlanV1 dicts for `plans` (steps prefetched), each step with its current execution."""
+    executions = selectors.latest_step_executions(plans)
+    payloads = []
+    for plan in plans:
+        wire = plan_to_schema(plan, list(plan.steps.all())).model_dump()
+        for step in wire["steps"]:
+            step["latest_execution"] = executions.get((plan.id, step["step_id"]))
+        payloads.append(wire)
+    return RevenuePlanV1Serializer(payloads, many=True).data
+
+
+def plan_response(user, plan_id, *, status_code: int = status.HTTP_200_OK) -> Response:
+    """Re-read after a write: the service's instance does not carry fresh steps or executions."""
+    return Response(plan_payloads([selectors.plan_for_user(user, plan_id)])[0], status=status_code)
+
+
+def draft_input(data: dict, *, steps: list[StepInput] | None = None) -> PlanDraftInput:
+    """The validated request as the services' bounded input; a pydantic refusal is still a 400."""
+    fields = {key: data[key] for key in ("objective", "constraints") if key in data}
+    try:
+        return PlanDraftInput.model_validate({**fields, "steps": steps if steps is not None else data["steps"]})
+    except pydantic.ValidationError as error:
+        raise ValidationError(
+            {".".join(str(part) for part in item["loc"]): [item["msg"]] for item in error.errors()}
+        ) from None
+
+
+def validated(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class UserIdFilter(django_filters.NumberFilter):
+    """An integer user id within PostgreSQL's integer range (a larger one is a 400, not a 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=INT_MAX, **kwargs)
+
+
+class PlanOrdering(django_filters.OrderingFilter):
+    def filter(self, qs, value):
+        ordered = super().filter(qs, value)
+        # A stable tie-breaker, so pages neither repeat nor skip plans with equal keys.
+        return ordered.order_by(*ordered.query.order_by, "id") if value else ordered
+
+
+class PlanFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(field_name="plan_status", choices=PlanStatus.choices)
+    plan_type = django_filters.ChoiceFilter(choices=[(plan_type, plan_type) for plan_type in sorted(PLAN_TYPES)])
+    account = django_filters.UUIDFilter(field_name="account_id")
+    owner = UserIdFilter(field_name="owner_id", help_text="User id of the plan's owner.")
+    ordering = PlanOrdering(
+        fields=("created_at", "updated_at", "expires_at", "next_run_at", "plan_status", "risk_level"),
+        help_text="Sort key; prefix with - for descending. Default: -created_at.",
+    )
+
+    class Meta:
+        model = RevenuePlan
+        fields = []  # the declared filters only
+
+
+class PlanListCreateView(GenericAPIView):
+    """GET: the caller's tenants' plans (filter, order, page). POST: a DRAFT with the given steps."""
+
+    # Each view's serializer_class is its request body: what OPTIONS describes (responses are in extend_schema).
+    serializer_class = PlanCreateSerializer
+    filterset_class = PlanFilter
+    pagination_class = ApiPagination
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no caller
+            return RevenuePlan.objects.none()
+        return selectors.plans_for_user(self.request.user)
+
+    @extend_schema(responses={200: RevenuePlanV1Serializer(many=True), **errors(400, 401, 404)})
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(plan_payloads(page))
+
+    @extend_schema(
+        request=PlanCreateSerializer,
+        responses={201: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
+        description="Create a DRAFT plan for an account from the given steps. A step order or action type "
+        "the plan type does not allow is a 422 with STEP_ORDER_VIOLATION.",
+    )
+    def post(self, request):
+        data = validated(PlanCreateSerializer, request)
+        plan = services.plan_propose(
+            account_id=data["account_id"], plan_type=data["plan_type"], draft=draft_input(data),
+            actor=request.user, trigger="api",
+        )
+        return plan_response(request.user, plan.id, status_code=status.HTTP_201_CREATED)
+
+
+class PlanProposeView(GenericAPIView):
+    """Let the configured proposal generator draft a plan for an account, and save it as a DRAFT."""
+
+    serializer_class = PlanProposeSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=PlanProposeSerializer, responses={201: RevenuePlanV1Serializer, **WRITE_ERRORS,
+                                                              **errors(422)})
+    def post(self, request):
+        data = validated(PlanProposeSerializer, request)
+        # Visibility first: the proposer reads the account (and may send it to an LLM) before the
+        # service checks authority, and another tenant's account must not get that far.
+        account = selectors.account_for_user(request.user, data["account_id"])
+        plan = proposals.propose_for_account(account_id=account.id, plan_type=data["plan_type"], actor=request.user,
+                                             trigger="api_propose")
+        return plan_response(request.user, plan.id, status_code=status.HTTP_201_CREATED)
+
+
+class PlanDetailView(GenericAPIView):
+    """GET: one plan in full. PATCH: edit a DRAFT (objective, constraints, steps)."""
+
+    serializer_class = PlanEditSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses={200: RevenuePlanV1Serializer, **READ_ERRORS})
+    def get(self, request, plan_id):
+        return plan_response(request.user, plan_id)
+
+    @extend_schema(
+        request=PlanEditSerializer,
+        responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
+        description="Only a DRAFT can be edited (409 INVALID_TRANSITION otherwise). Send `version` to refuse the "
+        "edit with 409 VERSION_CONFLICT when the plan changed since you read it. Omitted steps stay as they are.",
+    )
+    def patch(self, request, plan_id):
+        data = validated(PlanEditSerializer, request)
+        expected_version = data.get("version")
+        steps = None
+        if "steps" not in data:
+            # Keep the current steps, pinned to the version they were read at: a concurrent
+            # step edit becomes a 409 instead of being silently overwritten.
+            current = selectors.plan_for_user(request.user, plan_id)
+            steps = [
+                StepInput(step_id=step.step_id, action_type=step.action_type, depends_on=step.depends_on,
+                          parameters=step.parameters)
+                for step in current.steps.all()
+            ]
+            expected_version = expected_version or current.version
+        services.plan_edit(plan_id=plan_id, user=request.user, draft=draft_input(data, steps=steps),
+                           expected_version=expected_version)
+        return plan_response(request.user, plan_id)
+
+
+# --- the people's verbs -----------------------------------------------------------------------
+
+
+class PlanApproveView(GenericAPIView):
+    serializer_class = VersionInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=VersionInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
+        description="DRAFT → APPROVED. The policy gate may refuse (422, reasons; the refusal is in the ledger).",
+    )
+    def post(self, request, plan_id):
+        data = validated(VersionInputSerializer, request)
+        services.plan_approve(plan_id=plan_id, user=request.user, expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class PlanPauseView(GenericAPIView):
+    serializer_class = OptionalReasonInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=OptionalReasonInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+                   description="ACTIVE → PAUSED.")
+    def post(self, request, plan_id):
+        data = validated(OptionalReasonInputSerializer, request)
+        services.plan_pause(plan_id=plan_id, user=request.user, reason=data.get("reason", ""),
+                            expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class PlanResumeView(GenericAPIView):
+    serializer_class = VersionInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=VersionInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
+        description="PAUSED → ACTIVE, if the gate still allows it (conflicting plan: 409; other reasons: 422).",
+    )
+    def post(self, request, plan_id):
+        data = validated(VersionInputSerializer, request)
+        services.plan_resume(plan_id=plan_id, user=request.user, expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class PlanAbortView(GenericAPIView):
+    serializer_class = RequiredReasonInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=RequiredReasonInputSerializer,
+                   responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+                   description="Any non-terminal status → ABORTED. A reason is required.")
+    def post(self, request, plan_id):
+        data = validated(RequiredReasonInputSerializer, request)
+        services.plan_abort(plan_id=plan_id, user=request.user, reason=data["reason"],
+                            expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class PlanReviseView(GenericAPIView):
+    serializer_class = OptionalReasonInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=OptionalReasonInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+                   description="APPROVED, ACTIVE or PAUSED → DRAFT, to change steps; a new approval must follow.")
+    def post(self, request, plan_id):
+        data = validated(OptionalReasonInputSerializer, request)
+        services.plan_revise(plan_id=plan_id, user=request.user, reason=data.get("reason", ""),
+                             expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class StepApproveView(GenericAPIView):
+    serializer_class = VersionInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=VersionInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+                   description="Let a PENDING_APPROVAL step of an ACTIVE plan run (the human touch).")
+    def post(self, request, plan_id, step_id):
+        data = validated(VersionInputSerializer, request)
+        services.step_approve(plan_id=plan_id, step_id=step_id, user=request.user,
+                              expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class StepSkipView(GenericAPIView):
+    serializer_class = RequiredReasonInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=RequiredReasonInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+                   description="Skip an optional step (a required one is 409 REQUIRED_STEP). A reason is required.")
+    def post(self, request, plan_id, step_id):
+        data = validated(RequiredReasonInputSerializer, request)
+        services.step_skip(plan_id=plan_id, step_id=step_id, user=request.user, reason=data["reason"],
+                           expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+# --- ledger and why ---------------------------------------------------------------------------
+
+
+class LedgerFilter(django_filters.FilterSet):
+    event_type = django_filters.ChoiceFilter(choices=EventType.choices)
+
+    class Meta:
+        model = PlanLedgerEntry
+        fields = []
+
+
+class PlanLedgerView(GenericAPIView):
+    """The plan's ledger chain, oldest first."""
+
+    serializer_class = LedgerEntrySerializer
+    filterset_class = LedgerFilter
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no plan
+            return PlanLedgerEntry.objects.none()
+        return selectors.ledger_for_plan(selectors.plan_for_user(self.request.user, self.kwargs["plan_id"]))
+
+    @extend_schema(responses={200: LedgerEntrySerializer(many=True), **errors(400, 401, 404)})
+    def get(self, request, plan_id):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
+
+
+class PlanWhyView(GenericAPIView):
+    """Why did this plan exist? Why did it stop, or what is it waiting for? With the entries behind it."""
+
+    serializer_class = PlanWhySerializer
+    @extend_schema(responses={200: PlanWhySerializer, **READ_ERRORS})
+    def get(self, request, plan_id):
+        plan = selectors.plan_for_user(request.user, plan_id)
+        return Response(PlanWhySerializer(why.plan_why(plan, now=timezone.now())).data)

@@ -1,0 +1,108 @@
+"""What a person looking at a plan may do to it now, and the open plans overview.
+
+Pure reads shared by the approvers' admin console and the API; every write still goes through
+plans.services, which checks the same rules again under the plan's lock.
+"""
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from plans import policy, selectors
+from plans.authority import Subject, Verb, denial
+from plans.lifecycle import Move, can_move
+from plans.models import (
+    FINISHED_STEP_STATUSES,
+    SKIPPABLE_STEP_STATUSES,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    Role,
+    StepStatus,
+)
+from plans.schemas import plan_to_schema
+from plans.why import PlanWhy, plans_why
+
+# The plan-level buttons, in the order a person reads them; each is one service call.
+PLAN_ACTIONS: dict[str, tuple[Verb, Move]] = {
+    "approve": (Verb.APPROVE, Move.APPROVE),
+    "pause": (Verb.PAUSE, Move.PAUSE),
+    "resume": (Verb.RESUME, Move.RESUME),
+    "revise": (Verb.REVISE, Move.REVISE),
+    "abort": (Verb.ABORT, Move.ABORT),
+}
+
+
+def _subject(plan: RevenuePlan) -> Subject:
+    return Subject(account_owner_id=plan.account.owner_id, plan_owner_id=plan.owner_id,
+                   plan_created_by=plan.created_by)
+
+
+def role_of(user, plan: RevenuePlan) -> Role | None:
+    membership = selectors.membership_for(user, plan.tenant_id)
+    return Role(membership.role) if membership else None
+
+
+def plan_actions_for(user, plan: RevenuePlan, *, role: Role | None = None) -> list[str]:
+    """The plan actions `user` may take now: their role allows it and the plan's status does."""
+    role = role or role_of(user, plan)
+    if role is None:
+        return []
+    subject = _subject(plan)
+    return [
+        name for name, (verb, move) in PLAN_ACTIONS.items()
+        if can_move(plan.plan_status, move) and denial(verb, role=role, user_id=user.pk, subject=subject) is None
+    ]
+
+
+def step_actions_for(user, plan: RevenuePlan, step: PlanStep, *, role: Role | None = None) -> list[str]:
+    role = role or role_of(user, plan)
+    if role is None:
+        return []
+    subject, actions = _subject(plan), []
+    if (plan.plan_status == PlanStatus.ACTIVE and step.status == StepStatus.PENDING_APPROVAL
+            and denial(Verb.APPROVE_STEP, role=role, user_id=user.pk, subject=subject) is None):
+        actions.append("approve")
+    if (plan.plan_status in (PlanStatus.APPROVED, PlanStatus.ACTIVE, PlanStatus.PAUSED) and not step.required
+            and step.status in SKIPPABLE_STEP_STATUSES
+            and denial(Verb.SKIP_STEP, role=role, user_id=user.pk, subject=subject) is None):
+        actions.append("skip")
+    return actions
+
+
+def gate_verdict(plan: RevenuePlan) -> policy.PolicyResult | None:
+    """What the policy gate says about the plan's next move now (None for a plan with no next gate)."""
+    facts = selectors.gate_facts(plan, now=timezone.now())
+    if plan.plan_status == PlanStatus.DRAFT:
+        return policy.validate_for_approval(plan_to_schema(plan), facts)
+    if plan.plan_status in (PlanStatus.APPROVED, PlanStatus.PAUSED):
+        return policy.evaluate_can_activate(plan_to_schema(plan), facts)
+    return None
+
+
+def current_step(steps: list[PlanStep]) -> PlanStep | None:
+    """The first step, in plan order, that has not finished."""
+    return next((step for step in sorted(steps, key=lambda s: s.sequence)
+                 if step.status not in FINISHED_STEP_STATUSES), None)
+
+
+@dataclass(frozen=True)
+class OpenPlanRow:
+    plan: RevenuePlan
+    step: PlanStep | None
+    why: PlanWhy
+
+    @property
+    def waiting(self) -> str:
+        """The stop reason of a PAUSED plan, else what its steps wait for."""
+        answers = [self.why.stopped] if self.why.stopped else self.why.waiting
+        return " ".join(answer.sentence for answer in answers)
+
+
+def open_plans(plans: QuerySet) -> list[OpenPlanRow]:
+    """ACTIVE and PAUSED plans with their current step and what each waits for, in constant queries."""
+    plans = list(plans.filter(plan_status__in=[PlanStatus.ACTIVE, PlanStatus.PAUSED])
+                 .select_related("account", "owner").prefetch_related("steps")
+                 .order_by("account__name", "created_at"))
+    answers = plans_why(plans, now=timezone.now())
+    return [OpenPlanRow(plan, current_step(list(plan.steps.all())), answers[plan.id]) for plan in plans]
