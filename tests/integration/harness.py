@@ -6,6 +6,8 @@ Redis: failure tests kill and restart their own.
 """
 import contextlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,14 +126,27 @@ class Cluster:
 
     # --- celery --------------------------------------------------------------------------------
 
-    def start_worker(self, name: str = "w1", *, concurrency: int = 2, queues: str = "ticks,advance,execute,default"):
-        return self._start(name, [sys.executable, "-m", "celery", "-A", "revplan", "worker", "-n", f"{name}@%h",
+    def start_worker(self, name: str = "w1", *, concurrency: int = 2, queues: str = "ticks,advance,execute,default",
+                     app: str = "revplan"):
+        """`app`: another celery app module (e.g. a tests.support one that patches a connector)."""
+        return self._start(name, [sys.executable, "-m", "celery", "-A", app, "worker", "-n", f"{name}@%h",
                                   "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO",
                                   "--without-heartbeat", "--without-gossip", "--without-mingle"])
 
     def start_beat(self, name: str = "beat") -> Proc:
         return self._start(name, [sys.executable, "-m", "celery", "-A", "revplan", "beat", "--loglevel", "INFO",
                                   "--schedule", str(self.dir / f"{name}-schedule")])
+
+    def start_beat_logging_ids(self, name: str = "beat") -> Proc:
+        """A beat at DEBUG level: it logs the id of each task it sends ("orchestrator.tick sent. id->…")."""
+        return self._start(name, [sys.executable, "-m", "celery", "-A", "revplan", "beat", "--loglevel", "DEBUG",
+                                  "--schedule", str(self.dir / f"{name}-schedule")])
+
+    def redis_client(self):
+        """A client of this cluster's private Redis (never the shared one)."""
+        import redis
+
+        return redis.Redis(port=self.redis_port, socket_timeout=2)
 
     def _start(self, name: str, args: list[str]) -> Proc:
         proc = Proc(name, args, self.env, self.dir)
@@ -148,3 +163,17 @@ class Cluster:
     def __exit__(self, *exc) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=5)
+        # The logs were printed on failure (tests/integration/conftest.py); keep them only on request.
+        if not os.environ.get("REVPLAN_KEEP_IT_LOGS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sent_task_ids(beat: Proc, task: str) -> set[str]:
+    """Ids of the `task` messages a beat started with start_beat_logging_ids sent."""
+    return set(re.findall(rf"{re.escape(task)} sent\. id->([0-9a-f-]+)", beat.log_path.read_text(errors="replace")))
+
+
+def succeeded_task_ids(worker: Proc, task: str) -> set[str]:
+    """Ids of the `task` messages a worker ran to success."""
+    pattern = rf"Task {re.escape(task)}\[([0-9a-f-]+)\] succeeded"
+    return set(re.findall(pattern, worker.log_path.read_text(errors="replace")))

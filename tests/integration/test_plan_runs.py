@@ -1,11 +1,23 @@
-"""Plans advance on their own with a real celery worker and beat: order, step approval, completion."""
+"""Plans advance on their own with a real celery worker and beat: order, step approval, completion,
+objective met, expiry, and a step that keeps failing until a person skips it."""
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from orchestrator.execution.models import ActionIntent
-from plans import services
-from plans.models import PlanStatus, PlanStep, StepStatus
+from orchestrator.engine import RETRY_LIMIT_EXCEEDED
+from orchestrator.execution.models import (
+    ActionIntent,
+    AttemptOutcome,
+    ConnectorConfig,
+    ExecutionAttempt,
+    FailureClass,
+    IntentStatus,
+)
+from plans import ledger, services
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.plan_types import RENEWAL_DEFENSE, get_action_type
 from plans.schemas import PlanDraftInput, StepInput
 from tests.conftest import build_world
 from tests.integration.harness import wait_for
@@ -29,13 +41,31 @@ def plan_status(plan) -> str:
     return plan.plan_status
 
 
+def step_status(plan, action_type: str) -> str:
+    return PlanStep.objects.get(plan=plan, action_type=action_type).status
+
+
+def entries(plan, event_type: str | None = None) -> list[PlanLedgerEntry]:
+    rows = PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq")
+    return list(rows.filter(event_type=event_type) if event_type else rows)
+
+
+def use_calendar(world, radicale) -> None:
+    ConnectorConfig.objects.create(tenant=world.tenant, connector="calendar", settings={"url": radicale.url})
+
+
+def use_crm(world, crm, **extra) -> None:
+    ConnectorConfig.objects.create(
+        tenant=world.tenant, connector="crm",
+        settings={"base_url": crm.base_url, "api_key": "k", "timeout_seconds": 2, **extra},
+    )
+
+
 @pytest.mark.timeout(90)
 def test_approved_plan_waits_for_the_meeting_approval_then_completes(cluster, radicale):
     # given
-    from orchestrator.execution.models import ConnectorConfig
-
     world = build_world()
-    ConnectorConfig.objects.create(tenant=world.tenant, connector="calendar", settings={"url": radicale.url})
+    use_calendar(world, radicale)
     plan = chained_plan(world, MEETING, BRIEF)
     cluster.start_worker()
     cluster.start_beat()
@@ -52,3 +82,105 @@ def test_approved_plan_waits_for_the_meeting_approval_then_completes(cluster, ra
     assert statuses == {MEETING: StepStatus.DONE, BRIEF: StepStatus.AUTO_EXECUTED}
     intents = {i.action_type: i for i in ActionIntent.objects.filter(plan=plan)}
     assert intents[MEETING].finished_at < intents[BRIEF].started_at
+
+
+@pytest.mark.timeout(120)
+def test_a_renewal_committed_while_the_meeting_waits_completes_the_plan_with_objective_met(cluster, radicale):
+    # given: an active plan whose meeting waits for a person (nothing for the tick to do)
+    world = build_world()
+    use_calendar(world, radicale)
+    plan = chained_plan(world, MEETING, BRIEF)
+    cluster.start_worker()
+    cluster.start_beat()
+    wait_for(lambda: step_status(plan, MEETING) == StepStatus.PENDING_APPROVAL, timeout=60,
+             what="the meeting to wait for approval")
+    # when: the customer commits to the renewal
+    signal = services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED",
+                                    payload={"source": "crm", "deal": "renewal-2025"})
+    # then: the plan completes on its objective, and the steps it no longer needs never run
+    wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=60, what="the plan to complete")
+    assert plan.completion_reason == "objective_met"
+    assert (step_status(plan, MEETING), step_status(plan, BRIEF)) == (StepStatus.PENDING_APPROVAL, StepStatus.PENDING)
+    assert not ActionIntent.objects.filter(plan=plan).exists()
+    completed = entries(plan)[-1]
+    assert (completed.event_type, completed.reason_code, completed.actor) == (
+        EventType.PLAN_COMPLETED, "objective_met", "system:orchestrator")
+    assert completed.data["facts"]["objective_signal"] == {
+        "signal_type": "RENEWAL_COMMITTED", "observed_at": signal.observed_at.isoformat()}
+    assert ledger.verify_ledger(plan_id=plan.id).ok
+
+
+@pytest.mark.timeout(120)
+def test_plans_past_their_window_expire_whether_active_or_still_approved(cluster, radicale):
+    # given: one plan ACTIVE (its meeting waits for a person) whose window closes in a moment ...
+    running_world, approved_world = build_world(), build_world()
+    use_calendar(running_world, radicale)
+    running = chained_plan(running_world, MEETING, BRIEF)
+    cluster.start_worker()
+    cluster.start_beat()
+    wait_for(lambda: step_status(running, MEETING) == StepStatus.PENDING_APPROVAL, timeout=60,
+             what="the meeting to wait for approval")
+    # ... and one APPROVED plan whose window closed before the orchestrator activated it. The windows are
+    # moved by hand: a renewal date only gives day-long windows.
+    approved = chained_plan(approved_world, BRIEF)
+    RevenuePlan.objects.filter(pk=approved.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    RevenuePlan.objects.filter(pk=running.pk).update(expires_at=timezone.now() + timedelta(seconds=2))
+    # then: the beat's tick expires both; nothing runs after the window
+    wait_for(lambda: plan_status(running) == PlanStatus.EXPIRED and plan_status(approved) == PlanStatus.EXPIRED,
+             timeout=60, what="both plans to expire")
+    for plan, from_status in ((running, PlanStatus.ACTIVE), (approved, PlanStatus.APPROVED)):
+        terminal = entries(plan)[-1]
+        assert (terminal.event_type, terminal.reason_code, terminal.actor) == (
+            EventType.PLAN_EXPIRED, "expired", "system:orchestrator")
+        assert (terminal.data["from_status"], terminal.data["to_status"]) == (from_status, PlanStatus.EXPIRED)
+        assert plan.expired_at is not None
+        assert plan.completion_reason == ""
+        assert ledger.verify_ledger(plan_id=plan.id).ok
+    assert entries(approved, EventType.PLAN_ACTIVATED) == []
+    assert [reason["code"] for reason in entries(approved, EventType.ACTIVATION_BLOCKED)[0].data["reasons"]] == [
+        "PLAN_EXPIRED"]
+    assert not ActionIntent.objects.filter(plan__in=[running, approved]).exists()
+
+
+@pytest.mark.timeout(150)
+def test_a_flaky_crm_pauses_the_plan_at_the_retry_limit_until_a_person_skips_the_optional_step(cluster, crm):
+    # given: the CRM answers 503 to everything (far more than the plan will ever try)
+    world = build_world()
+    use_crm(world, crm)
+    crm.state.scripted = [503] * 100
+    plan = chained_plan(world, BRIEF, ESCALATE)
+    assert get_action_type(ESCALATE).required is False  # the design's only optional RENEWAL_DEFENSE step
+    cluster.start_worker()
+    cluster.start_beat()
+    # when
+    wait_for(lambda: plan_status(plan) == PlanStatus.PAUSED, timeout=90, what="the plan to pause")
+    # then: every attempt used up its connector tries, and the plan stopped at the limit, not before or after
+    tries_per_attempt, attempts = get_action_type(ESCALATE).max_attempts, RENEWAL_DEFENSE.retry_limit
+    assert plan.stop_reason_code == RETRY_LIMIT_EXCEEDED
+    escalate = PlanStep.objects.get(plan=plan, action_type=ESCALATE)
+    assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, attempts)
+    assert escalate.last_error.startswith(FailureClass.TRANSIENT)
+    assert step_status(plan, BRIEF) == StepStatus.AUTO_EXECUTED
+    intents = ActionIntent.objects.filter(plan=plan, step_id=escalate.step_id).order_by("attempt")
+    assert [(i.attempt, i.status, i.failure_class) for i in intents] == [
+        (n, IntentStatus.FAILED, FailureClass.TRANSIENT) for n in range(1, attempts + 1)]
+    assert ExecutionAttempt.objects.filter(intent__in=intents, outcome=AttemptOutcome.TRANSIENT_ERROR).count() == (
+        tries_per_attempt * attempts)
+    assert len(crm.state.posts()) == tries_per_attempt * attempts
+    assert len(entries(plan, EventType.STEP_RETRY_SCHEDULED)) == attempts - 1
+    paused = entries(plan)[-1]
+    assert (paused.event_type, paused.reason_code) == (EventType.PLAN_PAUSED, RETRY_LIMIT_EXCEEDED)
+    assert paused.data["facts"]["attempts"] == attempts
+    # when: a person skips the failed optional step and resumes the plan
+    services.step_skip(plan_id=plan.id, step_id=escalate.step_id, user=world.seller,
+                       reason="The support lead is already on it.")
+    services.plan_resume(plan_id=plan.id, user=world.seller)
+    # then: it completes without trying the CRM again
+    wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=60, what="the plan to complete")
+    assert plan.completion_reason == "all_steps_done"
+    assert step_status(plan, ESCALATE) == StepStatus.SKIPPED
+    assert len(crm.state.posts()) == tries_per_attempt * attempts
+    assert ActionIntent.objects.filter(plan=plan, step_id=escalate.step_id).count() == attempts
+    assert [entry.event_type for entry in entries(plan)[-4:]] == [
+        EventType.PLAN_PAUSED, EventType.STEP_SKIPPED, EventType.PLAN_RESUMED, EventType.PLAN_COMPLETED]
+    assert ledger.verify_ledger(plan_id=plan.id).ok
