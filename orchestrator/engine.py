@@ -219,7 +219,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep) -> StepKey | None:
         action_type=step.action_type,
         parameters=step.parameters,
         expires_at=plan.expires_at,
-        approved_by=step.approved_by if step.approved_at else plan.approved_by,
+        approved_by_id=step.approved_by_id if step.approved_at else plan.approved_by_id,
         approving_policy="" if step.approved_at else f"plan_approval/{decision.policy_version}",
         plan_id=plan.id,
         step_id=step.step_id,
@@ -276,29 +276,55 @@ def record_step_outcome(intent_id: UUID) -> bool:
     with transaction.atomic():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)
-        step = PlanStep.objects.select_for_update().get(plan_id=plan.id, step_id=intent.step_id)
-        changed = _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now())
-        if changed and plan.plan_status == PlanStatus.ACTIVE:
-            RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=timezone.now())
+        changed = _record_outcome_locked(plan, intent)
     if changed:
-        metrics.STEP_OUTCOMES.labels(intent.action_type, intent.status).inc()
-        logger.info("step outcome recorded", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
-                                                    "attempt": intent.attempt, "outcome": intent.status})
+        _outcome_recorded(intent)
     return changed
+
+
+def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> bool:
+    """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction."""
+    step = PlanStep.objects.select_for_update().get(plan_id=plan.id, step_id=intent.step_id)
+    changed = _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now())
+    if changed and plan.plan_status == PlanStatus.ACTIVE:
+        # The caller enqueues the follow-up advance itself (it gets True); waking the tick now as well
+        # would send a second advance for the same change. The tick stays the safety net: should
+        # that message be lost, it comes back after the redelivery delay.
+        RevenuePlan.objects.filter(pk=plan.id).update(
+            next_run_at=timezone.now() + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
+        )
+    return changed
+
+
+def _outcome_recorded(intent: ActionIntent) -> None:
+    metrics.STEP_OUTCOMES.labels(intent.action_type, intent.status).inc()
+    logger.info("step outcome recorded", extra={"plan_id": str(intent.plan_id), "step_id": str(intent.step_id),
+                                                "attempt": intent.attempt, "outcome": intent.status})
 
 
 # --- execute ----------------------------------------------------------------------------------
 
+# A delivery counts when it may start the attempt: the first one, or one that finds the last start
+# abandoned (EXECUTING past its lease: that worker died). Copies of the message that arrive before the
+# first claim or while a live worker holds it are duplicates, not deaths; counting them would fail a
+# healthy attempt as WORKER_LOST (and refuse its result) whenever a few copies land at once without a lock.
 _COUNT_DELIVERY = """
 UPDATE orchestrator_actionintent SET deliveries = deliveries + 1
-WHERE id = %s AND status IN ('PENDING', 'EXECUTING') RETURNING deliveries
+WHERE id = %(id)s AND ((status = 'PENDING' AND deliveries = 0)
+                       OR (status = 'EXECUTING' AND lease_expires_at < %(now)s))
+RETURNING deliveries
 """
 
 
 def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bool:
     """Run one step attempt through the execution spine; True when the plan should be advanced now."""
     service = service or ExecutionService()
-    intent = ActionIntent.objects.filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt).first()
+    # One read for the intent, its plan's status and what the connector needs (account, its owner, tenant).
+    intent = (
+        ActionIntent.objects.select_related("plan", "account__owner", "tenant")
+        .filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt)
+        .first()
+    )
     if intent is None:
         logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
                                                       "attempt": key.attempt})
@@ -306,31 +332,41 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bo
     log = {"plan_id": str(key.plan_id), "step_id": str(key.step_id), "attempt": key.attempt}
     if intent.status in FINISHED_INTENT_STATUSES:
         return record_step_outcome(intent.id)  # a duplicate or redelivered message: nothing is sent
-    plan_status = RevenuePlan.objects.filter(pk=key.plan_id).values_list("plan_status", flat=True).first()
+    plan_status = intent.plan.plan_status
     if plan_status in TERMINAL:
         _cancel_quietly(service, intent)
         return False
     if plan_status != PlanStatus.ACTIVE:
         return False  # a paused plan's attempt waits; the advance after resume sends it again
     with connection.cursor() as cursor:
-        cursor.execute(_COUNT_DELIVERY, [intent.id])
+        cursor.execute(_COUNT_DELIVERY, {"id": intent.id, "now": timezone.now()})
         row = cursor.fetchone()
-    if row is None:
-        return record_step_outcome(intent.id)  # finished between our read and now
-    if row[0] > settings.ORCHESTRATOR_MAX_DELIVERIES:
+    # Not counted (a duplicate, or it finished meanwhile): go on, the claim in service.execute decides.
+    if row is not None and row[0] > settings.ORCHESTRATOR_MAX_DELIVERIES:
         service.fail_unfinished(
             intent.id, failure_class=FailureClass.WORKER_LOST,
             reason=f"a worker started it {row[0] - 1} times and never finished; giving up on this attempt",
         )
         logger.error("step attempt abandoned after repeated worker loss", extra={**log, "deliveries": row[0]})
         return record_step_outcome(intent.id)
+    recorded = []
+
+    def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
+        # In the success's own transaction, under the plan lock it already holds: one transaction,
+        # one lock instead of two. A failure keeps the separate record_step_outcome below.
+        recorded.append(_record_outcome_locked(plan, finished))
+
     try:
-        service.execute(intent.id)
+        service.execute(intent.id, intent=intent, on_succeeded=on_succeeded)
     except ExecutionBlocked as blocked:
         with suppress(DomainError):  # already paused by someone else
             services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", reason_code=KILL_SWITCH,
                                           explanation=blocked.detail, facts={"intent_id": str(intent.id)})
         return False
+    if recorded:
+        if recorded[0]:
+            _outcome_recorded(intent)
+        return recorded[0]
     return record_step_outcome(intent.id)
 
 

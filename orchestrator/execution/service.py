@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orchestrator.execution.connectors import ExternalRef, PermanentError, TransientError, build_connector
@@ -33,7 +32,7 @@ from orchestrator.execution.retry import backoff_delay
 from plans import ledger
 from plans.errors import Conflict, DomainError, NotFound, ValidationFailed
 from plans.locking import lock_plan
-from plans.models import AccountSignal
+from plans.models import AccountSignal, RevenuePlan
 from plans.plan_types import get_action_type
 from plans.selectors import execution_killed_by
 
@@ -41,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 ACTOR = ledger.system_actor("execution")
 KILL_SWITCH = "KILL_SWITCH"
+
+
+_CLAIM = f"""
+UPDATE orchestrator_actionintent
+SET status = '{IntentStatus.EXECUTING}', lease_token = %(token)s, lease_expires_at = %(lease)s, started_at = %(now)s
+WHERE id = %(id)s AND (status = '{IntentStatus.PENDING}'
+                       OR (status = '{IntentStatus.EXECUTING}' AND lease_expires_at < %(now)s))
+RETURNING attempts, connector
+"""
 
 
 class ExecutionBlocked(DomainError):
@@ -68,6 +76,7 @@ def intent_create(
     expires_at: datetime,
     parameters: dict | None = None,
     approved_by=None,
+    approved_by_id: int | None = None,
     approving_policy: str = "",
     plan_id: UUID | None = None,
     step_id: UUID | None = None,
@@ -77,7 +86,9 @@ def intent_create(
     """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first."""
     if get_action_type(action_type) is None:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
-    if approved_by is None and not approving_policy:
+    if approved_by is not None:
+        approved_by_id = approved_by.pk
+    if approved_by_id is None and not approving_policy:
         raise ValidationFailed("VALIDATION_ERROR", "An intent needs a person who approved it or an approving policy.")
     if (plan_id is None) != (step_id is None) or (plan_id is None) != (attempt is None):
         raise ValidationFailed("VALIDATION_ERROR", "plan_id, step_id and attempt go together.")
@@ -88,7 +99,7 @@ def intent_create(
         "account_id": account_id,
         "action_type": action_type,
         "parameters": parameters or {},
-        "approved_by": approved_by,
+        "approved_by_id": approved_by_id,
         "approving_policy": approving_policy,
         "expires_at": expires_at,
         "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
@@ -127,17 +138,29 @@ class ExecutionService:
 
     # --- execute -------------------------------------------------------------------------------
 
-    def execute(self, intent_id: UUID) -> ActionIntent:
-        intent = self._load(intent_id)
+    def execute(
+        self,
+        intent_id: UUID,
+        *,
+        intent: ActionIntent | None = None,
+        on_succeeded: Callable[[ActionIntent, RevenuePlan], None] | None = None,
+    ) -> ActionIntent:
+        """`intent`: the caller's freshly loaded row of intent_id (with account and tenant), saving a read.
+
+        `on_succeeded(intent, plan)`: for a plan step, called inside the transaction that records this
+        execution's success, with the plan's row lock held; it commits (or rolls back) with the success.
+        """
+        intent = intent if intent is not None else self._load(intent_id)
         if intent.status in FINISHED_INTENT_STATUSES:
             return intent  # the recorded outcome; nothing is sent again
         if intent.expires_at <= self.clock():
             return self._expire(intent)
+        # The kill switches, before the first try of this delivery; _claim and the connector's
+        # set-up in between send nothing. Each retry below checks them again.
         self._raise_if_killed(intent)
-        claim = self._claim(intent)
+        claim = self._claim(intent)  # on success, `intent` holds the claimed row's state
         if claim is None:
             return self._load(intent_id)  # another worker holds it, or it finished meanwhile
-        intent = self._load(intent_id)
         log = {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
                "attempt": intent.attempt, "action_type": intent.action_type}
         try:
@@ -147,7 +170,7 @@ class ExecutionService:
         except PermanentError as error:
             return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
         spec = get_action_type(intent.action_type)
-        number = intent.attempts
+        first = number = intent.attempts  # tries made before this delivery (by a worker that died)
         delay, last_error = 0.0, ""
         while number < spec.max_attempts:
             number += 1
@@ -156,7 +179,9 @@ class ExecutionService:
             if not self._renew(claim, attempts=number, connector=connector.name):
                 logger.warning("execution claim lost; another worker took over", extra=log)
                 return self._load(intent_id)
-            blocked_by = execution_killed_by(intent.tenant_id, intent.action_type)
+            intent.attempts = number
+            # A retry: a switch may have been flipped since the check before the first try.
+            blocked_by = execution_killed_by(intent.tenant_id, intent.action_type) if number > first + 1 else ""
             if blocked_by:
                 self._release_blocked(intent, claim, blocked_by)
                 raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
@@ -180,13 +205,13 @@ class ExecutionService:
                                                                          "error": last_error})
                 continue
             except PermanentError as error:
-                self._record_attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
-                return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
-            self._record_attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
-            return self._finish_succeeded(intent, claim, ref, log)
-        if number == intent.attempts:
+                last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
+                return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log, last_try=last_try)
+            last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
+            return self._finish_succeeded(intent, claim, ref, log, last_try=last_try, on_succeeded=on_succeeded)
+        if number == first:
             # No try left for this delivery: the last one was made by a worker that died before its outcome.
-            reason = f"gave up after {number} tries; the worker of the last one was lost before it recorded an outcome"
+            reason = f"gave up after {number} tries; the worker of the last one was lost before it finished the intent"
             return self._finish_failed(intent, claim, FailureClass.WORKER_LOST, reason, log)
         reason = f"gave up after {number} tries; last error: {last_error}"
         return self._finish_failed(intent, claim, FailureClass.TRANSIENT, reason, log)
@@ -245,19 +270,23 @@ class ExecutionService:
     # --- the claim -------------------------------------------------------------------------------
 
     def _claim(self, intent: ActionIntent) -> _Claim | None:
-        """PENDING, or EXECUTING whose lease ran out (its worker died): take it with a fresh token."""
+        """PENDING, or EXECUTING whose lease ran out (its worker died): take it with a fresh token.
+
+        On success `intent` is brought up to the claimed row: the claim sets status, lease and start,
+        and RETURNING hands back what a worker that died since `intent` was read may have changed.
+        """
         now = self.clock()
         token = uuid.uuid4()
-        claimed = ActionIntent.objects.filter(
-            Q(status=IntentStatus.PENDING) | Q(status=IntentStatus.EXECUTING, lease_expires_at__lt=now),
-            pk=intent.pk,
-        ).update(
-            status=IntentStatus.EXECUTING,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS),
-            started_at=now,
-        )
-        return _Claim(intent.pk, token) if claimed else None
+        lease_expires_at = now + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS)
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM, {"id": intent.pk, "token": token, "lease": lease_expires_at, "now": now})
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        intent.status, intent.lease_token, intent.lease_expires_at, intent.started_at = (
+            IntentStatus.EXECUTING, token, lease_expires_at, now)
+        intent.attempts, intent.connector = row
+        return _Claim(intent.pk, token)
 
     def _renew(self, claim: _Claim, *, attempts: int, connector: str) -> bool:
         return bool(
@@ -268,6 +297,21 @@ class ExecutionService:
                 lease_expires_at=self.clock() + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS),
             )
         )
+
+    def _attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> ExecutionAttempt:
+        return ExecutionAttempt(
+            intent_id=claim.intent_id, number=number, delay_before_seconds=delay, started_at=started_at,
+            finished_at=self.clock(), outcome=outcome, error=error[:2000], external_ids=external_ids or {},
+        )
+
+    @staticmethod
+    def _record_last_try(last_try: ExecutionAttempt | None) -> None:
+        """The try that ended the execution, written in the transaction of the claim-conditional finish:
+        only the claim's holder gets here, so a stale worker's try is never recorded next to the takeover's.
+        ON CONFLICT DO NOTHING: should a takeover have recorded this try already, its record stands.
+        """
+        if last_try is not None:
+            ExecutionAttempt.objects.bulk_create([last_try], ignore_conflicts=True)
 
     def _record_attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> None:
         try:
@@ -293,26 +337,35 @@ class ExecutionService:
     # --- outcomes --------------------------------------------------------------------------------
 
     def _finish(self, intent: ActionIntent, claim: _Claim | None, **fields) -> bool:
-        """Conditional on the claim: a stale worker's result is refused (returns False)."""
+        """Conditional on the claim: a stale worker's result is refused (returns False).
+
+        On success `intent` gets the written fields: while the claim held, nobody else wrote the row.
+        """
         match = {"pk": intent.pk, "lease_token": claim.token, "status": IntentStatus.EXECUTING} if claim else {
             "pk": intent.pk, "status": IntentStatus.PENDING}
-        return bool(ActionIntent.objects.filter(**match).update(
-            finished_at=self.clock(), lease_token=None, lease_expires_at=None, **fields
-        ))
+        fields = {"finished_at": self.clock(), "lease_token": None, "lease_expires_at": None, **fields}
+        if not ActionIntent.objects.filter(**match).update(**fields):
+            return False
+        for name, value in fields.items():
+            setattr(intent, name, value)
+        return True
 
-    def _finish_succeeded(self, intent, claim, ref: ExternalRef, log) -> ActionIntent:
+    def _finish_succeeded(self, intent, claim, ref: ExternalRef, log, *, last_try=None,
+                          on_succeeded=None) -> ActionIntent:
         with transaction.atomic():
-            self._lock_chain(intent)
+            plan = self._lock_chain(intent)
             if not self._finish(intent, claim, status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
                 logger.warning("stale worker's success refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            intent = self._load(intent.pk)
+            self._record_last_try(last_try)
             ledger.action_executed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_SUCCEEDED)
             self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
+            if on_succeeded is not None and plan is not None:
+                on_succeeded(intent, plan)
         logger.info("action executed", extra={**log, "outcome": Outcome.EXECUTION_SUCCEEDED, "external_ids": ref.ids})
         return intent
 
-    def _finish_failed(self, intent, claim, failure_class: str, reason: str, log) -> ActionIntent:
+    def _finish_failed(self, intent, claim, failure_class: str, reason: str, log, *, last_try=None) -> ActionIntent:
         with transaction.atomic():
             self._lock_chain(intent)
             finished = self._finish(intent, claim, status=IntentStatus.FAILED, failure_class=failure_class,
@@ -320,7 +373,7 @@ class ExecutionService:
             if not finished:
                 logger.warning("stale worker's failure refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            intent = self._load(intent.pk)
+            self._record_last_try(last_try)
             ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
             self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
                          {"failure_class": failure_class, "failure_reason": reason})
@@ -378,14 +431,13 @@ class ExecutionService:
     # --- helpers ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _lock_chain(intent: ActionIntent) -> None:
+    def _lock_chain(intent: ActionIntent) -> RevenuePlan | None:
         """A plan step's ledger entries join the plan's chain, which its row lock serialises."""
-        if intent.plan_id:
-            lock_plan(intent.plan_id)
+        return lock_plan(intent.plan_id) if intent.plan_id else None
 
     @staticmethod
     def _load(intent_id: UUID) -> ActionIntent:
-        intent = ActionIntent.objects.select_related("account", "tenant").filter(pk=intent_id).first()
+        intent = ActionIntent.objects.select_related("account__owner", "tenant").filter(pk=intent_id).first()
         if intent is None:
             raise NotFound("NOT_FOUND", f"Action intent {intent_id} does not exist.")
         return intent

@@ -159,13 +159,30 @@ def test_a_step_whose_worker_keeps_dying_fails_after_bounded_deliveries(world, s
     settings.ORCHESTRATOR_MAX_DELIVERIES = 2
     plan = approved_plan(world, BRIEF)
     (key,) = engine.advance_plan(plan.id)
-    ActionIntent.objects.filter(plan=plan).update(deliveries=2)  # two workers died on it
+    # two workers started it and died: the last one's claim ran out without an outcome
+    ActionIntent.objects.filter(plan=plan).update(deliveries=2, status=IntentStatus.EXECUTING,
+                                                  lease_expires_at=timezone.now() - timedelta(seconds=1))
     engine.execute_step(key)
     intent = ActionIntent.objects.get(plan=plan)
     assert (intent.status, intent.failure_class) == (IntentStatus.FAILED, "WORKER_LOST")
     step = PlanStep.objects.get(plan=plan)
     assert step.status == StepStatus.PENDING
     assert step.last_error.startswith("WORKER_LOST")
+
+
+@pytest.mark.parametrize("lease_left", [None, timedelta(minutes=1)], ids=["before-the-first-claim", "live-claim"])
+def test_copies_of_a_message_are_not_counted_as_worker_deaths(world, settings, lease_left):
+    settings.ORCHESTRATOR_MAX_DELIVERIES = 2
+    plan = approved_plan(world, BRIEF)
+    (key,) = engine.advance_plan(plan.id)
+    fields = {"deliveries": 2}
+    if lease_left:  # a worker is on it right now
+        fields.update(status=IntentStatus.EXECUTING, lease_expires_at=timezone.now() + lease_left)
+    ActionIntent.objects.filter(plan=plan).update(**fields)
+    engine.execute_step(key)
+    intent = ActionIntent.objects.get(plan=plan)
+    assert intent.deliveries == 2
+    assert intent.status == (IntentStatus.EXECUTING if lease_left else IntentStatus.SUCCEEDED)
 
 
 def test_a_paused_plan_is_never_advanced(world):

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from orchestrator.execution.models import (
     ActionIntent,
+    AttemptOutcome,
     ExecutionAttempt,
     FailureClass,
     IntentStatus,
@@ -284,3 +285,6 @@ def test_a_worker_stalled_past_its_lease_cannot_overwrite_the_takeover(crm, crm_
     assert intent.external_ids["task_id"] in crm.state.tasks
     assert ledger_events(intent) == [EventType.ACTION_EXECUTED]
     assert AccountSignal.objects.filter(account=world.account, signal_type="ACTION_EXECUTED").count() == 1
+    # only the claim's holder records its try: the stalled worker's answer leaves no attempt row
+    assert list(ExecutionAttempt.objects.filter(intent=intent).values_list("number", "outcome")) == [
+        (2, AttemptOutcome.SUCCEEDED)]

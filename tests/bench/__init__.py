@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): bench_*.py files, never collected by the default `pytest` run."""

@@ -1,0 +1,95 @@
+"""In-process per-step cost of a governed plan step (`make bench`, or just this one:
+`pytest tests/bench -o python_files='bench_*.py' -s -k step_cost`).
+
+N approved 2-step PREP_RENEWAL_BRIEF plans (internal connector, no approval needed) driven to completion
+with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue
+(advance -> execute -> the follow-up advance the task enqueues), and every TICK_EVERY tasks a tick
+(due_plan_ids + one advance per plan it claims), as the beat would under load. Reported per step:
+wall ms, queries, transactions (autocommit statements + committed atomic blocks), advances.
+Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
+"""
+import os
+import time
+from collections import deque
+from unittest import mock
+
+import pytest
+from django.db import connection
+
+from orchestrator import engine
+from plans.models import PlanStatus, RevenuePlan
+from tests.bench.bench_orchestrator import make_brief_plans
+from tests.conftest import build_world
+
+PLANS = int(os.environ.get("BENCH_STEP_COST_PLANS", "50"))
+TICK_EVERY = 20
+
+
+def drive(plan_ids) -> dict:
+    counts = {kind: {"calls": 0, "queries": 0, "transactions": 0, "seconds": 0.0}
+              for kind in ("advance", "execute", "tick")}
+    current = {"name": "advance"}
+    real_commit = connection.commit
+
+    def wrapper(execute, sql, params, many, context):
+        counts[current["name"]]["queries"] += 1
+        if not connection.in_atomic_block:
+            counts[current["name"]]["transactions"] += 1
+        return execute(sql, params, many, context)
+
+    def counting_commit():
+        counts[current["name"]]["transactions"] += 1
+        return real_commit()
+
+    def run(name, fn, *args):
+        current["name"] = name
+        counts[name]["calls"] += 1
+        started = time.perf_counter()
+        value = fn(*args)
+        counts[name]["seconds"] += time.perf_counter() - started
+        return value
+
+    queue = deque(("advance", plan_id) for plan_id in plan_ids)
+    tasks_run, steps = 0, 0
+    with connection.execute_wrapper(wrapper), mock.patch.object(connection, "commit", counting_commit):
+        while queue:
+            kind, arg = queue.popleft()
+            if kind == "advance":
+                for key in run("advance", engine.advance_plan, arg):
+                    queue.append(("execute", key))
+            else:
+                steps += 1
+                if run("execute", engine.execute_step, arg):
+                    queue.append(("advance", arg.plan_id))
+            tasks_run += 1
+            if tasks_run % TICK_EVERY == 0 or not queue:
+                queue.extend(("advance", plan_id) for plan_id in run("tick", engine.due_plan_ids))
+    done = RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count()
+    assert done == len(plan_ids), f"{done} of {len(plan_ids)} plans completed"
+    return {"steps": steps, **counts}
+
+
+@pytest.mark.timeout(600)
+def test_step_cost(transactional_db):
+    world = build_world()
+    drive(make_brief_plans(world, 5, steps_of=lambda i: 2))  # warm-up: imports, caches, plans
+    result = drive(make_brief_plans(world, PLANS, steps_of=lambda i: 2))
+    steps = result["steps"]
+    assert steps == 2 * PLANS
+    kinds = ("advance", "execute", "tick")
+    total = {key: sum(result[kind][key] for kind in kinds) for key in ("queries", "transactions", "seconds")}
+    summary = {
+        "plans / steps": f"{PLANS} / {steps}",
+        "ms per step (all tasks)": total["seconds"] * 1000 / steps,
+        "queries per step": total["queries"] / steps,
+        "transactions per step": total["transactions"] / steps,
+        "advance calls per step": result["advance"]["calls"] / steps,
+        "ticks": result["tick"]["calls"],
+    }
+    for kind in kinds:
+        row = result[kind]
+        summary[f"{kind}: ms / queries / transactions per step"] = (
+            f"{row['seconds'] * 1000 / steps:.2f} / {row['queries'] / steps:.2f} / {row['transactions'] / steps:.2f}"
+        )
+    for key, value in summary.items():
+        print(f"{key:<48} {value:.4g}" if isinstance(value, float) else f"{key:<48} {value}")
