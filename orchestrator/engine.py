@@ -15,7 +15,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator import metrics
-from orchestrator.autonomy.policy import Decision, approved_by_person, decide_step
+from orchestrator.autonomy.policy import Decision
+from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, FailureClass, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
 from plans import ledger, services
@@ -176,7 +177,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
         if step.next_attempt_at and step.next_attempt_at > now:
             wake_at.append(step.next_attempt_at)
             continue
-        key = _start_step(plan, step)
+        key = _start_step(plan, step, previous=intent)
         if key is None and plan.plan_status != PlanStatus.ACTIVE:
             return []
         if key is not None:
@@ -196,22 +197,26 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
     return intent.created_at < now - timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
 
 
-def _start_step(plan: RevenuePlan, step: PlanStep) -> StepKey | None:
-    """Ask the autonomy decision, then either wait for a person or create the next attempt."""
-    if step.approved_at:
-        decision = approved_by_person(approver_id=step.approved_by_id)
-    else:
-        decision = decide_step(action_type=step.action_type, constraints=plan.constraints)
-        if decision.decision == Decision.REQUIRE_APPROVAL:
-            step.status = StepStatus.PENDING_APPROVAL
-            step.save(update_fields=["status"])
-            ledger.step_awaiting_approval(plan, step=step, decision=decision.as_dict(), actor=ACTOR)
-            return None
-        if decision.decision == Decision.BLOCK:
-            services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, reason_code=decision.reason,
-                                          explanation=decision.explanation, facts={"step_id": str(step.step_id)})
-            plan.refresh_from_db(fields=["plan_status"])
-            return None
+def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None) -> StepKey | None:
+    """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt.
+
+    `previous`: the step's last attempt, if any; a retry of a step that ran on its own does not take
+    a second unit of the autonomy budget (the budget counts actions, not tries).
+    """
+    retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
+    step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous)
+    decision = step_decision.decision
+    if decision.decision == Decision.BLOCK:
+        services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, reason_code=decision.reason,
+                                      explanation=decision.explanation,
+                                      facts={"step_id": str(step.step_id), **step_decision.as_dict()})
+        plan.refresh_from_db(fields=["plan_status"])
+        return None
+    if decision.decision == Decision.REQUIRE_APPROVAL and not step.approved_at:
+        step.status = StepStatus.PENDING_APPROVAL
+        step.save(update_fields=["status"])
+        ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
+        return None
     attempt = step.attempts + 1
     intent = intent_create(
         tenant_id=plan.tenant_id,
@@ -219,12 +224,12 @@ def _start_step(plan: RevenuePlan, step: PlanStep) -> StepKey | None:
         action_type=step.action_type,
         parameters=step.parameters,
         expires_at=plan.expires_at,
-        approved_by_id=step.approved_by_id if step.approved_at else plan.approved_by_id,
-        approving_policy="" if step.approved_at else f"plan_approval/{decision.policy_version}",
+        approved_by_id=step.approved_by_id if step.approved_at else None,
+        approving_policy="" if step.approved_at else decision.policy_version,
         plan_id=plan.id,
         step_id=step.step_id,
         attempt=attempt,
-        autonomy_decision=decision.as_dict(),
+        autonomy_decision=step_decision.as_dict(),
     )
     step.attempts = attempt
     step.next_attempt_at = None

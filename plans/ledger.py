@@ -269,6 +269,19 @@ def kill_switch_flipped(tenant_id: UUID, *, actor: str, action_type: str, engage
     )
 
 
+def autonomy_changed(tenant_id: UUID, *, actor: str, reason_code: str, explanation: str, data: dict):
+    """A tenant's autonomy settings changed (mode, opt-in, budget): who, what, from what to what."""
+    return _append(
+        tenant_id=tenant_id,
+        plan_id=None,
+        event_type=EventType.AUTONOMY_CHANGED,
+        actor=actor,
+        reason_code=reason_code,
+        explanation=explanation,
+        data=data,
+    )
+
+
 def tenant_digest(tenant_id: UUID, *, actor: str) -> PlanLedgerEntry:
     """Record the head of every plan chain that changed since the previous digest."""
     _lock_tenant_chain(tenant_id)

@@ -73,6 +73,11 @@ def _require(verb: Verb, *, user, tenant_id: UUID, subject: Subject = Subject(),
     return membership
 
 
+def require_admin(*, user, tenant_id: UUID) -> Membership:
+    """TENANT_ADMIN of this tenant, or NotFound (not a member) / NotAllowed (another role)."""
+    return _require(Verb.ADMINISTER, user=user, tenant_id=tenant_id, what="tenant")
+
+
 def _plan_subject(plan: RevenuePlan) -> Subject:
     return Subject(
         account_owner_id=plan.account.owner_id, plan_owner_id=plan.owner_id, plan_created_by=plan.created_by

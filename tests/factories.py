@@ -104,3 +104,17 @@ def make_plan(
             risk_level=spec.risk_level if spec else "LOW",
         )
     return plan
+
+
+def allow_autopilot(tenant, *action_types: str, max_per_day: int = 10_000, max_per_account_per_day: int = 10_000):
+    """Opt the tenant in and let these action types run on their own (test set-up, not the audited path)."""
+    from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyMode, TenantAutonomy
+
+    TenantAutonomy.objects.update_or_create(
+        tenant=tenant, defaults={"opted_in_at": timezone.now(), "max_per_account_per_day": max_per_account_per_day}
+    )
+    for action_type in action_types or ("PREP_RENEWAL_BRIEF",):
+        ActionTypeAutonomy.objects.update_or_create(
+            tenant=tenant, action_type=action_type,
+            defaults={"mode": AutonomyMode.AUTO_EXECUTE, "max_per_day": max_per_day},
+        )

@@ -1,22 +1,45 @@
-"""The step autonomy decision the orchestrator asks before every step attempt.
+"""AutoApprovalPolicyV1: may a step run on its own, does it need a person, or is it blocked?
 
-Interim rule until autonomy modes, budgets and opt-in land: a step that contacts the customer
-under `no_external_contact_without_approval` waits for a person; every other step of an
-approved plan runs on the plan's approval.
+A pure function of its inputs (DESIGN §5): no database, no clock, so the same input always gives
+the same decision and a recorded decision can be explained later from the facts stored with it.
+The orchestrator gathers the facts (orchestrator.autonomy.services) and records the result on the
+step attempt; changing the policy changes the version on new decisions, never old ones.
+
+The checks run in a fixed order; the first that applies decides:
+  BLOCK             UNKNOWN_ACTION_TYPE, KILL_SWITCH, MODE_DISABLED, MODE_PROPOSE_ONLY
+  (a person approved the step)                      -> REQUIRE_APPROVAL / APPROVED_BY_PERSON: it runs
+  REQUIRE_APPROVAL  EXTERNAL_CONTACT, RISK_LEVEL_HIGH, TENANT_POLICY (mode APPROVAL_REQUIRED),
+                    NOT_OPTED_IN, BUDGET_EXHAUSTED
+  AUTO_EXECUTE      AUTONOMY_ALLOWED
 """
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from plans.models import RiskLevel
 from plans.plan_types import get_action_type
 from plans.policy import HUMAN_TOUCH_CONSTRAINT
 
-POLICY_VERSION = "interim-v0"
+POLICY_VERSION = "auto-approval-v1"
 
 
 class Decision(StrEnum):
     AUTO_EXECUTE = "AUTO_EXECUTE"
     REQUIRE_APPROVAL = "REQUIRE_APPROVAL"
     BLOCK = "BLOCK"
+
+
+class Reason(StrEnum):
+    UNKNOWN_ACTION_TYPE = "UNKNOWN_ACTION_TYPE"
+    KILL_SWITCH = "KILL_SWITCH"
+    MODE_DISABLED = "MODE_DISABLED"
+    MODE_PROPOSE_ONLY = "MODE_PROPOSE_ONLY"
+    APPROVED_BY_PERSON = "APPROVED_BY_PERSON"
+    EXTERNAL_CONTACT = "EXTERNAL_CONTACT"
+    RISK_LEVEL_HIGH = "RISK_LEVEL_HIGH"
+    TENANT_POLICY = "TENANT_POLICY"
+    NOT_OPTED_IN = "NOT_OPTED_IN"
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    AUTONOMY_ALLOWED = "AUTONOMY_ALLOWED"
 
 
 @dataclass(frozen=True)
@@ -30,22 +53,60 @@ class AutonomyDecision:
         return {key: str(value) for key, value in asdict(self).items()}
 
 
-def decide_step(*, action_type: str, constraints: dict) -> AutonomyDecision:
+@dataclass(frozen=True)
+class StepFacts:
+    """Everything the policy looks at, as the orchestrator found it when the step came due."""
+
+    action_type: str
+    risk_level: str
+    constraints: dict
+    mode: str
+    opted_in: bool
+    killed_by: str = ""
+    budget_left: bool = True
+    approved_by_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(facts: StepFacts) -> AutonomyDecision:
+    action_type = facts.action_type
     spec = get_action_type(action_type)
     if spec is None:
-        return AutonomyDecision(Decision.BLOCK, "UNKNOWN_ACTION_TYPE", f"{action_type} is not in the catalogue.")
-    if spec.external_contact and constraints.get(HUMAN_TOUCH_CONSTRAINT, True):
-        return AutonomyDecision(
-            Decision.REQUIRE_APPROVAL,
-            "EXTERNAL_CONTACT",
-            f"{action_type} contacts the customer, and the plan requires a person to approve that first.",
-        )
-    return AutonomyDecision(
-        Decision.AUTO_EXECUTE, "PLAN_APPROVED", f"{action_type} runs on the plan's approval; it contacts no one."
-    )
+        return _block(Reason.UNKNOWN_ACTION_TYPE, f"{action_type} is not in the catalogue; nothing can carry it out.")
+    if facts.killed_by:
+        return _block(Reason.KILL_SWITCH, f"{action_type} may not run: {facts.killed_by} is on.")
+    if facts.mode == "DISABLED":
+        return _block(Reason.MODE_DISABLED, f"{action_type} is switched off for this tenant (mode DISABLED).")
+    if facts.mode == "PROPOSE_ONLY":
+        return _block(Reason.MODE_PROPOSE_ONLY, f"This tenant lets the system only propose {action_type}, "
+                                                "not carry it out (mode PROPOSE_ONLY).")
+    if facts.approved_by_id is not None:
+        return AutonomyDecision(Decision.REQUIRE_APPROVAL, Reason.APPROVED_BY_PERSON,
+                                f"User {facts.approved_by_id} approved this step.")
+    if spec.external_contact and facts.constraints.get(HUMAN_TOUCH_CONSTRAINT, True):
+        return _approval(Reason.EXTERNAL_CONTACT,
+                         f"{action_type} contacts the customer, and the plan requires a person to approve that first.")
+    if RiskLevel.HIGH in (facts.risk_level, spec.risk_level):
+        return _approval(Reason.RISK_LEVEL_HIGH, f"{action_type} is HIGH risk; HIGH-risk steps never run on their own.")
+    if facts.mode != "AUTO_EXECUTE":
+        return _approval(Reason.TENANT_POLICY, f"This tenant requires a person to approve each {action_type} "
+                                          f"(mode {facts.mode}).")
+    if not facts.opted_in:
+        return _approval(Reason.NOT_OPTED_IN, f"{action_type} may run on its own here, but the tenant has not opted in "
+                                         "to autonomous execution.")
+    if not facts.budget_left:
+        return _approval(Reason.BUDGET_EXHAUSTED, f"Today's autonomy budget for {action_type} or this account is used "
+                                             "up; a person approves the rest.")
+    return AutonomyDecision(Decision.AUTO_EXECUTE, Reason.AUTONOMY_ALLOWED,
+                            f"{action_type} is {spec.risk_level} risk, contacts no one without approval, and the "
+                            "tenant opted in to running it on its own.")
 
 
-def approved_by_person(*, approver_id: int) -> AutonomyDecision:
-    return AutonomyDecision(
-        Decision.REQUIRE_APPROVAL, "APPROVED_BY_PERSON", f"User {approver_id} approved this step."
-    )
+def _block(reason: Reason, explanation: str) -> AutonomyDecision:
+    return AutonomyDecision(Decision.BLOCK, reason, explanation)
+
+
+def _approval(reason: Reason, explanation: str) -> AutonomyDecision:
+    return AutonomyDecision(Decision.REQUIRE_APPROVAL, reason, explanation)

@@ -1,6 +1,7 @@
 """API routes under /api/v1/."""
 from django.urls import path
 
+from orchestrator.autonomy import api as autonomy
 from plans.api import accounts, plans
 from plans.api.views import MeView, TokenView
 
@@ -21,4 +22,11 @@ urlpatterns = [
     path("plans/<uuid:plan_id>/why/", plans.PlanWhyView.as_view(), name="plan-why"),
     path("accounts/", accounts.AccountListView.as_view(), name="account-list"),
     path("accounts/<uuid:account_id>/", accounts.AccountDetailView.as_view(), name="account-detail"),
+    path("autonomy/", autonomy.AutonomySettingsView.as_view(), name="autonomy-settings"),
+    path("autonomy/action-types/<str:action_type>/", autonomy.ActionTypeAutonomyView.as_view(),
+         name="autonomy-action-type"),
+    path("kill-switches/", autonomy.KillSwitchesView.as_view(), name="kill-switches"),
+    path("autopilot/timeline/", autonomy.AutopilotTimelineView.as_view(), name="autopilot-timeline"),
+    path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
+    path("ledger/export/", autonomy.LedgerExportView.as_view(), name="ledger-export"),
 ]

@@ -20,12 +20,15 @@ from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, Reven
 from plans.plan_types import RENEWAL_DEFENSE, get_action_type
 from plans.schemas import PlanDraftInput, StepInput
 from tests.conftest import build_world
+from tests.factories import allow_autopilot
 from tests.integration.harness import wait_for
 
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 
 
 def chained_plan(world, *action_types):
+    """An approved plan whose steps run one after another; the tenant lets the (LOW-risk) brief run on its own."""
+    allow_autopilot(world.tenant, BRIEF)
     steps, previous = [], None
     for action_type in action_types:
         step = StepInput(step_id=uuid.uuid4(), action_type=action_type, depends_on=[previous] if previous else [])
@@ -34,6 +37,14 @@ def chained_plan(world, *action_types):
     plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
                                  draft=PlanDraftInput(steps=steps), actor=world.seller)
     return services.plan_approve(plan_id=plan.id, user=world.admin)
+
+
+def approve_when_waiting(world, plan, action_type: str) -> None:
+    """A person approves the step once the orchestrator has asked for it (HIGH risk never runs on its own)."""
+    wait_for(lambda: step_status(plan, action_type) == StepStatus.PENDING_APPROVAL, timeout=60,
+             what=f"{action_type} to wait for approval")
+    step = PlanStep.objects.get(plan=plan, action_type=action_type)
+    services.step_approve(plan_id=plan.id, step_id=step.step_id, user=world.approver)
 
 
 def plan_status(plan) -> str:
@@ -152,7 +163,8 @@ def test_a_flaky_crm_pauses_the_plan_at_the_retry_limit_until_a_person_skips_the
     assert get_action_type(ESCALATE).required is False  # the design's only optional RENEWAL_DEFENSE step
     cluster.start_worker()
     cluster.start_beat()
-    # when
+    # when: the brief runs on its own; an approver lets the (HIGH-risk) escalation go
+    approve_when_waiting(world, plan, ESCALATE)
     wait_for(lambda: plan_status(plan) == PlanStatus.PAUSED, timeout=90, what="the plan to pause")
     # then: every attempt used up its connector tries, and the plan stopped at the limit, not before or after
     tries_per_attempt, attempts = get_action_type(ESCALATE).max_attempts, RENEWAL_DEFENSE.retry_limit

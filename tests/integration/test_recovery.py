@@ -23,6 +23,7 @@ from plans.models import EventType, PlanStatus, PlanStep, StepStatus
 from plans.plan_types import RENEWAL_DEFENSE
 from plans.schemas import PlanDraftInput, StepInput
 from tests.conftest import build_world
+from tests.factories import allow_autopilot
 from tests.integration.harness import Cluster, Proc, wait_for
 from tests.integration.test_plan_runs import BRIEF, ESCALATE, chained_plan, entries, plan_status, use_crm
 from tests.support.crashing_worker import CRASH_PARAMETER
@@ -38,6 +39,15 @@ def wait_ready(*workers: Proc) -> None:
     for worker in workers:
         wait_for(lambda w=worker: "ready." in w.log_path.read_text(errors="replace"), timeout=60,
                  what=f"worker {worker.name} to be ready")
+
+
+def activate_and_approve(world, plan) -> list[StepKey]:
+    """In this process: activate the plan (its HIGH-risk step asks for a person), approve it, commit the attempt."""
+    assert engine.advance_plan(plan.id) == []
+    step = PlanStep.objects.get(plan=plan)
+    assert step.status == StepStatus.PENDING_APPROVAL
+    services.step_approve(plan_id=plan.id, step_id=step.step_id, user=world.approver)
+    return engine.advance_plan(plan.id)
 
 
 def send_execute_step(cluster: Cluster, key: StepKey, *, copies: int) -> None:
@@ -88,7 +98,7 @@ def test_the_same_step_attempt_sent_twenty_times_at_once_executes_once(cluster, 
     use_crm(world, crm, timeout_seconds=10)
     crm.state.slow_seconds = 1.0
     plan = chained_plan(world, ESCALATE)
-    [key] = engine.advance_plan(plan.id)  # activates the plan and commits the attempt; sending it is ours
+    [key] = activate_and_approve(world, plan)  # commits the attempt; sending it is ours
     workers = [cluster.start_worker("w1", concurrency=3), cluster.start_worker("w2", concurrency=3)]
     wait_ready(*workers)
     # when: 20 copies of its message land at once on two workers with three processes each (no beat)
@@ -109,7 +119,7 @@ def test_the_same_step_attempt_sent_twenty_times_at_once_executes_once(cluster, 
     assert len(entries(plan, EventType.ACTION_EXECUTED)) == 1
     assert len(entries(plan, EventType.STEP_ATTEMPT_STARTED)) == 1
     assert plan.completion_reason == "all_steps_done"
-    assert PlanStep.objects.get(plan=plan).status == StepStatus.AUTO_EXECUTED
+    assert PlanStep.objects.get(plan=plan).status == StepStatus.DONE
     assert ledger.verify_ledger(plan_id=plan.id).ok
 
 
@@ -120,7 +130,7 @@ def test_an_attempt_committed_but_never_enqueued_is_sent_again_by_the_tick(clust
     world = build_world()
     use_crm(world, crm)
     plan = chained_plan(world, ESCALATE)
-    [key] = engine.advance_plan(plan.id)
+    [key] = activate_and_approve(world, plan)
     intent = ActionIntent.objects.get(plan=plan)
     assert (intent.status, intent.deliveries) == (IntentStatus.PENDING, 0)
     # when: a worker and a beat start (the broker never saw the message)
@@ -148,6 +158,7 @@ def test_an_attempt_committed_but_never_enqueued_is_sent_again_by_the_tick(clust
 def test_a_step_whose_worker_process_dies_on_every_delivery_fails_after_bounded_deliveries(cluster):
     # given: a brief whose execution SIGKILLs the worker's pool process every time (tests.support.crashing_worker)
     world = build_world()
+    allow_autopilot(world.tenant, BRIEF)
     brief = StepInput(step_id=uuid.uuid4(), action_type=BRIEF, parameters={CRASH_PARAMETER: True})
     plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
                                  draft=PlanDraftInput(steps=[brief]), actor=world.seller)

@@ -11,7 +11,7 @@ from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import services
 from plans.models import AccountSignal, EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
 from plans.schemas import PlanDraftInput, StepInput
-from tests.factories import AccountFactory, make_plan
+from tests.factories import AccountFactory, allow_autopilot, make_plan
 
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 
@@ -19,6 +19,13 @@ MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESC
 @pytest.fixture(autouse=True)
 def quick_orchestrator(settings):
     settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def brief_runs_on_its_own(request):
+    """The tenant lets the (LOW-risk, internal) brief run on its own; the autonomy tests set their own."""
+    if "world" in request.fixturenames:
+        allow_autopilot(request.getfixturevalue("world").tenant, BRIEF)
 
 
 def approved_plan(world, *steps_with_deps):
@@ -100,11 +107,15 @@ def test_retry_limit_pauses_then_skip_and_resume_completes(world, crm, crm_for):
     crm_for(world.tenant)
     crm.state.scripted = [400] * 20
     plan = approved_plan(world, BRIEF, ESCALATE)
-    # when
+    run_until_quiet(plan.id)
+    escalate = plan.steps.get(action_type=ESCALATE)
+    assert escalate.status == StepStatus.PENDING_APPROVAL  # HIGH risk never runs on its own
+    # when: a person approves the escalation
+    services.step_approve(plan_id=plan.id, step_id=escalate.step_id, user=world.admin)
     run_until_quiet(plan.id)
     # then: three attempts, then the plan is PAUSED with RETRY_LIMIT_EXCEEDED
     plan.refresh_from_db()
-    escalate = plan.steps.get(action_type=ESCALATE)
+    escalate.refresh_from_db()
     assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, 3)
     assert (plan.plan_status, plan.stop_reason_code) == (PlanStatus.PAUSED, "RETRY_LIMIT_EXCEEDED")
     assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.STEP_RETRY_SCHEDULED).count() == 2

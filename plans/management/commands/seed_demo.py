@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from orchestrator.autonomy import services as autonomy
 from orchestrator.execution.models import ActionRoute, ConnectorName
 from plans import services
 from plans.lifecycle import NON_TERMINAL
@@ -28,6 +29,9 @@ ACCOUNT_NAMES = [
 ACCOUNTS_PER_TENANT = 20
 SUPPORT_RISK_EVERY = 4  # every 4th account has a support-risk signal
 DRAFTS_PER_TENANT = 4
+# Acme lets the LOW-risk brief run on its own (opted in, through the audited services); Globex keeps
+# the default, so every one of its steps waits for a person.
+AUTOPILOT = {"acme-corp": {"PREP_RENEWAL_BRIEF": 50}}
 CONSOLE_GROUP = "revplan console"
 CONSOLE_MODELS = ["tenant", "account", "accountsignal", "killswitch", "revenueplan", "planledgerentry"]
 
@@ -71,6 +75,11 @@ class Command(BaseCommand):
                 ActionRoute.objects.get_or_create(
                     tenant=tenant, action_type="ESCALATE_SUPPORT_RISK", defaults={"connector": ConnectorName.INTERNAL}
                 )
+            for action_type, per_day in AUTOPILOT.get(slug, {}).items():
+                admin = users[Role.TENANT_ADMIN]
+                autonomy.tenant_autonomy_set(tenant_id=tenant.id, user=admin, opted_in=True)
+                autonomy.action_type_autonomy_set(tenant_id=tenant.id, user=admin, action_type=action_type,
+                                                  mode="AUTO_EXECUTE", max_per_day=per_day)
             accounts = []
             for index, account_name in enumerate(ACCOUNT_NAMES[:ACCOUNTS_PER_TENANT]):
                 external_id = f"{slug}-{index:03d}"

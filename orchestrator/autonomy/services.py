@@ -1,0 +1,214 @@
+"""Autonomy: the facts behind each step decision, budgets taken atomically, and the settings' writes.
+
+Every settings write checks TENANT_ADMIN authority, changes the row and appends an AUTONOMY_CHANGED
+entry to the tenant's ledger chain in one transaction; the next step decision sees it.
+"""
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orchestrator.autonomy.models import (
+    DEFAULT_MODE,
+    ActionTypeAutonomy,
+    AutonomyMode,
+    AutonomyUsage,
+    TenantAutonomy,
+)
+from orchestrator.autonomy.policy import AutonomyDecision, Decision, StepFacts, decide
+from plans import ledger
+from plans.errors import ValidationFailed
+from plans.models import PlanStep, RevenuePlan
+from plans.plan_types import ACTION_TYPES, get_action_type
+from plans.selectors import execution_killed_by
+from plans.services import require_admin
+
+DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
+DEFAULT_ACCOUNT_BUDGET = TenantAutonomy._meta.get_field("max_per_account_per_day").default
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    decision: AutonomyDecision
+    facts: StepFacts
+
+    def as_dict(self) -> dict:
+        """What is stored on the step attempt and in the ledger: the decision and what it was based on."""
+        return {**self.decision.as_dict(), "facts": self.facts.as_dict()}
+
+
+# --- the decision before a step attempt ---------------------------------------------------------
+
+
+def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False,
+                today: date | None = None) -> StepDecision:
+    """Gather the facts, ask AutoApprovalPolicyV1, and take a unit of both budgets when it allows autonomy.
+
+    Call inside the transaction that starts the attempt: the budget units it takes are returned by
+    that transaction's rollback, so a step that does not start does not use up the budget.
+    `budget_taken`: a retry of an attempt that already took its unit.
+    """
+    tenant = TenantAutonomy.objects.filter(tenant_id=plan.tenant_id).first()
+    setting = ActionTypeAutonomy.objects.filter(tenant_id=plan.tenant_id, action_type=step.action_type).first()
+    facts = StepFacts(
+        action_type=step.action_type,
+        risk_level=step.risk_level,
+        constraints=plan.constraints,
+        mode=setting.mode if setting else DEFAULT_MODE,
+        opted_in=bool(tenant and tenant.opted_in),
+        killed_by=execution_killed_by(plan.tenant_id, step.action_type),
+        approved_by_id=step.approved_by_id if step.approved_at else None,
+    )
+    decision = decide(facts)
+    if decision.decision == Decision.AUTO_EXECUTE and not budget_taken:
+        taken = _take_budget(
+            tenant_id=plan.tenant_id,
+            account_id=plan.account_id,
+            action_type=step.action_type,
+            day=today or timezone.now().date(),
+            account_limit=tenant.max_per_account_per_day if tenant else DEFAULT_ACCOUNT_BUDGET,
+            action_type_limit=setting.max_per_day if setting else DEFAULT_ACTION_TYPE_BUDGET,
+        )
+        if not taken:
+            facts = StepFacts(**{**facts.as_dict(), "budget_left": False})
+            decision = decide(facts)
+    return StepDecision(decision, facts)
+
+
+# Creates the day's row on first use; a second transaction on the same row waits for the first to
+# commit and then sees its count, so two workers can never both take the last unit.
+_TAKE_ACCOUNT_UNIT = """
+INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
+VALUES (%(tenant)s, %(day)s, %(account)s, '', 1)
+ON CONFLICT (tenant_id, day, account_id) WHERE account_id IS NOT NULL
+DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(limit)s
+RETURNING used
+"""
+_TAKE_ACTION_TYPE_UNIT = """
+INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
+VALUES (%(tenant)s, %(day)s, NULL, %(action_type)s, 1)
+ON CONFLICT (tenant_id, day, action_type) WHERE account_id IS NULL
+DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(limit)s
+RETURNING used
+"""
+
+
+def _take_budget(*, tenant_id, account_id, action_type: str, day: date, account_limit: int,
+                 action_type_limit: int) -> bool:
+    """One unit of the account's and of the action type's budget for `day`, both or neither."""
+    if account_limit < 1 or action_type_limit < 1:
+        return False
+    params = {"tenant": tenant_id, "day": day, "account": account_id, "action_type": action_type}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_TAKE_ACCOUNT_UNIT, {**params, "limit": account_limit})
+        if cursor.fetchone() is None:
+            return False
+        cursor.execute(_TAKE_ACTION_TYPE_UNIT, {**params, "limit": action_type_limit})
+        if cursor.fetchone() is None:
+            transaction.set_rollback(True)  # give the account's unit back
+            return False
+    return True
+
+
+# --- reads for the control API --------------------------------------------------------------------
+
+
+def autonomy_settings(tenant_id: UUID, *, day: date | None = None) -> dict:
+    """The tenant's opt-in, every action type's mode and budget, and today's use of each budget."""
+    day = day or timezone.now().date()
+    tenant = TenantAutonomy.objects.filter(tenant_id=tenant_id).select_related("opted_in_by").first()
+    rows = {row.action_type: row for row in ActionTypeAutonomy.objects.filter(tenant_id=tenant_id)}
+    usage = AutonomyUsage.objects.filter(tenant_id=tenant_id, day=day)
+    used_by_type = dict(usage.filter(account__isnull=True).values_list("action_type", "used"))
+    used_by_account = {str(account_id): used for account_id, used in
+                       usage.filter(account__isnull=False).values_list("account_id", "used")}
+    return {
+        "opted_in": bool(tenant and tenant.opted_in),
+        "opted_in_at": tenant.opted_in_at if tenant else None,
+        "opted_in_by": tenant.opted_in_by.get_username() if tenant and tenant.opted_in_by else None,
+        "max_per_account_per_day": tenant.max_per_account_per_day if tenant else DEFAULT_ACCOUNT_BUDGET,
+        "day": day,
+        "used_by_account": used_by_account,
+        "action_types": [
+            {
+                "action_type": action_type,
+                "mode": rows[action_type].mode if action_type in rows else DEFAULT_MODE,
+                "max_per_day": rows[action_type].max_per_day if action_type in rows else DEFAULT_ACTION_TYPE_BUDGET,
+                "used_today": used_by_type.get(action_type, 0),
+                "updated_at": rows[action_type].updated_at if action_type in rows else None,
+                "updated_by": rows[action_type].updated_by if action_type in rows else "",
+            }
+            for action_type in sorted(ACTION_TYPES)
+        ],
+    }
+
+
+# --- writes (TENANT_ADMIN) -------------------------------------------------------------------------
+
+
+def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: str | None = None,
+                             max_per_day: int | None = None) -> ActionTypeAutonomy:
+    """Change an action type's mode and/or daily budget for the tenant."""
+    if get_action_type(action_type) is None:
+        raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
+    if mode is not None and mode not in AutonomyMode.values:
+        raise ValidationFailed("VALIDATION_ERROR", f"Unknown mode {mode!r}; one of {', '.join(AutonomyMode.values)}.")
+    if max_per_day is not None and (isinstance(max_per_day, bool) or not isinstance(max_per_day, int)
+                                    or not 0 <= max_per_day <= 100_000):
+        raise ValidationFailed("VALIDATION_ERROR", "max_per_day is a whole number from 0 to 100000.")
+    with transaction.atomic():
+        require_admin(user=user, tenant_id=tenant_id)
+        row, _ = ActionTypeAutonomy.objects.select_for_update().get_or_create(tenant_id=tenant_id,
+                                                                              action_type=action_type)
+        before = {"mode": row.mode, "max_per_day": row.max_per_day}
+        row.mode = mode if mode is not None else row.mode
+        row.max_per_day = max_per_day if max_per_day is not None else row.max_per_day
+        after = {"mode": row.mode, "max_per_day": row.max_per_day}
+        if after == before:
+            return row
+        row.updated_by = ledger.user_actor(user)
+        row.save()
+        ledger.autonomy_changed(
+            tenant_id, actor=row.updated_by, reason_code="ACTION_TYPE_AUTONOMY_CHANGED",
+            explanation=f"{action_type}: mode {before['mode']} -> {row.mode}, "
+                        f"{before['max_per_day']} -> {row.max_per_day} on their own per day.",
+            data={"action_type": action_type, "before": before, "after": after},
+        )
+    return row
+
+
+def tenant_autonomy_set(*, tenant_id: UUID, user, opted_in: bool | None = None,
+                        max_per_account_per_day: int | None = None) -> TenantAutonomy:
+    """Opt the tenant in to (or out of) autonomous execution, and/or set the per-account daily budget."""
+    if opted_in is not None and not isinstance(opted_in, bool):
+        raise ValidationFailed("VALIDATION_ERROR", "opted_in is true or false.")
+    if max_per_account_per_day is not None and (
+        isinstance(max_per_account_per_day, bool) or not isinstance(max_per_account_per_day, int)
+        or not 0 <= max_per_account_per_day <= 100_000
+    ):
+        raise ValidationFailed("VALIDATION_ERROR", "max_per_account_per_day is a whole number from 0 to 100000.")
+    with transaction.atomic():
+        require_admin(user=user, tenant_id=tenant_id)
+        row, _ = TenantAutonomy.objects.select_for_update().get_or_create(tenant_id=tenant_id)
+        actor = ledger.user_actor(user)
+        if opted_in is not None and opted_in != row.opted_in:
+            row.opted_in_at, row.opted_in_by = (timezone.now(), user) if opted_in else (None, None)
+            row.save()
+            ledger.autonomy_changed(
+                tenant_id, actor=actor, reason_code="OPTED_IN" if opted_in else "OPTED_OUT",
+                explanation=f"User {user.get_username()} opted the tenant {'in to' if opted_in else 'out of'} "
+                            "autonomous execution.",
+                data={"opted_in": opted_in},
+            )
+        if max_per_account_per_day is not None and max_per_account_per_day != row.max_per_account_per_day:
+            before = row.max_per_account_per_day
+            row.max_per_account_per_day = max_per_account_per_day
+            row.save()
+            ledger.autonomy_changed(
+                tenant_id, actor=actor, reason_code="ACCOUNT_BUDGET_CHANGED",
+                explanation=f"Autonomous executions per account per day: {before} -> {max_per_account_per_day}.",
+                data={"before": before, "after": max_per_account_per_day},
+            )
+    return row
