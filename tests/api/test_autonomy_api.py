@@ -62,7 +62,8 @@ def test_an_admin_opts_in_sets_a_mode_and_budgets_and_each_change_is_ledgered(wo
 def test_bad_settings_are_refused_and_change_nothing(world, url, body, status, code):
     before = ledger_count()
     assert_error(client_for(world.admin).patch(url, body, format="json"), status, code)
-    assert not TenantAutonomy.objects.exists() and not ActionTypeAutonomy.objects.exists()
+    assert not TenantAutonomy.objects.exists()
+    assert not ActionTypeAutonomy.objects.exists()
     assert ledger_count() == before
 
 
@@ -149,12 +150,14 @@ def test_the_export_streams_the_tenants_ledger_as_json_lines_or_csv(world, other
     autopilot_run(other_world)
     ours = PlanLedgerEntry.objects.filter(tenant=world.tenant).order_by("occurred_at", "id")
     response = client_for(world.admin).get(EXPORT)
-    assert response.status_code == 200 and response.streaming
+    assert response.status_code == 200
+    assert response.streaming
     assert response["Content-Type"] == "application/jsonl"
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [line["entry_id"] for line in lines] == [entry.id for entry in ours]
     assert {line["tenant_id"] for line in lines} == {str(world.tenant.id)}
-    assert lines[0]["entry_hash"] == ours[0].entry_hash and lines[0]["data"] == ours[0].data
+    assert lines[0]["entry_hash"] == ours[0].entry_hash
+    assert lines[0]["data"] == ours[0].data
 
     response = client_for(world.admin).get(EXPORT + "?as=csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))

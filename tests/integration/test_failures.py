@@ -243,7 +243,8 @@ def test_redis_restarted_mid_run_every_plan_still_ends_and_no_step_runs_twice(cl
     wait_for(escalations_in_flight, timeout=60, interval=0.05,
              what="a CRM call in flight and step messages waiting in the queue")
     unacked_tags, step_locks = set(broker.hkeys("unacked")), set(broker.keys("revplan:lock:step:*"))
-    assert unacked_tags and step_locks
+    assert unacked_tags
+    assert step_locks
     old_run_id = broker.info("server")["run_id"]
     # when: Redis dies and an empty one takes its place (queued messages and locks are gone)
     cluster.restart_redis()
