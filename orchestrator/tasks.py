@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from orchestrator import engine, metrics
+from orchestrator.autonomy import digest, triggers
 from orchestrator.locks import plan_lock, step_lock
 
 logger = logging.getLogger(__name__)
@@ -64,3 +65,14 @@ def execute_step(plan_id: str, step_id: str, attempt: int, enqueued_at: float | 
         advance_now = engine.execute_step(key)
     if advance_now:
         advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})
+
+
+@shared_task(name="orchestrator.proposal_triggers", ignore_result=True, acks_late=True)
+def proposal_triggers() -> None:
+    for slug, result in triggers.run_all_tenants().items():
+        logger.info("proposal triggers", extra={"tenant": slug, **vars(result)})
+
+
+@shared_task(name="orchestrator.autonomy_digest", ignore_result=True, acks_late=True)
+def autonomy_digest() -> int:
+    return digest.digest_all_tenants()

@@ -141,15 +141,24 @@ def ledger_for_plan(plan: RevenuePlan) -> QuerySet[PlanLedgerEntry]:
     return PlanLedgerEntry.objects.filter(plan_id=plan.id).order_by("chain_seq")
 
 
-def accounts_due_for_proposal(tenant_id, *, plan_type: str, today, account_id=None):
-    """Accounts in the plan type's renewal window with no open plan of that type, soonest renewal first."""
+def accounts_in_renewal_window(tenant_id, *, plan_type: str, today) -> QuerySet[Account]:
+    """Accounts whose renewal is within the plan type's proposal window and past its cut-off."""
     config = get_plan_type_config(plan_type)
-    accounts = Account.objects.filter(
+    return Account.objects.filter(
         tenant_id=tenant_id,
         renewal_date__gt=today + timedelta(days=config.renewal_cutoff_days),
         renewal_date__lte=today + timedelta(days=config.proposal_window_days),
-    ).exclude(
-        id__in=RevenuePlan.objects.filter(plan_type=plan_type, plan_status__in=NON_TERMINAL).values("account_id")
+    )
+
+
+def open_plans_of_type(plan_type: str) -> QuerySet[RevenuePlan]:
+    return RevenuePlan.objects.filter(plan_type=plan_type, plan_status__in=NON_TERMINAL)
+
+
+def accounts_due_for_proposal(tenant_id, *, plan_type: str, today, account_id=None):
+    """Accounts in the plan type's renewal window with no open plan of that type, soonest renewal first."""
+    accounts = accounts_in_renewal_window(tenant_id, plan_type=plan_type, today=today).exclude(
+        id__in=open_plans_of_type(plan_type).values("account_id")
     )
     if account_id is not None:
         accounts = accounts.filter(pk=account_id)

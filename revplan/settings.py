@@ -195,6 +195,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plans.tasks.ledger_digest_all_tenants",
         "schedule": crontab(hour=0, minute=5),
     },
+    # Yesterday's autopilot digest per tenant, stored and e-mailed to its admins.
+    "autonomy-digest-daily": {
+        "task": "orchestrator.autonomy_digest",
+        "schedule": crontab(hour=0, minute=15),
+    },
+    # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate.
+    "proposal-triggers": {
+        "task": "orchestrator.proposal_triggers",
+        "schedule": crontab(minute=30),
+    },
 }
 
 # Global kill switch for execution (tenant and action-type switches live in the database).
@@ -229,6 +239,12 @@ REVPLAN_LLM = {
     "timeout_seconds": float(os.environ.get("REVPLAN_LLM_TIMEOUT_SECONDS", "20")),
 }
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "revplan-demo")
+
+# The autonomy digest is e-mailed to tenant admins; without a mail server, the console backend prints it.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("REVPLAN_FROM_EMAIL", "revplan@localhost")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from orchestrator.autonomy import selectors
 from orchestrator.autonomy import services as autonomy
-from orchestrator.autonomy.models import AutonomyMode
+from orchestrator.autonomy.models import AutonomyDigest, AutonomyMode
 from orchestrator.execution.models import ActionIntent
 from plans import services
 from plans.api.plans import READ_ERRORS, WRITE_ERRORS, ApiPagination, errors, validated
@@ -45,6 +45,9 @@ class AutonomySettingsSerializer(serializers.Serializer):
     opted_in_at = serializers.DateTimeField(allow_null=True)
     opted_in_by = serializers.CharField(allow_null=True)
     max_per_account_per_day = serializers.IntegerField()
+    max_proposals_per_day = serializers.IntegerField(help_text="DRAFTs the proposal triggers may create per day")
+    proposals_today = serializers.IntegerField()
+    proposal_cooldown_days = serializers.IntegerField()
     day = serializers.DateField(help_text="The (UTC) day the use counts are for.")
     used_by_account = serializers.DictField(child=serializers.IntegerField(),
                                             help_text="account id -> autonomous executions today")
@@ -54,6 +57,8 @@ class AutonomySettingsSerializer(serializers.Serializer):
 class TenantAutonomyInputSerializer(serializers.Serializer):
     opted_in = serializers.BooleanField(required=False)
     max_per_account_per_day = serializers.IntegerField(required=False, min_value=0, max_value=BUDGET_MAX)
+    max_proposals_per_day = serializers.IntegerField(required=False, min_value=0, max_value=BUDGET_MAX)
+    proposal_cooldown_days = serializers.IntegerField(required=False, min_value=0, max_value=365)
 
 
 class ActionTypeAutonomyInputSerializer(serializers.Serializer):
@@ -246,3 +251,28 @@ class LedgerExportView(GenericAPIView):
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="ledger-{tenant_id}-{stamp}.{fmt}"'
         return response
+
+
+class DigestSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    summary = serializers.DictField()
+    text = serializers.CharField()
+    emailed_to = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+
+
+class DigestListView(GenericAPIView):
+    """The tenant's daily autopilot digests, newest first."""
+
+    serializer_class = DigestSerializer
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AutonomyDigest.objects.none()
+        return AutonomyDigest.objects.filter(tenant_id=_tenant(self.request)).order_by("-day")
+
+    @extend_schema(parameters=[TENANT_PARAMETER], responses={200: DigestSerializer(many=True), **errors(400, 401, 404)})
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(DigestSerializer(page, many=True).data)

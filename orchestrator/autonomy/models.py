@@ -28,6 +28,10 @@ class TenantAutonomy(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     max_per_account_per_day = models.PositiveIntegerField(default=3)
+    # The proposal triggers' cost gate: DRAFTs the system may propose per day, and how long an account
+    # it proposed for is left alone (whatever happened to that draft).
+    max_proposals_per_day = models.PositiveIntegerField(default=20)
+    proposal_cooldown_days = models.PositiveIntegerField(default=7)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -77,3 +81,52 @@ class AutonomyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.account_id or self.action_type}: {self.used}"
+
+
+class GateDecision(models.TextChoices):
+    ALLOW = "ALLOW"
+    DEFER = "DEFER"  # not now (cooldown): the account is looked at again later
+    SKIP = "SKIP"  # not this cycle (an open plan already, or the day's budget is spent)
+
+
+class ProposalDecision(models.Model):
+    """One DecisionCostGate verdict on proposing a plan for an account, kept whatever it was."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="proposal_decisions")
+    plan_type = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=64)
+    decision = models.CharField(max_length=8, choices=GateDecision.choices)
+    reason = models.CharField(max_length=64)
+    explanation = models.TextField()
+    facts = models.JSONField(default=dict)
+    # For an ALLOW: the DRAFT it led to, or why the proposer produced none.
+    plan = models.ForeignKey("plans.RevenuePlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True, default="")
+    decided_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "decision", "decided_at"], name="proposaldecision_budget_idx"),
+            models.Index(fields=["account", "decision", "decided_at"], name="proposaldecision_cooldown_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.account_id}: {self.reason}"
+
+
+class AutonomyDigest(models.Model):
+    """What autopilot did on one (UTC) day for one tenant, as stored, served and e-mailed."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    summary = models.JSONField()
+    text = models.TextField()
+    emailed_to = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day"], name="autonomydigest_tenant_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}"

@@ -15,6 +15,8 @@ from orchestrator.autonomy.models import (
     ActionTypeAutonomy,
     AutonomyMode,
     AutonomyUsage,
+    GateDecision,
+    ProposalDecision,
     TenantAutonomy,
 )
 from orchestrator.autonomy.policy import AutonomyDecision, Decision, StepFacts, decide
@@ -27,6 +29,8 @@ from plans.services import require_admin
 
 DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
 DEFAULT_ACCOUNT_BUDGET = TenantAutonomy._meta.get_field("max_per_account_per_day").default
+DEFAULT_PROPOSAL_BUDGET = TenantAutonomy._meta.get_field("max_proposals_per_day").default
+DEFAULT_PROPOSAL_COOLDOWN = TenantAutonomy._meta.get_field("proposal_cooldown_days").default
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,10 @@ def autonomy_settings(tenant_id: UUID, *, day: date | None = None) -> dict:
         "opted_in_at": tenant.opted_in_at if tenant else None,
         "opted_in_by": tenant.opted_in_by.get_username() if tenant and tenant.opted_in_by else None,
         "max_per_account_per_day": tenant.max_per_account_per_day if tenant else DEFAULT_ACCOUNT_BUDGET,
+        "max_proposals_per_day": tenant.max_proposals_per_day if tenant else DEFAULT_PROPOSAL_BUDGET,
+        "proposal_cooldown_days": tenant.proposal_cooldown_days if tenant else DEFAULT_PROPOSAL_COOLDOWN,
+        "proposals_today": ProposalDecision.objects.filter(tenant_id=tenant_id, decision=GateDecision.ALLOW,
+                                                           decided_at__date=day).count(),
         "day": day,
         "used_by_account": used_by_account,
         "action_types": [
@@ -155,9 +163,8 @@ def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: s
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
     if mode is not None and mode not in AutonomyMode.values:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown mode {mode!r}; one of {', '.join(AutonomyMode.values)}.")
-    if max_per_day is not None and (isinstance(max_per_day, bool) or not isinstance(max_per_day, int)
-                                    or not 0 <= max_per_day <= 100_000):
-        raise ValidationFailed("VALIDATION_ERROR", "max_per_day is a whole number from 0 to 100000.")
+    if max_per_day is not None:
+        _require_count("max_per_day", max_per_day)
     with transaction.atomic():
         require_admin(user=user, tenant_id=tenant_id)
         row, _ = ActionTypeAutonomy.objects.select_for_update().get_or_create(tenant_id=tenant_id,
@@ -179,16 +186,21 @@ def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: s
     return row
 
 
-def tenant_autonomy_set(*, tenant_id: UUID, user, opted_in: bool | None = None,
-                        max_per_account_per_day: int | None = None) -> TenantAutonomy:
-    """Opt the tenant in to (or out of) autonomous execution, and/or set the per-account daily budget."""
+TENANT_LIMITS = {
+    "max_per_account_per_day": "Autonomous executions per account per day",
+    "max_proposals_per_day": "Plans the proposal triggers may draft per day",
+    "proposal_cooldown_days": "Days an account is left alone after a proposal",
+}
+
+
+def tenant_autonomy_set(*, tenant_id: UUID, user, opted_in: bool | None = None, **limits: int) -> TenantAutonomy:
+    """Opt the tenant in to (or out of) autonomous execution, and/or change its limits (TENANT_LIMITS)."""
     if opted_in is not None and not isinstance(opted_in, bool):
         raise ValidationFailed("VALIDATION_ERROR", "opted_in is true or false.")
-    if max_per_account_per_day is not None and (
-        isinstance(max_per_account_per_day, bool) or not isinstance(max_per_account_per_day, int)
-        or not 0 <= max_per_account_per_day <= 100_000
-    ):
-        raise ValidationFailed("VALIDATION_ERROR", "max_per_account_per_day is a whole number from 0 to 100000.")
+    for name, value in limits.items():
+        if name not in TENANT_LIMITS:
+            raise ValidationFailed("VALIDATION_ERROR", f"Unknown setting {name!r}.")
+        _require_count(name, value)
     with transaction.atomic():
         require_admin(user=user, tenant_id=tenant_id)
         row, _ = TenantAutonomy.objects.select_for_update().get_or_create(tenant_id=tenant_id)
@@ -202,13 +214,20 @@ def tenant_autonomy_set(*, tenant_id: UUID, user, opted_in: bool | None = None,
                             "autonomous execution.",
                 data={"opted_in": opted_in},
             )
-        if max_per_account_per_day is not None and max_per_account_per_day != row.max_per_account_per_day:
-            before = row.max_per_account_per_day
-            row.max_per_account_per_day = max_per_account_per_day
+        for name, value in limits.items():
+            before = getattr(row, name)
+            if value == before:
+                continue
+            setattr(row, name, value)
             row.save()
             ledger.autonomy_changed(
-                tenant_id, actor=actor, reason_code="ACCOUNT_BUDGET_CHANGED",
-                explanation=f"Autonomous executions per account per day: {before} -> {max_per_account_per_day}.",
-                data={"before": before, "after": max_per_account_per_day},
+                tenant_id, actor=actor, reason_code="LIMIT_CHANGED",
+                explanation=f"{TENANT_LIMITS[name]}: {before} -> {value}.",
+                data={"setting": name, "before": before, "after": value},
             )
     return row
+
+
+def _require_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+        raise ValidationFailed("VALIDATION_ERROR", f"{name} is a whole number from 0 to 100000.")

@@ -27,6 +27,7 @@ urlpatterns = [
          name="autonomy-action-type"),
     path("kill-switches/", autonomy.KillSwitchesView.as_view(), name="kill-switches"),
     path("autopilot/timeline/", autonomy.AutopilotTimelineView.as_view(), name="autopilot-timeline"),
+    path("autopilot/digests/", autonomy.DigestListView.as_view(), name="autopilot-digests"),
     path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
     path("ledger/export/", autonomy.LedgerExportView.as_view(), name="ledger-export"),
 ]

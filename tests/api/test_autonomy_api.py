@@ -48,7 +48,7 @@ def test_an_admin_opts_in_sets_a_mode_and_budgets_and_each_change_is_ledgered(wo
     assert (brief["mode"], brief["max_per_day"], brief["updated_by"]) == ("AUTO_EXECUTE", 7, f"user:{world.admin.pk}")
     reasons = PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.AUTONOMY_CHANGED)
     assert sorted(reasons.values_list("reason_code", flat=True)) == [
-        "ACCOUNT_BUDGET_CHANGED", "ACTION_TYPE_AUTONOMY_CHANGED", "OPTED_IN"]
+        "ACTION_TYPE_AUTONOMY_CHANGED", "LIMIT_CHANGED", "OPTED_IN"]
 
 
 @pytest.mark.parametrize(("url", "body", "status", "code"), [

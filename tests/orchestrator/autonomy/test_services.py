@@ -143,7 +143,7 @@ def test_settings_writes_are_ledgered_and_only_for_tenant_admins(world, other_wo
     autonomy.tenant_autonomy_set(tenant_id=tenant_id, user=world.admin, opted_in=False)
     entries = PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.AUTONOMY_CHANGED)
     assert list(entries.order_by("chain_seq").values_list("reason_code", flat=True)) == [
-        "ACTION_TYPE_AUTONOMY_CHANGED", "OPTED_IN", "ACCOUNT_BUDGET_CHANGED", "OPTED_OUT"]  # the no-op wrote nothing
+        "ACTION_TYPE_AUTONOMY_CHANGED", "OPTED_IN", "LIMIT_CHANGED", "OPTED_OUT"]  # the no-op wrote nothing
     assert entries.first().data == {"action_type": BRIEF, "before": {"mode": "APPROVAL_REQUIRED", "max_per_day": 10},
                                     "after": {"mode": "AUTO_EXECUTE", "max_per_day": 5}}
     assert set(entries.values_list("actor", flat=True)) == {f"user:{world.admin.pk}"}

@@ -1,0 +1,135 @@
+"""The daily digest: what autopilot did for a tenant on one UTC day, what waits for people, what was
+blocked and why, what the proposal triggers decided, and which switches are on. Stored once per
+(tenant, day), served by the API and e-mailed to the tenant's admins (seed doc 002: a hard requirement
+before anything runs on its own).
+"""
+import logging
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestrator.autonomy.models import AutonomyDigest, ProposalDecision, TenantAutonomy
+from orchestrator.execution.models import ActionIntent
+from plans.models import (
+    EventType,
+    KillSwitch,
+    Membership,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    Role,
+    StepStatus,
+    Tenant,
+)
+
+logger = logging.getLogger(__name__)
+
+BLOCKING_REASONS = ("KILL_SWITCH", "MODE_DISABLED", "MODE_PROPOSE_ONLY", "UNKNOWN_ACTION_TYPE")
+LISTED = 50  # items listed per section; the counts cover everything
+
+
+def digest_all_tenants(*, day: date | None = None) -> int:
+    day = day or (timezone.now() - timedelta(days=1)).date()
+    tenant_ids = list(Tenant.objects.values_list("id", flat=True))
+    for tenant_id in tenant_ids:
+        digest_for_tenant(tenant_id, day=day)
+    return len(tenant_ids)
+
+
+def digest_for_tenant(tenant_id: UUID, *, day: date) -> AutonomyDigest:
+    """The tenant's digest for `day`, built and e-mailed the first time, returned as stored after that."""
+    existing = AutonomyDigest.objects.filter(tenant_id=tenant_id, day=day).first()
+    if existing is not None:
+        return existing
+    summary = build_summary(tenant_id, day=day)
+    text = render_text(summary)
+    try:
+        with transaction.atomic():
+            digest = AutonomyDigest.objects.create(tenant_id=tenant_id, day=day, summary=summary, text=text)
+    except IntegrityError:  # another run made it meanwhile; it sends the mail
+        return AutonomyDigest.objects.get(tenant_id=tenant_id, day=day)
+    recipients = sorted(Membership.objects.filter(tenant_id=tenant_id, role=Role.TENANT_ADMIN, is_active=True)
+                        .exclude(user__email="").values_list("user__email", flat=True))
+    if recipients:
+        send_mail(subject=f"revplan autopilot digest for {day:%Y-%m-%d}", message=text,
+                  from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=recipients)
+        digest.emailed_to = recipients
+        digest.save(update_fields=["emailed_to"])
+    logger.info("autonomy digest", extra={"tenant_id": str(tenant_id), "day": str(day), "emailed": len(recipients)})
+    return digest
+
+
+def build_summary(tenant_id: UUID, *, day: date) -> dict:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    autonomous = (ActionIntent.objects.filter(tenant_id=tenant_id, plan__isnull=False, approved_by__isnull=True,
+                                              created_at__gte=start, created_at__lt=end)
+                  .select_related("account").order_by("created_at"))
+    waiting = (PlanStep.objects.filter(plan__tenant_id=tenant_id, plan__plan_status=PlanStatus.ACTIVE,
+                                       status=StepStatus.PENDING_APPROVAL)
+               .select_related("plan__account").order_by("plan__account__name", "sequence"))
+    blocked = (PlanLedgerEntry.objects.filter(tenant_id=tenant_id, occurred_at__gte=start, occurred_at__lt=end)
+               .filter(event_type__in=[EventType.PLAN_PAUSED, EventType.ACTION_BLOCKED],
+                       reason_code__in=[*BLOCKING_REASONS, "RETRY_LIMIT_EXCEEDED"])
+               .order_by("occurred_at"))
+    decisions = ProposalDecision.objects.filter(tenant_id=tenant_id, decided_at__gte=start, decided_at__lt=end)
+    autonomy = TenantAutonomy.objects.filter(tenant_id=tenant_id).first()
+    autonomous_rows = list(autonomous)
+    waiting_rows = list(waiting)
+    blocked_rows = list(blocked)
+    return {
+        "day": day.isoformat(),
+        "opted_in": bool(autonomy and autonomy.opted_in),
+        "kill_switches_on": sorted(f"{switch.action_type or 'tenant'}" for switch in
+                                   KillSwitch.objects.filter(tenant_id=tenant_id, engaged=True)),
+        "global_kill_switch_on": settings.REVPLAN_EXECUTION_DISABLED,
+        "ran_on_its_own": {
+            "count": len(autonomous_rows),
+            "by_outcome": dict(Counter(intent.status for intent in autonomous_rows)),
+            "items": [{"intent_id": str(i.id), "action_type": i.action_type, "account": i.account.name,
+                       "status": i.status} for i in autonomous_rows[:LISTED]],
+        },
+        "waiting_for_people": {
+            "count": len(waiting_rows),
+            "items": [{"plan_id": str(s.plan_id), "step_id": str(s.step_id), "action_type": s.action_type,
+                       "account": s.plan.account.name} for s in waiting_rows[:LISTED]],
+        },
+        "blocked": {
+            "count": len(blocked_rows),
+            "by_reason": dict(Counter(entry.reason_code for entry in blocked_rows)),
+            "items": [{"plan_id": str(e.plan_id) if e.plan_id else None, "reason": e.reason_code,
+                       "explanation": e.explanation} for e in blocked_rows[:LISTED]],
+        },
+        "proposals": {f"{decision}/{reason}": count for decision, reason, count in _decision_counts(decisions)},
+    }
+
+
+def _decision_counts(decisions):
+    counts = Counter(decisions.values_list("decision", "reason"))
+    return sorted((decision, reason, count) for (decision, reason), count in counts.items())
+
+
+def render_text(summary: dict) -> str:
+    lines = [f"What revplan's autopilot did on {summary['day']} (UTC)", ""]
+    if not summary["opted_in"]:
+        lines.append("This tenant has not opted in to autonomous execution: nothing ran on its own.")
+    switches = summary["kill_switches_on"] + (["global"] if summary["global_kill_switch_on"] else [])
+    lines.append(f"Kill switches on: {', '.join(switches)}." if switches else "No kill switch is on.")
+    ran = summary["ran_on_its_own"]
+    lines += ["", f"Ran on its own: {ran['count']}"]
+    lines += [f"  - {item['action_type']} for {item['account']}: {item['status']}" for item in ran["items"]]
+    waiting = summary["waiting_for_people"]
+    lines += ["", f"Waiting for a person now: {waiting['count']}"]
+    lines += [f"  - {item['action_type']} for {item['account']}" for item in waiting["items"]]
+    blocked = summary["blocked"]
+    lines += ["", f"Blocked or stopped: {blocked['count']}"]
+    lines += [f"  - {item['reason']}: {item['explanation']}" for item in blocked["items"]]
+    proposals = summary["proposals"]
+    lines += ["", "Proposal triggers: " + (", ".join(f"{key} x{count}" for key, count in proposals.items())
+                                           if proposals else "nothing proposed or gated")]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""The daily digest: what ran on its own, what waits, what was blocked, proposals, switches; stored, served, mailed."""
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from orchestrator.autonomy import digest, triggers
+from orchestrator.autonomy.models import AutonomyDigest
+from plans import services
+from plans.models import KillSwitch, PlanStatus
+from tests.api.helpers import assert_error, client_for
+from tests.factories import AccountFactory, allow_autopilot, make_plan
+from tests.orchestrator.test_engine import BRIEF, MEETING, run_until_quiet
+
+pytestmark = pytest.mark.django_db
+
+
+def a_busy_day(world):
+    """One brief ran on its own, one meeting waits for a person, one plan stopped by a kill switch."""
+    allow_autopilot(world.tenant, BRIEF)
+    ran = make_plan(account=world.account, status=PlanStatus.ACTIVE, action_types=(BRIEF,), approved_by=world.approver)
+    run_until_quiet(ran.id)
+    waits = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller), status=PlanStatus.ACTIVE,
+                      action_types=(MEETING,), approved_by=world.approver)
+    run_until_quiet(waits.id)
+    stopped = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller), status=PlanStatus.ACTIVE,
+                        action_types=(BRIEF,), approved_by=world.approver)
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="audit",
+                             action_type=BRIEF)
+    run_until_quiet(stopped.id)
+    triggers.run_for_tenant(world.tenant.id)
+
+
+def test_the_digest_tells_what_happened_and_is_mailed_to_admins_once(world):
+    world.admin.email = "admin@acme.test"
+    world.admin.save()
+    a_busy_day(world)
+    today = timezone.now().date()
+    # when: built twice (a retried beat task)
+    first = digest.digest_for_tenant(world.tenant.id, day=today)
+    again = digest.digest_for_tenant(world.tenant.id, day=today)
+    # then
+    assert again.pk == first.pk
+    assert AutonomyDigest.objects.count() == 1
+    summary = first.summary
+    assert (summary["ran_on_its_own"]["count"], summary["ran_on_its_own"]["by_outcome"]) == (1, {"SUCCEEDED": 1})
+    assert [item["action_type"] for item in summary["waiting_for_people"]["items"]] == [MEETING]
+    assert summary["blocked"]["by_reason"] == {"KILL_SWITCH": 1}
+    assert summary["kill_switches_on"] == [BRIEF]
+    assert summary["opted_in"] is True
+    assert sum(summary["proposals"].values()) >= 1
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["admin@acme.test"]
+    assert first.emailed_to == ["admin@acme.test"]
+    assert "Ran on its own: 1" in mail.outbox[0].body
+    assert f"{BRIEF} for {world.account.name}: SUCCEEDED" in first.text
+    assert "Kill switches on: PREP_RENEWAL_BRIEF." in first.text
+
+
+def test_a_quiet_tenant_that_never_opted_in_gets_a_plain_digest(world):
+    result = digest.digest_for_tenant(world.tenant.id, day=timezone.now().date())
+    assert result.summary["ran_on_its_own"]["count"] == 0
+    assert "has not opted in" in result.text
+    assert "No kill switch is on." in result.text
+    assert mail.outbox == []  # no admin with an e-mail address
+
+
+def test_digests_are_served_to_members_of_the_tenant_only(world, other_world):
+    digest.digest_for_tenant(world.tenant.id, day=timezone.now().date())
+    body = client_for(world.viewer).get("/api/v1/autopilot/digests/").json()
+    assert body["count"] == 1
+    assert body["results"][0]["day"] == timezone.now().date().isoformat()
+    assert client_for(other_world.viewer).get("/api/v1/autopilot/digests/").json()["count"] == 0
+    assert_error(client_for(other_world.viewer).get(f"/api/v1/autopilot/digests/?tenant={world.tenant.id}"),
+                 404, "NOT_FOUND")
+    assert KillSwitch.objects.count() == 0
