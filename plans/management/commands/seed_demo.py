@@ -34,6 +34,12 @@ DRAFTS_PER_TENANT = 4
 AUTOPILOT = {"acme-corp": {"PREP_RENEWAL_BRIEF": 50}}
 CONSOLE_GROUP = "revplan console"
 CONSOLE_MODELS = ["tenant", "account", "accountsignal", "killswitch", "revenueplan", "planledgerentry"]
+# Autonomy pages: everyone may look; a change is saved through the services, which let only tenant admins.
+CONSOLE_AUTONOMY_PERMISSIONS = [
+    *(f"view_{model}" for model in ("tenantautonomy", "actiontypeautonomy", "proposaldecision", "autonomydigest",
+                                    "autonomyusage")),
+    "add_tenantautonomy", "change_tenantautonomy", "add_actiontypeautonomy", "change_actiontypeautonomy",
+]
 
 
 def _stable_offset(key: str, low: int, high: int) -> int:
@@ -53,6 +59,8 @@ class Command(BaseCommand):
         console.permissions.set(
             Permission.objects.filter(
                 content_type__app_label="plans", codename__in=[f"view_{model}" for model in CONSOLE_MODELS]
+            ) | Permission.objects.filter(
+                content_type__app_label="orchestrator", codename__in=CONSOLE_AUTONOMY_PERMISSIONS
             )
         )
         for slug, (name, roles) in TENANTS.items():
