@@ -24,6 +24,7 @@ from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from tests.bench.conftest import check_targets, median, record, scaled, target, wait_worker_ready
 from tests.bench.noop import COUNTER, noop
 from tests.conftest import build_world
+from tests.factories import allow_autopilot
 
 BRIEF = "PREP_RENEWAL_BRIEF"
 REPS = 15
@@ -214,7 +215,9 @@ def test_tick_cost_vs_idle_plans_and_fan_out(bench_cluster):
 
 
 def make_brief_plans(world, count: int, *, steps_of) -> list[uuid.UUID]:
-    """APPROVED plans (one account each) whose steps are chained PREP_RENEWAL_BRIEFs (internal connector)."""
+    """APPROVED plans (one account each) whose steps are chained PREP_RENEWAL_BRIEFs (internal connector);
+    the tenant lets the brief run on its own with a budget no run reaches (the issue: "without step approval")."""
+    allow_autopilot(world.tenant, BRIEF, max_per_day=10**9, max_per_account_per_day=10**9)
     now = timezone.now()
     tag = uuid.uuid4().hex[:8]
     accounts = Account.objects.bulk_create([
