@@ -27,7 +27,7 @@ from plans.locking import lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import execution_killed_by, objective_signals
+from plans.selectors import engaged_kill_switches, killed_by, objective_signals
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +153,13 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
     if evaluation.outcome != Outcome.CONTINUE:
         _settle(plan.id, evaluation.outcome)
         return []
-    killed_by = execution_killed_by(plan.tenant_id)
-    if killed_by:
+    switches = engaged_kill_switches(plan.tenant_id)
+    tenant_killed_by = killed_by(switches)
+    if tenant_killed_by:
         services.plan_pause_by_policy(
             plan_id=plan.id, component=COMPONENT, reason_code=KILL_SWITCH,
-            explanation=f"Execution is switched off ({killed_by}); resume the plan once it is back on.",
-            facts={"killed_by": killed_by},
+            explanation=f"Execution is switched off ({tenant_killed_by}); resume the plan once it is back on.",
+            facts={"killed_by": tenant_killed_by},
         )
         return []
     to_enqueue, wake_at = [], []
@@ -177,7 +178,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
         if step.next_attempt_at and step.next_attempt_at > now:
             wake_at.append(step.next_attempt_at)
             continue
-        key = _start_step(plan, step, previous=intent)
+        key = _start_step(plan, step, previous=intent, switches=switches)
         if key is None and plan.plan_status != PlanStatus.ACTIVE:
             return []
         if key is not None:
@@ -197,14 +198,15 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
     return intent.created_at < now - timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
 
 
-def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None) -> StepKey | None:
+def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
+                switches: frozenset[str]) -> StepKey | None:
     """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt.
 
     `previous`: the step's last attempt, if any; a retry of a step that ran on its own does not take
     a second unit of the autonomy budget (the budget counts actions, not tries).
     """
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
-    step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous)
+    step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
     decision = step_decision.decision
     if decision.decision == Decision.BLOCK:
         services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, reason_code=decision.reason,

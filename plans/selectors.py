@@ -32,15 +32,25 @@ def membership_for(user, tenant_id) -> Membership | None:
     return Membership.objects.filter(user=user, tenant_id=tenant_id, is_active=True).first()
 
 
+def engaged_kill_switches(tenant_id) -> frozenset[str]:
+    """The action types whose switch is on for the tenant ('' = the tenant-wide one), in one query."""
+    return frozenset(KillSwitch.objects.filter(tenant_id=tenant_id, engaged=True).values_list("action_type", flat=True))
+
+
+def killed_by(engaged: frozenset[str], action_type: str = "") -> str:
+    """'' when execution may run, else which switch stops it (the global one first, then the tenant's)."""
+    if settings.REVPLAN_EXECUTION_DISABLED:
+        return "global kill switch REVPLAN_EXECUTION_DISABLED"
+    if "" in engaged:
+        return "tenant kill switch"
+    return f"kill switch for {action_type}" if action_type and action_type in engaged else ""
+
+
 def execution_killed_by(tenant_id, action_type: str = "") -> str:
     """'' when execution may run, else which switch stops it."""
     if settings.REVPLAN_EXECUTION_DISABLED:
-        return "global kill switch REVPLAN_EXECUTION_DISABLED"
-    scopes = Q(action_type="") | Q(action_type=action_type) if action_type else Q(action_type="")
-    switch = KillSwitch.objects.filter(scopes, tenant_id=tenant_id, engaged=True).order_by("action_type").first()
-    if switch is None:
-        return ""
-    return f"kill switch for {switch.action_type}" if switch.action_type else "tenant kill switch"
+        return killed_by(frozenset())
+    return killed_by(engaged_kill_switches(tenant_id), action_type)
 
 
 def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None) -> GateFacts:

@@ -8,6 +8,7 @@ from datetime import date
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from orchestrator.autonomy.models import (
@@ -22,9 +23,9 @@ from orchestrator.autonomy.models import (
 from orchestrator.autonomy.policy import AutonomyDecision, Decision, StepFacts, decide
 from plans import ledger
 from plans.errors import ValidationFailed
-from plans.models import PlanStep, RevenuePlan
+from plans.models import PlanStep, RevenuePlan, Tenant
 from plans.plan_types import ACTION_TYPES, get_action_type
-from plans.selectors import execution_killed_by
+from plans.selectors import engaged_kill_switches, killed_by
 from plans.services import require_admin
 
 DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
@@ -47,22 +48,24 @@ class StepDecision:
 
 
 def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False,
-                today: date | None = None) -> StepDecision:
+                engaged_switches: frozenset[str] | None = None, today: date | None = None) -> StepDecision:
     """Gather the facts, ask AutoApprovalPolicyV1, and take a unit of both budgets when it allows autonomy.
 
     Call inside the transaction that starts the attempt: the budget units it takes are returned by
     that transaction's rollback, so a step that does not start does not use up the budget.
-    `budget_taken`: a retry of an attempt that already took its unit.
+    `budget_taken`: a retry of an attempt that already took its unit. `engaged_switches`: the
+    tenant's kill switches, when the caller has read them already.
     """
-    tenant = TenantAutonomy.objects.filter(tenant_id=plan.tenant_id).first()
-    setting = ActionTypeAutonomy.objects.filter(tenant_id=plan.tenant_id, action_type=step.action_type).first()
+    settings = _settings_for(plan.tenant_id, step.action_type)
+    if engaged_switches is None:
+        engaged_switches = engaged_kill_switches(plan.tenant_id)
     facts = StepFacts(
         action_type=step.action_type,
         risk_level=step.risk_level,
         constraints=plan.constraints,
-        mode=setting.mode if setting else DEFAULT_MODE,
-        opted_in=bool(tenant and tenant.opted_in),
-        killed_by=execution_killed_by(plan.tenant_id, step.action_type),
+        mode=settings["mode"] or DEFAULT_MODE,
+        opted_in=settings["opted_in_at"] is not None,
+        killed_by=killed_by(engaged_switches, step.action_type),
         approved_by_id=step.approved_by_id if step.approved_at else None,
     )
     decision = decide(facts)
@@ -72,13 +75,29 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
             account_id=plan.account_id,
             action_type=step.action_type,
             day=today or timezone.now().date(),
-            account_limit=tenant.max_per_account_per_day if tenant else DEFAULT_ACCOUNT_BUDGET,
-            action_type_limit=setting.max_per_day if setting else DEFAULT_ACTION_TYPE_BUDGET,
+            account_limit=_or_default(settings["max_per_account_per_day"], DEFAULT_ACCOUNT_BUDGET),
+            action_type_limit=_or_default(settings["max_per_day"], DEFAULT_ACTION_TYPE_BUDGET),
         )
         if not taken:
             facts = StepFacts(**{**facts.as_dict(), "budget_left": False})
             decision = decide(facts)
     return StepDecision(decision, facts)
+
+
+def _settings_for(tenant_id: UUID, action_type: str) -> dict:
+    """The tenant's opt-in and account budget and the action type's mode and budget, in one query (None: unset)."""
+    action_type_setting = ActionTypeAutonomy.objects.filter(tenant_id=OuterRef("pk"), action_type=action_type)
+    return Tenant.objects.filter(pk=tenant_id).annotate(
+        mode=Subquery(action_type_setting.values("mode")[:1]),
+        max_per_day=Subquery(action_type_setting.values("max_per_day")[:1]),
+    ).values(
+        "mode", "max_per_day", opted_in_at=F("autonomy__opted_in_at"),
+        max_per_account_per_day=F("autonomy__max_per_account_per_day"),
+    ).get()
+
+
+def _or_default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 # Creates the day's row on first use; a second transaction on the same row waits for the first to
@@ -99,19 +118,28 @@ RETURNING used
 """
 
 
+_RETURN_ACCOUNT_UNIT = """
+UPDATE orchestrator_autonomyusage SET used = used - 1
+WHERE tenant_id = %(tenant)s AND day = %(day)s AND account_id = %(account)s
+"""
+
+
 def _take_budget(*, tenant_id, account_id, action_type: str, day: date, account_limit: int,
                  action_type_limit: int) -> bool:
     """One unit of the account's and of the action type's budget for `day`, both or neither."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("autonomy budget is taken inside the transaction that starts the attempt")
     if account_limit < 1 or action_type_limit < 1:
         return False
     params = {"tenant": tenant_id, "day": day, "account": account_id, "action_type": action_type}
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(_TAKE_ACCOUNT_UNIT, {**params, "limit": account_limit})
         if cursor.fetchone() is None:
             return False
         cursor.execute(_TAKE_ACTION_TYPE_UNIT, {**params, "limit": action_type_limit})
         if cursor.fetchone() is None:
-            transaction.set_rollback(True)  # give the account's unit back
+            # This transaction holds the account row since it took the unit: handing it back is safe.
+            cursor.execute(_RETURN_ACCOUNT_UNIT, params)
             return False
     return True
 
