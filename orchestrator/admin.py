@@ -15,6 +15,8 @@ from orchestrator.execution.models import ActionIntent, ActionRoute, ConnectorCo
 from plans import services
 from plans.admin import ReadOnlyAdmin, TenantScopedAdmin
 from plans.errors import DomainError
+from plans.models import Role, Tenant
+from plans.plan_types import ACTION_TYPES
 
 
 class ExecutionAttemptInline(admin.TabularInline):
@@ -78,6 +80,13 @@ class _ThroughServicesForm(forms.ModelForm):
 class _AutonomySettingsAdmin(TenantScopedAdmin):
     list_select_related = ["tenant"]
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant" and not request.user.is_superuser:
+            # Only the tenants this user administers: the others' names are not theirs to see.
+            kwargs["queryset"] = Tenant.objects.filter(
+                memberships__user=request.user, memberships__is_active=True, memberships__role=Role.TENANT_ADMIN)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
         form.revplan_user = request.user
@@ -88,6 +97,9 @@ class _AutonomySettingsAdmin(TenantScopedAdmin):
 
 
 class ActionTypeAutonomyForm(_ThroughServicesForm):
+    action_type = forms.ChoiceField(choices=[(name, name) for name in sorted(ACTION_TYPES)])
+    max_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
+
     class Meta:
         model = ActionTypeAutonomy
         fields = ["tenant", "action_type", "mode", "max_per_day"]
@@ -111,6 +123,9 @@ class ActionTypeAutonomyAdmin(_AutonomySettingsAdmin):
 
 class TenantAutonomyForm(_ThroughServicesForm):
     opted_in = forms.BooleanField(required=False, help_text="Let steps in AUTO_EXECUTE mode run on their own.")
+    max_per_account_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
+    max_proposals_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
+    proposal_cooldown_days = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
 
     class Meta:
         model = TenantAutonomy
@@ -142,7 +157,7 @@ class TenantAutonomyAdmin(_AutonomySettingsAdmin):
 class ProposalDecisionAdmin(ReadOnlyAdmin):
     list_display = ["decided_at", "account", "decision", "reason", "plan", "error"]
     list_filter = ["decision", "reason"]
-    list_select_related = ["account"]
+    list_select_related = ["account", "plan"]
     ordering = ["-decided_at"]
 
 

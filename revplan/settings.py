@@ -200,10 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orchestrator.autonomy_digest",
         "schedule": crontab(hour=0, minute=15),
     },
-    # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate.
+    # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate; daily, because
+    # windows move by days (and every verdict is a row).
     "proposal-triggers": {
         "task": "orchestrator.proposal_triggers",
-        "schedule": crontab(minute=30),
+        "schedule": crontab(hour=6, minute=30),
     },
 }
 

@@ -5,11 +5,13 @@ Thin like the plans API: a serializer checks the form, a service or selector doe
 Reads are for any member of the tenant; writes and the export for TENANT_ADMIN (DESIGN §3.6).
 `?tenant=<id>` picks the tenant when the caller belongs to several.
 """
+import json
+
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import renderers, serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -24,7 +26,7 @@ from plans.api.serializers import LedgerEntrySerializer
 from plans.plan_types import ACTION_TYPES
 
 TENANT_PARAMETER = OpenApiParameter("tenant", OpenApiTypes.UUID, description="The tenant, if you belong to several.")
-BUDGET_MAX = 100_000
+BUDGET_MAX = autonomy.MAX_COUNT
 
 
 # --- serializers ---------------------------------------------------------------------------------
@@ -58,7 +60,7 @@ class TenantAutonomyInputSerializer(serializers.Serializer):
     opted_in = serializers.BooleanField(required=False)
     max_per_account_per_day = serializers.IntegerField(required=False, min_value=0, max_value=BUDGET_MAX)
     max_proposals_per_day = serializers.IntegerField(required=False, min_value=0, max_value=BUDGET_MAX)
-    proposal_cooldown_days = serializers.IntegerField(required=False, min_value=0, max_value=365)
+    proposal_cooldown_days = serializers.IntegerField(required=False, min_value=0, max_value=BUDGET_MAX)
 
 
 class ActionTypeAutonomyInputSerializer(serializers.Serializer):
@@ -222,10 +224,26 @@ class LedgerExportQuerySerializer(serializers.Serializer):
     as_ = serializers.ChoiceField(choices=["jsonl", "csv"], required=False, default="jsonl", source="as")
 
 
+class _ExportRenderer(renderers.BaseRenderer):
+    """Lets a client ask for the export's own media type (Accept); errors still go out as JSON text."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
+class JsonLinesRenderer(_ExportRenderer):
+    media_type, format = "application/jsonl", "jsonl"
+
+
+class CsvRenderer(_ExportRenderer):
+    media_type, format = "text/csv", "csv"
+
+
 class LedgerExportView(GenericAPIView):
     """The tenant's whole ledger (or a time range of it), streamed; TENANT_ADMIN only."""
 
     serializer_class = LedgerExportQuerySerializer
+    renderer_classes = [renderers.JSONRenderer, JsonLinesRenderer, CsvRenderer]
 
     @extend_schema(
         parameters=[TENANT_PARAMETER,

@@ -34,33 +34,51 @@ LISTED = 50  # items listed per section; the counts cover everything
 
 
 def digest_all_tenants(*, day: date | None = None) -> int:
+    """Every tenant's digest for `day` (default: yesterday); returns how many tenants got theirs."""
     day = day or (timezone.now() - timedelta(days=1)).date()
-    tenant_ids = list(Tenant.objects.values_list("id", flat=True))
-    for tenant_id in tenant_ids:
-        digest_for_tenant(tenant_id, day=day)
-    return len(tenant_ids)
+    done = 0
+    for tenant_id in Tenant.objects.values_list("id", flat=True):
+        try:
+            digest_for_tenant(tenant_id, day=day)
+            done += 1
+        except Exception:
+            # One tenant's failure (a mail server down) must not cost the others their digest; the next
+            # run mails a stored digest that was not mailed yet.
+            logger.exception("autonomy digest failed", extra={"tenant_id": str(tenant_id), "day": str(day)})
+    return done
 
 
 def digest_for_tenant(tenant_id: UUID, *, day: date) -> AutonomyDigest:
-    """The tenant's digest for `day`, built and e-mailed the first time, returned as stored after that."""
-    existing = AutonomyDigest.objects.filter(tenant_id=tenant_id, day=day).first()
-    if existing is not None:
-        return existing
-    summary = build_summary(tenant_id, day=day)
-    text = render_text(summary)
-    try:
-        with transaction.atomic():
-            digest = AutonomyDigest.objects.create(tenant_id=tenant_id, day=day, summary=summary, text=text)
-    except IntegrityError:  # another run made it meanwhile; it sends the mail
-        return AutonomyDigest.objects.get(tenant_id=tenant_id, day=day)
-    recipients = sorted(Membership.objects.filter(tenant_id=tenant_id, role=Role.TENANT_ADMIN, is_active=True)
-                        .exclude(user__email="").values_list("user__email", flat=True))
-    if recipients:
-        send_mail(subject=f"revplan autopilot digest for {day:%Y-%m-%d}", message=text,
+    """The tenant's digest for `day`: built once, mailed to its admins until that has worked once."""
+    digest = AutonomyDigest.objects.filter(tenant_id=tenant_id, day=day).first()
+    if digest is None:
+        summary = build_summary(tenant_id, day=day)
+        try:
+            with transaction.atomic():
+                digest = AutonomyDigest.objects.create(tenant_id=tenant_id, day=day, summary=summary,
+                                                       text=render_text(summary))
+        except IntegrityError:  # another run made it meanwhile
+            digest = AutonomyDigest.objects.get(tenant_id=tenant_id, day=day)
+    return digest if digest.emailed_to else _mail(digest)
+
+
+def _mail(digest: AutonomyDigest) -> AutonomyDigest:
+    with transaction.atomic():
+        # Locked, so two runs at once do not both send it.
+        digest = AutonomyDigest.objects.select_for_update().get(pk=digest.pk)
+        if digest.emailed_to:
+            return digest
+        recipients = sorted(Membership.objects.filter(tenant_id=digest.tenant_id, role=Role.TENANT_ADMIN,
+                                                      is_active=True)
+                            .exclude(user__email="").values_list("user__email", flat=True))
+        if not recipients:
+            return digest
+        send_mail(subject=f"revplan autopilot digest for {digest.day:%Y-%m-%d}", message=digest.text,
                   from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=recipients)
         digest.emailed_to = recipients
         digest.save(update_fields=["emailed_to"])
-    logger.info("autonomy digest", extra={"tenant_id": str(tenant_id), "day": str(day), "emailed": len(recipients)})
+    logger.info("autonomy digest mailed", extra={"tenant_id": str(digest.tenant_id), "day": str(digest.day),
+                                                 "recipients": len(recipients)})
     return digest
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt
@@ -113,20 +114,24 @@ def ledger_export(tenant_id: UUID, *, start: datetime | None, end: datetime | No
     rows = entries.order_by("occurred_at", "id").values_list(
         "id", "tenant_id", "plan_id", "step_id", "chain_seq", "event_type", "actor", "reason_code", "explanation",
         "data", "occurred_at", "prev_hash", "entry_hash",
-    ).iterator(chunk_size=EXPORT_CHUNK)
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer) if fmt == "csv" else None
     if writer:
         writer.writerow(EXPORT_FIELDS)
-    for row in rows:
-        if writer:
-            *head, data, occurred_at, prev_hash, entry_hash = row
-            writer.writerow([*("" if value is None else value for value in head), json.dumps(data, sort_keys=True),
-                             occurred_at.isoformat(), prev_hash, entry_hash])
-        else:
-            buffer.write(json.dumps(dict(zip(EXPORT_FIELDS, row, strict=True)), default=str, sort_keys=True) + "\n")
-        if buffer.tell() > EXPORT_FLUSH_BYTES:  # a few large writes, not one per entry
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+    # In a transaction, the server-side cursor is a plain one that PostgreSQL also streams; outside one,
+    # Django declares it WITH HOLD, which makes PostgreSQL build the whole result before the first row.
+    with transaction.atomic():
+        for row in rows.iterator(chunk_size=EXPORT_CHUNK):
+            if writer:
+                *head, data, occurred_at, prev_hash, entry_hash = row
+                writer.writerow([*("" if value is None else value for value in head),
+                                 json.dumps(data, sort_keys=True), occurred_at.isoformat(), prev_hash, entry_hash])
+            else:
+                buffer.write(json.dumps(dict(zip(EXPORT_FIELDS, row, strict=True)), default=str, sort_keys=True)
+                             + "\n")
+            if buffer.tell() > EXPORT_FLUSH_BYTES:  # a few large writes, not one per entry
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
     yield buffer.getvalue()

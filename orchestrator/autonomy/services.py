@@ -28,6 +28,7 @@ from plans.plan_types import ACTION_TYPES, get_action_type
 from plans.selectors import engaged_kill_switches, killed_by
 from plans.services import require_admin
 
+MAX_COUNT = 100_000  # any budget, limit or cooldown
 DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
 DEFAULT_ACCOUNT_BUDGET = TenantAutonomy._meta.get_field("max_per_account_per_day").default
 DEFAULT_PROPOSAL_BUDGET = TenantAutonomy._meta.get_field("max_proposals_per_day").default
@@ -257,5 +258,5 @@ def tenant_autonomy_set(*, tenant_id: UUID, user, opted_in: bool | None = None, 
 
 
 def _require_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
-        raise ValidationFailed("VALIDATION_ERROR", f"{name} is a whole number from 0 to 100000.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValidationFailed("VALIDATION_ERROR", f"{name} is a whole number from 0 to {MAX_COUNT}.")

@@ -164,6 +164,10 @@ def test_the_export_streams_the_tenants_ledger_as_json_lines_or_csv(world, other
     assert [int(row["entry_id"]) for row in rows] == [entry.id for entry in ours]
     assert json.loads(rows[-1]["data"]) == ours.last().data
 
+    response = client_for(world.admin).get(EXPORT + "?as=csv", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+
     middle = ours[len(ours) // 2].occurred_at
     response = client_for(world.admin).get(EXPORT, {"from": middle.isoformat()})
     lines = b"".join(response.streaming_content).decode().splitlines()

@@ -51,8 +51,8 @@ def test_an_approver_may_look_but_a_change_is_refused_and_changes_nothing(world)
     assert client.get(reverse("admin:orchestrator_actiontypeautonomy_changelist")).status_code == 200
     response = client.post(reverse("admin:orchestrator_actiontypeautonomy_add"), {
         "tenant": world.tenant.pk, "action_type": "PREP_RENEWAL_BRIEF", "mode": "AUTO_EXECUTE", "max_per_day": 4})
-    assert response.status_code == 200  # the form again, with the error
-    assert "Only a tenant admin may change tenant settings." in response.content.decode()
+    assert response.status_code == 200  # the form again, with the error: no tenant is offered to a non-admin
+    assert set(response.context["adminform"].form.errors) == {"tenant"}
     assert not ActionTypeAutonomy.objects.exists()
     assert autonomy_entries(world) == []
 
@@ -77,3 +77,15 @@ def test_the_read_only_pages_render_in_a_fixed_number_of_queries(world):
             response = client.get(reverse(f"admin:orchestrator_{name}_changelist"))
         assert response.status_code == 200, name
         assert len(queries) < 15, (name, len(queries))
+
+
+def test_bad_values_are_form_errors_and_only_administered_tenants_are_offered(world, other_world):
+    client = console(world.admin)
+    response = client.post(reverse("admin:orchestrator_actiontypeautonomy_add"), {
+        "tenant": world.tenant.pk, "action_type": "SEND_FLOWERS", "mode": "AUTO_EXECUTE", "max_per_day": 10**9})
+    assert response.status_code == 200
+    assert set(response.context["adminform"].form.errors) == {"action_type", "max_per_day"}
+    assert not ActionTypeAutonomy.objects.exists()
+    page = client.get(reverse("admin:orchestrator_tenantautonomy_add")).content.decode()
+    assert world.tenant.slug in page
+    assert other_world.tenant.slug not in page

@@ -73,3 +73,30 @@ def test_digests_are_served_to_members_of_the_tenant_only(world, other_world):
     assert_error(client_for(other_world.viewer).get(f"/api/v1/autopilot/digests/?tenant={world.tenant.id}"),
                  404, "NOT_FOUND")
     assert KillSwitch.objects.count() == 0
+
+
+def test_a_failed_mail_is_sent_on_the_next_run_and_other_tenants_still_get_theirs(world, other_world, settings):
+    for admin in (world.admin, other_world.admin):
+        admin.email = f"{admin.username}@test"
+        admin.save()
+    day = timezone.now().date()
+    failing = {"tenant": world.tenant.id}
+    real_send = digest.send_mail
+
+    def send_or_fail(**kwargs):
+        if failing["tenant"] and kwargs["recipient_list"] == [f"{world.admin.username}@test"]:
+            raise ConnectionRefusedError("mail server down")
+        return real_send(**kwargs)
+
+    digest.send_mail = send_or_fail
+    try:
+        assert digest.digest_all_tenants(day=day) >= 1  # the failing tenant is logged, the others go on
+        assert [m.to for m in mail.outbox] == [[f"{other_world.admin.username}@test"]]
+        assert AutonomyDigest.objects.get(tenant=world.tenant, day=day).emailed_to == []
+        failing["tenant"] = None
+        digest.digest_all_tenants(day=day)
+    finally:
+        digest.send_mail = real_send
+    expected = sorted(f"{admin.username}@test" for admin in (world.admin, other_world.admin))
+    assert sorted(message.to[0] for message in mail.outbox) == expected
+    assert AutonomyDigest.objects.filter(day=day, tenant__in=[world.tenant, other_world.tenant]).count() == 2
