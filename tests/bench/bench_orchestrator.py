@@ -22,6 +22,7 @@ from orchestrator import engine, tasks
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from tests.bench.conftest import check_targets, median, record, scaled, target, wait_worker_ready
+from tests.bench.db_work import DbWork
 from tests.bench.noop import COUNTER, noop
 from tests.conftest import build_world
 from tests.factories import allow_autopilot
@@ -278,41 +279,18 @@ def stats_delta(before: dict, after: dict) -> dict:
 
 
 def run_in_process(plan_ids) -> dict:
-    """Drive plans to completion with the engine's own functions in this process, counting per task type.
-
-    Transactions = statements outside any atomic block (autocommit) + atomic blocks committed.
-    """
-    counts = {"advance": {"calls": 0, "queries": 0, "transactions": 0},
-              "execute": {"calls": 0, "queries": 0, "transactions": 0}}
-    current = {"name": "advance"}
-    real_commit = connection.commit
-
-    def wrapper(execute, sql, params, many, context):
-        counts[current["name"]]["queries"] += 1
-        if not connection.in_atomic_block:
-            counts[current["name"]]["transactions"] += 1
-        return execute(sql, params, many, context)
-
-    def counting_commit():
-        counts[current["name"]]["transactions"] += 1
-        return real_commit()
-
-    steps = 0
-    with connection.execute_wrapper(wrapper), mock.patch.object(connection, "commit", counting_commit):
+    """Drive plans to completion with the engine's own functions in this process, counting per task type."""
+    work, steps = DbWork(("advance", "execute")), 0
+    with work.counting():
         for plan_id in plan_ids:
             pending = [plan_id]
             while pending:
-                current["name"] = "advance"
-                counts["advance"]["calls"] += 1
-                keys = engine.advance_plan(pending.pop())
-                for key in keys:
-                    current["name"] = "execute"
-                    counts["execute"]["calls"] += 1
+                for key in work.run("advance", engine.advance_plan, pending.pop()):
                     steps += 1
-                    if engine.execute_step(key):
+                    if work.run("execute", engine.execute_step, key):
                         pending.append(plan_id)
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
-    return {"steps": steps, **counts}
+    return {"steps": steps, **work.counts}
 
 
 def step_latencies(plan_ids) -> dict:

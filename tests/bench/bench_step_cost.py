@@ -9,16 +9,14 @@ wall ms, queries, transactions (autocommit statements + committed atomic blocks)
 Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
 """
 import os
-import time
 from collections import deque
-from unittest import mock
 
 import pytest
-from django.db import connection
 
 from orchestrator import engine
 from plans.models import PlanStatus, RevenuePlan
 from tests.bench.bench_orchestrator import make_brief_plans
+from tests.bench.db_work import DbWork
 from tests.conftest import build_world
 
 PLANS = int(os.environ.get("BENCH_STEP_COST_PLANS", "50"))
@@ -26,47 +24,25 @@ TICK_EVERY = 20
 
 
 def drive(plan_ids) -> dict:
-    counts = {kind: {"calls": 0, "queries": 0, "transactions": 0, "seconds": 0.0}
-              for kind in ("advance", "execute", "tick")}
-    current = {"name": "advance"}
-    real_commit = connection.commit
-
-    def wrapper(execute, sql, params, many, context):
-        counts[current["name"]]["queries"] += 1
-        if not connection.in_atomic_block:
-            counts[current["name"]]["transactions"] += 1
-        return execute(sql, params, many, context)
-
-    def counting_commit():
-        counts[current["name"]]["transactions"] += 1
-        return real_commit()
-
-    def run(name, fn, *args):
-        current["name"] = name
-        counts[name]["calls"] += 1
-        started = time.perf_counter()
-        value = fn(*args)
-        counts[name]["seconds"] += time.perf_counter() - started
-        return value
-
+    work = DbWork(("advance", "execute", "tick"))
     queue = deque(("advance", plan_id) for plan_id in plan_ids)
     tasks_run, steps = 0, 0
-    with connection.execute_wrapper(wrapper), mock.patch.object(connection, "commit", counting_commit):
+    with work.counting():
         while queue:
             kind, arg = queue.popleft()
             if kind == "advance":
-                for key in run("advance", engine.advance_plan, arg):
+                for key in work.run("advance", engine.advance_plan, arg):
                     queue.append(("execute", key))
             else:
                 steps += 1
-                if run("execute", engine.execute_step, arg):
+                if work.run("execute", engine.execute_step, arg):
                     queue.append(("advance", arg.plan_id))
             tasks_run += 1
             if tasks_run % TICK_EVERY == 0 or not queue:
-                queue.extend(("advance", plan_id) for plan_id in run("tick", engine.due_plan_ids))
+                queue.extend(("advance", plan_id) for plan_id in work.run("tick", engine.due_plan_ids))
     done = RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count()
     assert done == len(plan_ids), f"{done} of {len(plan_ids)} plans completed"
-    return {"steps": steps, **counts}
+    return {"steps": steps, **work.counts}
 
 
 @pytest.mark.timeout(600)
