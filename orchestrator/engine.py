@@ -6,7 +6,7 @@ runs the same in a unit test and in a worker.
 """
 import logging
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -17,13 +17,13 @@ from django.utils import timezone
 from orchestrator import metrics
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
-from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, FailureClass, IntentStatus
+from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
 from plans import ledger, services
 from plans.errors import DomainError
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL
-from plans.locking import lock_plan
+from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
@@ -35,6 +35,15 @@ COMPONENT = "orchestrator"
 ACTOR = ledger.system_actor(COMPONENT)
 RETRY_LIMIT_EXCEEDED = "RETRY_LIMIT_EXCEEDED"
 KILL_SWITCH = "KILL_SWITCH"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What the task sends once execute_step committed: the next step attempts it started, or (when
+    the in-transaction advance failed) one advance_plan message."""
+
+    keys: list["StepKey"] = field(default_factory=list)
+    advance: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,48 +106,44 @@ def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
 
 
 def advance_plan(plan_id: UUID) -> list[StepKey]:
-    """Activate, settle or advance one plan; returns the step attempts to enqueue (already committed)."""
-    status = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", flat=True).first()
-    if status == PlanStatus.APPROVED and not _activate(plan_id):
+    """Activate, settle or advance one plan in one transaction; returns the step attempts to enqueue (committed)."""
+    row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
+    if row is None or row[0] in TERMINAL:
         return []
-    if status is None or status in TERMINAL:
-        return []
+    status, account_id = row
     with transaction.atomic():
+        if status == PlanStatus.APPROVED:
+            lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now())
+        return _advance_locked(plan, now=timezone.now(), may_activate=status == PlanStatus.APPROVED)
 
 
-def _activate(plan_id: UUID) -> bool:
-    try:
-        services.plan_activate(plan_id=plan_id, component=COMPONENT)
+def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> bool:
+    result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches)
+    if result.can_activate:
         return True
-    except DomainError as refusal:
-        # Reasons are ledgered (once per change); look again later rather than on every tick.
-        RevenuePlan.objects.filter(pk=plan_id, plan_status=PlanStatus.APPROVED).update(
-            next_run_at=timezone.now() + timedelta(seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
-        )
-        if any(reason.code == "PLAN_EXPIRED" for reason in refusal.reasons):
-            _settle(plan_id, Outcome.EXPIRE)
-        logger.info("activation refused", extra={"plan_id": str(plan_id), "code": refusal.code,
-                                                 "reasons": [reason.code for reason in refusal.reasons]})
-        return False
+    # The reasons are ledgered (once per change); look again later rather than on every tick.
+    plan.next_run_at = now + timedelta(seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
+    RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=plan.next_run_at)
+    logger.info("activation refused", extra={"plan_id": str(plan.id), "reasons": list(result.codes)})
+    return False
 
 
-def _settle(plan_id: UUID, outcome: Outcome) -> None:
-    if outcome == Outcome.COMPLETE:
-        services.plan_complete(plan_id=plan_id, component=COMPONENT)
-    else:
-        services.plan_expire(plan_id=plan_id, component=COMPONENT)
-
-
-def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
+def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
+                    may_activate: bool = False) -> list[StepKey]:
+    """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
+    account's first) in an open transaction. `steps`: the plan's steps if the caller has them."""
+    steps = list(plan.steps.all()) if steps is None else steps
+    switches = engaged_kill_switches(plan.tenant_id)
+    if plan.plan_status == PlanStatus.APPROVED and may_activate:
+        _activate_locked(plan, steps=steps, switches=switches, now=now)
     if plan.plan_status != PlanStatus.ACTIVE:
         # DRAFT, APPROVED and PAUSED plans are never advanced; they only expire.
         if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
-            _settle(plan.id, Outcome.EXPIRE)
+            evaluation = evaluate(plan_to_schema(plan, steps), signals=[], renewal_date=None, now=now)
+            services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return []
     config = get_plan_type_config(plan.plan_type)
-    steps = list(plan.steps.all())
     intents = {(intent.step_id, intent.attempt): intent for intent in ActionIntent.objects.filter(plan_id=plan.id)}
     # Outcomes a worker finished but did not get to record (it died in between).
     for step in steps:
@@ -151,9 +156,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime) -> list[StepKey]:
         plan_to_schema(plan, steps), signals=objective_signals(plan), renewal_date=plan.account.renewal_date, now=now
     )
     if evaluation.outcome != Outcome.CONTINUE:
-        _settle(plan.id, evaluation.outcome)
+        services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return []
-    switches = engaged_kill_switches(plan.tenant_id)
     tenant_killed_by = killed_by(switches)
     if tenant_killed_by:
         services.plan_pause_by_policy(
@@ -278,29 +282,42 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
     return True
 
 
-def record_step_outcome(intent_id: UUID) -> bool:
-    """Apply a finished attempt to its step; True when the plan should be advanced now."""
+def record_step_outcome(intent_id: UUID) -> FollowUp:
+    """Apply a finished attempt to its step and advance the plan on from it."""
     with transaction.atomic():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)
-        changed = _record_outcome_locked(plan, intent)
-    if changed:
-        _outcome_recorded(intent)
-    return changed
+        follow_up = _record_outcome_locked(plan, intent)
+    if follow_up is None:
+        return FollowUp()
+    _outcome_recorded(intent)
+    return follow_up
 
 
-def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> bool:
-    """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction."""
-    step = PlanStep.objects.select_for_update().get(plan_id=plan.id, step_id=intent.step_id)
-    changed = _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now())
-    if changed and plan.plan_status == PlanStatus.ACTIVE:
-        # The caller enqueues the follow-up advance itself (it gets True); waking the tick now as well
-        # would send a second advance for the same change. The tick stays the safety net: should
-        # that message be lost, it comes back after the redelivery delay.
+def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp | None:
+    """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction.
+    None when the outcome was applied before (a duplicate)."""
+    # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
+    steps = list(plan.steps.all())
+    step = next(step for step in steps if step.step_id == intent.step_id)
+    now = timezone.now()
+    if not _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=now):
+        return None
+    if plan.plan_status != PlanStatus.ACTIVE:
+        return FollowUp()
+    try:
+        # The next advance right here, under the lock and in the transaction the outcome commits with:
+        # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
+        # the outcome still commits and an advance message (or the tick) does the rest.
+        with transaction.atomic():
+            return FollowUp(keys=_advance_locked(plan, now=now, steps=steps))
+    except Exception:
+        logger.exception("follow-up advance failed; an advance message will retry it",
+                         extra={"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
         RevenuePlan.objects.filter(pk=plan.id).update(
-            next_run_at=timezone.now() + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
+            next_run_at=now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
         )
-    return changed
+        return FollowUp(advance=True)
 
 
 def _outcome_recorded(intent: ActionIntent) -> None:
@@ -311,20 +328,8 @@ def _outcome_recorded(intent: ActionIntent) -> None:
 
 # --- execute ----------------------------------------------------------------------------------
 
-# A delivery counts when it may start the attempt: the first one, or one that finds the last start
-# abandoned (EXECUTING past its lease: that worker died). Copies of the message that arrive before the
-# first claim or while a live worker holds it are duplicates, not deaths; counting them would fail a
-# healthy attempt as WORKER_LOST (and refuse its result) whenever a few copies land at once without a lock.
-_COUNT_DELIVERY = """
-UPDATE orchestrator_actionintent SET deliveries = deliveries + 1
-WHERE id = %(id)s AND ((status = 'PENDING' AND deliveries = 0)
-                       OR (status = 'EXECUTING' AND lease_expires_at < %(now)s))
-RETURNING deliveries
-"""
-
-
-def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bool:
-    """Run one step attempt through the execution spine; True when the plan should be advanced now."""
+def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> FollowUp:
+    """Run one step attempt through the execution spine and advance its plan on from the outcome."""
     service = service or ExecutionService()
     # One read for the intent, its plan's status and what the connector needs (account, its owner, tenant).
     intent = (
@@ -335,27 +340,15 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bo
     if intent is None:
         logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
                                                       "attempt": key.attempt})
-        return False
-    log = {"plan_id": str(key.plan_id), "step_id": str(key.step_id), "attempt": key.attempt}
+        return FollowUp()
     if intent.status in FINISHED_INTENT_STATUSES:
         return record_step_outcome(intent.id)  # a duplicate or redelivered message: nothing is sent
     plan_status = intent.plan.plan_status
     if plan_status in TERMINAL:
         _cancel_quietly(service, intent)
-        return False
+        return FollowUp()
     if plan_status != PlanStatus.ACTIVE:
-        return False  # a paused plan's attempt waits; the advance after resume sends it again
-    with connection.cursor() as cursor:
-        cursor.execute(_COUNT_DELIVERY, {"id": intent.id, "now": timezone.now()})
-        row = cursor.fetchone()
-    # Not counted (a duplicate, or it finished meanwhile): go on, the claim in service.execute decides.
-    if row is not None and row[0] > settings.ORCHESTRATOR_MAX_DELIVERIES:
-        service.fail_unfinished(
-            intent.id, failure_class=FailureClass.WORKER_LOST,
-            reason=f"a worker started it {row[0] - 1} times and never finished; giving up on this attempt",
-        )
-        logger.error("step attempt abandoned after repeated worker loss", extra={**log, "deliveries": row[0]})
-        return record_step_outcome(intent.id)
+        return FollowUp()  # a paused plan's attempt waits; the advance after resume sends it again
     recorded = []
 
     def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
@@ -364,17 +357,19 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> bo
         recorded.append(_record_outcome_locked(plan, finished))
 
     try:
-        service.execute(intent.id, intent=intent, on_succeeded=on_succeeded)
+        service.execute(intent.id, intent=intent, on_succeeded=on_succeeded,
+                        max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES)
     except ExecutionBlocked as blocked:
         with suppress(DomainError):  # already paused by someone else
             services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", reason_code=KILL_SWITCH,
                                           explanation=blocked.detail, facts={"intent_id": str(intent.id)})
-        return False
-    if recorded:
-        if recorded[0]:
-            _outcome_recorded(intent)
-        return recorded[0]
-    return record_step_outcome(intent.id)
+        return FollowUp()
+    if not recorded:
+        return record_step_outcome(intent.id)
+    if recorded[0] is None:
+        return FollowUp()
+    _outcome_recorded(intent)
+    return recorded[0]
 
 
 def _cancel_quietly(service: ExecutionService, intent: ActionIntent) -> None:

@@ -49,9 +49,7 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
             metrics.ADVANCES.labels("locked").inc()
             return
         keys = engine.advance_plan(UUID(plan_id))
-    now = time.time()
-    for key in keys:
-        execute_step.apply_async((str(key.plan_id), str(key.step_id), key.attempt), {"enqueued_at": now})
+    _send_steps(keys)
     metrics.ADVANCES.labels("steps_enqueued" if keys else "nothing_to_run").inc()
 
 
@@ -62,9 +60,16 @@ def execute_step(plan_id: str, step_id: str, attempt: int, enqueued_at: float | 
     with step_lock(plan_id, step_id, attempt) as acquired:
         if not acquired:
             return  # another worker is on this attempt right now; the database would refuse us anyway
-        advance_now = engine.execute_step(key)
-    if advance_now:
+        follow_up = engine.execute_step(key)
+    _send_steps(follow_up.keys)
+    if follow_up.advance:
         advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})
+
+
+def _send_steps(keys: list[engine.StepKey]) -> None:
+    now = time.time()
+    for key in keys:
+        execute_step.apply_async((str(key.plan_id), str(key.step_id), key.attempt), {"enqueued_at": now})
 
 
 @shared_task(name="orchestrator.proposal_triggers", ignore_result=True, acks_late=True)

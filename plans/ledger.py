@@ -117,10 +117,10 @@ def _append(
     return entry
 
 
-def _snapshot(plan: RevenuePlan) -> dict:
+def _snapshot(plan: RevenuePlan, steps=None) -> dict:
     from plans.schemas import plan_to_schema
 
-    return plan_to_schema(plan).model_dump(mode="json")
+    return plan_to_schema(plan, steps).model_dump(mode="json")
 
 
 # --- one writer per event type -------------------------------------------------------------
@@ -158,7 +158,9 @@ def plan_moved(
     reason_code: str,
     explanation: str,
     facts: dict,
+    steps=None,
 ) -> PlanLedgerEntry:
+    """`steps`: the plan's steps when the caller holds them (saves reading them for the snapshot)."""
     return _append(
         tenant_id=plan.tenant_id,
         plan_id=plan.id,
@@ -166,7 +168,7 @@ def plan_moved(
         actor=actor,
         reason_code=reason_code,
         explanation=explanation,
-        data={"from_status": from_status, "to_status": rule.target, "facts": facts, "plan": _snapshot(plan)},
+        data={"from_status": from_status, "to_status": rule.target, "facts": facts, "plan": _snapshot(plan, steps)},
     )
 
 

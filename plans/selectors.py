@@ -53,7 +53,9 @@ def execution_killed_by(tenant_id, action_type: str = "") -> str:
     return killed_by(engaged_kill_switches(tenant_id), action_type)
 
 
-def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None) -> GateFacts:
+def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None,
+               engaged_switches: frozenset[str] | None = None) -> GateFacts:
+    """`engaged_switches`: the tenant's engaged kill switches when the caller has just read them."""
     owner_active = (
         plan.owner_id is not None
         and Membership.objects.filter(user_id=plan.owner_id, tenant_id=plan.tenant_id, is_active=True)
@@ -69,7 +71,9 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     return GateFacts(
         now=now,
         approver_role=approver_role,
-        execution_killed_by=execution_killed_by(plan.tenant_id),
+        execution_killed_by=(
+            execution_killed_by(plan.tenant_id) if engaged_switches is None else killed_by(engaged_switches)
+        ),
         owner_is_active_member=owner_active,
         conflicting_plan_id=conflicting_plan_id,
     )

@@ -17,7 +17,7 @@ from django.utils import timezone
 from plans import ledger, policy, selectors
 from plans.authority import Subject, Verb, denial
 from plans.errors import Conflict, DomainError, NotAllowed, NotFound, PolicyRefused, ValidationFailed
-from plans.evaluator import Outcome, evaluate, expires_at_for
+from plans.evaluator import Evaluation, Outcome, evaluate, expires_at_for
 from plans.lifecycle import MOVES, Move, can_move
 from plans.locking import lock_account, lock_account_then_plan, lock_open_plans_of_account, lock_plan
 from plans.models import (
@@ -128,7 +128,9 @@ def _transition(
     reason_code: str = "",
     explanation: str = "",
     facts: dict | None = None,
+    steps: list[PlanStep] | None = None,
 ) -> RevenuePlan:
+    """`steps`: the plan's steps as the caller already holds them (for the ledger's snapshot)."""
     _require_move(plan, move)
     rule = MOVES[move]
     now = timezone.now()
@@ -146,6 +148,28 @@ def _transition(
         plan.approved_at, plan.approved_by = None, None
     plan.updated_at = now
     plan.version += 1
+    if rule.target == PlanStatus.ACTIVE:
+        _save_into_active(plan)
+    else:
+        plan.save()
+    ledger.plan_moved(
+        plan,
+        rule,
+        from_status=from_status,
+        actor=actor,
+        reason_code=reason_code,
+        explanation=explanation or f"Plan moved from {from_status} to {rule.target}.",
+        facts=facts or {},
+        steps=steps,
+    )
+    logger.info(
+        "plan moved",
+        extra={"plan_id": str(plan.id), "from_status": from_status, "to_status": rule.target, "actor": actor},
+    )
+    return plan
+
+
+def _save_into_active(plan: RevenuePlan) -> None:
     try:
         # A savepoint, so the partial unique index's verdict becomes a clean 409, not a broken transaction.
         with transaction.atomic():
@@ -157,20 +181,6 @@ def _transition(
             policy.CONFLICT_ACTIVE_PLAN_EXISTS,
             "Another plan of this type is already ACTIVE for this account.",
         ) from None
-    ledger.plan_moved(
-        plan,
-        rule,
-        from_status=from_status,
-        actor=actor,
-        reason_code=reason_code,
-        explanation=explanation or f"Plan moved from {from_status} to {rule.target}.",
-        facts=facts or {},
-    )
-    logger.info(
-        "plan moved",
-        extra={"plan_id": str(plan.id), "from_status": from_status, "to_status": rule.target, "actor": actor},
-    )
-    return plan
 
 
 # --- drafts ----------------------------------------------------------------------------------
@@ -505,31 +515,40 @@ def signal_record(
 
 def plan_activate(*, plan_id: UUID, component: str = "orchestrator") -> RevenuePlan:
     """APPROVED → ACTIVE when the gate says can_activate; otherwise ledger why (once per change)."""
-    actor = ledger.system_actor(component)
-    refusal = None
     with transaction.atomic():
         plan = lock_account_then_plan(plan_id)
-        _require_move(plan, Move.ACTIVATE)
-        facts = selectors.gate_facts(plan, now=timezone.now())
-        result = policy.evaluate_can_activate(plan_to_schema(plan), facts)
-        if not result.can_activate:
-            ledger.activation_blocked(plan, actor=actor, reasons=result.reasons)
-            refusal = _gate_refusal(result, attempted="activate")
-        else:
-            _transition(plan, Move.ACTIVATE, actor=actor, reason_code="GATE_ALLOWED",
-                        explanation="The policy gate allowed activation: no conflicting plan, preconditions met.",
-                        facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by})
-    if refusal:
-        _commit_refusal_then_raise(refusal)
+        result = plan_activate_locked(plan, steps=list(plan.steps.all()), component=component)
+    if not result.can_activate:
+        _commit_refusal_then_raise(_gate_refusal(result, attempted="activate"))
     return plan
 
 
-def _settle(plan_id: UUID, *, expected: Outcome, move: Move, component: str) -> RevenuePlan:
+def plan_activate_locked(
+    plan: RevenuePlan, *, steps: list[PlanStep], component: str, engaged_switches: frozenset[str] | None = None
+) -> policy.PolicyResult:
+    """plan_activate's work for a caller holding the account's and then the plan's row lock (the
+    orchestrator activates and starts the first steps in one transaction). A refusal is ledgered
+    (once per change of reasons) and returned, not raised: the caller decides what to commit."""
+    _require_move(plan, Move.ACTIVATE)
+    actor = ledger.system_actor(component)
+    facts = selectors.gate_facts(plan, now=timezone.now(), engaged_switches=engaged_switches)
+    result = policy.evaluate_can_activate(plan_to_schema(plan, steps), facts)
+    if not result.can_activate:
+        ledger.activation_blocked(plan, actor=actor, reasons=result.reasons)
+    else:
+        _transition(plan, Move.ACTIVATE, actor=actor, reason_code="GATE_ALLOWED",
+                    explanation="The policy gate allowed activation: no conflicting plan, preconditions met.",
+                    facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by}, steps=steps)
+    return result
+
+
+def _settle(plan_id: UUID, *, expected: Outcome, component: str) -> RevenuePlan:
     with transaction.atomic():
         plan = lock_plan(plan_id)
-        _require_move(plan, move)
+        _require_move(plan, _SETTLE_MOVES[expected])
+        steps = list(plan.steps.all())
         evaluation = evaluate(
-            plan_to_schema(plan),
+            plan_to_schema(plan, steps),
             signals=selectors.objective_signals(plan),
             renewal_date=plan.account.renewal_date,
             now=timezone.now(),
@@ -539,14 +558,22 @@ def _settle(plan_id: UUID, *, expected: Outcome, move: Move, component: str) -> 
                 policy.PRECONDITION_FAILED,
                 f"The evaluator does not say {expected.value} for this plan (it says {evaluation.outcome.value}).",
             )
-        if move == Move.COMPLETE:
-            plan.completion_reason = evaluation.reason
-        return _transition(
-            plan, move, actor=ledger.system_actor(component), reason_code=evaluation.reason,
-            explanation=_SETTLE_EXPLANATIONS[evaluation.reason], facts=evaluation.facts,
-        )
+        return plan_settle_locked(plan, evaluation, steps=steps, component=component)
 
 
+def plan_settle_locked(plan: RevenuePlan, evaluation: Evaluation, *, steps: list[PlanStep],
+                       component: str) -> RevenuePlan:
+    """COMPLETE or EXPIRE as `evaluation` (made under the plan's row lock, which the caller still holds) says."""
+    move = _SETTLE_MOVES[evaluation.outcome]
+    if move == Move.COMPLETE:
+        plan.completion_reason = evaluation.reason
+    return _transition(
+        plan, move, actor=ledger.system_actor(component), reason_code=evaluation.reason,
+        explanation=_SETTLE_EXPLANATIONS[evaluation.reason], facts=evaluation.facts, steps=steps,
+    )
+
+
+_SETTLE_MOVES = {Outcome.COMPLETE: Move.COMPLETE, Outcome.EXPIRE: Move.EXPIRE}
 _SETTLE_EXPLANATIONS = {
     "objective_met": "The objective was met: the renewal was committed before day -30.",
     "all_steps_done": "Every required step succeeded and every other step finished.",
@@ -555,11 +582,11 @@ _SETTLE_EXPLANATIONS = {
 
 
 def plan_complete(*, plan_id: UUID, component: str = "evaluator") -> RevenuePlan:
-    return _settle(plan_id, expected=Outcome.COMPLETE, move=Move.COMPLETE, component=component)
+    return _settle(plan_id, expected=Outcome.COMPLETE, component=component)
 
 
 def plan_expire(*, plan_id: UUID, component: str = "evaluator") -> RevenuePlan:
-    return _settle(plan_id, expected=Outcome.EXPIRE, move=Move.EXPIRE, component=component)
+    return _settle(plan_id, expected=Outcome.EXPIRE, component=component)
 
 
 def plan_pause_by_policy(

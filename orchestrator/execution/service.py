@@ -42,12 +42,17 @@ ACTOR = ledger.system_actor("execution")
 KILL_SWITCH = "KILL_SWITCH"
 
 
+# A delivery is counted when it may start the attempt: the first one, or one that finds the last start
+# abandoned (EXECUTING past its lease: that worker died). A PENDING intent claimed again (a kill switch
+# handed it back) is not a death. Copies of a message that arrive while a live worker holds the claim
+# do not get here at all, so a few copies landing at once never fail a healthy attempt as WORKER_LOST.
 _CLAIM = f"""
 UPDATE orchestrator_actionintent
-SET status = '{IntentStatus.EXECUTING}', lease_token = %(token)s, lease_expires_at = %(lease)s, started_at = %(now)s
+SET status = '{IntentStatus.EXECUTING}', lease_token = %(token)s, lease_expires_at = %(lease)s, started_at = %(now)s,
+    deliveries = deliveries + CASE WHEN status = '{IntentStatus.EXECUTING}' OR deliveries = 0 THEN 1 ELSE 0 END
 WHERE id = %(id)s AND (status = '{IntentStatus.PENDING}'
                        OR (status = '{IntentStatus.EXECUTING}' AND lease_expires_at < %(now)s))
-RETURNING attempts, connector
+RETURNING attempts, connector, deliveries
 """
 
 
@@ -61,6 +66,7 @@ class ExecutionBlocked(DomainError):
 class _Claim:
     intent_id: UUID
     token: UUID
+    deliveries: int = 1
 
 
 def effect_key_for(*, intent_id: UUID, plan_id: UUID | None, step_id: UUID | None) -> str:
@@ -144,11 +150,14 @@ class ExecutionService:
         *,
         intent: ActionIntent | None = None,
         on_succeeded: Callable[[ActionIntent, RevenuePlan], None] | None = None,
+        max_deliveries: int | None = None,
     ) -> ActionIntent:
         """`intent`: the caller's freshly loaded row of intent_id (with account and tenant), saving a read.
 
         `on_succeeded(intent, plan)`: for a plan step, called inside the transaction that records this
         execution's success, with the plan's row lock held; it commits (or rolls back) with the success.
+        `max_deliveries`: give up (FAILED, WORKER_LOST) on an intent whose workers started it more often
+        than this without finishing it, instead of starting it again.
         """
         intent = intent if intent is not None else self._load(intent_id)
         if intent.status in FINISHED_INTENT_STATUSES:
@@ -163,6 +172,11 @@ class ExecutionService:
             return self._load(intent_id)  # another worker holds it, or it finished meanwhile
         log = {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
                "attempt": intent.attempt, "action_type": intent.action_type}
+        if max_deliveries is not None and claim.deliveries > max_deliveries:
+            reason = (f"a worker started it {claim.deliveries - 1} times and never finished; "
+                      "giving up on this attempt")
+            logger.error("intent abandoned after repeated worker loss", extra={**log, "deliveries": claim.deliveries})
+            return self._finish_failed(intent, claim, FailureClass.WORKER_LOST, reason, log)
         try:
             connector = build_connector(intent)
             intent.connector = connector.name
@@ -251,22 +265,6 @@ class ExecutionService:
                 ledger.action_compensated(intent, actor=actor)
         return intent
 
-    def fail_unfinished(self, intent_id: UUID, *, failure_class: str, reason: str) -> ActionIntent:
-        """Give up on an intent that never finished (its worker kept dying), whoever holds it."""
-        intent = self._load(intent_id)
-        with transaction.atomic():
-            self._lock_chain(intent)
-            failed = ActionIntent.objects.filter(
-                pk=intent_id, status__in=[IntentStatus.PENDING, IntentStatus.EXECUTING]
-            ).update(status=IntentStatus.FAILED, failure_class=failure_class, failure_reason=reason[:2000],
-                     finished_at=self.clock(), lease_token=None, lease_expires_at=None)
-            intent = self._load(intent_id)
-            if failed:
-                ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
-                self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
-                             {"failure_class": failure_class, "failure_reason": reason})
-        return intent
-
     # --- the claim -------------------------------------------------------------------------------
 
     def _claim(self, intent: ActionIntent) -> _Claim | None:
@@ -285,8 +283,8 @@ class ExecutionService:
             return None
         intent.status, intent.lease_token, intent.lease_expires_at, intent.started_at = (
             IntentStatus.EXECUTING, token, lease_expires_at, now)
-        intent.attempts, intent.connector = row
-        return _Claim(intent.pk, token)
+        intent.attempts, intent.connector, intent.deliveries = row
+        return _Claim(intent.pk, token, deliveries=intent.deliveries)
 
     def _renew(self, claim: _Claim, *, attempts: int, connector: str) -> bool:
         return bool(

@@ -3,7 +3,9 @@
 1. tick cost vs idle plans: 100 due plans among 100 / 10,000 / 100,000 plans in total.
 2. fan-out: a tick with 10,000 due plans vs enqueueing 10,000 no-op tasks the same way.
 3. throughput: 2,000 approved PREP_RENEWAL_BRIEF plans (internal connector) on one worker
-   (concurrency 2) vs a flood of as many no-op tasks on the same worker; queries/commits per step.
+   (concurrency 2) vs a flood of as many no-op tasks on the same worker; queries/commits per step;
+   and the floor of the shape: the same messages, each one transaction that locks the plan and
+   writes one row, with no rule in it (tests/bench/noop.py).
 4. latency: one step's finish to the next step's start on chained 2-step plans.
 """
 import os
@@ -23,7 +25,7 @@ from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from tests.bench.conftest import check_targets, median, record, scaled, target, wait_worker_ready
 from tests.bench.db_work import DbWork
-from tests.bench.noop import COUNTER, noop
+from tests.bench.noop import COUNTER, CREATE_SKELETON_TABLE, SKELETON_TABLE, noop, skeleton_advance
 from tests.conftest import build_world
 from tests.factories import allow_autopilot
 
@@ -283,12 +285,13 @@ def run_in_process(plan_ids) -> dict:
     work, steps = DbWork(("advance", "execute")), 0
     with work.counting():
         for plan_id in plan_ids:
-            pending = [plan_id]
-            while pending:
-                for key in work.run("advance", engine.advance_plan, pending.pop()):
-                    steps += 1
-                    if work.run("execute", engine.execute_step, key):
-                        pending.append(plan_id)
+            keys = list(work.run("advance", engine.advance_plan, plan_id))
+            while keys:
+                steps += 1
+                follow_up = work.run("execute", engine.execute_step, keys.pop())
+                keys += follow_up.keys
+                if follow_up.advance:
+                    keys += work.run("advance", engine.advance_plan, plan_id)
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
     return {"steps": steps, **work.counts}
 
@@ -364,6 +367,7 @@ def test_throughput_and_latency(bench_cluster):
     worker = bench_cluster.start_worker(concurrency=2)
     banner = wait_worker_ready(worker)
     assert "bench.noop" in banner, "the worker did not register tests.bench.noop"
+    assert "bench.skeleton_execute" in banner, "the worker did not register the floor's tasks"
     bench_cluster.start_beat()
 
     # Bare baseline: as many no-op tasks as the governed run has steps, same producer approach, same worker.
@@ -420,6 +424,29 @@ def test_throughput_and_latency(bench_cluster):
            pg_stat_delta=delta, task_counts=log_counts, per_table_per_step=tables,
            loaded_step_latency=step_latencies(throughput_ids))
     target("throughput: governed steps/s / bare no-op tasks/s", governed_rate / bare_rate, 0.25, op=">=")
+
+    # The floor: the same plans, messages and worker, each message one transaction (lock the plan, write
+    # a row) and no rule at all. What it leaves of the bare rate is what any governed step could reach.
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_SKELETON_TABLE)
+        cursor.execute(f"TRUNCATE {SKELETON_TABLE}")
+    with app.producer_or_acquire() as producer:
+        for index, plan_id in enumerate(throughput_ids):
+            skeleton_advance.apply_async((str(plan_id), 1 + index % 2), producer=producer)
+
+    def floor_rows(condition=""):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*), min(done_at), max(done_at) FROM {SKELETON_TABLE} {condition}")
+            return cursor.fetchone()
+
+    wait_until(lambda: floor_rows()[0] >= plan_count + steps_total, timeout=300, interval=0.1,
+               what="the floor's messages")
+    _, first, last = floor_rows()
+    floor_steps = floor_rows("WHERE step > 0")[0]
+    floor_s = (last - first).total_seconds()
+    floor_rate = floor_steps / floor_s
+    record("3_floor", steps=floor_steps, seconds=floor_s, steps_per_s=floor_rate,
+           ratio_floor_to_bare=floor_rate / bare_rate, ratio_governed_to_floor=governed_rate / floor_rate)
 
     # Latency under light load: one chained 2-step plan at a time, started by an advance message.
     for plan_id in latency_ids:

@@ -3,7 +3,7 @@
 
 N approved 2-step PREP_RENEWAL_BRIEF plans (internal connector, no approval needed) driven to completion
 with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue
-(advance -> execute -> the follow-up advance the task enqueues), and every TICK_EVERY tasks a tick
+(advance -> execute, which starts the next step itself -> execute ...), and every TICK_EVERY tasks a tick
 (due_plan_ids + one advance per plan it claims), as the beat would under load. Reported per step:
 wall ms, queries, transactions (autocommit statements + committed atomic blocks), advances.
 Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
@@ -35,7 +35,9 @@ def drive(plan_ids) -> dict:
                     queue.append(("execute", key))
             else:
                 steps += 1
-                if work.run("execute", engine.execute_step, arg):
+                follow_up = work.run("execute", engine.execute_step, arg)
+                queue.extend(("execute", key) for key in follow_up.keys)
+                if follow_up.advance:
                     queue.append(("advance", arg.plan_id))
             tasks_run += 1
             if tasks_run % TICK_EVERY == 0 or not queue:

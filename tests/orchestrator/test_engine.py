@@ -41,14 +41,18 @@ def approved_plan(world, *steps_with_deps):
     return services.plan_approve(plan_id=plan.id, user=world.admin)
 
 
-def run_until_quiet(plan_id, rounds=10):
-    """What the workers do: advance, execute what it enqueued, repeat."""
-    for _ in range(rounds):
-        keys = engine.advance_plan(plan_id)
-        if not keys:
+def run_until_quiet(plan_id, *, keys=(), limit=50):
+    """What the workers do: advance (unless given the attempts to run), execute every attempt started,
+    and the attempts each execution starts in turn; an advance where the task would send one."""
+    pending = list(keys) or engine.advance_plan(plan_id)
+    for _ in range(limit):
+        if not pending:
             return
-        for key in keys:
-            engine.execute_step(key)
+        follow_up = engine.execute_step(pending.pop(0))
+        pending += follow_up.keys
+        if follow_up.advance:
+            pending += engine.advance_plan(plan_id)
+    raise AssertionError(f"still starting attempts after {limit} executions")
 
 
 def step_statuses(plan):
@@ -143,7 +147,7 @@ def test_an_execution_blocked_by_a_switch_pauses_the_plan_and_sends_nothing(worl
     plan = approved_plan(world, BRIEF)
     (key,) = engine.advance_plan(plan.id)
     KillSwitch.objects.create(tenant=world.tenant, action_type=BRIEF, engaged=True)
-    assert engine.execute_step(key) is False
+    assert engine.execute_step(key) == engine.FollowUp()  # nothing to send
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.PAUSED
     assert ActionIntent.objects.get(plan=plan).status == IntentStatus.PENDING
@@ -173,12 +177,13 @@ def test_a_step_whose_worker_keeps_dying_fails_after_bounded_deliveries(world, s
     # two workers started it and died: the last one's claim ran out without an outcome
     ActionIntent.objects.filter(plan=plan).update(deliveries=2, status=IntentStatus.EXECUTING,
                                                   lease_expires_at=timezone.now() - timedelta(seconds=1))
-    engine.execute_step(key)
-    intent = ActionIntent.objects.get(plan=plan)
+    retry = engine.execute_step(key)
+    intent = ActionIntent.objects.get(plan=plan, attempt=1)
     assert (intent.status, intent.failure_class) == (IntentStatus.FAILED, "WORKER_LOST")
     step = PlanStep.objects.get(plan=plan)
-    assert step.status == StepStatus.PENDING
+    assert (step.status, step.attempts) == (StepStatus.PENDING, 2)  # the retry (no delay here) started at once
     assert step.last_error.startswith("WORKER_LOST")
+    assert retry.keys == [engine.StepKey(plan.id, step.step_id, 2)]
 
 
 @pytest.mark.parametrize("lease_left", [None, timedelta(minutes=1)], ids=["before-the-first-claim", "live-claim"])

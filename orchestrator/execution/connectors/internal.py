@@ -1,5 +1,7 @@
 """The internal connector: draft tasks, notes and renewal briefs written to revplan's own database."""
+from django.db import connection
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from orchestrator.execution.connectors.base import ExternalRef, PermanentError
 from orchestrator.execution.models import ActionIntent, InternalRecord, InternalRecordKind
@@ -39,6 +41,31 @@ def renewal_brief(intent: ActionIntent) -> dict:
     }
 
 
+# One statement whether or not the record exists: a retry or a duplicate finds the first record by the
+# unique (tenant, effect_key). The SELECT sees the table as it was before the INSERT, so it returns
+# a row only when the INSERT did nothing.
+_INSERT_ONCE = """
+WITH inserted AS (
+    INSERT INTO orchestrator_internalrecord (tenant_id, account_id, kind, effect_key, title, body, created_at)
+    VALUES (%(tenant_id)s, %(account_id)s, %(kind)s, %(effect_key)s, %(title)s, %(body)s, %(now)s)
+    ON CONFLICT (tenant_id, effect_key) DO NOTHING
+    RETURNING id, kind
+)
+SELECT id, kind FROM inserted
+UNION ALL
+SELECT id, kind FROM orchestrator_internalrecord WHERE tenant_id = %(tenant_id)s AND effect_key = %(effect_key)s
+"""
+
+
+def _insert_once(intent: ActionIntent, *, kind: str, title: str, body: dict) -> tuple[int, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ONCE, {
+            "tenant_id": intent.tenant_id, "account_id": intent.account_id, "kind": kind,
+            "effect_key": intent.effect_key, "title": title, "body": Jsonb(body), "now": timezone.now(),
+        })
+        return cursor.fetchone()
+
+
 class InternalConnector:
     name = "internal"
 
@@ -55,13 +82,8 @@ class InternalConnector:
             account=intent.account.name, action=intent.action_type
         )
         body = renewal_brief(intent) if kind == InternalRecordKind.BRIEF else {"parameters": intent.parameters}
-        # get_or_create on the unique (tenant, effect_key): a retry or a duplicate finds the first record.
-        record, _ = InternalRecord.objects.get_or_create(
-            tenant_id=intent.tenant_id,
-            effect_key=intent.effect_key,
-            defaults={"account_id": intent.account_id, "kind": kind, "title": title[:300], "body": body},
-        )
-        return ExternalRef(self.name, {"record_id": str(record.pk), "kind": record.kind})
+        record_id, record_kind = _insert_once(intent, kind=kind, title=title[:300], body=body)
+        return ExternalRef(self.name, {"record_id": str(record_id), "kind": record_kind})
 
     def compensate(self, intent: ActionIntent, ref: ExternalRef) -> None:
         InternalRecord.objects.filter(tenant_id=intent.tenant_id, effect_key=intent.effect_key).delete()

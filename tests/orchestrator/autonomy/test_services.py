@@ -112,8 +112,8 @@ def test_a_retry_of_an_autonomous_step_takes_no_second_unit(world, settings):
     plan = brief_plan(world)
     assert len(engine.advance_plan(plan.id)) == 1
     ActionIntent.objects.filter(plan=plan).update(status="FAILED", failure_class="TRANSIENT", failure_reason="x")
-    engine.record_step_outcome(ActionIntent.objects.get(plan=plan).id)  # attempt 1 failed: retry scheduled
-    run_until_quiet(plan.id)
+    retry = engine.record_step_outcome(ActionIntent.objects.get(plan=plan).id)  # attempt 1 failed: retried
+    run_until_quiet(plan.id, keys=retry.keys)
     step = plan.steps.get()
     assert (step.status, step.attempts) == (StepStatus.AUTO_EXECUTED, 2)
     assert AutonomyUsage.objects.get(tenant=world.tenant, account__isnull=True).used == 1
