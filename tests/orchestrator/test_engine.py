@@ -163,6 +163,43 @@ def test_a_duplicate_or_late_message_is_harmless(world):
     assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.ACTION_EXECUTED).count() == 1
 
 
+def test_a_finished_step_starts_the_next_one_in_its_own_transaction(world):
+    plan = approved_plan(world, BRIEF, BRIEF)
+    first, second = plan.steps.order_by("sequence")
+    (key,) = engine.advance_plan(plan.id)
+    follow_up = engine.execute_step(key)
+    assert follow_up == engine.FollowUp(keys=[engine.StepKey(plan.id, second.step_id, 1)])
+    events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", "step_id"))
+    assert events[-2:] == [(EventType.ACTION_EXECUTED, first.step_id), (EventType.STEP_ATTEMPT_STARTED, second.step_id)]
+
+
+def test_a_failing_follow_up_advance_keeps_the_outcome_and_asks_for_an_advance_message(world, settings, monkeypatch):
+    plan = approved_plan(world, BRIEF, BRIEF)
+    first, second = plan.steps.order_by("sequence")
+    (key,) = engine.advance_plan(plan.id)
+    decide = engine.decide_step
+
+    def broken(plan, step, **kwargs):
+        if step.step_id == second.step_id:
+            raise RuntimeError("autonomy settings unreadable")
+        return decide(plan, step, **kwargs)
+
+    monkeypatch.setattr(engine, "decide_step", broken)
+    started = timezone.now()
+    assert engine.execute_step(key) == engine.FollowUp(advance=True)
+    # the success is recorded; nothing of the failed advance is
+    assert ActionIntent.objects.get(plan=plan, step_id=first.step_id).status == IntentStatus.SUCCEEDED
+    assert step_statuses(plan) == [(BRIEF, StepStatus.AUTO_EXECUTED), (BRIEF, StepStatus.PENDING)]
+    assert not ActionIntent.objects.filter(step_id=second.step_id).exists()
+    last_entry = PlanLedgerEntry.objects.filter(plan=plan).order_by("-chain_seq").first()
+    assert last_entry.event_type == EventType.ACTION_EXECUTED
+    plan.refresh_from_db()
+    assert plan.next_run_at >= started + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)  # the tick's net
+    # the advance message the task sends then starts the step
+    monkeypatch.setattr(engine, "decide_step", decide)
+    assert engine.advance_plan(plan.id) == [engine.StepKey(plan.id, second.step_id, 1)]
+
+
 def test_a_lost_message_is_sent_again_once_the_redelivery_time_passed(world, settings):
     settings.ORCHESTRATOR_REDELIVERY_SECONDS = 0
     plan = approved_plan(world, BRIEF)
