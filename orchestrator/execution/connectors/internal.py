@@ -43,7 +43,9 @@ def renewal_brief(intent: ActionIntent) -> dict:
 
 # One statement whether or not the record exists: a retry or a duplicate finds the first record by the
 # unique (tenant, effect_key). The SELECT sees the table as it was before the INSERT, so it returns
-# a row only when the INSERT did nothing.
+# a row only when the INSERT did nothing — unless the conflicting row was committed by a concurrent
+# insert after this statement began (a stale worker racing its takeover): then neither part returns
+# one, and a second read, with a fresh snapshot, finds it.
 _INSERT_ONCE = """
 WITH inserted AS (
     INSERT INTO orchestrator_internalrecord (tenant_id, account_id, kind, effect_key, title, body, created_at)
@@ -63,7 +65,11 @@ def _insert_once(intent: ActionIntent, *, kind: str, title: str, body: dict) -> 
             "tenant_id": intent.tenant_id, "account_id": intent.account_id, "kind": kind,
             "effect_key": intent.effect_key, "title": title, "body": Jsonb(body), "now": timezone.now(),
         })
-        return cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        row = InternalRecord.objects.values_list("id", "kind").get(tenant_id=intent.tenant_id,
+                                                                   effect_key=intent.effect_key)
+    return row
 
 
 class InternalConnector:

@@ -1,11 +1,13 @@
 """ExecutionService: one execution per intent, expiry, kill switches, cancel, compensate, stale workers."""
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator.execution.connectors.internal import InternalConnector
 from orchestrator.execution.models import (
     ActionIntent,
     AttemptOutcome,
@@ -288,3 +290,33 @@ def test_a_worker_stalled_past_its_lease_cannot_overwrite_the_takeover(crm, crm_
     # only the claim's holder records its try: the stalled worker's answer leaves no attempt row
     assert list(ExecutionAttempt.objects.filter(intent=intent).values_list("number", "outcome")) == [
         (2, AttemptOutcome.SUCCEEDED)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+def test_an_internal_record_inserted_concurrently_is_found_not_doubled():
+    # given: another worker's insert of the same effect is in flight (not committed yet)
+    world = build_world()
+    intent = intent_create(tenant_id=world.tenant.id, account_id=world.account.id, action_type="PREP_RENEWAL_BRIEF",
+                           expires_at=timezone.now() + timedelta(hours=1), approved_by=world.admin)
+    intent = ActionIntent.objects.select_related("account__owner", "tenant").get(pk=intent.pk)
+    in_flight = threading.Event()
+
+    def other_worker():
+        with transaction.atomic():
+            record = InternalRecord.objects.create(tenant=world.tenant, account=world.account, kind="BRIEF",
+                                                   effect_key=intent.effect_key, title="first", body={})
+            in_flight.set()
+            time.sleep(0.5)  # our INSERT waits on this row's unique key meanwhile
+        return record
+
+    def this_worker():
+        assert in_flight.wait(10)
+        return InternalConnector().execute(intent)
+
+    # when
+    (first, ref), errors = run_in_threads(other_worker, this_worker)
+    # then: the record committed first is the effect; no second one
+    assert errors == []
+    assert ref.ids == {"record_id": str(first.pk), "kind": "BRIEF"}
+    assert InternalRecord.objects.filter(effect_key=intent.effect_key).count() == 1
