@@ -20,7 +20,7 @@ from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
 from plans import ledger, services
-from plans.errors import DomainError
+from plans.errors import Conflict, DomainError
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL
 from plans.locking import lock_account, lock_plan
@@ -118,15 +118,22 @@ def advance_plan(plan_id: UUID) -> list[StepKey]:
         return _advance_locked(plan, now=timezone.now(), may_activate=status == PlanStatus.APPROVED)
 
 
-def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> bool:
-    result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches)
-    if result.can_activate:
-        return True
-    # The reasons are ledgered (once per change); look again later rather than on every tick.
+def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> None:
+    try:
+        result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches)
+    except Conflict as conflict:
+        # Another plan of the type went ACTIVE between the gate and the save (the unique index saw it);
+        # nothing was written, and `plan` holds the move that was not made.
+        plan.refresh_from_db()
+        reasons = [conflict.code]
+    else:
+        if result.can_activate:
+            return
+        reasons = list(result.codes)  # ledgered (once per change of reasons)
+    # Look again later rather than on every tick.
     plan.next_run_at = now + timedelta(seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
     RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=plan.next_run_at)
-    logger.info("activation refused", extra={"plan_id": str(plan.id), "reasons": list(result.codes)})
-    return False
+    logger.info("activation refused", extra={"plan_id": str(plan.id), "reasons": reasons})
 
 
 def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
@@ -299,7 +306,12 @@ def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp 
     None when the outcome was applied before (a duplicate)."""
     # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
     steps = list(plan.steps.all())
-    step = next(step for step in steps if step.step_id == intent.step_id)
+    step = next((step for step in steps if step.step_id == intent.step_id), None)
+    if step is None:
+        # The plan was revised and the step removed while this attempt ran: its outcome has no step to go to.
+        logger.warning("outcome of a step the plan no longer has", extra={
+            "plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
+        return None
     now = timezone.now()
     if not _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=now):
         return None

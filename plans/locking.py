@@ -19,7 +19,9 @@ def lock_plan(plan_id: UUID) -> RevenuePlan:
 
 def lock_account(account_id: UUID) -> Account:
     try:
-        return Account.objects.select_for_update().get(pk=account_id)
+        # NO KEY UPDATE: serialises the account's writers and moves into ACTIVE, but not the inserts of
+        # rows that point at the account (intents, signals, budget units), which take KEY SHARE.
+        return Account.objects.select_for_update(no_key=True).get(pk=account_id)
     except (Account.DoesNotExist, ValueError):
         raise NotFound("NOT_FOUND", f"Account {account_id} does not exist.") from None
 

@@ -1,4 +1,5 @@
 """The orchestrator's rules, called in-process (the real-worker runs are in tests/integration)."""
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -97,6 +98,28 @@ def test_objective_met_completes_mid_plan(world):
     plan.refresh_from_db()
     assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "objective_met")
     assert plan.steps.get(action_type=ESCALATE).status == StepStatus.PENDING  # never needed
+
+
+def test_an_activation_the_unique_index_refuses_is_looked_at_again_later(world, settings, monkeypatch):
+    # given: another plan of the type went ACTIVE where the gate did not see it (a race the index catches)
+    plan = approved_plan(world, BRIEF)
+    make_plan(account=world.account, status=PlanStatus.ACTIVE)
+    gate_facts = services.selectors.gate_facts
+
+    def blind_gate_facts(*args, **kwargs):
+        return dataclasses.replace(gate_facts(*args, **kwargs), conflicting_plan_id=None)
+
+    monkeypatch.setattr(services.selectors, "gate_facts", blind_gate_facts)
+    started = timezone.now()
+    # when
+    assert engine.advance_plan(plan.id) == []
+    # then: still APPROVED, nothing written but the recheck time
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.APPROVED
+    assert plan.next_run_at >= started + timedelta(seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
+    assert not ActionIntent.objects.filter(plan=plan).exists()
+    last_entry = PlanLedgerEntry.objects.filter(plan=plan).order_by("-chain_seq").first()
+    assert last_entry.event_type == EventType.PLAN_APPROVED
 
 
 def test_a_plan_past_its_window_expires(world):
