@@ -322,7 +322,10 @@ def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp 
         # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
         # the outcome still commits and an advance message (or the tick) does the rest.
         with transaction.atomic():
-            return FollowUp(keys=_advance_locked(plan, now=now, steps=steps))
+            keys = _advance_locked(plan, now=now, steps=steps)
+            result = "steps_enqueued" if keys else "nothing_to_run"
+            transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
+            return FollowUp(keys=keys)
     except Exception:
         logger.exception("follow-up advance failed; an advance message will retry it",
                          extra={"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})

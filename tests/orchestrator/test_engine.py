@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from orchestrator import engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
@@ -186,12 +187,15 @@ def test_a_duplicate_or_late_message_is_harmless(world):
     assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.ACTION_EXECUTED).count() == 1
 
 
-def test_a_finished_step_starts_the_next_one_in_its_own_transaction(world):
+def test_a_finished_step_starts_the_next_one_in_its_own_transaction(world, django_capture_on_commit_callbacks):
     plan = approved_plan(world, BRIEF, BRIEF)
     first, second = plan.steps.order_by("sequence")
     (key,) = engine.advance_plan(plan.id)
-    follow_up = engine.execute_step(key)
+    advances = REGISTRY.get_sample_value("revplan_advances_total", {"result": "steps_enqueued"}) or 0
+    with django_capture_on_commit_callbacks(execute=True):
+        follow_up = engine.execute_step(key)
     assert follow_up == engine.FollowUp(keys=[engine.StepKey(plan.id, second.step_id, 1)])
+    assert REGISTRY.get_sample_value("revplan_advances_total", {"result": "steps_enqueued"}) == advances + 1
     events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", "step_id"))
     assert events[-2:] == [(EventType.ACTION_EXECUTED, first.step_id), (EventType.STEP_ATTEMPT_STARTED, second.step_id)]
 
