@@ -228,20 +228,21 @@ def test_two_beats_for_a_minute_execute_no_step_twice(cluster, crm, radicale):
 @pytest.mark.timeout(180)
 def test_redis_restarted_mid_run_every_plan_still_ends_and_no_step_runs_twice(cluster, crm, radicale):
     # given: four plans in flight: a CRM call under way (an unacked message and a step lock in Redis) and
-    # more steps waiting in the queue
+    # more work waiting in the queues (an execute_step, or the advance that would start the next step).
+    # One worker process, so the other escalations queue behind the slow call instead of running beside it.
     world = connected_world(crm, radicale)
     plans = [approved_plan(world) for _ in range(4)]
     crm.state.slow_seconds = SLOW_CRM_SECONDS
     cluster.start_beat()
-    worker = cluster.start_worker()
+    worker = cluster.start_worker(concurrency=1)
     broker = cluster.redis_client()
 
     def escalations_in_flight() -> bool:
         approve_waiting_steps(world, action_type=ESCALATE)  # the meetings wait until after the restart
-        return crm_call_in_flight(plans, 0, crm) and broker.llen("execute") > 0
+        return crm_call_in_flight(plans, 0, crm) and broker.llen("execute") + broker.llen("advance") > 0
 
     wait_for(escalations_in_flight, timeout=60, interval=0.05,
-             what="a CRM call in flight and step messages waiting in the queue")
+             what="a CRM call in flight and messages waiting in the queues")
     unacked_tags, step_locks = set(broker.hkeys("unacked")), set(broker.keys("revplan:lock:step:*"))
     assert unacked_tags
     assert step_locks
