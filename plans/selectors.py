@@ -1,7 +1,5 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -19,17 +17,34 @@ from plans.models import (
     RevenuePlan,
     Role,
 )
-
-if TYPE_CHECKING:
-    from orchestrator.execution.models import ActionIntent
 from plans.plan_types import get_plan_type_config
 from plans.policy import GateFacts
 
+# --- the one tenant-visibility rule: a user sees the tenants they are an active member of -------------
+
+
+def active_memberships(user) -> QuerySet[Membership]:
+    """The user's active memberships (none for an anonymous or missing user)."""
+    if user is None or not user.is_authenticated:
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user, is_active=True)
+
+
+def visible_tenant_ids(user) -> QuerySet:
+    """A subquery of the tenants the user is an active member of (never evaluated on its own)."""
+    return active_memberships(user).values("tenant_id")
+
+
+def visible_to(queryset: QuerySet, user, *, tenant_field: str = "tenant_id") -> QuerySet:
+    """`queryset` narrowed to the user's tenants: every API view, admin page and export reads through this.
+
+    `tenant_field` is the lookup from the queryset's model to its tenant id (`"id"` for Tenant itself).
+    """
+    return queryset.filter(**{f"{tenant_field}__in": visible_tenant_ids(user)})
+
 
 def membership_for(user, tenant_id) -> Membership | None:
-    if user is None or not user.is_authenticated:
-        return None
-    return Membership.objects.filter(user=user, tenant_id=tenant_id, is_active=True).first()
+    return active_memberships(user).filter(tenant_id=tenant_id).first()
 
 
 def engaged_kill_switches(tenant_id) -> frozenset[str]:
@@ -92,15 +107,10 @@ def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
 # --- API reads: every one is scoped to the caller's tenants ------------------------------------
 
 
-def visible_tenant_ids(user):
-    """A subquery of the tenants the user is an active member of (never evaluated on its own)."""
-    return Membership.objects.filter(user=user, is_active=True).values("tenant_id")
-
-
 def plans_for_user(user) -> QuerySet[RevenuePlan]:
     """The caller's tenants' plans, newest first, with their steps (one extra query a page)."""
     return (
-        RevenuePlan.objects.filter(tenant_id__in=visible_tenant_ids(user))
+        visible_to(RevenuePlan.objects.all(), user)
         .prefetch_related("steps")
         .order_by("-created_at", "id")
     )
@@ -114,31 +124,10 @@ def plan_for_user(user, plan_id) -> RevenuePlan:
     return plan
 
 
-def latest_step_executions(plans) -> dict[tuple[UUID, UUID], "ActionIntent"]:
-    """(plan_id, step_id) -> the intent of the step's current attempt, for all `plans` in one query.
-
-    The current attempt is `step.attempts` (DESIGN §3.3: one intent per (plan, step, attempt)).
-    Earlier attempts are fetched too; there are at most retry_limit of them per step.
-    """
-    from orchestrator.execution.models import ActionIntent  # the execution spine sits above plans
-
-    current_attempts = {
-        (plan.id, step.step_id): step.attempts for plan in plans for step in plan.steps.all() if step.attempts
-    }
-    if not current_attempts:
-        return {}
-    intents = ActionIntent.objects.filter(plan_id__in={plan_id for plan_id, _ in current_attempts})
-    return {
-        (intent.plan_id, intent.step_id): intent
-        for intent in intents
-        if current_attempts.get((intent.plan_id, intent.step_id)) == intent.attempt
-    }
-
-
 def accounts_for_user(user) -> QuerySet[Account]:
     """The caller's tenants' accounts, by name, each with how many of its plans are still open."""
     return (
-        Account.objects.filter(tenant_id__in=visible_tenant_ids(user))
+        visible_to(Account.objects.all(), user)
         .annotate(open_plan_count=Count("plans", filter=Q(plans__plan_status__in=list(NON_TERMINAL))))
         .order_by("name", "id")
     )

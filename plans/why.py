@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.db.models import Q
 
-from plans import ledger, selectors
+from plans import ledger
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 
 
@@ -49,7 +49,7 @@ def plan_why(plan: RevenuePlan, *, now: datetime) -> PlanWhy:
 
 
 def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]:
-    """plan_why for many plans in four queries whatever their number (steps prefetched).
+    """plan_why for many plans in three queries whatever their number (steps prefetched).
 
     A refusal (gate said no to approve or resume, activation blocked) counts only when it is newer
     than the plan's last change: an edit or approval since then makes it history, still in the
@@ -74,7 +74,6 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
                   .order_by("plan_id", "event_type", "step_id", "-chain_seq")
                   .distinct("plan_id", "event_type", "step_id")):
         latest[entry.plan_id][(entry.event_type, entry.step_id)] = entry
-    executions = selectors.latest_step_executions(plans)
     answers = {}
     for plan in plans:
         steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
@@ -82,7 +81,7 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
             plan=plan,
             exists=_why_exists(plan, created.get(plan.id)),
             stopped=_why_stopped(plan, stops.get(plan.id)),
-            waiting=_why_waiting(plan, steps, latest[plan.id], executions, now=now),
+            waiting=_why_waiting(plan, steps, latest[plan.id], now=now),
         )
     return answers
 
@@ -116,9 +115,7 @@ def _why_stopped(plan: RevenuePlan, stop_entry: PlanLedgerEntry | None) -> WhyAn
     return WhyAnswer(code, sentence, [stop_entry] if stop_entry else [])
 
 
-def _why_waiting(plan, steps, latest, executions, *, now: datetime) -> list[WhyAnswer]:
-    from orchestrator.execution.models import FINISHED_INTENT_STATUSES
-
+def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
     def since_last_change(event_type) -> PlanLedgerEntry | None:
         entry = latest.get((event_type, None))
         return entry if entry and entry.occurred_at >= plan.updated_at else None
@@ -163,11 +160,11 @@ def _why_waiting(plan, steps, latest, executions, *, now: datetime) -> list[WhyA
                 f"is scheduled for {_at(step.next_attempt_at)}.",
                 [entry] if entry else [], step.step_id,
             ))
-        elif step.status == StepStatus.PENDING:
-            intent = executions.get((plan.id, step.step_id))
-            if intent is not None and intent.status not in FINISHED_INTENT_STATUSES:
-                answers.append(WhyAnswer("STEP_RUNNING", f"{_step_label(step)} is running (attempt {step.attempts}, "
-                                         f"{intent.status}).", [], step.step_id))
+        elif step.status == StepStatus.PENDING and step.attempts and step.next_attempt_at is None:
+            # Starting an attempt clears next_attempt_at and a failed one sets it again, so a PENDING
+            # step with attempts and no next_attempt_at has an attempt whose outcome is not recorded yet.
+            answers.append(WhyAnswer("STEP_RUNNING", f"{_step_label(step)} is running (attempt {step.attempts}); "
+                                     "its outcome is not recorded yet.", [], step.step_id))
     if not answers:
         answers.append(WhyAnswer("RUNNING", "The plan is ACTIVE and nothing is holding it: the orchestrator "
                                  f"looks at it again at {_at(plan.next_run_at or now)}."))

@@ -109,7 +109,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "plans.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "revplan.api.errors.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -13,13 +13,12 @@ def metrics_view(request):
 
 
 # An unmatched /api/ URL (a malformed id, say) answers in the API's JSON error shape too.
-handler404 = "plans.api.errors.not_found_view"
+handler404 = "revplan.api.errors.not_found_view"
 
 urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("plans.api.urls")),
-    path("api/v1/", include("orchestrator.api.urls")),
+    path("api/v1/", include("revplan.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt
 from plans.errors import NotFound, ValidationFailed
-from plans.models import KillSwitch, Membership, PlanLedgerEntry
+from plans.models import KillSwitch, PlanLedgerEntry
+from plans.selectors import active_memberships, visible_to
 
 EXPORT_CHUNK = 2000
 EXPORT_FLUSH_BYTES = 64_000
@@ -22,7 +23,7 @@ EXPORT_FIELDS = ("entry_id", "tenant_id", "plan_id", "step_id", "chain_seq", "ev
 
 def tenant_for_user(user, tenant_id: str | None) -> UUID:
     """The tenant a control request is about: `?tenant=<id>`, or the caller's only one."""
-    memberships = Membership.objects.filter(user=user, is_active=True)
+    memberships = active_memberships(user)
     if tenant_id:
         try:
             tenant_uuid = UUID(str(tenant_id))
@@ -55,9 +56,8 @@ def autopilot_timeline(tenant_id: UUID) -> QuerySet[ActionIntent]:
 
 def action_for_user(user, intent_id) -> ActionIntent:
     """One action of the caller's tenants, with its tries and the ledger entries that mention it."""
-    tenant_ids = Membership.objects.filter(user=user, is_active=True).values("tenant_id")
     intent = (
-        ActionIntent.objects.filter(pk=intent_id, tenant_id__in=tenant_ids)
+        visible_to(ActionIntent.objects.filter(pk=intent_id), user)
         .select_related("account", "approved_by")
         .first()
     )
@@ -95,7 +95,7 @@ def action_why(intent: ActionIntent) -> dict:
         "knew": decision.get("facts", {}),
         "outcome": {"external_ids": intent.external_ids, "failure_class": intent.failure_class,
                     "failure_reason": intent.failure_reason, "finished_at": intent.finished_at},
-        "tries": list(ExecutionAttempt.objects.filter(intent=intent).order_by("number").values(
+        "try_history": list(ExecutionAttempt.objects.filter(intent=intent).order_by("number").values(
             "number", "outcome", "error", "started_at", "finished_at")),
         "entries": entries,
     }

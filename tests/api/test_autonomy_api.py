@@ -141,7 +141,7 @@ def test_action_why_says_what_it_knew_and_which_policy_allowed_it(world, other_w
     assert (body["decision"]["decision"], body["decision"]["reason"]) == ("AUTO_EXECUTE", "AUTONOMY_ALLOWED")
     assert (body["knew"]["mode"], body["knew"]["opted_in"], body["knew"]["risk_level"]) == ("AUTO_EXECUTE", True, "LOW")
     assert [entry["event_type"] for entry in body["entries"]] == ["STEP_ATTEMPT_STARTED", "ACTION_EXECUTED"]
-    assert [(t["number"], t["outcome"]) for t in body["tries"]] == [(1, "SUCCEEDED")]
+    assert [(t["number"], t["outcome"]) for t in body["try_history"]] == [(1, "SUCCEEDED")]
     assert_error(client_for(other_world.admin).get(f"/api/v1/actions/{intent.id}/why/"), 404, "NOT_FOUND")
 
 

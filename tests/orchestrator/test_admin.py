@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from orchestrator.autonomy import digest
 from orchestrator.autonomy.models import ActionTypeAutonomy, TenantAutonomy
-from plans.management.commands.seed_demo import CONSOLE_AUTONOMY_PERMISSIONS
+from orchestrator.management.commands.seed_demo import CONSOLE_AUTONOMY_PERMISSIONS
 from plans.models import EventType, PlanLedgerEntry
 from tests.factories import AccountFactory
 

@@ -2,23 +2,25 @@
 
 Thin: a serializer checks the request's form, one service or selector does the work, and the
 result goes out in the RevenuePlanV1 shape. Authority, lifecycle, the gate, locks and the ledger
-are the services' business; their typed errors become §7 JSON in plans.api.errors.
+are the services' business; their typed errors become §7 JSON in revplan.api.errors.
 """
 import django_filters
 import pydantic
-from django import forms
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from orchestrator.execution.selectors import latest_step_executions
 from plans import proposals, selectors, services, why
-from plans.api.serializers import (
-    ErrorSerializer,
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
+from plans.plan_types import PLAN_TYPES
+from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
+from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, UserIdFilter, errors, validated
+from revplan.api.serializers import (
     LedgerEntrySerializer,
     OptionalReasonInputSerializer,
     PlanCreateSerializer,
@@ -29,39 +31,11 @@ from plans.api.serializers import (
     RevenuePlanV1Serializer,
     VersionInputSerializer,
 )
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
-from plans.plan_types import PLAN_TYPES
-from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
-
-_ERROR_DESCRIPTIONS = {
-    400: "malformed request, unknown values, or a missing reason",
-    401: "not authenticated",
-    403: "the caller's role may not do this",
-    404: "unknown, or another tenant's",
-    409: "invalid transition, version mismatch, required step, or a conflicting ACTIVE plan",
-    413: "request body too large",
-    422: "the policy gate refused; `reasons` holds its reason codes",
-}
-
-
-def errors(*statuses: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code]) for code in statuses}
-
-
-READ_ERRORS = errors(401, 404)
-WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413)
-
-INT_MAX = 2**31 - 1
-
-
-class ApiPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 def plan_payloads(plans) -> list[dict]:
     """RevenuePlanV1 dicts for `plans` (steps prefetched), each step with its current execution."""
-    executions = selectors.latest_step_executions(plans)
+    executions = latest_step_executions(plans)
     payloads = []
     for plan in plans:
         wire = plan_to_schema(plan, list(plan.steps.all())).model_dump()
@@ -85,21 +59,6 @@ def draft_input(data: dict, *, steps: list[StepInput] | None = None) -> PlanDraf
         raise ValidationError(
             {".".join(str(part) for part in item["loc"]): [item["msg"]] for item in error.errors()}
         ) from None
-
-
-def validated(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class UserIdFilter(django_filters.NumberFilter):
-    """An integer user id within PostgreSQL's integer range (a larger one is a 400, not a 500)."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, **kwargs):
-        super().__init__(min_value=1, max_value=INT_MAX, **kwargs)
 
 
 class PlanOrdering(django_filters.OrderingFilter):

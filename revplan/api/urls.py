@@ -1,9 +1,16 @@
-"""API routes under /api/v1/."""
+"""API routes under /api/v1/: every path ends in a slash."""
 from django.urls import path
+from drf_spectacular.utils import extend_schema, extend_schema_view
 
-from orchestrator.autonomy import api as autonomy
-from plans.api import accounts, plans
-from plans.api.views import MeView, TokenView
+from revplan.api import accounts, autonomy, executions, plans
+from revplan.api.auth import MeView, TokenView
+
+
+def legacy(view_class):
+    """The same view under a path without its trailing slash (how these two routes were first published):
+    answered for clients that still call it, left out of the schema."""
+    return extend_schema_view(get=extend_schema(exclude=True))(type(f"Legacy{view_class.__name__}", (view_class,), {}))
+
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
@@ -22,12 +29,18 @@ urlpatterns = [
     path("plans/<uuid:plan_id>/why/", plans.PlanWhyView.as_view(), name="plan-why"),
     path("accounts/", accounts.AccountListView.as_view(), name="account-list"),
     path("accounts/<uuid:account_id>/", accounts.AccountDetailView.as_view(), name="account-detail"),
+    path("accounts/<uuid:account_id>/executions/", executions.AccountExecutionsView.as_view(),
+         name="account-executions"),
+    path("actions/<uuid:intent_id>/status/", executions.ActionStatusView.as_view(), name="action-status"),
+    path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
     path("autonomy/", autonomy.AutonomySettingsView.as_view(), name="autonomy-settings"),
     path("autonomy/action-types/<str:action_type>/", autonomy.ActionTypeAutonomyView.as_view(),
          name="autonomy-action-type"),
     path("kill-switches/", autonomy.KillSwitchesView.as_view(), name="kill-switches"),
     path("autopilot/timeline/", autonomy.AutopilotTimelineView.as_view(), name="autopilot-timeline"),
     path("autopilot/digests/", autonomy.DigestListView.as_view(), name="autopilot-digests"),
-    path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
     path("ledger/export/", autonomy.LedgerExportView.as_view(), name="ledger-export"),
+    # Published without the slash before the HTTP layer was unified.
+    path("accounts/<uuid:account_id>/executions", legacy(executions.AccountExecutionsView).as_view()),
+    path("actions/<uuid:intent_id>/status", legacy(executions.ActionStatusView).as_view()),
 ]

@@ -3,13 +3,26 @@ import logging
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from plans.errors import DomainError
 
 logger = logging.getLogger(__name__)
+
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: {"code", "detail", "reasons": [{"code", "detail"}]} (DESIGN §7)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    reasons = ReasonSerializer(many=True)
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "NOT_AUTHENTICATED",

@@ -1,4 +1,4 @@
-"""API serializers: input validation, the RevenuePlanV1 wire shape and the documented error shape.
+"""API serializers: input validation, the RevenuePlanV1 wire shape, intents, ledger entries, accounts.
 
 Output serializers describe shapes that plans.schemas (pydantic) already produced; input
 serializers only check form (types, sizes, known values). Rules stay in plans.services.
@@ -6,48 +6,58 @@ serializers only check form (types, sizes, known values). Rules stay in plans.se
 from rest_framework import serializers
 
 from orchestrator.execution.explain import explain_intent
-from orchestrator.execution.models import FailureClass, IntentStatus
+from orchestrator.execution.models import ActionIntent, ExecutionAttempt, FailureClass, IntentStatus
 from plans.models import EventType, PlanStatus, RiskLevel, StepStatus
 from plans.plan_types import ACTION_TYPES, PLAN_TYPES
 from plans.schemas import MAX_JSON_KEYS, MAX_STEPS
+from revplan.api.common import StrictSerializer, UuidStringField
 
 MAX_REASON_LENGTH = 1000
-
-
-class ReasonSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every API error: {"code", "detail", "reasons": [{"code", "detail"}]} (DESIGN §7)."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    reasons = ReasonSerializer(many=True)
 
 
 # --- plans out: RevenuePlanV1 plus each step's current execution ----------------------------
 
 
-class StepExecutionSerializer(serializers.Serializer):
-    """The action intent of the step's current attempt (orchestrator.execution.models.ActionIntent)."""
+class ActionIntentSerializer(serializers.Serializer):
+    """An action intent: one attempt of a plan step (or a standalone action) through the execution spine.
+
+    The one shape of an intent everywhere: a step's `latest_execution`, the status API, the executions list.
+    """
 
     intent_id = serializers.UUIDField(source="id")
-    attempt = serializers.IntegerField()
+    account_id = serializers.UUIDField()
+    plan_id = serializers.UUIDField(allow_null=True)
+    step_id = serializers.UUIDField(allow_null=True)
+    attempt = serializers.IntegerField(allow_null=True, help_text="The step attempt this intent carries out.")
+    action_type = serializers.CharField()
     status = serializers.ChoiceField(choices=IntentStatus.choices)
     explanation = serializers.SerializerMethodField()
     connector = serializers.CharField()
     external_ids = serializers.DictField()
     failure_class = serializers.ChoiceField(choices=[("", ""), *FailureClass.choices])
-    failure_reason = serializers.CharField()
+    failure_reason = serializers.CharField(allow_blank=True)
     tries = serializers.IntegerField(source="attempts", help_text="Connector calls made for this attempt.")
+    approving_policy = serializers.CharField(allow_blank=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    compensated_at = serializers.DateTimeField(allow_null=True)
 
-    def get_explanation(self, intent) -> str:
+    def get_explanation(self, intent: ActionIntent) -> str:
         return explain_intent(intent)
+
+
+class ConnectorTrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ExecutionAttempt
+        fields = ["number", "outcome", "error", "delay_before_seconds", "started_at", "finished_at", "external_ids"]
+
+
+class ActionIntentDetailSerializer(ActionIntentSerializer):
+    """An intent with each connector call it made (the status API)."""
+
+    try_history = ConnectorTrySerializer(source="execution_attempts", many=True)
 
 
 class PlanStepV1Serializer(serializers.Serializer):
@@ -65,7 +75,7 @@ class PlanStepV1Serializer(serializers.Serializer):
     approved_at = serializers.DateTimeField(allow_null=True)
     approved_by = serializers.IntegerField(allow_null=True)
     next_attempt_at = serializers.DateTimeField(allow_null=True)
-    latest_execution = StepExecutionSerializer(
+    latest_execution = ActionIntentSerializer(
         allow_null=True, help_text="The execution of the current attempt (attempt = attempts); null before any."
     )
 
@@ -109,17 +119,6 @@ class RevenuePlanV1Serializer(serializers.Serializer):
 # --- plans in --------------------------------------------------------------------------------
 
 
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know (a typo or a status sent by hand is a 400, not silently dropped)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
 def _bounded_object(value: dict, *, name: str) -> dict:
     if len(value) > MAX_JSON_KEYS:
         raise serializers.ValidationError(f"{name} may have at most {MAX_JSON_KEYS} keys.")
@@ -129,9 +128,9 @@ def _bounded_object(value: dict, *, name: str) -> dict:
 class StepInputSerializer(StrictSerializer):
     """A step as a person writes it: the service fills status, risk, required and attempts."""
 
-    step_id = serializers.UUIDField(required=False, help_text="Keep a step's identity across edits; omit for new.")
+    step_id = UuidStringField(required=False, help_text="Keep a step's identity across edits; omit for new.")
     action_type = serializers.ChoiceField(choices=sorted(ACTION_TYPES))
-    depends_on = serializers.ListField(child=serializers.UUIDField(), max_length=MAX_STEPS, required=False)
+    depends_on = serializers.ListField(child=UuidStringField(), max_length=MAX_STEPS, required=False)
     parameters = serializers.DictField(required=False)
 
     def validate_parameters(self, value):
@@ -147,13 +146,13 @@ class _DraftFieldsSerializer(StrictSerializer):
 
 
 class PlanCreateSerializer(_DraftFieldsSerializer):
-    account_id = serializers.UUIDField()
+    account_id = UuidStringField()
     plan_type = serializers.ChoiceField(choices=sorted(PLAN_TYPES))
     steps = StepInputSerializer(many=True, min_length=1, max_length=MAX_STEPS)
 
 
 class PlanProposeSerializer(StrictSerializer):
-    account_id = serializers.UUIDField()
+    account_id = UuidStringField()
     plan_type = serializers.ChoiceField(choices=sorted(PLAN_TYPES), default="RENEWAL_DEFENSE")
 
 

@@ -1,4 +1,4 @@
-"""API views (thin: validate, call one service or selector, serialise)."""
+"""Authentication and identity: the token exchange and "who am I"."""
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from plans.api.serializers import ErrorSerializer
+from revplan.api.errors import ErrorSerializer
 
 
 class TokenRequestSerializer(serializers.Serializer):

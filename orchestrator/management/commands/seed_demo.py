@@ -1,4 +1,8 @@
-"""manage.py seed_demo: idempotent demo tenants, users, accounts, signals and DRAFT plans (DESIGN §8)."""
+"""manage.py seed_demo: idempotent demo tenants, users, accounts, signals, routes, autonomy and DRAFT plans (DESIGN §8).
+
+In orchestrator/ because the demo sets up both apps (connector routes and autonomy are the
+orchestrator's), and plans/ imports nothing from orchestrator/.
+"""
 import hashlib
 from datetime import timedelta
 

@@ -5,9 +5,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from plans import selectors
-from plans.api.plans import ApiPagination, UserIdFilter, errors
-from plans.api.serializers import AccountSerializer
 from plans.models import Account
+from revplan.api.common import ApiPagination, UserIdFilter, errors
+from revplan.api.serializers import AccountSerializer
 
 
 class AccountFilter(django_filters.FilterSet):

@@ -21,9 +21,9 @@ from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import AutonomyDigest, AutonomyMode
 from orchestrator.execution.models import ActionIntent
 from plans import services
-from plans.api.plans import READ_ERRORS, WRITE_ERRORS, ApiPagination, errors, validated
-from plans.api.serializers import LedgerEntrySerializer
 from plans.plan_types import ACTION_TYPES
+from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, errors, validated
+from revplan.api.serializers import LedgerEntrySerializer
 
 TENANT_PARAMETER = OpenApiParameter("tenant", OpenApiTypes.UUID, description="The tenant, if you belong to several.")
 BUDGET_MAX = autonomy.MAX_COUNT
@@ -122,7 +122,7 @@ class ActionWhySerializer(serializers.Serializer):
     decision = serializers.DictField(help_text="The autonomy decision: decision, reason, explanation, policy_version")
     knew = serializers.DictField(help_text="The facts the decision was made on, as they were then")
     outcome = serializers.DictField()
-    tries = serializers.ListField(child=serializers.DictField())
+    try_history = serializers.ListField(child=serializers.DictField(), help_text="Each connector call it made")
     entries = LedgerEntrySerializer(many=True)
 
 
