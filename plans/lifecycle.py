@@ -4,6 +4,12 @@ from enum import StrEnum
 
 from plans.models import EventType, PlanStatus
 
+# The refusal codes of the moves below (the API answers each with 409; UI and tests depend on them).
+INVALID_TRANSITION = "INVALID_TRANSITION"
+REQUIRED_STEP = "REQUIRED_STEP"
+STEP_NOT_SKIPPABLE = "STEP_NOT_SKIPPABLE"
+STEP_NOT_AWAITING_APPROVAL = "STEP_NOT_AWAITING_APPROVAL"
+
 TERMINAL = frozenset({PlanStatus.COMPLETED, PlanStatus.ABORTED, PlanStatus.EXPIRED})
 NON_TERMINAL = frozenset(set(PlanStatus) - TERMINAL)
 

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from orchestrator import engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
-from plans import services
+from plans import selectors, services
 from plans.models import AccountSignal, EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
 from plans.schemas import PlanDraftInput, StepInput
 from tests.factories import AccountFactory, allow_autopilot, make_plan
@@ -105,12 +105,12 @@ def test_an_activation_the_unique_index_refuses_is_looked_at_again_later(world, 
     # given: another plan of the type went ACTIVE where the gate did not see it (a race the index catches)
     plan = approved_plan(world, BRIEF)
     make_plan(account=world.account, status=PlanStatus.ACTIVE)
-    gate_facts = services.selectors.gate_facts
+    gate_facts = selectors.gate_facts
 
     def blind_gate_facts(*args, **kwargs):
         return dataclasses.replace(gate_facts(*args, **kwargs), conflicting_plan_id=None)
 
-    monkeypatch.setattr(services.selectors, "gate_facts", blind_gate_facts)
+    monkeypatch.setattr(selectors, "gate_facts", blind_gate_facts)
     started = timezone.now()
     # when
     assert engine.advance_plan(plan.id) == []

@@ -1,0 +1,109 @@
+"""The hash chains: appending an entry to its chain, and the hash that links it to the one before.
+
+Chains (DESIGN §6): one per plan, serialised by the plan's row lock that every plan write already
+holds; one per tenant for entries that belong to no plan, serialised by a transaction-scoped
+advisory lock. entry_hash = sha256(prev_hash + canonical JSON of the entry). A unique
+(chain, chain_seq) constraint makes a fork impossible even if a caller forgot the lock.
+"""
+import hashlib
+import json
+from datetime import UTC
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import connection
+from django.utils import timezone as dj_timezone
+
+from plans.models import EventType, PlanLedgerEntry, RevenuePlan
+from plans.schemas import plan_to_schema
+
+GENESIS_HASH = "0" * 64
+
+
+def user_actor(user) -> str:
+    return f"user:{user.pk}"
+
+
+def system_actor(component: str) -> str:
+    return f"system:{component}"
+
+
+def _postgresql_number(text: str) -> float | int:
+    # jsonb keeps numbers as exact decimals and prints them without an exponent: the float 1e+20
+    # comes back as the integer 100000000000000000000 (a float written with "e+" is always whole).
+    return int(Decimal(text)) if "e+" in text else float(text)
+
+
+def _jsonable(data: dict) -> dict:
+    """What PostgreSQL will hand back, so the stored entry hashes the same as the appended one."""
+    return json.loads(json.dumps(data, default=str, sort_keys=True), parse_float=_postgresql_number)
+
+
+def canonical_fields(entry: PlanLedgerEntry) -> dict:
+    return {
+        "tenant_id": str(entry.tenant_id),
+        "plan_id": str(entry.plan_id) if entry.plan_id else None,
+        "step_id": str(entry.step_id) if entry.step_id else None,
+        "chain_seq": entry.chain_seq,
+        "event_type": entry.event_type,
+        "actor": entry.actor,
+        "reason_code": entry.reason_code,
+        "explanation": entry.explanation,
+        "data": entry.data,
+        "occurred_at": entry.occurred_at.astimezone(UTC).isoformat(),
+    }
+
+
+def compute_hash(prev_hash: str, entry: PlanLedgerEntry) -> str:
+    canonical = json.dumps(canonical_fields(entry), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+def lock_tenant_chain(tenant_id: UUID) -> None:
+    # Advisory keys are signed 64-bit; the top half of the tenant UUID is plenty of spread.
+    key = int.from_bytes(UUID(str(tenant_id)).bytes[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def append(
+    *,
+    tenant_id: UUID,
+    plan_id: UUID | None,
+    event_type: EventType,
+    actor: str,
+    reason_code: str = "",
+    explanation: str = "",
+    data: dict | None = None,
+    step_id: UUID | None = None,
+) -> PlanLedgerEntry:
+    if not connection.in_atomic_block:
+        raise RuntimeError("ledger entries are appended inside the transaction that makes the change")
+    if plan_id is None:
+        lock_tenant_chain(tenant_id)
+        head = PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True)
+    else:
+        head = PlanLedgerEntry.objects.filter(plan_id=plan_id)
+    last = head.order_by("-chain_seq").values_list("chain_seq", "entry_hash").first()
+    last_seq, prev_hash = last if last else (0, GENESIS_HASH)
+    entry = PlanLedgerEntry(
+        tenant_id=tenant_id,
+        plan_id=plan_id,
+        step_id=step_id,
+        event_type=event_type,
+        actor=actor,
+        reason_code=reason_code,
+        explanation=explanation,
+        data=_jsonable(data or {}),
+        occurred_at=dj_timezone.now(),
+        chain_seq=last_seq + 1,
+        prev_hash=prev_hash,
+    )
+    entry.entry_hash = compute_hash(prev_hash, entry)
+    entry.save(force_insert=True)
+    return entry
+
+
+def snapshot(plan: RevenuePlan, steps=None) -> dict:
+    """The plan as RevenuePlanV1, the shape entries record it in."""
+    return plan_to_schema(plan, steps).model_dump(mode="json")

@@ -1,0 +1,181 @@
+"""A plan's moves through its lifecycle: the one function that assigns plan_status, and the verbs
+people use to move a plan (approve, pause, resume, revise, abort)."""
+import logging
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from plans import ledger, policy, selectors
+from plans.authority import Verb
+from plans.errors import Conflict, ValidationFailed
+from plans.lifecycle import MOVES, Move
+from plans.locking import lock_account_then_plan, lock_plan
+from plans.models import PlanStatus, PlanStep, RevenuePlan, Role
+from plans.plan_types import get_plan_type_config
+from plans.schemas import plan_to_schema
+from plans.services.common import (
+    gate_refusal,
+    raise_committed_refusal,
+    require_move,
+    require_on_plan,
+    require_version,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- the single place that assigns plan_status (STYLE §4) ------------------------------------
+
+
+def plan_transition(
+    plan: RevenuePlan,
+    move: Move,
+    *,
+    actor: str,
+    reason_code: str = "",
+    explanation: str = "",
+    facts: dict | None = None,
+    steps: list[PlanStep] | None = None,
+) -> RevenuePlan:
+    """`steps`: the plan's steps as the caller already holds them (for the ledger's snapshot)."""
+    require_move(plan, move)
+    rule = MOVES[move]
+    now = timezone.now()
+    from_status = plan.plan_status
+    plan.plan_status = rule.target
+    if rule.stamps:
+        setattr(plan, rule.stamps, now)
+    if rule.target in ledger.STOP_EVENTS:
+        plan.stop_reason_code, plan.stop_reason_detail = reason_code, explanation
+        plan.next_run_at = None
+    else:
+        plan.stop_reason_code = plan.stop_reason_detail = ""
+        plan.next_run_at = now if rule.target in (PlanStatus.APPROVED, PlanStatus.ACTIVE) else None
+    if rule.target == PlanStatus.DRAFT:
+        plan.approved_at, plan.approved_by = None, None
+    plan.updated_at = now
+    plan.version += 1
+    if rule.target == PlanStatus.ACTIVE:
+        _save_into_active(plan)
+    else:
+        plan.save()
+    ledger.plan_moved(
+        plan,
+        rule,
+        from_status=from_status,
+        actor=actor,
+        reason_code=reason_code,
+        explanation=explanation or f"Plan moved from {from_status} to {rule.target}.",
+        facts=facts or {},
+        steps=steps,
+    )
+    logger.info(
+        "plan moved",
+        extra={"plan_id": str(plan.id), "from_status": from_status, "to_status": rule.target, "actor": actor},
+    )
+    return plan
+
+
+def _save_into_active(plan: RevenuePlan) -> None:
+    try:
+        # A savepoint, so the partial unique index's verdict becomes a clean 409, not a broken transaction.
+        with transaction.atomic():
+            plan.save()
+    except IntegrityError as error:
+        if "one_active_plan_per_account_and_type" not in str(error):
+            raise
+        raise Conflict(
+            policy.CONFLICT_ACTIVE_PLAN_EXISTS,
+            "Another plan of this type is already ACTIVE for this account.",
+        ) from None
+
+
+# --- people's verbs ---------------------------------------------------------------------------
+
+
+def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
+    refusal = None
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        membership = require_on_plan(Verb.APPROVE, user=user, plan=plan)
+        require_move(plan, Move.APPROVE)
+        require_version(plan, expected_version)
+        now = timezone.now()
+        result = policy.validate_for_approval(
+            plan_to_schema(plan), selectors.gate_facts(plan, now=now, approver_role=Role(membership.role))
+        )
+        if not result.valid:
+            ledger.policy_rejected(plan, actor=ledger.user_actor(user), attempted="approve", reasons=result.reasons)
+            refusal = gate_refusal(result, attempted="approve")
+        else:
+            plan.approved_by = user
+            plan.plan_type_version = get_plan_type_config(plan.plan_type).version
+            plan_transition(
+                plan,
+                Move.APPROVE,
+                actor=ledger.user_actor(user),
+                reason_code="APPROVED",
+                explanation=f"Approved by {user.get_username()} ({membership.role}).",
+                facts={"risk_level": plan.risk_level, "approver_role": membership.role},
+            )
+    if refusal:
+        raise_committed_refusal(refusal)
+    return plan
+
+
+def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        require_on_plan(Verb.PAUSE, user=user, plan=plan)
+        require_move(plan, Move.PAUSE)
+        require_version(plan, expected_version)
+        return plan_transition(
+            plan, Move.PAUSE, actor=ledger.user_actor(user), reason_code="PAUSED_BY_USER",
+            explanation=reason or f"Paused by {user.get_username()}.",
+        )
+
+
+def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
+    refusal = None
+    with transaction.atomic():
+        plan = lock_account_then_plan(plan_id)
+        require_on_plan(Verb.RESUME, user=user, plan=plan)
+        require_move(plan, Move.RESUME)
+        require_version(plan, expected_version)
+        facts = selectors.gate_facts(plan, now=timezone.now())
+        result = policy.evaluate_can_activate(plan_to_schema(plan), facts)
+        if not result.can_activate:
+            ledger.policy_rejected(plan, actor=ledger.user_actor(user), attempted="resume", reasons=result.reasons)
+            refusal = gate_refusal(result, attempted="resume")
+        else:
+            plan_transition(plan, Move.RESUME, actor=ledger.user_actor(user), reason_code="RESUMED",
+                        explanation=f"Resumed by {user.get_username()}.")
+    if refusal:
+        raise_committed_refusal(refusal)
+    return plan
+
+
+def plan_revise(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
+    """Back to DRAFT so steps or action types can change; a new approval must follow."""
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        require_on_plan(Verb.REVISE, user=user, plan=plan)
+        require_move(plan, Move.REVISE)
+        require_version(plan, expected_version)
+        return plan_transition(
+            plan, Move.REVISE, actor=ledger.user_actor(user), reason_code="REVISED",
+            explanation=reason or f"Revised by {user.get_username()}; re-approval required.",
+        )
+
+
+def plan_abort(*, plan_id: UUID, user, reason: str, expected_version: int | None = None) -> RevenuePlan:
+    if not reason or not reason.strip():
+        raise ValidationFailed("VALIDATION_ERROR", "An abort needs a reason.",)
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        require_on_plan(Verb.ABORT, user=user, plan=plan)
+        require_move(plan, Move.ABORT)
+        require_version(plan, expected_version)
+        return plan_transition(plan, Move.ABORT, actor=ledger.user_actor(user), reason_code="ABORTED_BY_USER",
+                           explanation=reason.strip())
