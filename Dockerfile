@@ -7,7 +7,7 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN useradd --create-home revplan && mkdir -p var/prometheus var/radicale && chown -R revplan var
+RUN useradd --create-home revplan && mkdir -p var/prometheus var/radicale var/secrets && chown -R revplan var
 RUN DJANGO_SETTINGS_MODULE=revplan.settings SECRET_KEY=collectstatic python manage.py collectstatic --noinput
 USER revplan
 

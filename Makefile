@@ -4,8 +4,11 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 export PATH := $(abspath $(BIN)):$(PATH)
+# Settings refuse to start without a key (DEBUG is off here too, as in production): with no SECRET_KEY
+# set, this checkout uses a random key of its own, made on first use under the git-ignored var/.
+export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test bench lint install services chromium database migrate seed clean
+.PHONY: run test bench lint install services chromium secret-key database migrate seed clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,10 @@ services:
 chromium:
 	bash scripts/ensure-chromium.sh
 
-database: install services
+secret-key:
+	@[ -n "$${SECRET_KEY:-}" ] || sh scripts/ensure-secret-key.sh "$(SECRET_KEY_FILE)"
+
+database: install services secret-key
 	$(BIN)/python scripts/ensure_database.py
 
 migrate: database
@@ -44,7 +50,7 @@ run: seed
 lint: install
 	$(BIN)/ruff check .
 
-test: install services chromium
+test: install services chromium secret-key
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest

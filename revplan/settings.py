@@ -1,9 +1,11 @@
 """All revplan settings, read from the environment (defaults suit a developer machine)."""
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,12 +21,56 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def secret_key(*, debug: bool) -> str:
+    """SECRET_KEY, else the contents of the file SECRET_KEY_FILE names (how `make run` and docker compose
+    pass the key they make on first run). With DEBUG off and neither set, refuse: a default would be public."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    if path := os.environ.get("SECRET_KEY_FILE"):
+        try:
+            key = Path(path).read_text().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(f"SECRET_KEY_FILE names {path}, which cannot be read: {error}.") from error
+        if not key:
+            raise ImproperlyConfigured(f"SECRET_KEY_FILE names {path}, which is empty.")
+        return key
+    if debug:
+        # A key for this process alone (its sessions end when it restarts), never one anybody else knows.
+        return secrets.token_urlsafe(50)
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: set the SECRET_KEY environment variable (or SECRET_KEY_FILE, the path of a file "
+        "holding it) to a long random value, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'. "
+        "`make run` makes one under var/ on its own."
+    )
+
+
 DEBUG = env_bool("DEBUG", False)
-# The fallback key only exists so a developer machine starts with nothing configured;
-# production must set SECRET_KEY (docker-compose.yml and the README say so).
-SECRET_KEY = os.environ.get("SECRET_KEY", "revplan-insecure-development-key")
+SECRET_KEY = secret_key(debug=DEBUG)
+# The host names this site answers to (a request for any other is refused: no Host-header poisoning).
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+# Origins whose unsafe requests (admin forms) pass the CSRF check: the https address users open.
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+
+# HTTPS. Off by default, because `make run` serves plain http on 127.0.0.1; production turns each on, and
+# `manage.py check --deploy` names any left off.
+# Redirect http to https, so no request (a password, a token) travels in clear.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# The session and CSRF cookies only over https: a cookie sent once over http can be read on the way.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# HSTS: browsers use only https for this host for this many seconds (31536000 once https is known to work),
+# so no first request goes out over http for someone to intercept.
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+# ... on subdomains too (a sibling host on http could otherwise set cookies for this one) ...
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# ... and allowed into browsers' built-in preload list, which protects even the very first visit.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS, Django sees http; name the header the proxy sets to the original scheme
+# (e.g. X-Forwarded-Proto), only if the proxy overwrites what a client sends in it.
+_PROXY_SSL_HEADER = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -1,4 +1,11 @@
 """Test settings: the real ones plus the test-only support app (its `flush` respects the ledger trigger)."""
+import os
+import secrets
+
+# The real settings refuse to load without a key. One random key per run, set in the environment so the
+# workers and beats the integration tests start (with revplan.settings) share it.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+
 from revplan.settings import *  # noqa: F403
 from revplan.settings import INSTALLED_APPS
 
@@ -8,8 +15,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed on
 LOGGING_CONFIG = None
 
 # One test database per pytest process, so parallel runs on one machine never drop each other's.
-import os  # noqa: E402
-
 from revplan.settings import DATABASES  # noqa: E402
 
 DATABASES["default"]["TEST"] = {"NAME": f"test_revplan_{os.getpid()}"}
