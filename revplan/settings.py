@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's and Redoc's files as static files of our own (SPECTACULAR_SETTINGS "SIDECAR").
+    "drf_spectacular_sidecar",
     "plans",
     "orchestrator",
 ]
@@ -163,6 +165,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governed, multi-step revenue plans.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from our static files, not a CDN: it works where the internet does not.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Swagger UI's default validator would send the schema's address to validator.swagger.io from every browser.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Several models have a `status`; name each choice set after its meaning, not a hash.
     "ENUM_NAME_OVERRIDES": {
         "PlanStatusEnum": "plans.models.PlanStatus",
