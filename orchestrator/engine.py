@@ -22,7 +22,7 @@ from orchestrator.execution.service import ExecutionBlocked, ExecutionService, i
 from plans import ledger, services
 from plans.errors import Conflict, DomainError
 from plans.evaluator import Outcome, evaluate
-from plans.lifecycle import NON_TERMINAL, TERMINAL
+from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
 from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
@@ -226,8 +226,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         plan.refresh_from_db(fields=["plan_status"])
         return None
     if decision.decision == Decision.REQUIRE_APPROVAL and not step.approved_at:
-        step.status = StepStatus.PENDING_APPROVAL
-        step.save(update_fields=["status"])
+        services.step_transition(step, StepMove.AWAIT_APPROVAL, plan=plan)
         ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
         return None
     attempt = step.attempts + 1
@@ -262,9 +261,8 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
         return False
     if intent.status == IntentStatus.SUCCEEDED:
         auto = intent.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE
-        step.status = StepStatus.AUTO_EXECUTED if auto else StepStatus.DONE
-        step.last_error = ""
-        step.save(update_fields=["status", "last_error"])
+        services.step_transition(step, StepMove.AUTO_SUCCEED if auto else StepMove.SUCCEED, plan=plan,
+                                 changes={"last_error": ""})
         return True
     if intent.status not in FINISHED_INTENT_STATUSES or step.next_attempt_at is not None:
         return False  # not finished yet, or this attempt's failure already scheduled the next one
@@ -276,8 +274,7 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
         ledger.step_retry_scheduled(plan, step=step, attempt=step.attempts, error=step.last_error,
                                     next_attempt_at=step.next_attempt_at, actor=ACTOR)
         return True
-    step.status = StepStatus.FAILED
-    step.save(update_fields=["status", "last_error"])
+    services.step_transition(step, StepMove.FAIL, plan=plan, changes={"last_error": step.last_error})
     stop = services.plan_abort_by_policy if config.on_retry_limit == "ABORT" else services.plan_pause_by_policy
     stop(
         plan_id=plan.id, component=COMPONENT, reason_code=RETRY_LIMIT_EXCEEDED,

@@ -10,15 +10,13 @@ from django.utils import timezone
 
 from plans import policy, selectors
 from plans.authority import Subject, Verb, denial
-from plans.lifecycle import Move, can_move
+from plans.lifecycle import Move, StepMove, can_move, step_can_move
 from plans.models import (
     FINISHED_STEP_STATUSES,
-    SKIPPABLE_STEP_STATUSES,
     PlanStatus,
     PlanStep,
     RevenuePlan,
     Role,
-    StepStatus,
 )
 from plans.schemas import plan_to_schema
 from plans.why import PlanWhy, plans_why
@@ -30,6 +28,12 @@ PLAN_ACTIONS: dict[str, tuple[Verb, Move]] = {
     "resume": (Verb.RESUME, Move.RESUME),
     "revise": (Verb.REVISE, Move.REVISE),
     "abort": (Verb.ABORT, Move.ABORT),
+}
+
+# The step buttons, likewise; plans.lifecycle.STEP_MOVES says when each is allowed.
+STEP_ACTIONS: dict[str, tuple[Verb, StepMove]] = {
+    "approve": (Verb.APPROVE_STEP, StepMove.APPROVE),
+    "skip": (Verb.SKIP_STEP, StepMove.SKIP),
 }
 
 
@@ -59,15 +63,12 @@ def step_actions_for(user, plan: RevenuePlan, step: PlanStep, *, role: Role | No
     role = role or role_of(user, plan)
     if role is None:
         return []
-    subject, actions = _subject(plan), []
-    if (plan.plan_status == PlanStatus.ACTIVE and step.status == StepStatus.PENDING_APPROVAL
-            and denial(Verb.APPROVE_STEP, role=role, user_id=user.pk, subject=subject) is None):
-        actions.append("approve")
-    if (plan.plan_status in (PlanStatus.APPROVED, PlanStatus.ACTIVE, PlanStatus.PAUSED) and not step.required
-            and step.status in SKIPPABLE_STEP_STATUSES
-            and denial(Verb.SKIP_STEP, role=role, user_id=user.pk, subject=subject) is None):
-        actions.append("skip")
-    return actions
+    subject = _subject(plan)
+    return [
+        name for name, (verb, move) in STEP_ACTIONS.items()
+        if step_can_move(move, plan_status=plan.plan_status, step_status=step.status, required=step.required)
+        and denial(verb, role=role, user_id=user.pk, subject=subject) is None
+    ]
 
 
 def gate_verdict(plan: RevenuePlan) -> policy.PolicyResult | None:

@@ -41,7 +41,6 @@ class StepStatus(models.TextChoices):
 
 
 FINISHED_STEP_STATUSES = frozenset({StepStatus.DONE, StepStatus.AUTO_EXECUTED, StepStatus.SKIPPED})
-SKIPPABLE_STEP_STATUSES = frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL, StepStatus.FAILED})
 
 
 class Tenant(models.Model):
@@ -138,7 +137,7 @@ class RevenuePlan(models.Model):
     plan_type = models.CharField(max_length=64)
     plan_type_version = models.PositiveIntegerField(default=1)
     objective = models.CharField(max_length=500)
-    # Only plans.services.transition assigns this (STYLE §4).
+    # Only plans.services.plan_transition assigns this, from plans.lifecycle.MOVES (STYLE §4).
     plan_status = models.CharField(max_length=16, choices=PlanStatus.choices, default=PlanStatus.DRAFT)
     constraints = models.JSONField(default=dict, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
@@ -187,6 +186,7 @@ class PlanStep(models.Model):
     plan = models.ForeignKey(RevenuePlan, on_delete=models.CASCADE, related_name="steps")
     sequence = models.PositiveIntegerField()
     action_type = models.CharField(max_length=64)
+    # Only plans.services.step_transition assigns this, from plans.lifecycle.STEP_MOVES (STYLE §4).
     status = models.CharField(max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING)
     depends_on = models.JSONField(default=list, blank=True)
     required = models.BooleanField(default=False)

@@ -25,7 +25,7 @@ from plans.services.common import (
 from plans.services.drafts import plan_edit, plan_propose, require_may_propose
 from plans.services.kill_switches import kill_switch_set
 from plans.services.moves import plan_abort, plan_approve, plan_pause, plan_resume, plan_revise, plan_transition
-from plans.services.steps import step_approve, step_skip
+from plans.services.steps import step_approve, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
     plan_activate,
@@ -67,4 +67,5 @@ __all__ = [
     "signal_record",
     "step_approve",
     "step_skip",
+    "step_transition",
 ]

@@ -1,4 +1,5 @@
 """A plan's steps: the one function that assigns a step's status, and the verbs people use on a step."""
+import logging
 from uuid import UUID
 
 from django.db import transaction
@@ -7,10 +8,39 @@ from django.utils import timezone
 from plans import ledger
 from plans.authority import Verb
 from plans.errors import Conflict, NotFound, ValidationFailed
-from plans.lifecycle import INVALID_TRANSITION, REQUIRED_STEP, STEP_NOT_AWAITING_APPROVAL, STEP_NOT_SKIPPABLE
+from plans.lifecycle import STEP_MOVES, StepMove, step_move_refusal
 from plans.locking import lock_plan
-from plans.models import SKIPPABLE_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import PlanStep, RevenuePlan
 from plans.services.common import require_on_plan, require_version, touch
+
+logger = logging.getLogger(__name__)
+
+
+# --- the single place that assigns a step's status (STYLE §4) ----------------------------------
+
+
+def step_transition(step: PlanStep, move: StepMove, *, plan: RevenuePlan, changes: dict | None = None) -> PlanStep:
+    """Check plans.lifecycle.STEP_MOVES, make the move (with `changes`: the other columns it sets), save.
+
+    The caller holds the plan's row lock (every step write does) and writes the move's ledger entry
+    in the same transaction: each move's entry carries its own facts — the skip's reason, the
+    autonomy decision — and an attempt's outcome is the execution spine's ACTION_EXECUTED or
+    ACTION_FAILED entry.
+    """
+    refusal = step_move_refusal(move, plan_status=plan.plan_status, step_status=step.status, required=step.required)
+    if refusal is not None:
+        raise Conflict(refusal.code, refusal.detail)
+    changes = changes or {}
+    from_status, step.status = step.status, STEP_MOVES[move].target
+    for name, value in changes.items():
+        setattr(step, name, value)
+    step.save(update_fields=["status", *changes])
+    logger.info("step moved", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
+                                     "from_status": from_status, "to_status": step.status})
+    return step
+
+
+# --- people's verbs ------------------------------------------------------------------------------
 
 
 def step_skip(*, plan_id: UUID, step_id: UUID, user, reason: str, expected_version: int | None = None) -> RevenuePlan:
@@ -21,14 +51,7 @@ def step_skip(*, plan_id: UUID, step_id: UUID, user, reason: str, expected_versi
         require_on_plan(Verb.SKIP_STEP, user=user, plan=plan)
         require_version(plan, expected_version)
         step = step_of(plan, step_id)
-        if plan.plan_status not in (PlanStatus.APPROVED, PlanStatus.ACTIVE, PlanStatus.PAUSED):
-            raise Conflict(INVALID_TRANSITION, f"Steps of a {plan.plan_status} plan cannot be skipped.")
-        if step.required:
-            raise Conflict(REQUIRED_STEP, f"{step.action_type} is a required step and cannot be skipped.")
-        if step.status not in SKIPPABLE_STEP_STATUSES:
-            raise Conflict(STEP_NOT_SKIPPABLE, f"A {step.status} step cannot be skipped.")
-        step.status, step.skip_reason = StepStatus.SKIPPED, reason.strip()
-        step.save(update_fields=["status", "skip_reason"])
+        step_transition(step, StepMove.SKIP, plan=plan, changes={"skip_reason": reason.strip()})
         touch(plan)
         ledger.step_skipped(plan, step_id=step.step_id, actor=ledger.user_actor(user), reason=step.skip_reason)
     return plan
@@ -41,12 +64,8 @@ def step_approve(*, plan_id: UUID, step_id: UUID, user, expected_version: int | 
         require_on_plan(Verb.APPROVE_STEP, user=user, plan=plan)
         require_version(plan, expected_version)
         step = step_of(plan, step_id)
-        if plan.plan_status != PlanStatus.ACTIVE:
-            raise Conflict(INVALID_TRANSITION, f"Steps of a {plan.plan_status} plan cannot be approved.")
-        if step.status != StepStatus.PENDING_APPROVAL:
-            raise Conflict(STEP_NOT_AWAITING_APPROVAL, f"The step is {step.status}, not waiting for approval.")
-        step.status, step.approved_by, step.approved_at = StepStatus.PENDING, user, timezone.now()
-        step.save(update_fields=["status", "approved_by", "approved_at"])
+        step_transition(step, StepMove.APPROVE, plan=plan,
+                        changes={"approved_by": user, "approved_at": timezone.now()})
         touch(plan)
         ledger.step_approved(plan, step_id=step.step_id, actor=ledger.user_actor(user))
     return plan

@@ -1,12 +1,16 @@
-"""The full 7x7 plan status matrix (DESIGN §3.2), driven through the real service functions."""
+"""The full 7x7 plan status matrix (DESIGN §3.2) and the step status matrix (DESIGN §3.3), driven
+through the real service functions."""
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from plans import lifecycle, services
 from plans.errors import Conflict
+from plans.lifecycle import StepMove
+from plans.locking import lock_plan
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from tests.factories import make_plan
 
@@ -200,3 +204,153 @@ def test_refused_move_is_an_invalid_transition_and_changes_nothing(world, from_s
     assert _plan_row(plan.id) == plan_before
     assert _step_rows(plan.id) == steps_before
     assert PlanLedgerEntry.objects.filter(tenant=world.tenant).count() == ledger_count_before
+
+
+# --- steps (DESIGN §3.3) -------------------------------------------------------------------------
+
+T = StepStatus
+OPTIONAL, REQUIRED = "ESCALATE_SUPPORT_RISK", "PREP_RENEWAL_BRIEF"
+
+# Written by hand from DESIGN §3.3 and what the engine and the services did before the table;
+# deliberately not derived from plans.lifecycle: move -> (from step statuses, to, in plan statuses).
+EXPECTED_STEP_MOVES: dict[StepMove, tuple[set, StepStatus, set]] = {
+    StepMove.AWAIT_APPROVAL: ({T.PENDING}, T.PENDING_APPROVAL, {S.ACTIVE}),
+    StepMove.APPROVE: ({T.PENDING_APPROVAL}, T.PENDING, {S.ACTIVE}),
+    # an attempt's outcome is recorded whatever became of the plan while it ran
+    StepMove.SUCCEED: ({T.PENDING}, T.DONE, set(PlanStatus)),
+    StepMove.AUTO_SUCCEED: ({T.PENDING}, T.AUTO_EXECUTED, set(PlanStatus)),
+    StepMove.FAIL: ({T.PENDING}, T.FAILED, set(PlanStatus)),
+    StepMove.SKIP: ({T.PENDING, T.PENDING_APPROVAL, T.FAILED}, T.SKIPPED, {S.APPROVED, S.ACTIVE, S.PAUSED}),
+}
+EXPECTED_STEP_TRANSITIONS = frozenset({
+    (T.PENDING, T.PENDING_APPROVAL), (T.PENDING_APPROVAL, T.PENDING), (T.PENDING, T.DONE),
+    (T.PENDING, T.AUTO_EXECUTED), (T.PENDING, T.FAILED),
+    (T.PENDING, T.SKIPPED), (T.PENDING_APPROVAL, T.SKIPPED), (T.FAILED, T.SKIPPED),
+})
+# The code of the refusal when the plan allows the move but the step's status does not (the API's 409s).
+EXPECTED_STEP_REFUSAL = {
+    StepMove.APPROVE: "STEP_NOT_AWAITING_APPROVAL",
+    StepMove.SKIP: "STEP_NOT_SKIPPABLE",
+}
+
+
+def _step_cases():
+    for move in StepMove:
+        for plan_status in PlanStatus:
+            for step_status in StepStatus:
+                yield pytest.param(move, plan_status, step_status, id=f"{move}:{plan_status}:{step_status}")
+
+
+def _expected_step_outcome(move: StepMove, plan_status: PlanStatus, step_status: StepStatus, *, required: bool):
+    """The target status, or the refusal code."""
+    sources, target, plan_statuses = EXPECTED_STEP_MOVES[move]
+    if plan_status not in plan_statuses:
+        return "INVALID_TRANSITION"
+    if move == StepMove.SKIP and required:
+        return "REQUIRED_STEP"
+    if step_status not in sources:
+        return EXPECTED_STEP_REFUSAL.get(move, "INVALID_TRANSITION")
+    return target
+
+
+def _one_step_plan(world, plan_status: PlanStatus, step_status: StepStatus, *, action_type=OPTIONAL):
+    plan = make_plan(account=world.account, status=plan_status, action_types=(action_type,), step_status=step_status)
+    return plan, plan.steps.get()
+
+
+def test_hand_written_step_table_is_the_lifecycle_table():
+    assert set(StepMove) == set(EXPECTED_STEP_MOVES)
+    assert set(lifecycle.STEP_MOVES) == set(StepMove)
+    for move, (sources, target, plan_statuses) in EXPECTED_STEP_MOVES.items():
+        rule = lifecycle.STEP_MOVES[move]
+        assert (set(rule.sources), rule.target, set(rule.plan_statuses)) == (sources, target, plan_statuses), move
+    assert lifecycle.ALLOWED_STEP_TRANSITIONS == EXPECTED_STEP_TRANSITIONS
+
+
+@pytest.mark.parametrize(("move", "plan_status", "step_status"), list(_step_cases()))
+def test_step_transition_makes_exactly_the_moves_of_the_table(world, move, plan_status, step_status):
+    # given
+    plan, step = _one_step_plan(world, plan_status, step_status)
+    expected = _expected_step_outcome(move, plan_status, step_status, required=False)
+    assert lifecycle.step_can_move(move, plan_status=plan_status, step_status=step_status) == (
+        expected in StepStatus.values)
+
+    # when
+    with transaction.atomic():
+        locked = lock_plan(plan.id)
+        if expected in StepStatus.values:
+            services.step_transition(step, move, plan=locked)
+        else:
+            with pytest.raises(Conflict) as refused:
+                services.step_transition(step, move, plan=locked)
+
+    # then
+    step.refresh_from_db()
+    if expected in StepStatus.values:
+        assert step.status == expected
+    else:
+        assert refused.value.code == expected
+        assert step.status == step_status
+
+
+@pytest.mark.parametrize("move", list(StepMove))
+def test_only_skip_refuses_a_required_step(world, move):
+    sources, target, plan_statuses = EXPECTED_STEP_MOVES[move]
+    plan, step = _one_step_plan(world, sorted(plan_statuses)[0], sorted(sources)[0], action_type=REQUIRED)
+    assert step.required
+    with transaction.atomic():
+        locked = lock_plan(plan.id)
+        if move == StepMove.SKIP:
+            with pytest.raises(Conflict) as refused:
+                services.step_transition(step, move, plan=locked)
+            assert refused.value.code == "REQUIRED_STEP"
+        else:
+            services.step_transition(step, move, plan=locked)
+    step.refresh_from_db()
+    assert step.status == (sorted(sources)[0] if move == StepMove.SKIP else target)
+
+
+STEP_VERBS: dict[StepMove, Callable] = {
+    StepMove.APPROVE: lambda plan, step, user: services.step_approve(plan_id=plan.id, step_id=step.step_id, user=user),
+    StepMove.SKIP: lambda plan, step, user: services.step_skip(plan_id=plan.id, step_id=step.step_id, user=user,
+                                                               reason="support is calm"),
+}
+STEP_VERB_EVENTS = {StepMove.APPROVE: EventType.STEP_APPROVED, StepMove.SKIP: EventType.STEP_SKIPPED}
+
+
+def _people_step_cases():
+    for move in STEP_VERBS:
+        for plan_status in PlanStatus:
+            for step_status in StepStatus:
+                for action_type in (OPTIONAL, REQUIRED):
+                    if action_type == REQUIRED and step_status == T.SKIPPED:
+                        continue  # a state the database refuses (required_step_never_skipped)
+                    yield pytest.param(move, plan_status, step_status, action_type,
+                                       id=f"{move}:{plan_status}:{step_status}:{action_type}")
+
+
+@pytest.mark.parametrize(("move", "plan_status", "step_status", "action_type"), list(_people_step_cases()))
+def test_people_step_verbs_follow_the_table_and_ledger_each_accepted_move(world, move, plan_status, step_status,
+                                                                         action_type):
+    # given
+    plan, step = _one_step_plan(world, plan_status, step_status, action_type=action_type)
+    expected = _expected_step_outcome(move, plan_status, step_status, required=step.required)
+    plan_before, steps_before = _plan_row(plan.id), _step_rows(plan.id)
+
+    # when
+    if expected in StepStatus.values:
+        STEP_VERBS[move](plan, step, world.admin)
+    else:
+        with pytest.raises(Conflict) as refused:
+            STEP_VERBS[move](plan, step, world.admin)
+
+    # then
+    entries = list(PlanLedgerEntry.objects.filter(plan_id=plan.id))
+    if expected in StepStatus.values:
+        step.refresh_from_db()
+        assert step.status == expected
+        assert _plan_row(plan.id)["version"] == plan_before["version"] + 1
+        assert [(entry.event_type, entry.step_id) for entry in entries] == [(STEP_VERB_EVENTS[move], step.step_id)]
+    else:
+        assert refused.value.code == expected
+        assert (_plan_row(plan.id), _step_rows(plan.id), entries) == (plan_before, steps_before, [])
