@@ -1,7 +1,35 @@
 """Plan type configs and the action-type catalogue (DESIGN §3.7). Static: a change is a deploy."""
 from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from plans.models import RiskLevel
+
+
+class StepParameters(BaseModel):
+    """What a step's parameters may say to its connector. Keys a connector reads are typed and bounded
+    here, so a bad value is a 400 when the plan is written, not a failure days later when the step
+    runs; other keys are notes the connector passes along (the JSON's size is bounded elsewhere)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class MeetingParameters(StepParameters):
+    """REQUEST_RENEWAL_MEETING: when the draft meeting starts (with a timezone) and how long it lasts."""
+
+    start: str | None = Field(default=None, max_length=64)
+    duration_minutes: StrictInt | None = Field(default=None, ge=5, le=480)
+
+    @field_validator("start")
+    @classmethod
+    def start_is_an_iso_datetime_with_a_timezone(cls, start: str | None) -> str | None:
+        # The calendar connector reads it with datetime.fromisoformat: check it the same way.
+        if start is not None and datetime.fromisoformat(start).tzinfo is None:
+            raise ValueError("start needs a timezone, e.g. 2026-03-02T15:00:00+00:00")
+        return start
 
 
 @dataclass(frozen=True)
@@ -13,6 +41,7 @@ class ActionTypeSpec:
     required: bool
     # Connector calls per intent before a transient failure becomes FAILED (the execution spine's retries).
     max_attempts: int
+    parameters_model: type[StepParameters] = StepParameters
 
 
 @dataclass(frozen=True)
@@ -36,7 +65,8 @@ class PlanTypeConfig:
 ACTION_TYPES: dict[str, ActionTypeSpec] = {
     spec.action_type: spec
     for spec in (
-        ActionTypeSpec("REQUEST_RENEWAL_MEETING", RiskLevel.MEDIUM, True, "calendar", True, max_attempts=3),
+        ActionTypeSpec("REQUEST_RENEWAL_MEETING", RiskLevel.MEDIUM, True, "calendar", True, max_attempts=3,
+                       parameters_model=MeetingParameters),
         ActionTypeSpec("PREP_RENEWAL_BRIEF", RiskLevel.LOW, False, "internal", True, max_attempts=3),
         ActionTypeSpec("ESCALATE_SUPPORT_RISK", RiskLevel.HIGH, False, "crm", False, max_attempts=4),
     )

@@ -14,7 +14,6 @@ from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field
 
 from plans import llm_proposer, services
-from plans.errors import NotFound
 from plans.models import Account, AccountSignal, RevenuePlan
 from plans.plan_types import RENEWAL_DEFENSE
 from plans.schemas import PlanDraftInput, StepInput
@@ -102,9 +101,7 @@ def llm_based(proposal: ProposalInput) -> Proposal:
 def propose_for_account(*, account_id: UUID, actor, plan_type: str = "RENEWAL_DEFENSE",
                         trigger: str = "manual") -> RevenuePlan:
     """Draft a plan for an account with the configured proposer and persist it (never approves)."""
-    account = Account.objects.filter(pk=account_id).first()
-    if account is None:
-        raise NotFound("NOT_FOUND", "The account does not exist.")
+    account = services.require_may_propose(account_id=account_id, actor=actor)
     facts = proposal_input(account, plan_type=plan_type)
     proposal = llm_based(facts) if settings.REVPLAN_PROPOSER == "llm" else rule_based(facts)
     return services.plan_propose(

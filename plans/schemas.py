@@ -3,9 +3,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from plans.models import PlanStatus, PlanStep, RevenuePlan, RiskLevel, StepStatus
+from plans.plan_types import get_action_type
 
 MAX_STEPS = 20
 MAX_JSON_KEYS = 50
@@ -81,6 +83,20 @@ class StepInput(BaseModel):
     action_type: str = Field(min_length=1, max_length=64)
     depends_on: list[UUID] = Field(default_factory=list, max_length=MAX_STEPS)
     parameters: dict[str, Any] = Field(default_factory=dict, max_length=MAX_JSON_KEYS)
+
+    @field_validator("parameters")
+    @classmethod
+    def parameters_fit_the_action_type(cls, parameters: dict, info: ValidationInfo) -> dict:
+        """Checked against the action type's parameter model; kept as sent (the model adds no defaults)."""
+        spec = get_action_type(info.data.get("action_type", ""))
+        if spec is not None:
+            try:
+                spec.parameters_model.model_validate(parameters)
+            except pydantic.ValidationError as error:
+                problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+                                     for item in error.errors())
+                raise ValueError(f"not valid for {spec.action_type} ({problems})") from None
+        return parameters
 
 
 class PlanDraftInput(BaseModel):

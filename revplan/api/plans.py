@@ -127,11 +127,9 @@ class PlanProposeView(GenericAPIView):
                                                               **errors(422)})
     def post(self, request):
         data = validated(PlanProposeSerializer, request)
-        # Visibility first: the proposer reads the account (and may send it to an LLM) before the
-        # service checks authority, and another tenant's account must not get that far.
-        account = selectors.account_for_user(request.user, data["account_id"])
-        plan = proposals.propose_for_account(account_id=account.id, plan_type=data["plan_type"], actor=request.user,
-                                             trigger="api_propose")
+        # The service checks visibility and the caller's role before the proposer (maybe an LLM) runs.
+        plan = proposals.propose_for_account(account_id=data["account_id"], plan_type=data["plan_type"],
+                                             actor=request.user, trigger="api_propose")
         return plan_response(request.user, plan.id, status_code=status.HTTP_201_CREATED)
 
 

@@ -334,6 +334,15 @@ def test_create_a_draft_with_the_given_steps(world):
         {"steps": [step_body(MEETING)] * 21},
         {"constraints": {f"k{i}": i for i in range(51)}},
         {"steps": "meeting please"},
+        # DRF's UUIDField would turn any integer, booleans included, into a UUID (false: the nil UUID).
+        {"steps": [step_body(MEETING, step_id=False)]},
+        {"steps": [step_body(MEETING, step_id=0)]},
+        {"steps": [step_body(MEETING, depends_on=[1])]},
+        {"account_id": False},
+        {"steps": [step_body(MEETING, parameters={"duration_minutes": "thirty"})]},
+        {"steps": [step_body(MEETING, parameters={"duration_minutes": True})]},
+        {"steps": [step_body(MEETING, parameters={"start": "2026-03-02T15:00"})]},
+        {"steps": [step_body(MEETING, parameters={"subject": ""})]},
     ],
 )
 def test_create_refuses_malformed_input_with_400_and_writes_nothing(world, change):
@@ -389,6 +398,35 @@ def test_propose_for_an_unknown_or_another_tenants_account_is_404(world, other_w
                           format="json"), 400, "VALIDATION_ERROR")
 
 
+def test_propose_refused_by_role_never_reaches_the_proposer(world, other_world, settings):
+    # given the LLM proposer, served by a stand-in that counts its calls
+    from tests.support.llm_server import LlmServer
+
+    server = LlmServer()
+    settings.REVPLAN_PROPOSER = "llm"
+    settings.REVPLAN_LLM = {"base_url": server.url, "api_key": "sk-test", "model": "test-model",
+                            "timeout_seconds": 1.0}
+    server.state.content = json.dumps({"objective": "Keep it", "steps": [{"action_type": MEETING}]})
+    try:
+        # when a VIEWER, and a member of another tenant, ask for a proposal
+        viewer = client_for(world.viewer).post(f"{PLANS}propose/", {"account_id": str(world.account.id)},
+                                               format="json")
+        stranger = client_for(other_world.admin).post(f"{PLANS}propose/", {"account_id": str(world.account.id)},
+                                                      format="json")
+        # then 403 and 404, and the proposer was never called
+        assert_error(viewer, 403, "NOT_ALLOWED")
+        assert_error(stranger, 404, "NOT_FOUND")
+        assert server.state.requests == []
+        # and the seller's request does reach it (the count can move)
+        seller = client_for(world.seller).post(f"{PLANS}propose/", {"account_id": str(world.account.id)},
+                                               format="json")
+        assert seller.status_code == 201, seller.content
+        assert len(server.state.requests) == 1
+    finally:
+        server.close()
+    assert RevenuePlan.objects.count() == 1
+
+
 def test_a_seller_may_not_write_plans_for_someone_elses_account(world):
     from tests.factories import AccountFactory
 
@@ -436,12 +474,37 @@ def test_patch_outside_draft_is_409_invalid_transition(world):
 
 
 @pytest.mark.parametrize("body", [{"version": 0}, {"version": "two"}, {"steps": []}, {"objective": ""},
-                                  {"steps": [step_body(MEETING, parameters=[1, 2])]}])
+                                  {"steps": [step_body(MEETING, parameters=[1, 2])]},
+                                  {"steps": [step_body(MEETING, step_id=False)]},
+                                  {"steps": [step_body(MEETING, depends_on=[1])]},
+                                  {"steps": [step_body(MEETING, parameters={"duration_minutes": 10_000})]}])
 def test_patch_refuses_malformed_input_with_400(world, body):
     plan = propose(world)
     before = state_of(plan)
     assert_error(client_for(world.seller).patch(f"{PLANS}{plan.id}/", body, format="json"), 400, "VALIDATION_ERROR")
     assert state_of(plan) == before
+
+
+def test_a_step_id_of_another_plan_or_given_twice_is_400_and_changes_nothing(world, other_world):
+    # given a plan of this tenant and one of another tenant, each with its steps
+    plan, mine = propose(world), propose(world)
+    theirs = propose(other_world)
+    foreign_ids = [str(plan.steps.first().step_id), str(theirs.steps.first().step_id)]
+    own_id = str(mine.steps.get(action_type=MEETING).step_id)
+    before = state_of(plan, mine, theirs)
+    api = client_for(world.seller)
+    for foreign_id in foreign_ids:
+        # when a new plan, or an edit, names a step that belongs to another plan
+        created = api.post(PLANS, {"account_id": str(world.account.id), "plan_type": "RENEWAL_DEFENSE",
+                                   "steps": [step_body(MEETING, step_id=foreign_id)]}, format="json")
+        edited = api.patch(f"{PLANS}{mine.id}/", {"steps": [step_body(MEETING, step_id=foreign_id)]}, format="json")
+        # then both are refused as bad input, not a 500, and nothing changed
+        assert_error(created, 400, "VALIDATION_ERROR")
+        assert_error(edited, 400, "VALIDATION_ERROR")
+    twice = api.patch(f"{PLANS}{mine.id}/", {"steps": [step_body(MEETING, step_id=own_id),
+                                                       step_body(BRIEF, step_id=own_id)]}, format="json")
+    assert_error(twice, 400, "VALIDATION_ERROR")
+    assert state_of(plan, mine, theirs) == before
 
 
 def test_patch_whose_steps_break_the_gate_is_422_and_changes_nothing(world):
