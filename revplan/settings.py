@@ -265,8 +265,10 @@ CELERY_BEAT_SCHEDULE = {
 # Global kill switch for execution (tenant and action-type switches live in the database).
 REVPLAN_EXECUTION_DISABLED = env_bool("REVPLAN_EXECUTION_DISABLED", False)
 
-# Connector defaults; a tenant's ConnectorConfig overrides them key by key. The CalDAV default is
-# the Radicale server the Procfile starts; the CRM has none, so an unrouted CRM action fails clearly.
+# Connector defaults: the operator's endpoints and credentials, trusted (no SSRF check). A tenant's
+# ConnectorConfig that sets its own endpoint gets none of them but timeout_seconds
+# (orchestrator/execution/connectors/config.py). The CalDAV default is the Radicale server the
+# Procfile starts; the CRM has none, so an unrouted CRM action fails clearly.
 REVPLAN_CONNECTOR_DEFAULTS = {
     "crm": {
         "base_url": os.environ.get("REVPLAN_CRM_BASE_URL", ""),
@@ -281,6 +283,9 @@ REVPLAN_CONNECTOR_DEFAULTS = {
     },
     "internal": {},
 }
+# Tests and development only, empty in production: hosts (e.g. 127.0.0.1) a tenant's endpoint may name
+# past the SSRF guard (https only, public addresses only; connectors/endpoints.py).
+REVPLAN_TENANT_ENDPOINT_ALLOWLIST = env_list("REVPLAN_TENANT_ENDPOINT_ALLOWLIST", "")
 # Transient connector failures: equal-jitter exponential backoff from this base, capped.
 REVPLAN_RETRY_BASE_SECONDS = float(os.environ.get("REVPLAN_RETRY_BASE_SECONDS", "1"))
 REVPLAN_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("REVPLAN_RETRY_MAX_DELAY_SECONDS", "30"))

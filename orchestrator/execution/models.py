@@ -2,6 +2,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -131,7 +132,9 @@ class ConnectorName(models.TextChoices):
 
 
 class ConnectorConfig(models.Model):
-    """A tenant's own connector settings and credentials; environment defaults fill what is blank."""
+    """A tenant's own connector settings and credentials. Setting an endpoint means using only these (plus
+    the deployment's timeout); without one the deployment's endpoint and credentials are used
+    (connectors/config.py). Writers call full_clean(): clean() applies the SSRF guard and those rules."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connector_configs")
     connector = models.CharField(max_length=32, choices=ConnectorName.choices)
@@ -143,6 +146,15 @@ class ConnectorConfig(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.connector}"
+
+    def clean(self) -> None:
+        # Imported here: the connectors package imports this module.
+        from orchestrator.execution.connectors.config import validate_connector_settings
+
+        try:
+            validate_connector_settings(self.connector, self.settings)
+        except ValidationError as error:
+            raise ValidationError({"settings": error.messages}) from None
 
 
 class ActionRoute(models.Model):

@@ -1,7 +1,7 @@
 """A stand-in CRM on 127.0.0.1 that behaves as a real one does: it dedupes by Idempotency-Key.
 
-Each test scripts the answers (201, 503 then 201, 429 with Retry-After, 400, slow) and reads
-back every request it received.
+Each test scripts the answers (201, 503 then 201, 429 with Retry-After, 400, slow, a body of its
+choosing) and reads back every request it received, headers included.
 """
 import json
 import threading
@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class CrmState:
-    # Answers to give before behaving normally, e.g. [503, 503] or [(429, {"Retry-After": "1"})].
+    # Answers to give before behaving normally: a status, (status, headers) or (status, headers, body),
+    # e.g. [503, 503], [(429, {"Retry-After": "1"})], [(500, {}, "SECRET-BODY-123")]. A body is sent as
+    # given (text/plain unless the headers say otherwise), even with a 2xx: a CRM that answers non-JSON.
     scripted: list = field(default_factory=list)
     slow_seconds: float = 0.0
     requests: list = field(default_factory=list)  # (method, path, headers, body)
@@ -41,6 +43,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _answer_raw(self, status: int, body: str | bytes, headers: dict) -> None:
+        payload = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        if not any(name.lower() == "content-type" for name in headers):
+            self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _scripted(self):
         with self.state.lock:
             return self.state.scripted.pop(0) if self.state.scripted else None
@@ -53,7 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.state.slow_seconds)
         scripted = self._scripted()
         if scripted is not None:
-            status, headers = scripted if isinstance(scripted, tuple) else (scripted, {})
+            status, headers, *body = scripted if isinstance(scripted, tuple) else (scripted, {})
+            if body:
+                return self._answer_raw(status, body[0], headers)
             if status >= 300:
                 return self._answer(status, {"error": "scripted"}, headers)
         key = self.headers.get("Idempotency-Key")

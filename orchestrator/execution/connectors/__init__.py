@@ -1,17 +1,21 @@
-"""Which connector carries out an intent, with the tenant's own settings over the environment defaults."""
+"""Which connector carries out an intent, and with whose settings (config.py: the tenant's or the deployment's)."""
 import json
+import logging
 
 from django.conf import settings
 from django.db import connection
 
 from orchestrator.execution.connectors.base import Connector, ExternalRef, PermanentError, TransientError
 from orchestrator.execution.connectors.calendar import CalendarConnector
+from orchestrator.execution.connectors.config import ConnectorSettings, effective_settings
 from orchestrator.execution.connectors.crm import CrmConnector
 from orchestrator.execution.connectors.internal import InternalConnector
 from orchestrator.execution.models import ActionIntent, ConnectorName
 from plans.plan_types import get_action_type
 
 __all__ = ["Connector", "ExternalRef", "PermanentError", "TransientError", "build_connector", "connector_for"]
+
+logger = logging.getLogger(__name__)
 
 
 # The tenant's route for the action type (if any) and all its connector configs (a few rows), in one read.
@@ -23,9 +27,9 @@ SELECT 'config', connector, settings::text FROM orchestrator_connectorconfig WHE
 """
 
 
-def connector_for(tenant_id, action_type: str) -> tuple[str, dict]:
+def connector_for(tenant_id, action_type: str) -> tuple[str, ConnectorSettings]:
     """The connector that carries out `action_type` for the tenant (its route, else the catalogue's) and
-    its settings: the environment defaults, overridden key by key by the tenant's own config."""
+    its settings: the tenant's own when its config sets an endpoint, else the environment defaults."""
     with connection.cursor() as cursor:
         cursor.execute(_ROUTE_AND_CONFIGS, {"tenant_id": tenant_id, "action_type": action_type})
         rows = cursor.fetchall()
@@ -37,17 +41,19 @@ def connector_for(tenant_id, action_type: str) -> tuple[str, dict]:
         routed = spec.connector
     own = next((json.loads(config) for kind, connector, config in rows if kind == "config" and connector == routed),
                None)
-    merged = dict(settings.REVPLAN_CONNECTOR_DEFAULTS.get(routed, {}))
-    merged.update({key: value for key, value in (own or {}).items() if value not in (None, "")})
-    return routed, merged
+    return routed, effective_settings(routed, own, settings.REVPLAN_CONNECTOR_DEFAULTS.get(routed, {}))
 
 
 def build_connector(intent: ActionIntent) -> Connector:
-    name, connector_settings_for_tenant = connector_for(intent.tenant_id, intent.action_type)
+    name, chosen = connector_for(intent.tenant_id, intent.action_type)
+    if chosen.ignored_keys:
+        # Key names only: the values may be secrets.
+        logger.warning("tenant connector settings ignored: they apply only with the tenant's own endpoint", extra={
+            "intent_id": str(intent.id), "connector": name, "ignored_keys": list(chosen.ignored_keys)})
     if name == ConnectorName.INTERNAL:
-        return InternalConnector(connector_settings_for_tenant)
+        return InternalConnector(chosen.values)
     if name == ConnectorName.CRM:
-        return CrmConnector(connector_settings_for_tenant)
+        return CrmConnector(chosen.values, tenant_endpoint=chosen.tenant_endpoint)
     if name == ConnectorName.CALENDAR:
-        return CalendarConnector(connector_settings_for_tenant, tenant_slug=intent.tenant.slug)
+        return CalendarConnector(chosen.values, tenant_slug=intent.tenant.slug, tenant_endpoint=chosen.tenant_endpoint)
     raise PermanentError(f"Unknown connector {name!r} for {intent.action_type}.")

@@ -1,4 +1,6 @@
 """The connector contract: stateless adapters that make one effect per effect key, and undo it."""
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -6,19 +8,60 @@ from orchestrator.execution.models import ActionIntent
 
 
 class ConnectorError(Exception):
-    """A connector failed; `str(error)` says what and why in a sentence."""
+    """A connector failed. `str(error)` is a classified sentence of our own ("the CRM answered HTTP 503
+    (server error)"): it is what gets stored — failure_reason, ExecutionAttempt.error, the ledger — and
+    shown to any member of the tenant. It never quotes the other side.
+
+    `detail` is the raw text (a response body excerpt, an exception's text, which can hold URLs, bodies
+    and whatever the server chose to echo): it goes to the log with the intent id, never to a row.
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.http_status = http_status
+        self.detail = detail
 
 
 class TransientError(ConnectorError):
     """Worth retrying (timeouts, 5xx, 429, connection refused)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, http_status: int | None = None,
+                 detail: str = ""):
+        super().__init__(message, http_status=http_status, detail=detail)
         self.retry_after = retry_after
 
 
 class PermanentError(ConnectorError):
-    """Retrying cannot help (bad request, refused credentials, missing configuration)."""
+    """Retrying cannot help (bad request, refused credentials, missing configuration, a refused endpoint)."""
+
+
+# Raw text kept for the log: enough to diagnose, bounded so one answer cannot flood it.
+DETAIL_LIMIT = 500
+
+
+def excerpt(text: str) -> str:
+    return text if len(text) <= DETAIL_LIMIT else f"{text[:DETAIL_LIMIT]}…"
+
+
+_WIRE_PROBLEMS = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (socket.gaierror, "its name did not resolve"),
+    (ssl.SSLCertVerificationError, "its TLS certificate was not accepted"),
+    (ssl.SSLError, "the TLS handshake failed"),
+)
+
+
+def wire_problem(error: BaseException, default: str = "network error") -> str:
+    """What went wrong on the network, as a phrase, from the OS error an HTTP library wraps (whose text
+    holds addresses and URLs, so it is never quoted)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        for kind, phrase in _WIRE_PROBLEMS:
+            if isinstance(seen, kind):
+                return phrase
+        seen = seen.__cause__ or seen.__context__
+    return default
 
 
 @dataclass(frozen=True)

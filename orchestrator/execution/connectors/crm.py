@@ -1,10 +1,41 @@
-"""The CRM connector: a task over HTTP, made idempotent by the Idempotency-Key header."""
+"""The CRM connector: a task over HTTP, made idempotent by the Idempotency-Key header.
+
+Every failure is one of our sentences with the HTTP status ("The CRM answered HTTP 503 (server
+error)."); the answer's body and the exception's text go to `detail`, which is logged, never stored.
+"""
 import httpx
 
-from orchestrator.execution.connectors.base import ExternalRef, PermanentError, TransientError
+from orchestrator.execution.connectors import endpoints
+from orchestrator.execution.connectors.base import ExternalRef, PermanentError, TransientError, excerpt, wire_problem
 from orchestrator.execution.models import ActionIntent
 
 SETTING_HINT = "set REVPLAN_CRM_BASE_URL, or base_url in the tenant's crm connector config"
+
+_STATUS_PHRASES = {
+    400: "request refused", 401: "credentials refused", 403: "not allowed", 404: "not found",
+    409: "conflict", 422: "request refused", 429: "rate limited",
+}
+
+
+def _status_phrase(status: int) -> str:
+    if status in _STATUS_PHRASES:
+        return _STATUS_PHRASES[status]
+    if status >= 500:
+        return "server error"
+    if 300 <= status < 400:
+        return "a redirect, which is not followed"
+    if status >= 400:
+        return "request refused"
+    return "an answer the connector does not expect"
+
+
+def _answered(response: httpx.Response, doing: str = "") -> str:
+    return f"The CRM answered HTTP {response.status_code} ({_status_phrase(response.status_code)}){doing}."
+
+
+def _refused(refused: endpoints.EndpointRefused) -> PermanentError:
+    return PermanentError(f"The CRM endpoint was refused: {refused.problem}; an endpoint a tenant sets must be "
+                          "a public https address.", detail=refused.detail)
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -17,10 +48,13 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 class CrmConnector:
     name = "crm"
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, *, tenant_endpoint: bool = True):
+        """`tenant_endpoint`: the base_url is a tenant's, so it goes through the SSRF guard (endpoints.py);
+        False only for the deployment's own REVPLAN_CRM_BASE_URL."""
         self.base_url = (settings.get("base_url") or "").rstrip("/")
         self.api_key = settings.get("api_key") or ""
         self.timeout = float(settings.get("timeout_seconds") or 10)
+        self.tenant_endpoint = tenant_endpoint
 
     def _headers(self, intent: ActionIntent) -> dict:
         headers = {"Idempotency-Key": intent.effect_key, "Accept": "application/json"}
@@ -28,19 +62,60 @@ class CrmConnector:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
+    def _endpoint(self) -> endpoints.Endpoint | None:
+        """The tenant's endpoint, checked without a lookup; None for the deployment's (trusted) one."""
+        if not self.tenant_endpoint:
+            return None
+        try:
+            return endpoints.parse_tenant_endpoint(self.base_url)
+        except endpoints.EndpointRefused as refused:
+            raise _refused(refused) from None
+
     def validate(self, intent: ActionIntent) -> None:
         if not self.base_url:
             raise PermanentError(f"The CRM connector is not configured: {SETTING_HINT}.")
+        self._endpoint()
+
+    def _targets(self, url: httpx.URL) -> list[tuple[httpx.URL, dict, dict]]:
+        """(URL, extra headers, extensions) to try in turn. For a tenant's endpoint: one per vetted address,
+        the request pinned to it so nothing resolves the name again (DNS rebinding); the Host header and
+        TLS (SNI and certificate check, through `sni_hostname`) still use the name."""
+        endpoint = self._endpoint()
+        if endpoint is None or endpoint.allow_listed:
+            return [(url, {}, {})]
+        try:
+            records = endpoints.resolve_vetted(endpoint.host, endpoint.port)
+        except endpoints.EndpointRefused as refused:
+            raise _refused(refused) from None
+        except endpoints.EndpointUnresolved as unresolved:
+            raise TransientError("Could not connect to the CRM (its name did not resolve).",
+                                 detail=str(unresolved)) from None
+        addresses = list(dict.fromkeys(record[4][0] for record in records))
+        host_header = {"Host": url.netloc.decode("ascii")}
+        return [(url.copy_with(host=address), host_header, {"sni_hostname": url.host}) for address in addresses]
 
     def _request(self, method: str, path: str, intent: ActionIntent, **kwargs) -> httpx.Response:
-        try:
-            return httpx.request(
-                method, f"{self.base_url}{path}", headers=self._headers(intent), timeout=self.timeout, **kwargs
-            )
-        except httpx.TimeoutException as error:
-            raise TransientError(f"The CRM did not answer within {self.timeout:g}s.") from error
-        except httpx.TransportError as error:
-            raise TransientError(f"The CRM could not be reached: {error}.") from error
+        url = httpx.URL(f"{self.base_url}{path}")
+        targets = self._targets(url)
+        # A proxy from the environment would resolve a tenant's name itself, past the guard; the
+        # deployment's own endpoint may need the operator's proxy.
+        trust_env = not self.tenant_endpoint
+        for index, (target, extra_headers, extensions) in enumerate(targets):
+            try:
+                with httpx.Client(timeout=self.timeout, trust_env=trust_env) as client:
+                    return client.request(method, target, headers={**self._headers(intent), **extra_headers},
+                                          extensions=extensions, **kwargs)
+            except httpx.ConnectError as error:
+                if index + 1 < len(targets):
+                    continue  # nothing was sent; the name's next vetted address may answer
+                raise TransientError(f"Could not connect to the CRM ({wire_problem(error)}).",
+                                     detail=str(error)) from error
+            except httpx.TimeoutException as error:
+                raise TransientError(f"The CRM timed out after {self.timeout:g} s.", detail=str(error)) from error
+            except httpx.TransportError as error:
+                raise TransientError(f"The connection to the CRM failed ({wire_problem(error)}).",
+                                     detail=str(error)) from error
+        raise AssertionError("unreachable: _targets returns at least one target")
 
     def execute(self, intent: ActionIntent) -> ExternalRef:
         self.validate(intent)
@@ -57,20 +132,34 @@ class CrmConnector:
                 "details": intent.parameters,
             },
         )
-        if response.status_code in (200, 201):
-            task_id = str(response.json().get("id", ""))
-            if not task_id:
-                raise PermanentError("The CRM accepted the task but returned no id.")
-            return ExternalRef(self.name, {"task_id": task_id})
-        if response.status_code == 429:
-            raise TransientError("The CRM is rate limiting (HTTP 429).", retry_after=_retry_after_seconds(response))
-        if response.status_code >= 500:
-            raise TransientError(f"The CRM failed (HTTP {response.status_code}).")
-        raise PermanentError(f"The CRM refused the task (HTTP {response.status_code}): {response.text[:200]}")
+        status = response.status_code
+        if status in (200, 201):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise PermanentError(f"The CRM answered HTTP {status} but not with a JSON object.",
+                                     http_status=status, detail=excerpt(response.text))
+            task_id = body.get("id")
+            if isinstance(task_id, bool) or not isinstance(task_id, str | int) or str(task_id) == "":
+                raise PermanentError(f"The CRM answered HTTP {status} but returned no task id.",
+                                     http_status=status, detail=excerpt(response.text))
+            return ExternalRef(self.name, {"task_id": str(task_id)})
+        detail = excerpt(response.text)
+        if status == 429:
+            raise TransientError(_answered(response), retry_after=_retry_after_seconds(response),
+                                 http_status=status, detail=detail)
+        if status >= 500:
+            raise TransientError(_answered(response), http_status=status, detail=detail)
+        raise PermanentError(_answered(response), http_status=status, detail=detail)
 
     def compensate(self, intent: ActionIntent, ref: ExternalRef) -> None:
         response = self._request("DELETE", f"/tasks/{ref.ids['task_id']}", intent)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"The CRM could not delete the task (HTTP {response.status_code}).")
-        if response.status_code not in (200, 202, 204, 404):
-            raise PermanentError(f"The CRM refused to delete the task (HTTP {response.status_code}).")
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise TransientError(_answered(response, " while deleting the task"), http_status=status,
+                                 detail=excerpt(response.text))
+        if status not in (200, 202, 204, 404):
+            raise PermanentError(_answered(response, " while deleting the task"), http_status=status,
+                                 detail=excerpt(response.text))
