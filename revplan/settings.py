@@ -21,6 +21,17 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as "10/minute" (s, m, h, d and their longer names); "off" turns it off."""
+    raw = os.environ.get(name, default).strip()
+    if raw.lower() in {"", "off", "none"}:
+        return None
+    count, _, period = raw.partition("/")
+    if not (count.isdigit() and period[:1] in {"s", "m", "h", "d"}):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate: write it as requests/period, e.g. 10/minute.")
+    return raw
+
+
 def secret_key(*, debug: bool) -> str:
     """SECRET_KEY, else the contents of the file SECRET_KEY_FILE names (how `make run` and docker compose
     pass the key they make on first run). With DEBUG off and neither set, refuse: a default would be public."""
@@ -153,6 +164,18 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Counts in the cache (Redis), shared by every web process; the token endpoint has its own two (auth.py).
+    "DEFAULT_THROTTLE_CLASSES": ["revplan.api.throttles.UserThrottle", "revplan.api.throttles.AnonThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("REVPLAN_THROTTLE_USER", "600/minute"),
+        "anon": env_rate("REVPLAN_THROTTLE_ANON", "60/minute"),
+        # Password guessing: each limit on its own stops one address trying many users and many addresses one user.
+        "token_address": env_rate("REVPLAN_THROTTLE_TOKEN", "10/minute"),
+        "token_username": env_rate("REVPLAN_THROTTLE_TOKEN", "10/minute"),
+    },
+    # Proxies in front of the app that append the client's address to X-Forwarded-For. 0: the connection's
+    # address is the client's, and a client-sent X-Forwarded-For is ignored (it could dodge every limit).
+    "NUM_PROXIES": int(os.environ.get("REVPLAN_NUM_PROXIES", "0")),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -180,6 +203,17 @@ SPECTACULAR_SETTINGS = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Django's cache (the API's throttle counts) in Redis, so every web process sees the same counts. Its keys start
+# "revplan:cache:", apart from the plan locks' "revplan:lock:" and Celery's queues, "unacked*" and "_kombu.*".
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "revplan:cache",
+        # As the plan locks: a Redis that does not answer costs a request 2 s, not a hung worker.
+        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+    }
+}
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None

@@ -8,7 +8,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from revplan.api.common import errors
 from revplan.api.errors import ErrorSerializer
+from revplan.api.throttles import TokenAddressThrottle, TokenUsernameThrottle
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -21,6 +23,7 @@ class TokenView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = [TokenAddressThrottle, TokenUsernameThrottle]
 
     def get_authenticate_header(self, request):
         # Makes a wrong password a 401 (DRF turns it into a 403 when no scheme is advertised).
@@ -32,6 +35,7 @@ class TokenView(APIView):
             200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
             400: OpenApiResponse(ErrorSerializer, description="username or password missing"),
             401: OpenApiResponse(ErrorSerializer, description="wrong username or password"),
+            **errors(429),
         },
         auth=[],
     )

@@ -1,5 +1,6 @@
 """Token endpoint and the §7 error shape on authentication failures and bad input."""
 import json
+import uuid
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -97,3 +98,104 @@ def test_openapi_schema_documents_the_token_endpoint(client, db):
     paths = json.loads(response.content)["paths"]
     assert "post" in paths[TOKEN_URL]
     assert {"200", "400", "401"} <= set(paths[TOKEN_URL]["post"]["responses"])
+
+
+# --- Throttling ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttle_rates(settings):
+    """Sets throttle rates for one test; counts go under a cache prefix of its own (no other test's or run's)."""
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"revplan:test:{uuid.uuid4().hex}"}}
+
+    def set_rates(**rates: str) -> None:
+        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**current, **rates}}
+
+    return set_rates
+
+
+def ask_token(client, username: str, *, address: str = "10.0.0.1", password: str = "pw", **headers):
+    return client.post(TOKEN_URL, {"username": username, "password": password}, format="json",
+                       REMOTE_ADDR=address, **headers)
+
+
+def assert_throttled(response) -> None:
+    assert response.status_code == 429
+    assert_error_shape(response.json(), "THROTTLED")
+    assert int(response["Retry-After"]) > 0
+
+
+def test_token_endpoint_answers_429_past_its_rate_per_address(client, world, throttle_rates):
+    # given
+    throttle_rates(token_address="3/minute", token_username="100/minute")
+    # when: one address tries three users' passwords, then a fourth
+    answers = [ask_token(client, name, password="wrong").status_code
+               for name in (world.viewer.username, world.seller.username, world.admin.username)]
+    fourth = ask_token(client, world.approver.username)
+    # then
+    assert answers == [401, 401, 401]
+    assert_throttled(fourth)
+    assert not Token.objects.filter(user=world.approver).exists()
+    assert ask_token(client, world.approver.username, address="10.0.0.2").status_code == 200
+
+
+def test_token_endpoint_answers_429_past_its_rate_per_username(client, world, throttle_rates):
+    # given
+    throttle_rates(token_address="100/minute", token_username="3/minute")
+    # when: three addresses try one user's password, then a fourth address, with the right one
+    answers = [ask_token(client, world.seller.username, address=f"10.0.1.{n}", password="wrong").status_code
+               for n in range(3)]
+    fourth = ask_token(client, world.seller.username.upper(), address="10.0.1.9")
+    # then: refused however it is spelt, and other users are not affected
+    assert answers == [401, 401, 401]
+    assert_throttled(fourth)
+    assert ask_token(client, world.viewer.username, address="10.0.1.9").status_code == 200
+
+
+def test_a_client_sent_forwarded_for_does_not_dodge_the_address_limit(client, world, throttle_rates):
+    throttle_rates(token_address="2/minute", token_username="100/minute")
+    for n in range(2):
+        ask_token(client, world.viewer.username, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}")
+    assert_throttled(ask_token(client, world.viewer.username, HTTP_X_FORWARDED_FOR="192.0.2.99"))
+
+
+def test_behind_a_proxy_the_forwarded_address_is_the_clients(client, world, throttle_rates, settings):
+    throttle_rates(token_address="2/minute", token_username="100/minute")
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    for _ in range(2):
+        ask_token(client, world.viewer.username, HTTP_X_FORWARDED_FOR="192.0.2.1")
+    assert_throttled(ask_token(client, world.viewer.username, HTTP_X_FORWARDED_FOR="192.0.2.1"))
+    assert ask_token(client, world.viewer.username, HTTP_X_FORWARDED_FOR="192.0.2.2").status_code == 200
+
+
+def test_authenticated_requests_are_limited_per_user(client, world, throttle_rates):
+    throttle_rates(user="2/minute")
+    client.force_authenticate(world.seller)
+    assert [client.get(ME_URL).status_code for _ in range(2)] == [200, 200]
+    assert_throttled(client.get(ME_URL))
+    client.force_authenticate(world.viewer)
+    assert client.get(ME_URL).status_code == 200
+
+
+def test_anonymous_requests_are_limited_per_address(client, db, throttle_rates):
+    # What anybody may call (DRF refuses the unauthenticated before it counts them elsewhere): the schema.
+    throttle_rates(anon="2/minute")
+
+    def schema(address):
+        return client.get("/api/schema/", REMOTE_ADDR=address, HTTP_ACCEPT="application/json")
+
+    assert [schema("10.0.2.1").status_code for _ in range(2)] == [200, 200]
+    assert_throttled(schema("10.0.2.1"))
+    assert schema("10.0.2.2").status_code == 200
+
+
+def test_throttling_lets_requests_through_when_redis_does_not_answer(client, world, throttle_rates, settings):
+    throttle_rates(token_address="1/minute", token_username="1/minute")
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+    assert [ask_token(client, world.viewer.username).status_code for _ in range(2)] == [200, 200]
+
+
+def test_schema_documents_429_on_the_token_endpoint(client, db):
+    paths = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)["paths"]
+    assert "429" in paths[TOKEN_URL]["post"]["responses"]
