@@ -33,7 +33,6 @@ from plans.ledger.plan_events import (
     step_retry_scheduled,
     step_skipped,
 )
-from plans.ledger.queries import why_plan_exists, why_plan_stopped
 from plans.ledger.tenant_events import (
     DIGEST_OVERLAP,
     account_owner_changed,
@@ -75,6 +74,4 @@ __all__ = [
     "tenant_digest",
     "user_actor",
     "verify_ledger",
-    "why_plan_exists",
-    "why_plan_stopped",
 ]

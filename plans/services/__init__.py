@@ -28,10 +28,7 @@ from plans.services.moves import plan_abort, plan_approve, plan_pause, plan_resu
 from plans.services.steps import step_approve, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
-    plan_activate,
     plan_activate_locked,
-    plan_complete,
-    plan_expire,
     plan_pause_by_policy,
     plan_settle_locked,
 )
@@ -49,12 +46,9 @@ __all__ = [
     "kill_switch_set",
     "plan_abort",
     "plan_abort_by_policy",
-    "plan_activate",
     "plan_activate_locked",
     "plan_approve",
-    "plan_complete",
     "plan_edit",
-    "plan_expire",
     "plan_pause",
     "plan_pause_by_policy",
     "plan_propose",

@@ -5,22 +5,22 @@ from django.db import transaction
 from django.utils import timezone
 
 from plans import ledger, policy, selectors
-from plans.errors import PolicyRefused
-from plans.evaluator import Evaluation, Outcome, evaluate
+from plans.evaluator import Evaluation, Outcome
 from plans.lifecycle import Move
-from plans.locking import lock_account_then_plan, lock_plan
+from plans.locking import lock_plan
 from plans.models import PlanStep, RevenuePlan
 from plans.schemas import plan_to_schema
-from plans.services.common import gate_refusal, raise_committed_refusal, require_move
+from plans.services.common import require_move
 from plans.services.moves import plan_transition
 
 
 def plan_activate_locked(
     plan: RevenuePlan, *, steps: list[PlanStep], component: str, engaged_switches: frozenset[str] | None = None
 ) -> policy.PolicyResult:
-    """plan_activate's work for a caller holding the account's and then the plan's row lock (the
-    orchestrator activates and starts the first steps in one transaction). A refusal is ledgered
-    (once per change of reasons) and returned, not raised: the caller decides what to commit."""
+    """APPROVED → ACTIVE when the gate says can_activate, for a caller holding the account's and then
+    the plan's row lock (the orchestrator activates and starts the first steps in one transaction).
+    A refusal is ledgered (once per change of reasons) and returned, not raised: the caller decides
+    what to commit. A plan that is not APPROVED is an INVALID_TRANSITION (raised)."""
     require_move(plan, Move.ACTIVATE)
     actor = ledger.system_actor(component)
     facts = selectors.gate_facts(plan, now=timezone.now(), engaged_switches=engaged_switches)
@@ -29,8 +29,8 @@ def plan_activate_locked(
         ledger.activation_blocked(plan, actor=actor, reasons=result.reasons)
     else:
         plan_transition(plan, Move.ACTIVATE, actor=actor, reason_code="GATE_ALLOWED",
-                    explanation="The policy gate allowed activation: no conflicting plan, preconditions met.",
-                    facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by}, steps=steps)
+                        explanation="The policy gate allowed activation: no conflicting plan, preconditions met.",
+                        facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by}, steps=steps)
     return result
 
 
@@ -62,7 +62,7 @@ def plan_pause_by_policy(
     with transaction.atomic():
         plan = lock_plan(plan_id)
         return plan_transition(plan, Move.PAUSE, actor=ledger.system_actor(component), reason_code=reason_code,
-                           explanation=explanation, facts=facts)
+                               explanation=explanation, facts=facts)
 
 
 def plan_abort_by_policy(
@@ -71,41 +71,5 @@ def plan_abort_by_policy(
     with transaction.atomic():
         plan = lock_plan(plan_id)
         return plan_transition(plan, Move.ABORT, actor=ledger.system_actor(component), reason_code=reason_code,
-                           explanation=explanation, facts=facts)
+                               explanation=explanation, facts=facts)
 
-
-def plan_activate(*, plan_id: UUID, component: str = "orchestrator") -> RevenuePlan:
-    """APPROVED → ACTIVE when the gate says can_activate; otherwise ledger why (once per change)."""
-    with transaction.atomic():
-        plan = lock_account_then_plan(plan_id)
-        result = plan_activate_locked(plan, steps=list(plan.steps.all()), component=component)
-    if not result.can_activate:
-        raise_committed_refusal(gate_refusal(result, attempted="activate"))
-    return plan
-
-
-def _settle(plan_id: UUID, *, expected: Outcome, component: str) -> RevenuePlan:
-    with transaction.atomic():
-        plan = lock_plan(plan_id)
-        require_move(plan, _SETTLE_MOVES[expected])
-        steps = list(plan.steps.all())
-        evaluation = evaluate(
-            plan_to_schema(plan, steps),
-            signals=selectors.objective_signals(plan),
-            renewal_date=plan.account.renewal_date,
-            now=timezone.now(),
-        )
-        if evaluation.outcome != expected:
-            raise PolicyRefused(
-                policy.PRECONDITION_FAILED,
-                f"The evaluator does not say {expected.value} for this plan (it says {evaluation.outcome.value}).",
-            )
-        return plan_settle_locked(plan, evaluation, steps=steps, component=component)
-
-
-def plan_complete(*, plan_id: UUID, component: str = "evaluator") -> RevenuePlan:
-    return _settle(plan_id, expected=Outcome.COMPLETE, component=component)
-
-
-def plan_expire(*, plan_id: UUID, component: str = "evaluator") -> RevenuePlan:
-    return _settle(plan_id, expected=Outcome.EXPIRE, component=component)

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from orchestrator import engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import selectors, services
-from plans.models import AccountSignal, EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
+from plans.models import EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.schemas import PlanDraftInput, StepInput
 from tests.factories import AccountFactory, allow_autopilot, make_plan
 
@@ -94,7 +94,7 @@ def test_a_plan_runs_in_dependency_order_waits_for_the_meeting_approval_and_comp
 def test_objective_met_completes_mid_plan(world):
     plan = approved_plan(world, BRIEF, ESCALATE)
     engine.advance_plan(plan.id)  # activates, starts the brief
-    AccountSignal.objects.create(account=world.account, signal_type="RENEWAL_COMMITTED", observed_at=timezone.now())
+    services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED")
     run_until_quiet(plan.id)
     plan.refresh_from_db()
     assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "objective_met")
@@ -154,6 +154,56 @@ def test_retry_limit_pauses_then_skip_and_resume_completes(world, crm, crm_for):
     run_until_quiet(plan.id)
     plan.refresh_from_db()
     assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "all_steps_done")
+
+
+def plan_rows(plan_id) -> tuple:
+    """The plan's row, its steps' rows and its ledger entries' types."""
+    return (
+        RevenuePlan.objects.filter(pk=plan_id).values().get(),
+        list(PlanStep.objects.filter(plan_id=plan_id).order_by("sequence").values()),
+        list(PlanLedgerEntry.objects.filter(plan_id=plan_id).order_by("chain_seq")
+             .values_list("event_type", flat=True)),
+    )
+
+
+def test_a_plan_is_not_settled_while_the_evaluator_says_continue(world):
+    # given: an ACTIVE plan whose steps wait for a person, no objective signal, time left
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, step_status=StepStatus.PENDING_APPROVAL)
+    before = plan_rows(plan.id)
+    # when
+    assert engine.advance_plan(plan.id) == []
+    # then: nothing changed, nothing written
+    assert plan_rows(plan.id) == before
+
+
+def test_completion_records_reason_and_facts(world):
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, step_status=StepStatus.DONE)
+    assert engine.advance_plan(plan.id) == []
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "all_steps_done")
+    entry = PlanLedgerEntry.objects.get(plan=plan)
+    assert (entry.event_type, entry.reason_code) == (EventType.PLAN_COMPLETED, "all_steps_done")
+    assert entry.data["facts"]["unfinished_steps"] == []
+    assert entry.actor == "system:orchestrator"
+
+
+def test_activation_blocked_by_a_kill_switch_is_ledgered_and_changes_nothing_else(world, settings):
+    # given
+    plan = make_plan(account=world.account, status=PlanStatus.APPROVED)
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident")
+    before_plan, before_steps, _ = plan_rows(plan.id)
+    started = timezone.now()
+    # when
+    assert engine.advance_plan(plan.id) == []
+    # then: still APPROVED, one entry saying why, and a later look
+    after_plan, after_steps, events = plan_rows(plan.id)
+    assert after_plan.pop("next_run_at") >= started + timedelta(
+        seconds=settings.ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS)
+    before_plan.pop("next_run_at")
+    assert (after_plan, after_steps, events) == (before_plan, before_steps, [EventType.ACTIVATION_BLOCKED])
+    entry = PlanLedgerEntry.objects.get(plan=plan)
+    assert [reason["code"] for reason in entry.data["reasons"]] == ["PRECONDITION_FAILED"]
+    assert not ActionIntent.objects.filter(plan=plan).exists()
 
 
 def test_a_kill_switch_pauses_an_active_plan(world):

@@ -9,13 +9,16 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from orchestrator import engine
 from plans import ledger, services
-from plans.errors import Conflict, LedgerImmutable, PolicyRefused
+from plans.errors import LedgerImmutable
+from plans.locking import lock_account_then_plan
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.policy import CONFLICT_ACTIVE_PLAN_EXISTS, PRECONDITION_FAILED
 from plans.proposals import renewal_defense_draft
 from plans.schemas import PlanDraftInput, StepInput
 from plans.tasks import ledger_digest_all_tenants
+from plans.why import PlanWhy, plan_why
 from tests.factories import AccountFactory, SignalFactory, make_plan
 
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -35,11 +38,18 @@ def propose(world, *, account=None, **kwargs) -> RevenuePlan:
     )
 
 
+def activate(plan_id) -> None:
+    """As orchestrator.engine activates, without starting a step: the account's row lock, then the plan's."""
+    with transaction.atomic():
+        plan = lock_account_then_plan(plan_id)
+        assert services.plan_activate_locked(plan, steps=list(plan.steps.all()), component="orchestrator").can_activate
+
+
 def plan_with_history(world, *, account=None) -> RevenuePlan:
     """A plan whose chain holds four entries: created, approved, activated, paused."""
     plan = propose(world, account=account)
     services.plan_approve(plan_id=plan.id, user=world.approver)
-    services.plan_activate(plan_id=plan.id)
+    activate(plan.id)
     return services.plan_pause(plan_id=plan.id, user=world.seller, reason="customer on holiday")
 
 
@@ -302,8 +312,8 @@ def test_two_plans_have_independent_chains(world):
     # Interleave the two plans' appends.
     services.plan_approve(plan_id=first.id, user=world.approver)
     services.plan_approve(plan_id=second.id, user=world.approver)
-    services.plan_activate(plan_id=second.id)
-    services.plan_activate(plan_id=first.id)
+    activate(second.id)
+    activate(first.id)
     services.plan_abort(plan_id=second.id, user=world.seller, reason="account churned")
 
     first_chain, second_chain = plan_chain(first.id), plan_chain(second.id)
@@ -319,7 +329,7 @@ def test_two_plans_have_independent_chains(world):
 def test_tenant_wide_entries_go_to_the_tenant_chain(world, other_world):
     active_plan = propose(world)
     services.plan_approve(plan_id=active_plan.id, user=world.approver)
-    services.plan_activate(plan_id=active_plan.id)
+    activate(active_plan.id)
     draft_plan = propose(world)
     plan_entries_before = PlanLedgerEntry.objects.filter(plan__isnull=False).count()
 
@@ -601,7 +611,7 @@ def test_a_digest_records_only_plan_chains_changed_since_the_previous_one(world,
     assert second.data["plan_heads"] == {str(recent.id): head_of(recent), str(new.id): head_of(new)}
 
     # when the old plan moves again, the next digest picks it up at its new head
-    services.plan_activate(plan_id=old.id)
+    activate(old.id)
     third = in_transaction(ledger.tenant_digest, world.tenant.id, actor="system:tests")
 
     assert third.data["plan_heads"] == {str(old.id): head_of(old), str(new.id): head_of(new)}
@@ -640,16 +650,22 @@ def test_the_digest_task_appends_one_digest_per_tenant(world, other_world):
     assert ledger.verify_ledger().ok
 
 
-# --- why --------------------------------------------------------------------------------------
+# --- why: the entries plans.why answers from ----------------------------------------------------
 
 
-def test_why_plan_exists_returns_the_creation_entry_with_trigger_and_inputs(world):
+def why(plan) -> PlanWhy:
+    return plan_why(RevenuePlan.objects.get(pk=plan.id), now=timezone.now())
+
+
+def test_why_a_plan_exists_is_its_creation_entry_with_trigger_and_inputs(world):
     inputs = {"signals": ["SUPPORT_RISK"], "renewal_date": "2030-01-31", "posture": {"health": "red"}}
     plan = propose(world, trigger="signal:SUPPORT_RISK", inputs_summary=inputs)
     services.plan_approve(plan_id=plan.id, user=world.approver)
 
-    entry = ledger.why_plan_exists(plan.id)
+    answer = why(plan).exists
 
+    (entry,) = answer.entries
+    assert answer.code == "signal:SUPPORT_RISK"
     assert entry.event_type == EventType.PLAN_CREATED
     assert entry.chain_seq == 1
     assert entry.actor == f"user:{world.seller.pk}"
@@ -659,8 +675,9 @@ def test_why_plan_exists_returns_the_creation_entry_with_trigger_and_inputs(worl
     assert entry.data["plan"]["plan_id"] == str(plan.id)
 
 
-def test_why_plan_exists_is_none_without_a_creation_entry(world):
-    assert ledger.why_plan_exists(make_plan(account=world.account).id) is None
+def test_why_a_plan_exists_without_a_creation_entry_says_so(world):
+    answer = why(make_plan(account=world.account)).exists
+    assert (answer.code, answer.entries) == ("UNKNOWN", [])
 
 
 def _paused(world):
@@ -677,9 +694,9 @@ def _aborted(world):
 def _completed(world):
     plan = propose(world)
     services.plan_approve(plan_id=plan.id, user=world.approver)
-    services.plan_activate(plan_id=plan.id)
     SignalFactory(account=world.account, signal_type="RENEWAL_COMMITTED", observed_at=timezone.now())
-    return services.plan_complete(plan_id=plan.id)
+    engine.advance_plan(plan.id)  # activates it, and the evaluator finds the objective met
+    return RevenuePlan.objects.get(pk=plan.id)
 
 
 def _expired(world):
@@ -687,7 +704,8 @@ def _expired(world):
     account = AccountFactory(tenant=world.tenant, owner=world.seller,
                              renewal_date=timezone.now().date() + timedelta(days=20))
     plan = propose(world, account=account)
-    return services.plan_expire(plan_id=plan.id)
+    engine.advance_plan(plan.id)
+    return RevenuePlan.objects.get(pk=plan.id)
 
 
 @pytest.mark.parametrize(
@@ -702,13 +720,15 @@ def _expired(world):
     ],
     ids=["paused", "aborted", "completed", "expired"],
 )
-def test_why_plan_stopped_returns_the_stopping_entry(world, make_stopped, status, event_type, reason_code,
-                                                     explanation):
+def test_why_a_plan_stopped_is_its_stopping_entry(world, make_stopped, status, event_type, reason_code,
+                                                  explanation):
     plan = make_stopped(world)
     assert plan.plan_status == status
 
-    entry = ledger.why_plan_stopped(plan)
+    answer = why(plan).stopped
 
+    (entry,) = answer.entries
+    assert answer.code == reason_code
     assert entry.event_type == event_type
     assert entry.reason_code == reason_code
     assert entry.explanation == explanation
@@ -717,17 +737,17 @@ def test_why_plan_stopped_returns_the_stopping_entry(world, make_stopped, status
     assert (plan.stop_reason_code, plan.stop_reason_detail) == (reason_code, explanation)
 
 
-def test_why_plan_stopped_is_none_while_the_plan_runs_or_waits(world):
+def test_nothing_says_a_plan_stopped_while_it_runs_or_waits(world):
     plan = propose(world)
-    assert ledger.why_plan_stopped(plan) is None
+    assert why(plan).stopped is None
     plan = services.plan_approve(plan_id=plan.id, user=world.approver)
-    assert ledger.why_plan_stopped(plan) is None
-    plan = services.plan_activate(plan_id=plan.id)
+    assert why(plan).stopped is None
+    engine.advance_plan(plan.id)
     plan = services.plan_pause(plan_id=plan.id, user=world.seller)
     plan = services.plan_resume(plan_id=plan.id, user=world.seller)
 
     assert plan.plan_status == PlanStatus.ACTIVE
-    assert ledger.why_plan_stopped(plan) is None
+    assert why(plan).stopped is None
 
 
 # --- activation_blocked: once per change of reasons ---------------------------------------------
@@ -744,9 +764,8 @@ def test_activation_blocked_is_written_once_per_change_of_reasons(world):
 
     # given a kill switch: two attempts, one entry
     for _ in range(2):
-        with pytest.raises(PolicyRefused) as refused:
-            services.plan_activate(plan_id=plan.id)
-        assert [reason.code for reason in refused.value.reasons] == [PRECONDITION_FAILED]
+        assert engine.advance_plan(plan.id) == []
+        assert RevenuePlan.objects.get(pk=plan.id).plan_status == PlanStatus.APPROVED
     entries = blocked_entries(plan)
     assert len(entries) == 1
     assert entries[0].reason_code == PRECONDITION_FAILED
@@ -756,9 +775,8 @@ def test_activation_blocked_is_written_once_per_change_of_reasons(world):
     # when a conflicting plan also becomes ACTIVE: the reasons change, a second entry, once
     conflicting = make_plan(account=world.account, status=PlanStatus.ACTIVE)
     for _ in range(2):
-        with pytest.raises(Conflict) as conflict:
-            services.plan_activate(plan_id=plan.id)
-        assert conflict.value.code == CONFLICT_ACTIVE_PLAN_EXISTS
+        assert engine.advance_plan(plan.id) == []
+        assert RevenuePlan.objects.get(pk=plan.id).plan_status == PlanStatus.APPROVED
 
     entries = blocked_entries(plan)
     assert len(entries) == 2

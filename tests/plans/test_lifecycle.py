@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from plans import lifecycle, services
 from plans.errors import Conflict
+from plans.evaluator import ALL_STEPS_DONE, EXPIRED, Evaluation, Outcome
 from plans.lifecycle import StepMove
-from plans.locking import lock_plan
+from plans.locking import lock_account_then_plan, lock_plan
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from tests.factories import make_plan
 
@@ -71,9 +72,27 @@ VERBS_FOR_ALLOWED_PAIR: dict[tuple[PlanStatus, PlanStatus], tuple[str, ...]] = {
     (S.PAUSED, S.EXPIRED): ("expire",),
 }
 
+def _activate(plan_id) -> None:
+    """As orchestrator.engine activates: under the account's and then the plan's row lock."""
+    with transaction.atomic():
+        plan = lock_account_then_plan(plan_id)
+        services.plan_activate_locked(plan, steps=list(plan.steps.all()), component="orchestrator")
+
+
+def _settle(plan_id, evaluation: Evaluation) -> None:
+    """As orchestrator.engine settles a plan once the evaluator said `evaluation`, under the plan's lock.
+
+    The engine asks only when the evaluator said so; the refused cases hand over a verdict it would
+    not give, so what refuses them is the lifecycle's table.
+    """
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        services.plan_settle_locked(plan, evaluation, steps=list(plan.steps.all()), component="orchestrator")
+
+
 VERBS: dict[str, Callable] = {
     "approve": lambda plan_id, user: services.plan_approve(plan_id=plan_id, user=user),
-    "activate": lambda plan_id, user: services.plan_activate(plan_id=plan_id),
+    "activate": lambda plan_id, user: _activate(plan_id),
     "resume": lambda plan_id, user: services.plan_resume(plan_id=plan_id, user=user),
     "pause": lambda plan_id, user: services.plan_pause(plan_id=plan_id, user=user, reason="customer on holiday"),
     "pause_by_policy": lambda plan_id, user: services.plan_pause_by_policy(
@@ -84,8 +103,8 @@ VERBS: dict[str, Callable] = {
     "abort_by_policy": lambda plan_id, user: services.plan_abort_by_policy(
         plan_id=plan_id, component="tests", reason_code="UNRECOVERABLE", explanation="The connector is gone."
     ),
-    "expire": lambda plan_id, user: services.plan_expire(plan_id=plan_id),
-    "complete": lambda plan_id, user: services.plan_complete(plan_id=plan_id),
+    "expire": lambda plan_id, user: _settle(plan_id, Evaluation(Outcome.EXPIRE, EXPIRED)),
+    "complete": lambda plan_id, user: _settle(plan_id, Evaluation(Outcome.COMPLETE, ALL_STEPS_DONE)),
 }
 
 # The columns a plan in each status carries, as if it had got there through the services.

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from pydantic import ValidationError
 
+from orchestrator import engine
 from plans import services
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.schemas import PlanDraftInput, PlanStepV1, RevenuePlanV1, StepInput, plan_to_schema, schema_to_models
@@ -48,10 +49,9 @@ def _propose(world, *, actor=None) -> RevenuePlan:
 
 def _activate_and_approve_meeting(world, plan: RevenuePlan) -> RevenuePlan:
     services.plan_approve(plan_id=plan.id, user=world.admin)
-    services.plan_activate(plan_id=plan.id)
-    # The orchestrator's part: the autonomy policy asked for a human touch on the meeting step.
-    meeting = plan.steps.get(action_type=MEETING)
-    PlanStep.objects.filter(pk=meeting.pk).update(status=StepStatus.PENDING_APPROVAL)
+    # The orchestrator activates it; the autonomy policy asks for a human touch on the meeting step.
+    engine.advance_plan(plan.id)
+    meeting = plan.steps.get(action_type=MEETING, status=StepStatus.PENDING_APPROVAL)
     return services.step_approve(plan_id=plan.id, step_id=meeting.step_id, user=world.seller)
 
 
