@@ -160,7 +160,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REVPLAN_MAX_REQUEST_BYTES", st
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's token, refused once it is REVPLAN_TOKEN_TTL_HOURS old; revoked by DELETE /api/v1/auth/token/.
+        "revplan.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -182,6 +183,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "revplan.api.errors.exception_handler",
 }
+# How long an API token lasts from when it was issued: a week of a UI's or a script's use without logging in
+# again, and a token that leaks is good for a week at most. POST /api/v1/auth/token/ then issues a new one.
+REVPLAN_TOKEN_TTL_HOURS = float(os.environ.get("REVPLAN_TOKEN_TTL_HOURS", str(7 * 24)))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "revplan API",

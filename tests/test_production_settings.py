@@ -65,10 +65,11 @@ def test_debug_on_without_a_key_starts_with_a_key_nobody_else_has():
 
 
 def test_https_settings_come_from_the_environment():
-    show = ["-c", "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
-            "name: getattr(s, name) for name in ('SECURE_SSL_REDIRECT', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE',"
-            " 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', 'SECURE_HSTS_PRELOAD', 'SECURE_PROXY_SSL_HEADER',"
-            " 'ALLOWED_HOSTS', 'CSRF_TRUSTED_ORIGINS')}))"]
+    names = ["SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+             "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER", "ALLOWED_HOSTS",
+             "CSRF_TRUSTED_ORIGINS"]
+    show = ["-c", "import django, json; django.setup(); from django.conf import settings as s; "
+                  f"print(json.dumps({{name: getattr(s, name) for name in {names!r}}}))"]
     result = run_django(show, **PRODUCTION_ENV)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {

@@ -1,8 +1,10 @@
 """Token endpoint and the §7 error shape on authentication failures and bad input."""
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -199,3 +201,109 @@ def test_throttling_lets_requests_through_when_redis_does_not_answer(client, wor
 def test_schema_documents_429_on_the_token_endpoint(client, db):
     paths = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)["paths"]
     assert "429" in paths[TOKEN_URL]["post"]["responses"]
+
+
+# --- Expiry and revocation -------------------------------------------------------------------
+
+
+def login(client, user) -> dict:
+    response = client.post(TOKEN_URL, {"username": user.username, "password": "pw"}, format="json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def age_token(key: str, *, hours: float) -> None:
+    Token.objects.filter(key=key).update(created=timezone.now() - timedelta(hours=hours))
+
+
+def test_token_response_says_when_it_expires(client, world, settings):
+    settings.REVPLAN_TOKEN_TTL_HOURS = 24
+    body = login(client, world.seller)
+    created = Token.objects.get(key=body["token"]).created
+    assert datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")) == created + timedelta(hours=24)
+
+
+def test_expired_token_is_401_in_the_error_shape(client, world, settings):
+    # given
+    settings.REVPLAN_TOKEN_TTL_HOURS = 24
+    token = login(client, world.seller)["token"]
+    age_token(token, hours=24.01)
+    # when
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.get(ME_URL)
+    # then
+    assert response.status_code == 401
+    assert_error_shape(response.json(), "AUTHENTICATION_FAILED")
+    assert "expired" in response.json()["detail"]
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_a_token_within_its_lifetime_authenticates(client, world, settings):
+    settings.REVPLAN_TOKEN_TTL_HOURS = 24
+    token = login(client, world.seller)["token"]
+    age_token(token, hours=23.9)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get(ME_URL).status_code == 200
+
+
+def test_logging_in_after_expiry_issues_a_new_token(client, world, settings):
+    # given
+    settings.REVPLAN_TOKEN_TTL_HOURS = 1
+    old = login(client, world.seller)["token"]
+    age_token(old, hours=2)
+    # when: the client still sends its old token, as a client library would
+    client.credentials(HTTP_AUTHORIZATION=f"Token {old}")
+    new = login(client, world.seller)["token"]
+    # then
+    assert new != old
+    assert list(Token.objects.filter(user=world.seller).values_list("key", flat=True)) == [new]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {new}")
+    assert client.get(ME_URL).status_code == 200
+
+
+def test_delete_revokes_the_token(client, world):
+    # given
+    token = login(client, world.seller)["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    # when
+    response = client.delete(TOKEN_URL)
+    # then
+    assert response.status_code == 204
+    assert not Token.objects.filter(key=token).exists()
+    refused = client.get(ME_URL)
+    assert refused.status_code == 401
+    assert_error_shape(refused.json(), "AUTHENTICATION_FAILED")
+    assert client.delete(TOKEN_URL).status_code == 401
+
+
+def test_delete_revokes_only_the_callers_token(client, world):
+    seller_token = login(client, world.seller)["token"]
+    viewer_token = login(client, world.viewer)["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {seller_token}")
+    assert client.delete(TOKEN_URL).status_code == 204
+    assert Token.objects.filter(key=viewer_token).exists()
+
+
+@pytest.mark.parametrize("authorization", [None, "Token not-a-real-token"])
+def test_delete_without_a_valid_token_is_401(client, world, authorization):
+    login(client, world.seller)
+    if authorization:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    response = client.delete(TOKEN_URL)
+    assert response.status_code == 401
+    assert_error_shape(response.json(), response.json()["code"])
+    assert Token.objects.filter(user=world.seller).exists()
+
+
+def test_delete_with_a_browser_session_is_401_there_being_no_token_to_revoke(client, world):
+    client.force_login(world.seller)
+    assert client.delete(TOKEN_URL).status_code == 401
+
+
+def test_schema_documents_expiry_and_revocation(client, db):
+    schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)
+    operations = schema["paths"][TOKEN_URL]
+    ok = operations["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    assert set(schema["components"]["schemas"][ok]["properties"]) == {"token", "expires_at"}
+    assert {"204", "401"} <= set(operations["delete"]["responses"])
+    assert operations["delete"]["security"] == [{"tokenAuth": []}]
