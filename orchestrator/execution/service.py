@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orchestrator.execution.connectors import ExternalRef, PermanentError, TransientError, build_connector
+from orchestrator.execution.connectors.base import ConnectorError
+from orchestrator.execution.intents import effect_key_for, intent_create
 from orchestrator.execution.models import (
     FINISHED_INTENT_STATUSES,
     ActionIntent,
@@ -30,11 +32,14 @@ from orchestrator.execution.models import (
 )
 from orchestrator.execution.retry import backoff_delay
 from plans import ledger, services
-from plans.errors import Conflict, DomainError, NotFound, ValidationFailed
+from plans.errors import Conflict, DomainError, NotFound
 from plans.locking import lock_plan
 from plans.models import RevenuePlan
 from plans.plan_types import get_action_type
 from plans.selectors import execution_killed_by
+
+# effect_key_for and intent_create live in intents.py; callers import them from here too.
+__all__ = ["ExecutionBlocked", "ExecutionService", "effect_key_for", "intent_create"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,62 +67,23 @@ class ExecutionBlocked(DomainError):
     http_status = 409
 
 
+def _log_connector_error(error: ConnectorError, log: dict) -> None:
+    """The raw text behind a classified failure, for whoever debugs it; rows only ever get str(error)."""
+    logger.warning("connector error", extra={**log, "error": str(error), "http_status": error.http_status,
+                                             "detail": error.detail, "error_class": type(error).__name__})
+
+
+def _unexpected(intent: ActionIntent, error: Exception, doing: str) -> str:
+    """A stored sentence for an exception no connector classified: its type only, its text is in the log."""
+    connector = f"The {intent.connector} connector" if intent.connector else "The connector"
+    return f"{connector} failed unexpectedly while {doing} ({type(error).__name__}); retrying cannot help."
+
+
 @dataclass(frozen=True)
 class _Claim:
     intent_id: UUID
     token: UUID
     deliveries: int = 1
-
-
-def effect_key_for(*, intent_id: UUID, plan_id: UUID | None, step_id: UUID | None) -> str:
-    """Plan steps key by (plan, step), not attempt: a retry after an ambiguous failure finds the first effect."""
-    return f"plan:{plan_id}:step:{step_id}" if plan_id else f"intent:{intent_id}"
-
-
-def intent_create(
-    *,
-    tenant_id: UUID,
-    account_id: UUID,
-    action_type: str,
-    expires_at: datetime,
-    parameters: dict | None = None,
-    approved_by=None,
-    approved_by_id: int | None = None,
-    approving_policy: str = "",
-    plan_id: UUID | None = None,
-    step_id: UUID | None = None,
-    attempt: int | None = None,
-    autonomy_decision: dict | None = None,
-) -> ActionIntent:
-    """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first."""
-    if get_action_type(action_type) is None:
-        raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
-    if approved_by is not None:
-        approved_by_id = approved_by.pk
-    if approved_by_id is None and not approving_policy:
-        raise ValidationFailed("VALIDATION_ERROR", "An intent needs a person who approved it or an approving policy.")
-    if (plan_id is None) != (step_id is None) or (plan_id is None) != (attempt is None):
-        raise ValidationFailed("VALIDATION_ERROR", "plan_id, step_id and attempt go together.")
-    intent_id = uuid.uuid4()
-    fields = {
-        "id": intent_id,
-        "tenant_id": tenant_id,
-        "account_id": account_id,
-        "action_type": action_type,
-        "parameters": parameters or {},
-        "approved_by_id": approved_by_id,
-        "approving_policy": approving_policy,
-        "expires_at": expires_at,
-        "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
-        "autonomy_decision": autonomy_decision or {},
-    }
-    if plan_id is None:
-        return ActionIntent.objects.create(**fields)
-    try:
-        with transaction.atomic():
-            return ActionIntent.objects.create(plan_id=plan_id, step_id=step_id, attempt=attempt, **fields)
-    except IntegrityError:
-        return ActionIntent.objects.get(plan_id=plan_id, step_id=step_id, attempt=attempt)
 
 
 class ExecutionService:
@@ -174,7 +140,15 @@ class ExecutionService:
             intent.connector = connector.name
             connector.validate(intent)
         except PermanentError as error:
+            _log_connector_error(error, log)
             return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
+        except DatabaseError:
+            raise  # ours, not the connector's: the delivery fails and is retried
+        except Exception as error:
+            # A bug or a setting nothing checked: fail now, not after the lease as WORKER_LOST.
+            logger.exception("connector set-up raised unexpectedly", extra=log)
+            return self._finish_failed(intent, claim, FailureClass.PERMANENT, _unexpected(intent, error, "preparing"),
+                                       log)
         spec = get_action_type(intent.action_type)
         first = number = intent.attempts  # tries made before this delivery (by a worker that died)
         delay, last_error = 0.0, ""
@@ -195,6 +169,7 @@ class ExecutionService:
             try:
                 ref = connector.execute(intent)
             except TransientError as error:
+                _log_connector_error(error, {**log, "try": number})
                 last_error = str(error)
                 self._record_attempt(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error)
                 if number >= spec.max_attempts:
@@ -211,8 +186,18 @@ class ExecutionService:
                                                                          "error": last_error})
                 continue
             except PermanentError as error:
+                _log_connector_error(error, {**log, "try": number})
                 last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log, last_try=last_try)
+            except DatabaseError:
+                raise  # ours, not the connector's: the delivery fails and is retried
+            except Exception as error:
+                # E.g. a 2xx answer the connector cannot read. Recorded as this try's permanent failure
+                # now; escaping would leave the intent EXECUTING until its lease ran out.
+                logger.exception("connector raised unexpectedly", extra={**log, "try": number})
+                reason = _unexpected(intent, error, "carrying it out")
+                last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, reason)
+                return self._finish_failed(intent, claim, FailureClass.PERMANENT, reason, log, last_try=last_try)
             last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
             return self._finish_succeeded(intent, claim, ref, log, last_try=last_try, on_succeeded=on_succeeded)
         if number == first:
