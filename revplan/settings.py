@@ -337,6 +337,9 @@ REVPLAN_LLM = {
     "timeout_seconds": float(os.environ.get("REVPLAN_LLM_TIMEOUT_SECONDS", "20")),
 }
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "revplan-demo")
+# /metrics answers only `Authorization: Bearer <this>` when it is set. Unset, /metrics is open, as a developer
+# machine wants it; `manage.py check --deploy` warns about that (revplan.W002).
+REVPLAN_METRICS_TOKEN = os.environ.get("REVPLAN_METRICS_TOKEN", "")
 
 # The autonomy digest is e-mailed to tenant admins; without a mail server, the console backend prints it.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,14 +1,31 @@
-"""Top-level URLs: admin, API v1, OpenAPI schema and Swagger UI."""
+"""Top-level URLs: admin, API v1, OpenAPI schema and Swagger UI, Prometheus metrics."""
+import hmac
+
+from django.conf import settings
 from django.contrib import admin
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from revplan.api.errors import error_body
+
 
 def metrics_view(request):
-    """Prometheus text format: ticks, advances, step outcomes, queue lag (orchestrator.metrics)."""
+    """Prometheus text format: ticks, advances, step outcomes, queue lag (orchestrator.metrics).
+
+    With REVPLAN_METRICS_TOKEN set, only for `Authorization: Bearer <token>`; without it, open (settings.py says why).
+    """
     from orchestrator.metrics import render
 
+    expected = settings.REVPLAN_METRICS_TOKEN
+    if expected:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # Compared in constant time, so the answer's timing tells nothing about how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            refused = JsonResponse(error_body("NOT_AUTHENTICATED", "/metrics needs Authorization: Bearer <the "
+                                              "REVPLAN_METRICS_TOKEN of this deployment>."), status=401)
+            refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return refused
     return HttpResponse(render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
