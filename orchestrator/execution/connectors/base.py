@@ -1,4 +1,5 @@
 """The connector contract: stateless adapters that make one effect per effect key, and undo it."""
+import re
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -39,7 +40,19 @@ class PermanentError(ConnectorError):
 DETAIL_LIMIT = 500
 
 
-def excerpt(text: str) -> str:
+_URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
+SECRET_MASK = "***"
+# Shorter "secrets" (test keys like "k") would mask every occurrence of a letter and say nothing useful.
+MIN_MASKED_SECRET = 4
+
+
+def excerpt(text: str, *, secrets: tuple[str, ...] = ()) -> str:
+    """Raw text as it may be logged: bounded, and without the connector's secrets should the other side
+    (or a library's message) echo one, nor credentials written into a URL."""
+    for secret in secrets:
+        if len(secret or "") >= MIN_MASKED_SECRET:
+            text = text.replace(secret, SECRET_MASK)
+    text = _URL_CREDENTIALS.sub(f"{SECRET_MASK}@", text)
     return text if len(text) <= DETAIL_LIMIT else f"{text[:DETAIL_LIMIT]}…"
 
 

@@ -76,9 +76,9 @@ def meeting_ical(intent: ActionIntent) -> str:
     return calendar.to_ical().decode()
 
 
-def _classify(error: Exception, doing: str, *, timeout: float, resolver) -> ConnectorError:
+def _classify(error: Exception, doing: str, *, timeout: float, resolver, password: str) -> ConnectorError:
     """Our sentence for what the CalDAV library raised; its text (URLs, bodies) only in `detail`."""
-    detail = excerpt(str(error))
+    detail = excerpt(str(error), secrets=(password,))
     refusal = resolver.refusal if resolver is not None else None
     if refusal is not None:
         return PermanentError(f"The CalDAV endpoint was refused while {doing}: {refusal.problem}; an endpoint a "
@@ -189,7 +189,8 @@ class CalendarConnector:
                     # PUT to <uid>.ics: even two racing writers end with one event.
                     event = calendar.save_event(meeting_ical(intent))
         except (caldav_error.DAVError, OSError) as error:
-            raise _classify(error, "creating the draft meeting", timeout=self.timeout, resolver=resolver) from error
+            raise _classify(error, "creating the draft meeting", timeout=self.timeout, resolver=resolver,
+                            password=self.password) from error
         return ExternalRef(
             self.name, {"event_uid": uid, "event_url": str(event.url), "calendar_url": self.calendar_url}
         )
@@ -204,4 +205,5 @@ class CalendarConnector:
                 except caldav_error.NotFoundError:
                     return
         except (caldav_error.DAVError, OSError) as error:
-            raise _classify(error, "removing the draft meeting", timeout=self.timeout, resolver=resolver) from error
+            raise _classify(error, "removing the draft meeting", timeout=self.timeout, resolver=resolver,
+                            password=self.password) from error

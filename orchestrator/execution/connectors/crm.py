@@ -62,6 +62,9 @@ class CrmConnector:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
+    def _excerpt(self, text: str) -> str:
+        return excerpt(text, secrets=(self.api_key,))
+
     def _endpoint(self) -> endpoints.Endpoint | None:
         """The tenant's endpoint, checked without a lookup; None for the deployment's (trusted) one."""
         if not self.tenant_endpoint:
@@ -109,12 +112,13 @@ class CrmConnector:
                 if index + 1 < len(targets):
                     continue  # nothing was sent; the name's next vetted address may answer
                 raise TransientError(f"Could not connect to the CRM ({wire_problem(error)}).",
-                                     detail=str(error)) from error
+                                     detail=self._excerpt(str(error))) from error
             except httpx.TimeoutException as error:
-                raise TransientError(f"The CRM timed out after {self.timeout:g} s.", detail=str(error)) from error
+                raise TransientError(f"The CRM timed out after {self.timeout:g} s.",
+                                     detail=self._excerpt(str(error))) from error
             except httpx.TransportError as error:
                 raise TransientError(f"The connection to the CRM failed ({wire_problem(error)}).",
-                                     detail=str(error)) from error
+                                     detail=self._excerpt(str(error))) from error
         raise AssertionError("unreachable: _targets returns at least one target")
 
     def execute(self, intent: ActionIntent) -> ExternalRef:
@@ -140,13 +144,13 @@ class CrmConnector:
                 body = None
             if not isinstance(body, dict):
                 raise PermanentError(f"The CRM answered HTTP {status} but not with a JSON object.",
-                                     http_status=status, detail=excerpt(response.text))
+                                     http_status=status, detail=self._excerpt(response.text))
             task_id = body.get("id")
             if isinstance(task_id, bool) or not isinstance(task_id, str | int) or str(task_id) == "":
                 raise PermanentError(f"The CRM answered HTTP {status} but returned no task id.",
-                                     http_status=status, detail=excerpt(response.text))
+                                     http_status=status, detail=self._excerpt(response.text))
             return ExternalRef(self.name, {"task_id": str(task_id)})
-        detail = excerpt(response.text)
+        detail = self._excerpt(response.text)
         if status == 429:
             raise TransientError(_answered(response), retry_after=_retry_after_seconds(response),
                                  http_status=status, detail=detail)
@@ -159,7 +163,7 @@ class CrmConnector:
         status = response.status_code
         if status >= 500 or status == 429:
             raise TransientError(_answered(response, " while deleting the task"), http_status=status,
-                                 detail=excerpt(response.text))
+                                 detail=self._excerpt(response.text))
         if status not in (200, 202, 204, 404):
             raise PermanentError(_answered(response, " while deleting the task"), http_status=status,
-                                 detail=excerpt(response.text))
+                                 detail=self._excerpt(response.text))

@@ -78,6 +78,17 @@ def test_a_refusal_body_is_logged_never_stored(service, escalation, crm, crm_for
     assert any(SECRET_BODY in detail for detail in logged_details(service_log, intent))
 
 
+def test_a_secret_the_crm_echoes_is_masked_in_the_log(service, escalation, crm, crm_for, world, service_log):
+    crm_for(world.tenant, api_key="tenant-key-0d41")
+    crm.state.scripted = [(400, {}, "bad request; you sent Authorization: Bearer tenant-key-0d41")]
+
+    intent = service.execute(escalation().id)
+
+    assert intent.failure_reason == "The CRM answered HTTP 400 (request refused)."
+    assert "bad request; you sent Authorization: Bearer ***" in logged_details(service_log, intent)
+    assert "tenant-key-0d41" not in json.dumps([vars(record) for record in service_log.records], default=str)
+
+
 def test_a_connect_error_is_classified_and_its_text_logged(service, escalation, world, service_log):
     from tests.support.radicale_server import free_port
 
