@@ -21,6 +21,9 @@ MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESC
 @pytest.fixture(autouse=True)
 def quick_orchestrator(settings):
     settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = 0
+    # The stand-in CRM and Radicale listen on 127.0.0.1, which the SSRF guard refuses for a tenant's
+    # endpoint unless allow-listed (as tests/orchestrator/execution/conftest.py does for its tests).
+    settings.REVPLAN_TENANT_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
 
 
 @pytest.fixture(autouse=True)
