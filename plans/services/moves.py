@@ -124,16 +124,22 @@ def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) ->
     return plan
 
 
-def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
+def _move_by_person(*, plan_id: UUID, user, verb: Verb, move: Move, expected_version: int | None,
+                    reason_code: str, explanation: str) -> RevenuePlan:
+    """A person's move the policy gate has no say in (pause, revise, abort)."""
     with transaction.atomic():
         plan = lock_plan(plan_id)
-        require_on_plan(Verb.PAUSE, user=user, plan=plan)
-        require_move(plan, Move.PAUSE)
+        require_on_plan(verb, user=user, plan=plan)
+        require_move(plan, move)
         require_version(plan, expected_version)
-        return plan_transition(
-            plan, Move.PAUSE, actor=ledger.user_actor(user), reason_code="PAUSED_BY_USER",
-            explanation=reason or f"Paused by {user.get_username()}.",
-        )
+        return plan_transition(plan, move, actor=ledger.user_actor(user), reason_code=reason_code,
+                               explanation=explanation)
+
+
+def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
+    return _move_by_person(plan_id=plan_id, user=user, verb=Verb.PAUSE, move=Move.PAUSE,
+                           expected_version=expected_version, reason_code="PAUSED_BY_USER",
+                           explanation=reason or f"Paused by {user.get_username()}.")
 
 
 def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
@@ -150,7 +156,7 @@ def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> 
             refusal = gate_refusal(result, attempted="resume")
         else:
             plan_transition(plan, Move.RESUME, actor=ledger.user_actor(user), reason_code="RESUMED",
-                        explanation=f"Resumed by {user.get_username()}.")
+                            explanation=f"Resumed by {user.get_username()}.")
     if refusal:
         raise_committed_refusal(refusal)
     return plan
@@ -158,24 +164,14 @@ def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> 
 
 def plan_revise(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
     """Back to DRAFT so steps or action types can change; a new approval must follow."""
-    with transaction.atomic():
-        plan = lock_plan(plan_id)
-        require_on_plan(Verb.REVISE, user=user, plan=plan)
-        require_move(plan, Move.REVISE)
-        require_version(plan, expected_version)
-        return plan_transition(
-            plan, Move.REVISE, actor=ledger.user_actor(user), reason_code="REVISED",
-            explanation=reason or f"Revised by {user.get_username()}; re-approval required.",
-        )
+    return _move_by_person(plan_id=plan_id, user=user, verb=Verb.REVISE, move=Move.REVISE,
+                           expected_version=expected_version, reason_code="REVISED",
+                           explanation=reason or f"Revised by {user.get_username()}; re-approval required.")
 
 
 def plan_abort(*, plan_id: UUID, user, reason: str, expected_version: int | None = None) -> RevenuePlan:
     if not reason or not reason.strip():
-        raise ValidationFailed("VALIDATION_ERROR", "An abort needs a reason.",)
-    with transaction.atomic():
-        plan = lock_plan(plan_id)
-        require_on_plan(Verb.ABORT, user=user, plan=plan)
-        require_move(plan, Move.ABORT)
-        require_version(plan, expected_version)
-        return plan_transition(plan, Move.ABORT, actor=ledger.user_actor(user), reason_code="ABORTED_BY_USER",
+        raise ValidationFailed("VALIDATION_ERROR", "An abort needs a reason.")
+    return _move_by_person(plan_id=plan_id, user=user, verb=Verb.ABORT, move=Move.ABORT,
+                           expected_version=expected_version, reason_code="ABORTED_BY_USER",
                            explanation=reason.strip())

@@ -56,20 +56,23 @@ _SETTLE_EXPLANATIONS = {
 }
 
 
+def _move_by_policy(move: Move, *, plan_id: UUID, component: str, reason_code: str, explanation: str,
+                    facts: dict | None) -> RevenuePlan:
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        return plan_transition(plan, move, actor=ledger.system_actor(component), reason_code=reason_code,
+                               explanation=explanation, facts=facts)
+
+
 def plan_pause_by_policy(
     *, plan_id: UUID, component: str, reason_code: str, explanation: str, facts: dict | None = None
 ) -> RevenuePlan:
-    with transaction.atomic():
-        plan = lock_plan(plan_id)
-        return plan_transition(plan, Move.PAUSE, actor=ledger.system_actor(component), reason_code=reason_code,
-                               explanation=explanation, facts=facts)
+    return _move_by_policy(Move.PAUSE, plan_id=plan_id, component=component, reason_code=reason_code,
+                           explanation=explanation, facts=facts)
 
 
 def plan_abort_by_policy(
     *, plan_id: UUID, component: str, reason_code: str, explanation: str, facts: dict | None = None
 ) -> RevenuePlan:
-    with transaction.atomic():
-        plan = lock_plan(plan_id)
-        return plan_transition(plan, Move.ABORT, actor=ledger.system_actor(component), reason_code=reason_code,
-                               explanation=explanation, facts=facts)
-
+    return _move_by_policy(Move.ABORT, plan_id=plan_id, component=component, reason_code=reason_code,
+                           explanation=explanation, facts=facts)
