@@ -98,6 +98,11 @@ class Cluster:
             "REVPLAN_RETRY_BASE_SECONDS": "0.05",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # The stand-in CRM and CalDAV servers listen on 127.0.0.1, which the SSRF guard refuses
+            # for tenant endpoints unless allow-listed (a test-only setting).
+            "REVPLAN_TENANT_ENDPOINT_ALLOWLIST": "127.0.0.1",
+            # Workers run on revplan.settings, which will not start with DEBUG off and no key.
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "integration-tests-only-key"),
             **settings_env,
         }
 
