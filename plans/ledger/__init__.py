@@ -4,6 +4,7 @@
   plan_events    writers for a plan's chain (the plan's moves, edits, its steps)
   tenant_events  writers for a tenant's chain (ownership, kill switches, autonomy, digests)
   action_events  writers for the execution spine's intent events
+  settings_events  writers for a tenant's chain: connector settings, action routes, memberships
   verify         walk the chains, report what was changed or cut
 
 Callers use `from plans import ledger` and the names below; entries are written only through the
@@ -33,6 +34,7 @@ from plans.ledger.plan_events import (
     step_retry_scheduled,
     step_skipped,
 )
+from plans.ledger.settings_events import action_route_changed, connector_config_changed, membership_changed
 from plans.ledger.tenant_events import (
     DIGEST_OVERLAP,
     account_owner_changed,
@@ -55,11 +57,14 @@ __all__ = [
     "action_expired",
     "action_failed",
     "action_retry_scheduled",
+    "action_route_changed",
     "activation_blocked",
     "autonomy_changed",
     "canonical_fields",
     "compute_hash",
+    "connector_config_changed",
     "kill_switch_flipped",
+    "membership_changed",
     "plan_created",
     "plan_edited",
     "plan_moved",

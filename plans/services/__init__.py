@@ -6,6 +6,7 @@
   steps          step_transition (the one place that assigns a step's status) and people's step verbs
   accounts       ownership change, signals observed about an account
   kill_switches  a tenant admin's kill switches
+  tenancy        memberships: a tenant admin adds, changes and deactivates members
   system         the orchestrator's moves, made under the row locks it already holds
 
 Every write: lock the rows (plans.locking), check authority, then the lifecycle, then the policy
@@ -32,6 +33,7 @@ from plans.services.system import (
     plan_pause_by_policy,
     plan_settle_locked,
 )
+from plans.services.tenancy import membership_add, membership_update
 
 __all__ = [
     "INVALID_TRANSITION",
@@ -44,6 +46,8 @@ __all__ = [
     "SystemActor",
     "account_transfer",
     "kill_switch_set",
+    "membership_add",
+    "membership_update",
     "plan_abort",
     "plan_abort_by_policy",
     "plan_activate_locked",
