@@ -12,4 +12,5 @@ RUN DJANGO_SETTINGS_MODULE=revplan.settings SECRET_KEY=collectstatic python mana
 USER revplan
 
 EXPOSE 8000
-CMD ["gunicorn", "revplan.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# The system checks first: gunicorn runs none, and they warn about a database role that could alter the ledger.
+CMD ["sh", "-c", "python manage.py check && exec gunicorn revplan.wsgi:application --bind 0.0.0.0:8000 --workers 3 --access-logfile -"]

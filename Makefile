@@ -32,7 +32,7 @@ database: install services secret-key
 	$(BIN)/python scripts/ensure_database.py
 
 migrate: database
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate --database owner --noinput
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo

@@ -98,6 +98,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "plans",
     "orchestrator",
+    # Production safety: database roles (create_db_roles) and the startup checks that warn about risky settings.
+    "revplan.deploy",
 ]
 
 MIDDLEWARE = [
@@ -130,12 +132,18 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only supported database (partial unique indexes, SKIP LOCKED, ledger triggers).
+# In production two roles (`manage.py create_db_roles`): DATABASE_URL connects the app as a role that owns
+# nothing and may only SELECT and INSERT on the ledger, so it cannot TRUNCATE it, drop its trigger or
+# change it; DATABASE_MIGRATE_URL connects the owner of the tables, used only by
+# `manage.py migrate --database owner`. Unset (a developer machine), both are DATABASE_URL.
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/revplan")
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/revplan"),
+        DATABASE_URL,
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
-    )
+    ),
+    "owner": dj_database_url.parse(os.environ.get("DATABASE_MIGRATE_URL") or DATABASE_URL),
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

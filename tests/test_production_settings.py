@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What the README's production checklist sets (the database and metrics ones are added per test).
+# What the README's production checklist sets (the database URLs are added where a test has the roles).
 PRODUCTION_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "revplan.example.com",
@@ -25,9 +25,12 @@ PRODUCTION_ENV = {
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
     "SECURE_HSTS_PRELOAD": "1",
     "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+    "REVPLAN_NUM_PROXIES": "1",
+    "REVPLAN_METRICS_TOKEN": secrets.token_urlsafe(32),
 }
-# Settings this file decides; whatever the calling environment holds for them is dropped.
-CONTROLLED = {*PRODUCTION_ENV, "DEBUG", "SECRET_KEY_FILE", "DJANGO_SETTINGS_MODULE", "REVPLAN_METRICS_TOKEN"}
+# Settings these tests decide; whatever the calling environment holds for them is dropped.
+CONTROLLED = {*PRODUCTION_ENV, "DEBUG", "SECRET_KEY_FILE", "DJANGO_SETTINGS_MODULE", "DATABASE_URL",
+              "DATABASE_MIGRATE_URL", "DATABASE_ADMIN_URL"}
 CHECK_ID = re.compile(r"\(([\w.]+\.[WE]\d+)\)")
 
 
@@ -80,17 +83,17 @@ def test_https_settings_come_from_the_environment():
     }
 
 
-def test_check_deploy_is_clean_with_the_documented_production_variables():
-    # when
-    result = run_django(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION_ENV)
-    # then
-    output = result.stdout + result.stderr
-    assert CHECK_ID.findall(output) == [], output
-    assert result.returncode == 0, output
-    assert "System check identified no issues" in output
-
-
 def test_check_deploy_names_what_the_defaults_leave_off():
     result = run_django(["manage.py", "check", "--deploy"], SECRET_KEY=PRODUCTION_ENV["SECRET_KEY"])
     ids = set(CHECK_ID.findall(result.stdout + result.stderr))
-    assert {"security.W004", "security.W008", "security.W012", "security.W016"} <= ids
+    assert {"security.W004", "security.W008", "security.W012", "security.W016", "revplan.W002"} <= ids
+
+
+def test_check_deploy_warns_when_a_proxy_is_declared_for_https_but_not_for_client_addresses():
+    env = {**PRODUCTION_ENV, "REVPLAN_NUM_PROXIES": "0"}
+    result = run_django(["manage.py", "check", "--deploy"], **env)
+    assert "revplan.W003" in result.stdout + result.stderr
+
+
+# The clean `check --deploy` with every production variable needs the least-privilege database role:
+# tests/test_db_roles.py.
