@@ -1,7 +1,14 @@
-"""Admin views of the execution spine and autonomy: intents, tries, decisions and digests are read-only;
-connector settings are editable, and autonomy settings are, through the services."""
+"""Admin views of the execution spine and autonomy: intents, tries, records, decisions and digests are
+read-only; connector settings, action routes and autonomy settings are saved (and removed) through
+their services, which let only the tenant's admins and ledger every change.
+
+Connector secrets are write-only: a password-style input that is blank keeps the stored value, and
+no page shows one — only whether it is set.
+"""
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html_join
 
 from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import (
@@ -11,11 +18,18 @@ from orchestrator.autonomy.models import (
     ProposalDecision,
     TenantAutonomy,
 )
-from orchestrator.execution.models import ActionIntent, ActionRoute, ConnectorConfig, ExecutionAttempt, InternalRecord
-from plans import services
-from plans.admin import ReadOnlyAdmin, TenantScopedAdmin
+from orchestrator.execution import routing
+from orchestrator.execution.connectors.config import known_keys, validate_connector_settings
+from orchestrator.execution.models import (
+    ActionIntent,
+    ActionRoute,
+    ConnectorConfig,
+    ConnectorName,
+    ExecutionAttempt,
+    InternalRecord,
+)
+from plans.admin import ReadOnlyAdmin, ThroughServicesAdmin, ThroughServicesForm, administers
 from plans.errors import DomainError
-from plans.models import Role, Tenant
 from plans.plan_types import ACTION_TYPES
 
 
@@ -39,18 +53,6 @@ class ActionIntentAdmin(ReadOnlyAdmin):
     inlines = [ExecutionAttemptInline]
 
 
-@admin.register(ConnectorConfig)
-class ConnectorConfigAdmin(TenantScopedAdmin):
-    list_display = ["tenant", "connector", "updated_at"]
-    list_select_related = ["tenant"]
-
-
-@admin.register(ActionRoute)
-class ActionRouteAdmin(TenantScopedAdmin):
-    list_display = ["tenant", "action_type", "connector"]
-    list_select_related = ["tenant"]
-
-
 @admin.register(InternalRecord)
 class InternalRecordAdmin(ReadOnlyAdmin):
     list_display = ["title", "kind", "account", "created_at"]
@@ -58,45 +60,195 @@ class InternalRecordAdmin(ReadOnlyAdmin):
     list_select_related = ["account"]
 
 
+class _RemovedThroughServicesAdmin(ThroughServicesAdmin):
+    """A setting a tenant admin may also remove: each removal through `remove` (the service), ledgered."""
+
+    def remove(self, request, obj) -> None:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request, obj=None):
+        # Offered to the tenant's admins only; the service decides again.
+        return super(ThroughServicesAdmin, self).has_delete_permission(request, obj) and (
+            obj is None or administers(request.user, obj.tenant_id))
+
+    def delete_model(self, request, obj):
+        self.remove(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset.select_related("tenant"):
+            try:
+                self.remove(request, obj)
+            except DomainError as error:
+                self.message_user(request, f"{obj}: not removed — {error.detail}", messages.ERROR)
+
+
+# --- connector settings: secrets are write-only ---------------------------------------------------
+
+CONNECTORS = list(ConnectorName.values)
+SETTING_KEYS = sorted({key for connector in CONNECTORS for key in known_keys(connector)})
+SECRET_KEYS = sorted({key for connector in CONNECTORS for key in routing.secret_keys(connector)})
+PUBLIC_KEYS = [key for key in SETTING_KEYS if key not in SECRET_KEYS]
+
+
+def _used_by(key: str) -> str:
+    return "Used by " + ", ".join(connector for connector in CONNECTORS if key in known_keys(connector)) + "."
+
+
+def _setting_fields() -> dict[str, forms.Field]:
+    fields: dict[str, forms.Field] = {}
+    for key in PUBLIC_KEYS:
+        field_class = forms.FloatField if key == "timeout_seconds" else forms.CharField
+        fields[key] = field_class(required=False, help_text=_used_by(key) + " Blank: not set.")
+    for key in SECRET_KEYS:
+        fields[key] = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+                                      help_text=_used_by(key))
+        fields[f"clear_{key}"] = forms.BooleanField(required=False, label=f"Clear {key}",
+                                                    help_text="Remove the stored value.")
+    return fields
+
+
+class _ConnectorConfigForm(ThroughServicesForm):
+    """One input per setting of the connector; a secret's input is never filled in, and blank keeps it."""
+
+    class Meta:
+        model = ConnectorConfig
+        fields = ["tenant", "connector"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.settings if self.instance.pk else {}
+        if self.instance.pk:  # the connector is fixed: only its own settings
+            keys = set(known_keys(self.instance.connector))
+            for name in list(self.fields):
+                if name.removeprefix("clear_") in SETTING_KEYS and name.removeprefix("clear_") not in keys:
+                    del self.fields[name]
+        for name, field in list(self.fields.items()):
+            if name in PUBLIC_KEYS:
+                field.initial = stored.get(name)
+            elif name in SECRET_KEYS:
+                state = "Set — leave blank to keep it." if stored.get(name) else "Not set."
+                field.help_text = f"{state} {field.help_text}"
+            elif name.startswith("clear_") and not stored.get(name.removeprefix("clear_")):
+                del self.fields[name]
+
+    def check_with_services(self, tenant_id) -> None:
+        connector = self.cleaned_data.get("connector") or self.instance.connector
+        if not connector:
+            return
+        self.settings_change = {
+            "settings": {key: self.cleaned_data[key] for key in PUBLIC_KEYS
+                         if key in self.fields and self.cleaned_data.get(key) not in (None, "")},
+            "secrets": {
+                **{key: self.cleaned_data[key] for key in SECRET_KEYS if self.cleaned_data.get(key)},
+                **{key: None for key in SECRET_KEYS if self.cleaned_data.get(f"clear_{key}")},
+            },
+        }
+        current = self.instance.settings if self.instance.pk else {}
+        after = routing.settings_after(connector, current, **self.settings_change)
+        try:
+            validate_connector_settings(connector, after)
+        except ValidationError as error:
+            for message in error.messages:  # each "<key>: <problem>": shown on that key's input
+                key, _, problem = message.partition(": ")
+                if key in self.fields:
+                    self.add_error(key, problem)
+                else:
+                    self.add_error(None, message)
+        # The model's clean() runs next (ModelForm validation) on what will be saved.
+        self.instance.settings = after
+
+    def _update_errors(self, errors):
+        # The model's clean() reports the settings' problems under "settings", which is no input of this
+        # form: check_with_services has reported the same problems key by key already.
+        if hasattr(errors, "error_dict"):
+            kept = {name: value for name, value in errors.error_dict.items() if name != "settings"}
+            if not kept:
+                return
+            errors = ValidationError(kept)
+        super()._update_errors(errors)
+
+
+ConnectorConfigForm = type("ConnectorConfigForm", (_ConnectorConfigForm,), _setting_fields())
+
+
+@admin.register(ConnectorConfig)
+class ConnectorConfigAdmin(_RemovedThroughServicesAdmin):
+    form = ConnectorConfigForm
+    list_display = ["tenant", "connector", "shown_settings", "updated_at"]
+    list_select_related = ["tenant"]
+
+    @admin.display(description="settings (secrets masked)")
+    def shown_settings(self, obj):
+        shown = routing.masked_settings(obj.connector, obj.settings)
+        return format_html_join(", ", "{}: {}", shown.items()) or "—"
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [(None, {"fields": ["tenant", "connector", "shown_settings", "updated_at"]})]
+        keys = set(known_keys(obj.connector)) if obj is not None else set(SETTING_KEYS)
+        stored = obj.settings if obj is not None else {}
+        secrets = []
+        for key in SECRET_KEYS:
+            if key in keys:
+                secrets += [key, f"clear_{key}"] if stored.get(key) else [key]
+        return [
+            (None, {"fields": ["tenant", "connector"]}),
+            ("Settings", {"fields": [key for key in PUBLIC_KEYS if key in keys],
+                          "description": "Setting an endpoint means this tenant's own server, with only the "
+                                         "settings below; without one, the deployment's connector is used."}),
+            ("Secrets", {"fields": secrets,
+                         "description": "Write-only: a stored secret is never shown. Leave blank to keep it."}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["tenant", "connector", "shown_settings", "updated_at"]
+        return ["tenant", "connector"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        saved = routing.connector_config_set(tenant_id=obj.tenant_id, connector=obj.connector, user=request.user,
+                                             **form.settings_change)
+        obj.pk = saved.pk
+
+    def remove(self, request, obj) -> None:
+        routing.connector_config_delete(tenant_id=obj.tenant_id, connector=obj.connector, user=request.user)
+
+
+class ActionRouteForm(ThroughServicesForm):
+    action_type = forms.ChoiceField(choices=[(name, name) for name in sorted(ACTION_TYPES)])
+
+    class Meta:
+        model = ActionRoute
+        fields = ["tenant", "action_type", "connector"]
+
+
+@admin.register(ActionRoute)
+class ActionRouteAdmin(_RemovedThroughServicesAdmin):
+    form = ActionRouteForm
+    list_display = ["tenant", "action_type", "connector"]
+    list_select_related = ["tenant"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant", "action_type"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        saved = routing.action_route_set(tenant_id=obj.tenant_id, action_type=obj.action_type,
+                                         connector=obj.connector, user=request.user)
+        obj.pk = saved.pk
+
+    def remove(self, request, obj) -> None:
+        routing.action_route_delete(tenant_id=obj.tenant_id, action_type=obj.action_type, user=request.user)
+
+
 # --- autonomy: settings are written through the services (authority check + ledger entry) ----------
 
 
-class _ThroughServicesForm(forms.ModelForm):
-    """Refuses, as a form error, a change the caller's role may not make; the service checks again."""
-
-    revplan_user = None  # set per request by get_form
-
-    def clean(self):
-        data = super().clean()
-        tenant = data.get("tenant") or getattr(self.instance, "tenant", None)
-        if tenant is not None:
-            try:
-                services.require_admin(user=self.revplan_user, tenant_id=tenant.pk)
-            except DomainError as error:
-                raise forms.ValidationError(error.detail) from None
-        return data
-
-
-class _AutonomySettingsAdmin(TenantScopedAdmin):
+class _AutonomySettingsAdmin(ThroughServicesAdmin):
+    # No deletion: it would change autonomy without a ledger entry; set the mode instead.
     list_select_related = ["tenant"]
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "tenant" and not request.user.is_superuser:
-            # Only the tenants this user administers: the others' names are not theirs to see.
-            kwargs["queryset"] = Tenant.objects.filter(
-                memberships__user=request.user, memberships__is_active=True, memberships__role=Role.TENANT_ADMIN)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        form.revplan_user = request.user
-        return form
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a deletion would change autonomy without a ledger entry; set the mode instead
-
-
-class ActionTypeAutonomyForm(_ThroughServicesForm):
+class ActionTypeAutonomyForm(ThroughServicesForm):
     action_type = forms.ChoiceField(choices=[(name, name) for name in sorted(ACTION_TYPES)])
     max_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
 
@@ -121,7 +273,7 @@ class ActionTypeAutonomyAdmin(_AutonomySettingsAdmin):
         obj.pk = saved.pk
 
 
-class TenantAutonomyForm(_ThroughServicesForm):
+class TenantAutonomyForm(ThroughServicesForm):
     opted_in = forms.BooleanField(required=False, help_text="Let steps in AUTO_EXECUTE mode run on their own.")
     max_per_account_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)
     max_proposals_per_day = forms.IntegerField(min_value=0, max_value=autonomy.MAX_COUNT)

@@ -1,28 +1,95 @@
-"""Django admin: tenants, accounts, the approvers' plan console and a read-only ledger.
+"""Django admin: the approvers' plan console, memberships, and read-only tenants, accounts, signals and ledger.
 
-Plan rows are never edited as fields here: every change is an action page (plans.admin_views)
-that calls plans.services, with the same authority rules as the API. The ledger never changes.
+Scoping: every page shows only the rows of the user's tenants (plans.selectors.visible_to, the one
+tenant-visibility rule — superusers are no exception), and so do its list filters and foreign-key
+choices; another tenant's row is a "does not exist". Django's own User page shows a staff user only
+the members of their tenants; groups are the superusers' alone, and API tokens have no page.
+
+Writes: nothing is saved here directly. Plan and step changes are action pages (plans.admin_views)
+that call plans.services; an account's owner changes through services.account_transfer and a
+membership through services.membership_add / membership_update — the same authority rules as the
+API, each change in the ledger. Tenants, accounts and signals are read-only. The ledger never changes.
 """
+from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.urls import path
 from django.utils import timezone
 
 from plans import admin_views, console, services, why
+from plans.authority import APPROVERS, Verb, denial
 from plans.errors import DomainError
 from plans.models import Account, AccountSignal, KillSwitch, Membership, PlanLedgerEntry, RevenuePlan, Role, Tenant
+from plans.selectors import active_memberships, visible_to
+from plans.services.tenancy import require_an_admin_stays, require_joinable
+
+
+def administered_tenants(user):
+    """The tenants whose settings `user` may change (plans.authority's rule for ADMINISTER): the only ones a
+    settings form offers. The services decide again on save."""
+    roles = [role for role in Role if denial(Verb.ADMINISTER, role=role, user_id=user.pk) is None]
+    return Tenant.objects.filter(
+        id__in=active_memberships(user).filter(role__in=roles).values("tenant_id")).order_by("slug")
+
+
+def administers(user, tenant_id) -> bool:
+    return administered_tenants(user).filter(pk=tenant_id).exists()
+
+
+def visible_users(queryset, user):
+    """`queryset` of users narrowed to the members (active or not) of the user's tenants."""
+    return queryset.filter(pk__in=visible_to(Membership.objects.all(), user).values("user_id"))
+
+
+class TenantListFilter(admin.SimpleListFilter):
+    """Filter by tenant, offering only the user's tenants (Django's own filter lists every tenant's slug)."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def __init__(self, request, params, model, model_admin):
+        self.tenant_path = model_admin.tenant_path
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        tenants = visible_to(Tenant.objects.order_by("slug"), request.user, tenant_field="id")
+        return [(str(tenant.pk), tenant.slug) for tenant in tenants]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.tenant_path: self.value()}) if self.value() else queryset
 
 
 class TenantScopedAdmin(admin.ModelAdmin):
-    """Staff see only their own tenants' rows (superusers see all): another tenant's row is a 404."""
+    """Rows, foreign-key choices and the tenant filter of the user's tenants only.
+
+    `tenant_path`: the lookup from the model to its tenant. A tenant offered in a form is one the user
+    administers (the only tenants a write may name); any other related object is one the related
+    model's own admin would show the user.
+    """
 
     tenant_path = "tenant"
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        tenant_ids = request.user.memberships.filter(is_active=True).values("tenant_id")
-        return queryset.filter(**{f"{self.tenant_path}__in": tenant_ids})
+        return visible_to(super().get_queryset(request), request.user, tenant_field=self.tenant_path)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if related is Tenant:
+            kwargs["queryset"] = administered_tenants(request.user)
+        elif related in self.admin_site._registry:
+            kwargs["queryset"] = self.admin_site._registry[related].get_queryset(request)
+        else:
+            kwargs["queryset"] = related._default_manager.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        registered = self.admin_site._registry.get(related)
+        kwargs["queryset"] = registered.get_queryset(request) if registered else related._default_manager.none()
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 class ReadOnlyAdmin(TenantScopedAdmin):
@@ -36,36 +103,164 @@ class ReadOnlyAdmin(TenantScopedAdmin):
         return False
 
 
+class ThroughServicesForm(forms.ModelForm):
+    """Refuses, as a form error, a change the caller's role may not make; the service checks again."""
+
+    revplan_user = None  # set per request by ThroughServicesAdmin.get_form
+
+    def tenant_id(self):
+        tenant = self.cleaned_data.get("tenant") or (self.instance.tenant if self.instance.tenant_id else None)
+        return tenant.pk if tenant is not None else None
+
+    def clean(self):
+        data = super().clean()
+        tenant_id = self.tenant_id()
+        if tenant_id is not None:
+            try:
+                services.require_admin(user=self.revplan_user, tenant_id=tenant_id)
+                self.check_with_services(tenant_id)
+            except DomainError as error:
+                raise forms.ValidationError(error.detail) from None
+        return data
+
+    def check_with_services(self, tenant_id) -> None:
+        """The service's own checks that can be made before saving (DomainError: a form error)."""
+
+
+class ThroughServicesAdmin(TenantScopedAdmin):
+    """A settings page whose save calls a service (save_model); nothing is deleted behind the ledger."""
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.revplan_user = request.user
+        return form
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- tenants and memberships ----------------------------------------------------------------------
+
+
 class MembershipInline(admin.TabularInline):
+    """The tenant's members, to look at: they change on the Memberships page, through the services."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = readonly_fields = ["user", "role", "is_active", "created_at"]
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Tenant)
-class TenantAdmin(TenantScopedAdmin):
+class TenantAdmin(ReadOnlyAdmin):
     tenant_path = "id"
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
 
+class MembershipAddForm(ThroughServicesForm):
+    username = forms.CharField(max_length=150, help_text="The person's login; they must have a user already.")
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "username", "role"]
+
+    def check_with_services(self, tenant_id) -> None:
+        if self.cleaned_data.get("username"):
+            require_joinable(tenant_id=tenant_id, username=self.cleaned_data["username"])
+
+
+class MembershipChangeForm(ThroughServicesForm):
+    class Meta:
+        model = Membership
+        fields = ["role", "is_active"]
+
+    def check_with_services(self, tenant_id) -> None:
+        # self.instance still holds the saved values here: the form's own are applied after clean().
+        if self.cleaned_data.get("role"):
+            require_an_admin_stays(self.instance, role=self.cleaned_data["role"],
+                                   is_active=self.cleaned_data.get("is_active", False))
+
+
+@admin.register(Membership)
+class MembershipAdmin(ThroughServicesAdmin):
+    """Add a member, change their role, deactivate them: a tenant admin's, through the services."""
+
+    list_display = ["user", "tenant", "role", "is_active", "created_at"]
+    list_filter = [TenantListFilter, "role", "is_active"]
+    list_select_related = ["user", "tenant"]
+    search_fields = ["user__username"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = MembershipChangeForm if obj else MembershipAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "tenant", "role", "is_active", "created_at"] if obj else ["tenant", "username", "role"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        editable = {"role", "is_active"} if self.has_change_permission(request, obj) else set()
+        return [name for name in self.get_fields(request, obj) if name not in editable]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.membership_update(membership_id=obj.pk, user=request.user, role=obj.role,
+                                       is_active=obj.is_active)
+        else:
+            saved = services.membership_add(tenant_id=obj.tenant_id, username=form.cleaned_data["username"],
+                                            role=obj.role, user=request.user)
+            obj.pk, obj.user_id, obj.is_active = saved.pk, saved.user_id, saved.is_active
+
+
+# --- accounts and what is observed about them -----------------------------------------------------
+
+
 @admin.register(Account)
-class AccountAdmin(TenantScopedAdmin):
+class AccountAdmin(ReadOnlyAdmin):
+    """Read-only; the owner changes on its own page (Change owner), through services.account_transfer."""
+
     list_display = ["name", "tenant", "external_id", "owner", "renewal_date"]
-    list_filter = ["tenant"]
+    list_filter = [TenantListFilter]
     list_select_related = ["tenant", "owner"]
     search_fields = ["name", "external_id"]
-    # Ownership changes go through services.account_transfer, which pauses and ledgers plans.
-    readonly_fields = ["owner"]
+    change_form_template = "admin/plans/account/change_form.html"
+
+    def get_urls(self):
+        owner_view = self.admin_site.admin_view(
+            lambda request, object_id: admin_views.account_owner(self, request, object_id))
+        return [path("<uuid:object_id>/owner/", owner_view, name="plans_account_owner"), *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        account = self.get_object(request, object_id)
+        if account is not None:
+            extra_context = {**(extra_context or {}),
+                             "may_change_owner": admin_views.may_change_owner(request.user, account)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(AccountSignal)
-class AccountSignalAdmin(TenantScopedAdmin):
+class AccountSignalAdmin(ReadOnlyAdmin):
+    """Read-only: signals are recorded by services.signal_record (the execution spine, the API)."""
+
     tenant_path = "account__tenant"
     list_display = ["signal_type", "account", "observed_at"]
     list_filter = ["signal_type"]
     list_select_related = ["account"]
+
+
+# --- plans and the ledger -------------------------------------------------------------------------
 
 
 @admin.register(KillSwitch)
@@ -77,7 +272,7 @@ class KillSwitchAdmin(ReadOnlyAdmin):
 @admin.register(RevenuePlan)
 class RevenuePlanAdmin(ReadOnlyAdmin):
     list_display = ["account", "plan_type", "plan_status", "risk_level", "owner", "expires_at", "created_at"]
-    list_filter = ["plan_status", "plan_type", "risk_level", "tenant"]
+    list_filter = ["plan_status", "plan_type", "risk_level", TenantListFilter]
     list_select_related = ["account", "owner"]
     search_fields = ["account__name", "account__external_id", "objective", "owner__username"]
     ordering = ["-created_at"]
@@ -109,8 +304,7 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        approver_roles = {Role.PLAN_APPROVER, Role.TENANT_ADMIN}
-        if not request.user.memberships.filter(is_active=True, role__in=approver_roles).exists():
+        if not active_memberships(request.user).filter(role__in=APPROVERS).exists():
             actions.pop("approve_selected", None)
         return actions
 
@@ -149,6 +343,77 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
 @admin.register(PlanLedgerEntry)
 class PlanLedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "event_type", "plan_id", "actor", "reason_code", "chain_seq"]
-    list_filter = ["event_type", "tenant"]
+    list_filter = ["event_type", TenantListFilter]
     search_fields = ["plan__id", "reason_code", "actor"]
     date_hierarchy = "occurred_at"
+
+
+# --- Django's own: users, groups, API tokens -----------------------------------------------------
+
+
+class ScopedUserAdmin(UserAdmin):
+    """Superusers manage users in full. Another staff user sees, read-only, the members of their tenants:
+    name and e-mail, not the password hash, groups or permissions."""
+
+    staff_fieldsets = [(None, {"fields": ["username"]}),
+                       ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
+                       ("Status", {"fields": ["is_active", "last_login", "date_joined"]})]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else visible_users(queryset, request.user)
+
+    def get_fieldsets(self, request, obj=None):
+        return super().get_fieldsets(request, obj) if request.user.is_superuser else self.staff_fieldsets
+
+    def get_list_filter(self, request):
+        return super().get_list_filter(request) if request.user.is_superuser else ["is_active"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class SuperuserOnlyAdmin:
+    """Not tenant data: shown to superusers only, whatever permissions a staff user holds."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.none()
+
+
+class SuperuserGroupAdmin(SuperuserOnlyAdmin, GroupAdmin):
+    """Groups grant permissions across every tenant: the operator's to manage."""
+
+
+for model, model_admin in ((get_user_model(), ScopedUserAdmin), (Group, SuperuserGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)
+
+# DRF's token page lists every key, a credential, to whoever may view tokens: the admin has no token page.
+# Tokens belong to the HTTP layer (revplan.api): issued by POST /api/v1/auth/token/, revoked by DELETE.
+# Looked up by name, not imported: plans/ holds no HTTP code.
+if apps.is_installed("rest_framework.authtoken") and admin.site.is_registered(
+        token_model := apps.get_model("authtoken", "TokenProxy")):
+    admin.site.unregister(token_model)

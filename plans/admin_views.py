@@ -1,5 +1,5 @@
 """The approvers' console pages beyond Django's defaults: confirm-and-act pages for plan and step
-actions, and the open plans overview.
+actions, the open plans overview, and an account's change of owner.
 
 Each action is one call into plans.services, so the admin obeys exactly the rules the API does;
 the pages only decide which buttons to show (plans.console) and turn refusals into messages.
@@ -10,14 +10,16 @@ from uuid import UUID
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from plans import console, services
+from plans import console, selectors, services
+from plans.authority import OWNER_ROLES, Verb, denial
 from plans.errors import DomainError
-from plans.models import PlanStep, RevenuePlan
+from plans.models import Account, PlanStep, RevenuePlan, Role
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,51 @@ def open_plans(model_admin, request: HttpRequest) -> HttpResponse:
         "rows": console.open_plans(model_admin.get_queryset(request)),
     }
     return TemplateResponse(request, "admin/plans/revenueplan/open_plans.html", context)
+
+
+# --- an account's owner -------------------------------------------------------------------------------
+
+
+def may_change_owner(user, account: Account) -> bool:
+    """Whether to offer the Change owner page (services.account_transfer decides)."""
+    membership = selectors.membership_for(user, account.tenant_id)
+    return membership is not None and denial(Verb.TRANSFER_ACCOUNT, role=Role(membership.role),
+                                             user_id=user.pk) is None
+
+
+class AccountOwnerForm(forms.Form):
+    new_owner = forms.ModelChoiceField(queryset=None, label="New owner")
+
+    def __init__(self, *args, account: Account, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The tenant's active members who may own accounts; the service checks the same on save.
+        self.fields["new_owner"].queryset = get_user_model().objects.filter(
+            memberships__tenant_id=account.tenant_id, memberships__is_active=True,
+            memberships__role__in=OWNER_ROLES).order_by("username")
+
+
+def account_owner(model_admin, request: HttpRequest, object_id: UUID) -> HttpResponse:
+    account = get_object_or_404(model_admin.get_queryset(request).select_related("owner"), pk=object_id)
+    change_url = reverse("admin:plans_account_change", args=[account.pk])
+    if request.method == "POST":
+        form = AccountOwnerForm(request.POST, account=account)
+        if form.is_valid():
+            new_owner = form.cleaned_data["new_owner"]
+            try:
+                services.account_transfer(account_id=account.id, new_owner_id=new_owner.pk, user=request.user)
+            except DomainError as error:
+                messages.error(request, refusal_message(error))
+            else:
+                messages.success(request, f"Owner: {new_owner.username}.")
+            return redirect(change_url)
+    else:
+        form = AccountOwnerForm(initial={"new_owner": account.owner_id}, account=account)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": f"Change owner — {account.name}",
+        "account": account,
+        "form": form,
+        "change_url": change_url,
+    }
+    return TemplateResponse(request, "admin/plans/account/change_owner.html", context)

@@ -1,11 +1,12 @@
-"""The approvers' admin console: plan and step actions go through the services with the same rules."""
+"""The approvers' admin console: plan and step actions, memberships and account owners go through the services
+with the same rules; every page offers only the user's tenants."""
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
 from plans import services
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import EventType, Membership, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role, StepStatus
 from plans.proposals import renewal_defense_draft
 from tests.factories import make_plan
 
@@ -252,3 +253,178 @@ def test_approving_through_the_api_and_the_admin_gives_identical_rows_and_ledger
 
     assert last_entry(by_api) == last_entry(by_admin)
     assert last_entry(by_api)[0] == EventType.PLAN_APPROVED
+
+
+# --- memberships, accounts, users: writes through the services, choices of the user's tenants only ------
+
+
+def members_console(user) -> Client:
+    client = console(user)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="plans",
+                                                         codename__in=["add_membership", "change_membership"]))
+    return client
+
+
+def membership_entries(world) -> list[tuple]:
+    return list(PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.MEMBERSHIP_CHANGED)
+                .order_by("chain_seq").values_list("actor", "reason_code", "data__after"))
+
+
+def test_a_tenant_admin_adds_changes_and_deactivates_a_member_each_ledgered(world):
+    from tests.factories import UserFactory
+
+    newcomer = UserFactory()
+    client = members_console(world.admin)
+
+    added = client.post(reverse("admin:plans_membership_add"),
+                        {"tenant": world.tenant.pk, "username": newcomer.username, "role": "SELLER"})
+    membership = Membership.objects.get(user=newcomer)
+    url = reverse("admin:plans_membership_change", args=[membership.pk])
+    promoted = client.post(url, {"role": "PLAN_APPROVER", "is_active": "on"})
+    deactivated = client.post(url, {"role": "PLAN_APPROVER"})
+    unchanged = client.post(url, {"role": "PLAN_APPROVER"})
+
+    assert [response.status_code for response in (added, promoted, deactivated, unchanged)] == [302] * 4
+    membership.refresh_from_db()
+    assert (membership.role, membership.is_active) == (Role.PLAN_APPROVER, False)
+    actor = f"user:{world.admin.pk}"
+    assert membership_entries(world) == [
+        (actor, "CREATED", {"role": "SELLER", "is_active": True}),
+        (actor, "UPDATED", {"role": "PLAN_APPROVER", "is_active": True}),
+        (actor, "UPDATED", {"role": "PLAN_APPROVER", "is_active": False}),
+    ]
+
+
+def test_an_approvers_membership_changes_are_refused_and_write_nothing(world):
+    from tests.factories import UserFactory
+
+    client = members_console(world.approver)
+    seller = world.seller.memberships.get()
+
+    added = client.post(reverse("admin:plans_membership_add"),
+                        {"tenant": world.tenant.pk, "username": UserFactory().username, "role": "SELLER"})
+    promoted = client.post(reverse("admin:plans_membership_change", args=[seller.pk]),
+                           {"role": "TENANT_ADMIN", "is_active": "on"})
+
+    assert added.status_code == promoted.status_code == 200
+    assert set(added.context["adminform"].form.errors) == {"tenant"}  # no tenant they administer to offer
+    assert "Only a tenant admin may change tenant settings." in promoted.content.decode()
+    assert world.seller.memberships.get().role == Role.SELLER
+    assert membership_entries(world) == []
+
+
+def test_the_last_tenant_admin_is_told_why_they_cannot_step_down(world):
+    mine = world.admin.memberships.get()
+
+    response = members_console(world.admin).post(reverse("admin:plans_membership_change", args=[mine.pk]),
+                                                 {"role": "SELLER", "is_active": "on"})
+
+    assert response.status_code == 200
+    assert "last active tenant admin" in response.content.decode()
+    assert world.admin.memberships.get().role == Role.TENANT_ADMIN
+
+
+def test_a_tenant_admins_member_page_offers_no_other_tenant(world, other_world):
+    client = members_console(world.admin)
+
+    add_page = client.get(reverse("admin:plans_membership_add")).content.decode()
+    changelist = client.get(reverse("admin:plans_membership_changelist")).content.decode()
+
+    assert world.tenant.slug in add_page
+    assert other_world.tenant.slug not in add_page + changelist
+    assert other_world.seller.username not in changelist
+
+
+def test_the_account_owner_is_not_an_editable_field_and_changes_through_account_transfer(world):
+    from tests.factories import UserFactory
+
+    new_owner = UserFactory()
+    Membership.objects.create(user=new_owner, tenant=world.tenant, role=Role.SELLER)
+    active = make_plan(account=world.account, status=PlanStatus.ACTIVE)
+    client = console(world.approver)
+    account_url = reverse("admin:plans_account_change", args=[world.account.pk])
+    owner_url = reverse("admin:plans_account_owner", args=[world.account.pk])
+
+    account_page = client.get(account_url).content.decode()
+    owner_page = client.get(owner_url)
+    response = client.post(owner_url, {"new_owner": new_owner.pk}, follow=True)
+
+    assert 'name="owner"' not in account_page
+    assert owner_url in account_page
+    assert {user.pk for user in owner_page.context["form"].fields["new_owner"].queryset} == {
+        world.seller.pk, world.approver.pk, world.admin.pk, new_owner.pk}  # active members who may own accounts
+    assert messages_of(response) == [f"Owner: {new_owner.username}."]
+    world.account.refresh_from_db()
+    active.refresh_from_db()
+    assert world.account.owner == new_owner
+    assert (active.plan_status, active.owner, active.stop_reason_code) == (
+        PlanStatus.PAUSED, new_owner, services.OWNERSHIP_CHANGED)
+    [entry] = PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.ACCOUNT_OWNER_CHANGED)
+    assert (entry.actor, entry.data["old_owner_id"], entry.data["new_owner_id"], entry.data["plan_ids"]) == (
+        f"user:{world.approver.pk}", world.seller.pk, new_owner.pk, [str(active.pk)])
+
+
+def test_a_seller_gets_no_change_owner_page_and_a_forged_post_changes_nothing(world):
+    client = console(world.seller)
+    owner_url = reverse("admin:plans_account_owner", args=[world.account.pk])
+
+    account_page = client.get(reverse("admin:plans_account_change", args=[world.account.pk])).content.decode()
+    response = client.post(owner_url, {"new_owner": world.admin.pk}, follow=True)
+
+    assert owner_url not in account_page
+    assert messages_of(response)[0].startswith("NOT_ALLOWED:")
+    world.account.refresh_from_db()
+    assert world.account.owner == world.seller
+    assert not PlanLedgerEntry.objects.filter(event_type=EventType.ACCOUNT_OWNER_CHANGED).exists()
+
+
+def test_another_tenants_account_has_no_owner_page(world, other_world):
+    response = console(world.admin).post(reverse("admin:plans_account_owner", args=[other_world.account.pk]),
+                                         {"new_owner": world.seller.pk})
+
+    assert response.status_code == 404
+    other_world.account.refresh_from_db()
+    assert other_world.account.owner == other_world.seller
+
+
+def test_the_tenant_filter_lists_only_the_users_tenants(world, other_world):
+    client = console(world.approver)
+
+    for name in ("account", "revenueplan", "planledgerentry", "membership"):
+        client.get(reverse(f"admin:plans_{name}_changelist"))
+        response = client.get(reverse(f"admin:plans_{name}_changelist"))
+        if response.status_code == 403:
+            continue
+        [tenant_filter] = [spec for spec in response.context["cl"].filter_specs if spec.title == "tenant"]
+        assert [label for _, label in tenant_filter.lookup_choices] == [world.tenant.slug], name
+
+
+def test_a_staff_user_sees_only_their_tenants_members_read_only_and_no_groups(world, other_world):
+    client = console(world.admin)
+    world.admin.user_permissions.add(*Permission.objects.filter(content_type__app_label="auth"))
+
+    users = client.get(reverse("admin:auth_user_changelist"))
+    own_page = client.get(reverse("admin:auth_user_change", args=[world.seller.pk])).content.decode()
+    other = client.get(reverse("admin:auth_user_change", args=[other_world.seller.pk]))
+
+    assert {user.pk for user in users.context["cl"].result_list} == {user.pk for user in world.users.values()}
+    assert 'name="username"' not in own_page  # read-only
+    assert "Password:" not in own_page
+    assert world.seller.password.split("$")[-1] not in own_page
+    assert other.status_code == 302
+    assert client.get(reverse("admin:auth_group_changelist")).status_code == 403
+
+
+def test_no_admin_page_lists_api_tokens_their_keys_are_credentials(world):
+    from django.contrib import admin
+    from rest_framework.authtoken.models import Token, TokenProxy
+
+    token = Token.objects.create(user=world.seller)
+    world.admin.is_superuser = world.admin.is_staff = True
+    world.admin.save()
+    client = Client()
+    client.force_login(world.admin)
+
+    assert not admin.site.is_registered(TokenProxy)
+    assert not admin.site.is_registered(Token)
+    assert token.key not in client.get(reverse("admin:index")).content.decode()
