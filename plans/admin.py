@@ -351,7 +351,20 @@ class PlanLedgerEntryAdmin(ReadOnlyAdmin):
 # --- Django's own: users, groups, API tokens -----------------------------------------------------
 
 
-class ScopedUserAdmin(UserAdmin):
+class SuperuserWritesAdmin:
+    """Only superusers add, change or delete here, whatever permissions a staff user holds."""
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class ScopedUserAdmin(SuperuserWritesAdmin, UserAdmin):
     """Superusers manage users in full. Another staff user sees, read-only, the members of their tenants:
     name and e-mail, not the password hash, groups or permissions."""
 
@@ -369,32 +382,14 @@ class ScopedUserAdmin(UserAdmin):
     def get_list_filter(self, request):
         return super().get_list_filter(request) if request.user.is_superuser else ["is_active"]
 
-    def has_add_permission(self, request):
-        return request.user.is_superuser
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-
-class SuperuserOnlyAdmin:
+class SuperuserOnlyAdmin(SuperuserWritesAdmin):
     """Not tenant data: shown to superusers only, whatever permissions a staff user holds."""
 
     def has_module_permission(self, request):
         return request.user.is_superuser
 
     def has_view_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_add_permission(self, request):
-        return request.user.is_superuser
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
 
     def get_queryset(self, request):

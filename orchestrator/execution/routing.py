@@ -72,6 +72,15 @@ def _require_valid(config: ConnectorConfig) -> None:
         raise ValidationFailed("VALIDATION_ERROR", " ".join(reason.detail for reason in reasons), reasons) from None
 
 
+def _save(row, *, conflict: str) -> None:
+    # A new row races only another creation of the same one (the unique pair): the loser reloads.
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:
+        raise Conflict("CONFLICT", conflict) from None
+
+
 def _require_connector(connector: str) -> None:
     if connector not in ConnectorName.values:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown connector {connector!r}.")
@@ -93,11 +102,7 @@ def connector_config_set(*, tenant_id: UUID, connector: str, user, settings: dic
             config = ConnectorConfig(tenant_id=tenant_id, connector=connector)
         config.settings = after
         _require_valid(config)
-        try:
-            with transaction.atomic():
-                config.save()
-        except IntegrityError:
-            raise Conflict("CONFLICT", f"The {connector} settings were created meanwhile; reload them.") from None
+        _save(config, conflict=f"The {connector} settings were created meanwhile; reload them.")
         ledger.connector_config_changed(
             tenant_id, actor=ledger.user_actor(user), connector=connector,
             before=None if created else masked_settings(connector, current), after=masked_settings(connector, after),
@@ -135,11 +140,7 @@ def action_route_set(*, tenant_id: UUID, action_type: str, connector: str, user)
         if route is None:
             route = ActionRoute(tenant_id=tenant_id, action_type=action_type)
         route.connector = connector
-        try:
-            with transaction.atomic():
-                route.save()
-        except IntegrityError:
-            raise Conflict("CONFLICT", f"A route for {action_type} was created meanwhile; reload it.") from None
+        _save(route, conflict=f"A route for {action_type} was created meanwhile; reload it.")
         ledger.action_route_changed(tenant_id, actor=ledger.user_actor(user), action_type=action_type,
                                     before=before, after=connector)
     return route

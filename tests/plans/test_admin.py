@@ -428,3 +428,19 @@ def test_no_admin_page_lists_api_tokens_their_keys_are_credentials(world):
     assert not admin.site.is_registered(TokenProxy)
     assert not admin.site.is_registered(Token)
     assert token.key not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_a_superuser_sees_tenant_data_only_through_a_membership(world, other_world):
+    from tests.factories import UserFactory
+
+    operator = UserFactory(is_superuser=True, is_staff=True)
+    client = Client()
+    client.force_login(operator)
+
+    before = client.get(reverse("admin:plans_account_changelist"))
+    Membership.objects.create(user=operator, tenant=world.tenant, role=Role.VIEWER)
+    after = client.get(reverse("admin:plans_account_changelist"))
+
+    assert list(before.context["cl"].result_list) == []
+    assert {account.pk for account in after.context["cl"].result_list} == {world.account.pk}
+    assert client.get(reverse("admin:auth_user_changelist")).context["cl"].result_count > len(world.users)
