@@ -38,11 +38,16 @@ DRAFTS_PER_TENANT = 4
 AUTOPILOT = {"acme-corp": {"PREP_RENEWAL_BRIEF": 50}}
 CONSOLE_GROUP = "revplan console"
 CONSOLE_MODELS = ["tenant", "account", "accountsignal", "killswitch", "revenueplan", "planledgerentry"]
+# Memberships and connector settings: everyone may look; a change is saved through the services,
+# which let only the tenant's admins (so a seller's or approver's save is refused as a form error).
+CONSOLE_PLANS_WRITE_PERMISSIONS = ["add_membership", "change_membership", "view_membership"]
 # Autonomy pages: everyone may look; a change is saved through the services, which let only tenant admins.
 CONSOLE_AUTONOMY_PERMISSIONS = [
     *(f"view_{model}" for model in ("tenantautonomy", "actiontypeautonomy", "proposaldecision", "autonomydigest",
                                     "autonomyusage")),
     "add_tenantautonomy", "change_tenantautonomy", "add_actiontypeautonomy", "change_actiontypeautonomy",
+    *(f"{verb}_{model}" for verb in ("view", "add", "change", "delete")
+      for model in ("connectorconfig", "actionroute")),
 ]
 
 
@@ -62,7 +67,8 @@ class Command(BaseCommand):
         console, _ = Group.objects.get_or_create(name=CONSOLE_GROUP)
         console.permissions.set(
             Permission.objects.filter(
-                content_type__app_label="plans", codename__in=[f"view_{model}" for model in CONSOLE_MODELS]
+                content_type__app_label="plans",
+                codename__in=[*(f"view_{model}" for model in CONSOLE_MODELS), *CONSOLE_PLANS_WRITE_PERMISSIONS],
             ) | Permission.objects.filter(
                 content_type__app_label="orchestrator", codename__in=CONSOLE_AUTONOMY_PERMISSIONS
             )
