@@ -24,7 +24,7 @@ from plans.errors import Conflict, DomainError
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
 from plans.locking import lock_account, lock_plan
-from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.selectors import engaged_kill_switches, killed_by, objective_signals
@@ -167,9 +167,10 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         return []
     tenant_killed_by = killed_by(switches)
     if tenant_killed_by:
+        kind, scope = kill_layer(switches)
         services.plan_pause_by_policy(
-            plan_id=plan.id, component=COMPONENT, reason_code=KILL_SWITCH,
-            explanation=f"Execution is switched off ({tenant_killed_by}); resume the plan once it is back on.",
+            plan_id=plan.id, component=COMPONENT, kind=kind, scope=scope, reason_code=KILL_SWITCH,
+            explanation=f"Execution is switched off ({tenant_killed_by}); the plan runs on once it is back on.",
             facts={"killed_by": tenant_killed_by},
         )
         return []
@@ -202,6 +203,16 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     return to_enqueue
 
 
+def kill_layer(switches: frozenset[str], action_type: str = "") -> tuple[PauseKind, str]:
+    """The pause layer (kind, scope) for what stops execution: the global switch, the tenant's, or the
+    action type's (the scope a release of that switch lifts)."""
+    if settings.REVPLAN_EXECUTION_DISABLED:
+        return PauseKind.GLOBAL_KILL_SWITCH, ""
+    if "" in switches or not action_type:
+        return PauseKind.KILL_SWITCH, ""
+    return PauseKind.KILL_SWITCH, action_type
+
+
 def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
     """A PENDING attempt whose message seems lost, or an EXECUTING one whose worker's lease ran out."""
     if intent.status == IntentStatus.EXECUTING:
@@ -220,8 +231,10 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
     decision = step_decision.decision
     if decision.decision == Decision.BLOCK:
-        services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, reason_code=decision.reason,
-                                      explanation=decision.explanation,
+        kind, scope = (kill_layer(switches, step.action_type) if decision.reason == KILL_SWITCH
+                       else (PauseKind.POLICY, ""))
+        services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, kind=kind, scope=scope,
+                                      reason_code=decision.reason, explanation=decision.explanation,
                                       facts={"step_id": str(step.step_id), **step_decision.as_dict()})
         plan.refresh_from_db(fields=["plan_status"])
         return None
@@ -275,13 +288,18 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
                                     next_attempt_at=step.next_attempt_at, actor=ACTOR)
         return True
     services.step_transition(step, StepMove.FAIL, plan=plan, changes={"last_error": step.last_error})
-    stop = services.plan_abort_by_policy if config.on_retry_limit == "ABORT" else services.plan_pause_by_policy
-    stop(
+    stop = dict(
         plan_id=plan.id, component=COMPONENT, reason_code=RETRY_LIMIT_EXCEEDED,
         explanation=f"{step.action_type} failed {step.attempts} times (the limit is {config.retry_limit}): "
-                    f"{step.last_error}. Skip it (if optional), revise, or abort the plan.",
+                    f"{step.last_error}. Retry it, skip it (if optional), revise, or abort the plan.",
         facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
     )
+    # A plan that moved while the attempt ran: a DRAFT one is approved afresh before it runs, a finished
+    # one keeps the FAILED step as its record; neither can be held by a layer.
+    if config.on_retry_limit == "ABORT" and plan.plan_status not in TERMINAL:
+        services.plan_abort_by_policy(**stop)
+    elif plan.plan_status in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
+        services.plan_pause_by_policy(**stop, kind=PauseKind.RETRY_LIMIT, scope=str(step.step_id))
     plan.refresh_from_db(fields=["plan_status"])
     return True
 
@@ -372,9 +390,11 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> Fo
         service.execute(intent.id, intent=intent, on_succeeded=on_succeeded,
                         max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES)
     except ExecutionBlocked as blocked:
-        with suppress(DomainError):  # already paused by someone else
-            services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", reason_code=KILL_SWITCH,
-                                          explanation=blocked.detail, facts={"intent_id": str(intent.id)})
+        with suppress(DomainError):  # the plan moved meanwhile (revised, aborted)
+            kind, scope = kill_layer(engaged_kill_switches(intent.tenant_id), intent.action_type)
+            services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", kind=kind, scope=scope,
+                                          reason_code=KILL_SWITCH, explanation=blocked.detail,
+                                          facts={"intent_id": str(intent.id)})
         return FollowUp()
     if not recorded:
         return record_step_outcome(intent.id)

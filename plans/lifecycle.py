@@ -11,6 +11,7 @@ INVALID_TRANSITION = "INVALID_TRANSITION"
 REQUIRED_STEP = "REQUIRED_STEP"
 STEP_NOT_SKIPPABLE = "STEP_NOT_SKIPPABLE"
 STEP_NOT_AWAITING_APPROVAL = "STEP_NOT_AWAITING_APPROVAL"
+STEP_NOT_FAILED = "STEP_NOT_FAILED"
 
 TERMINAL = frozenset({PlanStatus.COMPLETED, PlanStatus.ABORTED, PlanStatus.EXPIRED})
 NON_TERMINAL = frozenset(set(PlanStatus) - TERMINAL)
@@ -79,6 +80,8 @@ class StepMove(StrEnum):
     AUTO_SUCCEED = "auto_succeed"  # its attempt succeeded, run on its own by the autonomy policy
     FAIL = "fail"  # its last allowed attempt failed
     SKIP = "skip"  # a person skipped it (optional steps only)
+    RETRY = "retry"  # a person starts a new series of attempts for a step that failed at its limit
+    CLOSE = "close"  # the plan ended while the step waited: SKIPPED with the plan's reason
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,14 @@ STEP_MOVES: dict[StepMove, StepMoveRule] = {
     StepMove.SKIP: StepMoveRule(
         frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL, StepStatus.FAILED}), StepStatus.SKIPPED,
         _PEOPLE_MAY_SKIP_IN, STEP_NOT_SKIPPABLE, "skipped", optional_only=True,
+    ),
+    StepMove.RETRY: StepMoveRule(
+        frozenset({StepStatus.FAILED}), StepStatus.PENDING, frozenset({PlanStatus.ACTIVE, PlanStatus.PAUSED}),
+        STEP_NOT_FAILED, "retried",
+    ),
+    StepMove.CLOSE: StepMoveRule(
+        frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL}), StepStatus.SKIPPED, TERMINAL,
+        INVALID_TRANSITION, "closed with its plan",
     ),
 }
 

@@ -160,6 +160,11 @@ class RevenuePlan(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=100)
     version = models.PositiveIntegerField(default=1)
+    # What the last approval covered and the facts it was given on (DESIGN §3.3):
+    # {"digest", "content", "facts"}; {} while no approval holds. Written by plans.services.approvals only.
+    approval_record = models.JSONField(default=dict, blank=True)
+    # Users who edited the plan since its last approval: none of them may approve or reapprove it.
+    edited_by_since_approval = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [
@@ -201,6 +206,15 @@ class PlanStep(models.Model):
     )
     # A retried step waits until then (exponential backoff between step attempts).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # What the step's approval covered: {"digest", "content"}; {} while none holds. A change of the
+    # step's content voids it ({"voided": [{field, before, after}]} says what changed).
+    approval_record = models.JSONField(default=dict, blank=True)
+    # Attempts made before the current series: a person's retry (a redrive) starts a new series of
+    # retry_limit attempts; attempt numbers keep counting, so each (plan, step, attempt) stays unique.
+    attempts_before_series = models.PositiveIntegerField(default=0)
+    # Set only when the plan's end closed the step (a waiting step of a finished plan is SKIPPED with
+    # the plan's reason); the only way a required step can be SKIPPED.
+    closed_with_plan = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["sequence"]
@@ -209,12 +223,55 @@ class PlanStep(models.Model):
                 fields=["plan", "sequence"], name="step_plan_sequence_unique", deferrable=models.Deferrable.DEFERRED
             ),
             models.CheckConstraint(
-                condition=~Q(required=True, status="SKIPPED"), name="required_step_never_skipped"
+                condition=~Q(required=True, status="SKIPPED", closed_with_plan=False),
+                name="required_step_skipped_only_with_its_plan",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.sequence}. {self.action_type} ({self.status})"
+
+
+class PauseKind(models.TextChoices):
+    """Why a PAUSED plan is held, each lifted only by what can clear it (DESIGN §3.2)."""
+
+    PERSON = "PERSON"  # a person paused it; a person's resume lifts it
+    KILL_SWITCH = "KILL_SWITCH"  # a tenant or action-type switch; releasing that switch lifts it
+    GLOBAL_KILL_SWITCH = "GLOBAL_KILL_SWITCH"  # REVPLAN_EXECUTION_DISABLED; the tick lifts it once off
+    RETRY_LIMIT = "RETRY_LIMIT"  # a step failed at its limit; a retry or skip of that step lifts it
+    POLICY = "POLICY"  # the autonomy policy or the gate refused; a person's resume lifts it (re-checked)
+    APPROVAL_STALE = "APPROVAL_STALE"  # the approval's facts drifted; reapprove lifts it
+    OWNER_INACTIVE = "OWNER_INACTIVE"  # the owner left the tenant; a transfer turns it into APPROVAL_STALE
+    BREAKER = "BREAKER"  # a connector's circuit breaker is open; its closing lifts it
+
+
+class PauseLayer(models.Model):
+    """One reason a plan is PAUSED. Open while lifted_at is null; at most one open layer per cause."""
+
+    plan = models.ForeignKey("RevenuePlan", on_delete=models.CASCADE, related_name="pause_layers")
+    kind = models.CharField(max_length=24, choices=PauseKind.choices)
+    # Which instance of the cause: the kill switch's action type ('' tenant-wide), the failed step's id.
+    scope = models.CharField(max_length=64, blank=True, default="")
+    reason_code = models.CharField(max_length=64)
+    explanation = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    set_by = models.CharField(max_length=100)
+    set_at = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "kind", "scope"], condition=Q(lifted_at__isnull=True),
+                                    name="one_open_pause_layer_per_cause"),
+        ]
+        indexes = [
+            # Releasing a switch and the tick's global lift find their open layers without a scan.
+            models.Index(fields=["kind", "scope"], condition=Q(lifted_at__isnull=True), name="pauselayer_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}{f'({self.scope})' if self.scope else ''} on {self.plan_id}"
 
 
 class EventType(models.TextChoices):
@@ -250,6 +307,12 @@ class EventType(models.TextChoices):
     CONNECTOR_CONFIG_CHANGED = "CONNECTOR_CONFIG_CHANGED"
     ACTION_ROUTE_CHANGED = "ACTION_ROUTE_CHANGED"
     MEMBERSHIP_CHANGED = "MEMBERSHIP_CHANGED"
+    PAUSE_LAYER_ADDED = "PAUSE_LAYER_ADDED"
+    PAUSE_LAYER_LIFTED = "PAUSE_LAYER_LIFTED"
+    APPROVAL_VOIDED = "APPROVAL_VOIDED"
+    PLAN_REAPPROVED = "PLAN_REAPPROVED"
+    STEP_RETRIED = "STEP_RETRIED"
+    STEP_CLOSED = "STEP_CLOSED"
 
 
 class LedgerQuerySet(models.QuerySet):

@@ -30,10 +30,13 @@ class PlanStepV1(BaseModel):
     approved_at: datetime | None = None
     approved_by: int | None = None
     next_attempt_at: datetime | None = None
+    approval_record: dict[str, Any] = Field(default_factory=dict)
+    attempts_before_series: int = Field(default=0, ge=0)
+    closed_with_plan: bool = False
 
     @model_validator(mode="after")
     def required_step_is_never_skipped(self):
-        if self.required and self.status == StepStatus.SKIPPED:
+        if self.required and self.status == StepStatus.SKIPPED and not self.closed_with_plan:
             raise ValueError("a required step cannot be SKIPPED")
         return self
 
@@ -72,6 +75,8 @@ class RevenuePlanV1(BaseModel):
     next_run_at: datetime | None = None
     created_by: str
     version: int
+    approval_record: dict[str, Any] = Field(default_factory=dict)
+    edited_by_since_approval: list[int] = Field(default_factory=list)
 
 
 class StepInput(BaseModel):
@@ -125,6 +130,9 @@ def step_to_schema(step: PlanStep) -> PlanStepV1:
         approved_at=step.approved_at,
         approved_by=step.approved_by_id,
         next_attempt_at=step.next_attempt_at,
+        approval_record=step.approval_record,
+        attempts_before_series=step.attempts_before_series,
+        closed_with_plan=step.closed_with_plan,
     )
 
 
@@ -161,6 +169,8 @@ def plan_to_schema(plan: RevenuePlan, steps: list[PlanStep] | None = None) -> Re
         next_run_at=plan.next_run_at,
         created_by=plan.created_by,
         version=plan.version,
+        approval_record=plan.approval_record,
+        edited_by_since_approval=plan.edited_by_since_approval,
     )
 
 
@@ -193,6 +203,8 @@ def schema_to_models(schema: RevenuePlanV1) -> tuple[RevenuePlan, list[PlanStep]
         next_run_at=schema.next_run_at,
         created_by=schema.created_by,
         version=schema.version,
+        approval_record=schema.approval_record,
+        edited_by_since_approval=schema.edited_by_since_approval,
     )
     steps = [
         PlanStep(
@@ -211,6 +223,9 @@ def schema_to_models(schema: RevenuePlanV1) -> tuple[RevenuePlan, list[PlanStep]
             approved_at=step.approved_at,
             approved_by_id=step.approved_by,
             next_attempt_at=step.next_attempt_at,
+            approval_record=step.approval_record,
+            attempts_before_series=step.attempts_before_series,
+            closed_with_plan=step.closed_with_plan,
         )
         for step in schema.steps
     ]

@@ -2,6 +2,7 @@
 
   chain          append an entry to its chain (plan or tenant), the hash, actor labels
   plan_events    writers for a plan's chain (the plan's moves, edits, its steps)
+  pause_events   writers for a plan's chain: a pause layer set or lifted
   tenant_events  writers for a tenant's chain (ownership, kill switches, autonomy, digests)
   action_events  writers for the execution spine's intent events
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
@@ -20,6 +21,7 @@ from plans.ledger.action_events import (
     action_retry_scheduled,
 )
 from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
+from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
 from plans.ledger.plan_events import (
     STOP_EVENTS,
     activation_blocked,
@@ -31,6 +33,7 @@ from plans.ledger.plan_events import (
     step_approved,
     step_attempt_started,
     step_awaiting_approval,
+    step_closed,
     step_retry_scheduled,
     step_skipped,
 )
@@ -65,6 +68,8 @@ __all__ = [
     "connector_config_changed",
     "kill_switch_flipped",
     "membership_changed",
+    "pause_layer_added",
+    "pause_layer_lifted",
     "plan_created",
     "plan_edited",
     "plan_moved",
@@ -73,6 +78,7 @@ __all__ = [
     "step_approved",
     "step_attempt_started",
     "step_awaiting_approval",
+    "step_closed",
     "step_retry_scheduled",
     "step_skipped",
     "system_actor",

@@ -122,6 +122,20 @@ def step_skipped(plan: RevenuePlan, *, step_id: UUID, actor: str, reason: str) -
     )
 
 
+def step_closed(plan: RevenuePlan, *, step, actor: str) -> PlanLedgerEntry:
+    """A waiting step SKIPPED because its plan ended (the move's entry before it has the snapshot)."""
+    return append(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.id,
+        step_id=step.step_id,
+        event_type=EventType.STEP_CLOSED,
+        actor=actor,
+        reason_code=f"PLAN_{plan.plan_status}",
+        explanation=step.skip_reason,
+        data={"step_status": step.status, "required": step.required},
+    )
+
+
 def step_approved(plan: RevenuePlan, *, step_id: UUID, actor: str) -> PlanLedgerEntry:
     return append(
         tenant_id=plan.tenant_id,

@@ -5,6 +5,8 @@
   moves          plan_transition (the one place that assigns plan_status) and people's plan verbs
   steps          step_transition (the one place that assigns a step's status) and people's step verbs
   accounts       ownership change, signals observed about an account
+  layers, pauses pause layers: the rows, and setting or lifting them with the moves they cause;
+                 the people's pause and resume
   kill_switches  a tenant admin's kill switches
   tenancy        memberships: a tenant admin adds, changes and deactivates members
   system         the orchestrator's moves, made under the row locks it already holds
@@ -25,7 +27,16 @@ from plans.services.common import (
 )
 from plans.services.drafts import plan_edit, plan_propose, require_may_propose
 from plans.services.kill_switches import kill_switch_set
-from plans.services.moves import plan_abort, plan_approve, plan_pause, plan_resume, plan_revise, plan_transition
+from plans.services.layers import LIFTED_BY, open_layers
+from plans.services.moves import plan_abort, plan_approve, plan_revise, plan_transition
+from plans.services.pauses import (
+    PAUSE_LAYERS_REMAIN,
+    STEP_FAILED,
+    pause_layer_add_locked,
+    pause_layers_lift_locked,
+    plan_pause,
+    plan_resume,
+)
 from plans.services.steps import step_approve, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
@@ -37,9 +48,12 @@ from plans.services.tenancy import membership_add, membership_update
 
 __all__ = [
     "INVALID_TRANSITION",
+    "LIFTED_BY",
     "OWNERSHIP_CHANGED",
+    "PAUSE_LAYERS_REMAIN",
     "POLICY_GATE_REFUSED",
     "REQUIRED_STEP",
+    "STEP_FAILED",
     "STEP_NOT_AWAITING_APPROVAL",
     "STEP_NOT_SKIPPABLE",
     "VERSION_CONFLICT",
@@ -48,6 +62,9 @@ __all__ = [
     "kill_switch_set",
     "membership_add",
     "membership_update",
+    "open_layers",
+    "pause_layer_add_locked",
+    "pause_layers_lift_locked",
     "plan_abort",
     "plan_abort_by_policy",
     "plan_activate_locked",

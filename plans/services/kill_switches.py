@@ -1,4 +1,5 @@
-"""Kill switches: a tenant admin stops execution for the whole tenant or one action type."""
+"""Kill switches: a tenant admin stops execution for the whole tenant or one action type; releasing
+one lifts its KILL_SWITCH layer from every plan it paused (DESIGN §3.2)."""
 from uuid import UUID
 
 from django.db import transaction
@@ -6,9 +7,12 @@ from django.db import transaction
 from plans import ledger
 from plans.authority import Verb
 from plans.errors import ValidationFailed
-from plans.models import KillSwitch
+from plans.locking import lock_account_then_plan
+from plans.models import KillSwitch, PauseKind, PauseLayer
 from plans.plan_types import get_action_type
 from plans.services.common import require_authority
+from plans.services.layers import open_layers
+from plans.services.pauses import pause_layers_lift_locked
 
 
 def kill_switch_set(*, tenant_id: UUID, user, engaged: bool, reason: str, action_type: str = "") -> KillSwitch:
@@ -24,4 +28,23 @@ def kill_switch_set(*, tenant_id: UUID, user, engaged: bool, reason: str, action
         switch.save()
         ledger.kill_switch_flipped(tenant_id, actor=switch.updated_by, action_type=action_type, engaged=engaged,
                                    reason=reason)
+        if not engaged:
+            _lift_switch_layers(tenant_id, action_type=action_type, actor=switch.updated_by,
+                                why=f"the {action_type or 'tenant'} kill switch was released "
+                                    f"({reason or 'no reason given'})")
     return switch
+
+
+def _lift_switch_layers(tenant_id: UUID, *, action_type: str, actor: str, why: str) -> None:
+    """Every plan the released switch holds: its layer lifted; a plan with no other layer runs again.
+
+    In the flip's transaction, so a released switch never leaves a plan held by it. Each plan is locked
+    account first, as every move into ACTIVE is (the conflict rule is re-checked on resume)."""
+    held_plan_ids = sorted(set(PauseLayer.objects.filter(
+        kind=PauseKind.KILL_SWITCH, scope=action_type, lifted_at__isnull=True, plan__tenant_id=tenant_id,
+    ).values_list("plan_id", flat=True)))
+    for plan_id in held_plan_ids:
+        plan = lock_account_then_plan(plan_id)
+        layers = [layer for layer in open_layers(plan)
+                  if layer.kind == PauseKind.KILL_SWITCH and layer.scope == action_type]
+        pause_layers_lift_locked(plan, layers, actor=actor, why=why)

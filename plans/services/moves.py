@@ -9,9 +9,9 @@ from django.utils import timezone
 from plans import ledger, policy, selectors
 from plans.authority import Verb
 from plans.errors import Conflict, ValidationFailed
-from plans.lifecycle import MOVES, Move
-from plans.locking import lock_account_then_plan, lock_plan
-from plans.models import PlanStatus, PlanStep, RevenuePlan, Role
+from plans.lifecycle import MOVES, TERMINAL, Move, StepMove
+from plans.locking import lock_plan
+from plans.models import PlanStatus, PlanStep, RevenuePlan, Role, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.services.common import (
@@ -21,6 +21,8 @@ from plans.services.common import (
     require_on_plan,
     require_version,
 )
+from plans.services.layers import layers_lift, open_layers
+from plans.services.steps import step_transition
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +72,29 @@ def plan_transition(
         facts=facts or {},
         steps=steps,
     )
+    if rule.target == PlanStatus.DRAFT or rule.target in TERMINAL:
+        _close_what_waited(plan, actor=actor, why=explanation or f"the plan moved to {rule.target}", steps=steps)
     logger.info(
         "plan moved",
         extra={"plan_id": str(plan.id), "from_status": from_status, "to_status": rule.target, "actor": actor},
     )
     return plan
+
+
+def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[PlanStep] | None) -> None:
+    """A plan back in DRAFT or finished is held by no layer any more; a finished plan's waiting steps
+    are SKIPPED with its reason (DESIGN §3.2). A step whose attempt is still out (started, outcome
+    not recorded) is left for that outcome: what happened in the world is still recorded."""
+    layers_lift(plan, open_layers(plan), actor=actor, why=f"the plan is {plan.plan_status}: {why.rstrip('.')}")
+    if plan.plan_status not in TERMINAL:
+        return
+    for step in (steps if steps is not None else list(plan.steps.all())):
+        in_flight = step.status == StepStatus.PENDING and step.attempts and step.next_attempt_at is None
+        if step.status in (StepStatus.PENDING, StepStatus.PENDING_APPROVAL) and not in_flight:
+            reason = f"The plan was {plan.plan_status}: {why.rstrip('.')}."
+            step_transition(step, StepMove.CLOSE, plan=plan, changes={"skip_reason": reason[:2000],
+                                                                      "closed_with_plan": True})
+            ledger.step_closed(plan, step=step, actor=actor)
 
 
 def _save_into_active(plan: RevenuePlan) -> None:
@@ -134,32 +154,6 @@ def _move_by_person(*, plan_id: UUID, user, verb: Verb, move: Move, expected_ver
         require_version(plan, expected_version)
         return plan_transition(plan, move, actor=ledger.user_actor(user), reason_code=reason_code,
                                explanation=explanation)
-
-
-def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
-    return _move_by_person(plan_id=plan_id, user=user, verb=Verb.PAUSE, move=Move.PAUSE,
-                           expected_version=expected_version, reason_code="PAUSED_BY_USER",
-                           explanation=reason or f"Paused by {user.get_username()}.")
-
-
-def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
-    refusal = None
-    with transaction.atomic():
-        plan = lock_account_then_plan(plan_id)
-        require_on_plan(Verb.RESUME, user=user, plan=plan)
-        require_move(plan, Move.RESUME)
-        require_version(plan, expected_version)
-        facts = selectors.gate_facts(plan, now=timezone.now())
-        result = policy.evaluate_can_activate(plan_to_schema(plan), facts)
-        if not result.can_activate:
-            ledger.policy_rejected(plan, actor=ledger.user_actor(user), attempted="resume", reasons=result.reasons)
-            refusal = gate_refusal(result, attempted="resume")
-        else:
-            plan_transition(plan, Move.RESUME, actor=ledger.user_actor(user), reason_code="RESUMED",
-                            explanation=f"Resumed by {user.get_username()}.")
-    if refusal:
-        raise_committed_refusal(refusal)
-    return plan
 
 
 def plan_revise(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:

@@ -9,9 +9,10 @@ from plans import ledger
 from plans.authority import Verb
 from plans.errors import Conflict, NotFound, ValidationFailed
 from plans.lifecycle import STEP_MOVES, StepMove, step_move_refusal
-from plans.locking import lock_plan
-from plans.models import PlanStep, RevenuePlan
+from plans.locking import lock_account_then_plan, lock_plan
+from plans.models import PauseKind, PlanStep, RevenuePlan, StepStatus
 from plans.services.common import require_on_plan, require_version, touch
+from plans.services.layers import open_layers
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +45,29 @@ def step_transition(step: PlanStep, move: StepMove, *, plan: RevenuePlan, change
 
 
 def step_skip(*, plan_id: UUID, step_id: UUID, user, reason: str, expected_version: int | None = None) -> RevenuePlan:
+    """A person skips an optional step. Skipping one that FAILED at its limit lifts the RETRY_LIMIT
+    layer it holds the plan by; the plan runs again if nothing else holds it."""
+    # pauses imports moves, which imports this module: a late import breaks the cycle.
+    from plans.services.pauses import pause_layers_lift_locked
+
     if not reason or not reason.strip():
         raise ValidationFailed("VALIDATION_ERROR", "Skipping a step needs a reason.")
     with transaction.atomic():
-        plan = lock_plan(plan_id)
+        # The account first: lifting the last layer may move the plan into ACTIVE (the conflict rule).
+        plan = lock_account_then_plan(plan_id)
         require_on_plan(Verb.SKIP_STEP, user=user, plan=plan)
         require_version(plan, expected_version)
         step = step_of(plan, step_id)
+        failed = step.status == StepStatus.FAILED
         step_transition(step, StepMove.SKIP, plan=plan, changes={"skip_reason": reason.strip()})
         touch(plan)
-        ledger.step_skipped(plan, step_id=step.step_id, actor=ledger.user_actor(user), reason=step.skip_reason)
+        actor = ledger.user_actor(user)
+        ledger.step_skipped(plan, step_id=step.step_id, actor=actor, reason=step.skip_reason)
+        held = [layer for layer in open_layers(plan)
+                if layer.kind == PauseKind.RETRY_LIMIT and layer.scope == str(step.step_id)] if failed else []
+        if held:
+            pause_layers_lift_locked(plan, held, actor=actor,
+                                     why=f"{user.get_username()} skipped step {step.sequence + 1} ({step.action_type})")
     return plan
 
 

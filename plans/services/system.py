@@ -8,10 +8,11 @@ from plans import ledger, policy, selectors
 from plans.evaluator import Evaluation, Outcome
 from plans.lifecycle import Move
 from plans.locking import lock_plan
-from plans.models import PlanStep, RevenuePlan
+from plans.models import PauseKind, PlanStatus, PlanStep, RevenuePlan
 from plans.schemas import plan_to_schema
 from plans.services.common import require_move
 from plans.services.moves import plan_transition
+from plans.services.pauses import pause_layer_add_locked
 
 
 def plan_activate_locked(
@@ -56,23 +57,26 @@ _SETTLE_EXPLANATIONS = {
 }
 
 
-def _move_by_policy(move: Move, *, plan_id: UUID, component: str, reason_code: str, explanation: str,
-                    facts: dict | None) -> RevenuePlan:
+def plan_pause_by_policy(
+    *, plan_id: UUID, component: str, kind: PauseKind, reason_code: str, explanation: str, scope: str = "",
+    facts: dict | None = None,
+) -> RevenuePlan:
+    """Hold the plan with a layer of `kind` set by the system (a kill switch, the retry limit, the
+    autonomy policy …): an ACTIVE plan is PAUSED by it, a PAUSED one gets one more layer. Any other
+    plan does not run, so nothing can hold it: INVALID_TRANSITION, as the table says."""
     with transaction.atomic():
         plan = lock_plan(plan_id)
-        return plan_transition(plan, move, actor=ledger.system_actor(component), reason_code=reason_code,
-                               explanation=explanation, facts=facts)
-
-
-def plan_pause_by_policy(
-    *, plan_id: UUID, component: str, reason_code: str, explanation: str, facts: dict | None = None
-) -> RevenuePlan:
-    return _move_by_policy(Move.PAUSE, plan_id=plan_id, component=component, reason_code=reason_code,
-                           explanation=explanation, facts=facts)
+        if plan.plan_status != PlanStatus.PAUSED:
+            require_move(plan, Move.PAUSE)
+        pause_layer_add_locked(plan, kind=kind, scope=scope, actor=ledger.system_actor(component),
+                               reason_code=reason_code, explanation=explanation, evidence=facts)
+        return plan
 
 
 def plan_abort_by_policy(
     *, plan_id: UUID, component: str, reason_code: str, explanation: str, facts: dict | None = None
 ) -> RevenuePlan:
-    return _move_by_policy(Move.ABORT, plan_id=plan_id, component=component, reason_code=reason_code,
-                           explanation=explanation, facts=facts)
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        return plan_transition(plan, Move.ABORT, actor=ledger.system_actor(component), reason_code=reason_code,
+                               explanation=explanation, facts=facts)

@@ -114,6 +114,9 @@ class RevenuePlanV1Serializer(serializers.Serializer):
     next_run_at = serializers.DateTimeField(allow_null=True)
     created_by = serializers.CharField()
     version = serializers.IntegerField(help_text="Bumped on every change; send it back to write optimistically.")
+    edited_by_since_approval = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Users who edited the plan since its last approval (none of "
+        "them may approve or reapprove it).")
 
 
 # --- plans in --------------------------------------------------------------------------------

@@ -108,12 +108,14 @@ def test_a_renewal_committed_while_the_meeting_waits_completes_the_plan_with_obj
     # when: the customer commits to the renewal
     signal = services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED",
                                     payload={"source": "crm", "deal": "renewal-2025"})
-    # then: the plan completes on its objective, and the steps it no longer needs never run
+    # then: the plan completes on its objective, and the steps it no longer needs never run: they are
+    # closed with it (SKIPPED, one STEP_CLOSED entry each after the plan's)
     wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=60, what="the plan to complete")
     assert plan.completion_reason == "objective_met"
-    assert (step_status(plan, MEETING), step_status(plan, BRIEF)) == (StepStatus.PENDING_APPROVAL, StepStatus.PENDING)
+    assert (step_status(plan, MEETING), step_status(plan, BRIEF)) == (StepStatus.SKIPPED, StepStatus.SKIPPED)
     assert not ActionIntent.objects.filter(plan=plan).exists()
-    completed = entries(plan)[-1]
+    *_, completed, closed_meeting, closed_brief = entries(plan)
+    assert (closed_meeting.event_type, closed_brief.event_type) == (EventType.STEP_CLOSED, EventType.STEP_CLOSED)
     assert (completed.event_type, completed.reason_code, completed.actor) == (
         EventType.PLAN_COMPLETED, "objective_met", "system:orchestrator")
     assert completed.data["facts"]["objective_signal"] == {
@@ -140,7 +142,10 @@ def test_plans_past_their_window_expire_whether_active_or_still_approved(cluster
     wait_for(lambda: plan_status(running) == PlanStatus.EXPIRED and plan_status(approved) == PlanStatus.EXPIRED,
              timeout=60, what="both plans to expire")
     for plan, from_status in ((running, PlanStatus.ACTIVE), (approved, PlanStatus.APPROVED)):
-        terminal = entries(plan)[-1]
+        *_, terminal = entries(plan, EventType.PLAN_EXPIRED)
+        # the steps that still waited were closed with the plan, after its entry
+        assert {step.status for step in PlanStep.objects.filter(plan=plan)} == {StepStatus.SKIPPED}
+        assert entries(plan)[-1].event_type == EventType.STEP_CLOSED
         assert (terminal.event_type, terminal.reason_code, terminal.actor) == (
             EventType.PLAN_EXPIRED, "expired", "system:orchestrator")
         assert (terminal.data["from_status"], terminal.data["to_status"]) == (from_status, PlanStatus.EXPIRED)
@@ -180,19 +185,21 @@ def test_a_flaky_crm_pauses_the_plan_at_the_retry_limit_until_a_person_skips_the
         tries_per_attempt * attempts)
     assert len(crm.state.posts()) == tries_per_attempt * attempts
     assert len(entries(plan, EventType.STEP_RETRY_SCHEDULED)) == attempts - 1
-    paused = entries(plan)[-1]
+    *_, paused, layer_added = entries(plan)
     assert (paused.event_type, paused.reason_code) == (EventType.PLAN_PAUSED, RETRY_LIMIT_EXCEEDED)
     assert paused.data["facts"]["attempts"] == attempts
-    # when: a person skips the failed optional step and resumes the plan
+    assert (layer_added.event_type, layer_added.data["layer"]["kind"], layer_added.data["layer"]["scope"]) == (
+        EventType.PAUSE_LAYER_ADDED, "RETRY_LIMIT", str(escalate.step_id))
+    # when: a person skips the failed optional step: that lifts its RETRY_LIMIT layer, the plan runs on
     services.step_skip(plan_id=plan.id, step_id=escalate.step_id, user=world.seller,
                        reason="The support lead is already on it.")
-    services.plan_resume(plan_id=plan.id, user=world.seller)
     # then: it completes without trying the CRM again
     wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=60, what="the plan to complete")
     assert plan.completion_reason == "all_steps_done"
     assert step_status(plan, ESCALATE) == StepStatus.SKIPPED
     assert len(crm.state.posts()) == tries_per_attempt * attempts
     assert ActionIntent.objects.filter(plan=plan, step_id=escalate.step_id).count() == attempts
-    assert [entry.event_type for entry in entries(plan)[-4:]] == [
-        EventType.PLAN_PAUSED, EventType.STEP_SKIPPED, EventType.PLAN_RESUMED, EventType.PLAN_COMPLETED]
+    assert [entry.event_type for entry in entries(plan)[-6:]] == [
+        EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED, EventType.STEP_SKIPPED, EventType.PAUSE_LAYER_LIFTED,
+        EventType.PLAN_RESUMED, EventType.PLAN_COMPLETED]
     assert ledger.verify_ledger(plan_id=plan.id).ok

@@ -180,8 +180,9 @@ def test_a_step_whose_worker_process_dies_on_every_delivery_fails_after_bounded_
     assert not InternalRecord.objects.filter(tenant=world.tenant).exists()
     assert len(entries(plan, EventType.ACTION_FAILED)) == attempts
     assert len(entries(plan, EventType.STEP_RETRY_SCHEDULED)) == attempts - 1
-    paused = entries(plan)[-1]
+    *_, paused, layer_added = entries(plan)
     assert (paused.event_type, paused.reason_code) == (EventType.PLAN_PAUSED, RETRY_LIMIT_EXCEEDED)
+    assert (layer_added.event_type, layer_added.data["layer"]["kind"]) == (EventType.PAUSE_LAYER_ADDED, "RETRY_LIMIT")
     # One death per delivery but the last; the worker may log a death a few seconds after it happened.
     deaths = attempts * MAX_DELIVERIES
     wait_for(lambda: log_count([worker], SIGKILLED) >= deaths, timeout=20, what=f"{deaths} pool processes to die")

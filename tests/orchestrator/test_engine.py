@@ -11,8 +11,19 @@ from prometheus_client import REGISTRY
 from orchestrator import engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import selectors, services
-from plans.models import EventType, KillSwitch, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.errors import Conflict
+from plans.models import (
+    EventType,
+    KillSwitch,
+    PauseKind,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    StepStatus,
+)
 from plans.schemas import PlanDraftInput, StepInput
+from plans.services.layers import open_layers
 from tests.factories import AccountFactory, allow_autopilot, make_plan
 
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
@@ -101,7 +112,9 @@ def test_objective_met_completes_mid_plan(world):
     run_until_quiet(plan.id)
     plan.refresh_from_db()
     assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "objective_met")
-    assert plan.steps.get(action_type=ESCALATE).status == StepStatus.PENDING  # never needed
+    escalate = plan.steps.get(action_type=ESCALATE)  # never needed: closed with the plan, never run
+    assert (escalate.status, escalate.closed_with_plan, escalate.attempts) == (StepStatus.SKIPPED, True, 0)
+    assert escalate.skip_reason.startswith("The plan was COMPLETED: The objective was met")
 
 
 def test_an_activation_the_unique_index_refuses_is_looked_at_again_later(world, settings, monkeypatch):
@@ -144,16 +157,26 @@ def test_retry_limit_pauses_then_skip_and_resume_completes(world, crm, crm_for):
     # when: a person approves the escalation
     services.step_approve(plan_id=plan.id, step_id=escalate.step_id, user=world.admin)
     run_until_quiet(plan.id)
-    # then: three attempts, then the plan is PAUSED with RETRY_LIMIT_EXCEEDED
+    # then: three attempts, then the plan is PAUSED with RETRY_LIMIT_EXCEEDED, held by the step's layer
     plan.refresh_from_db()
     escalate.refresh_from_db()
     assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, 3)
     assert (plan.plan_status, plan.stop_reason_code) == (PlanStatus.PAUSED, "RETRY_LIMIT_EXCEEDED")
+    assert [(layer.kind, layer.scope) for layer in open_layers(plan)] == [
+        (PauseKind.RETRY_LIMIT, str(escalate.step_id))]
     assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.STEP_RETRY_SCHEDULED).count() == 2
     assert len(crm.state.posts()) == 3
-    # when: a person skips the optional step and resumes
+    # and a resume alone does not lift it
+    with pytest.raises(Conflict) as refused:
+        services.plan_resume(plan_id=plan.id, user=world.seller)
+    assert refused.value.code == "STEP_FAILED"
+    # when: a person skips the optional step: its layer is lifted and, nothing else holding it, the plan runs on
     services.step_skip(plan_id=plan.id, step_id=escalate.step_id, user=world.seller, reason="handled by phone")
-    services.plan_resume(plan_id=plan.id, user=world.seller)
+    plan.refresh_from_db()
+    assert (plan.plan_status, open_layers(plan)) == (PlanStatus.ACTIVE, [])
+    assert list(PlanLedgerEntry.objects.filter(plan=plan).order_by("-chain_seq")[:3]
+                .values_list("event_type", flat=True)) == [
+        EventType.PLAN_RESUMED, EventType.PAUSE_LAYER_LIFTED, EventType.STEP_SKIPPED]
     run_until_quiet(plan.id)
     plan.refresh_from_db()
     assert (plan.plan_status, plan.completion_reason) == (PlanStatus.COMPLETED, "all_steps_done")

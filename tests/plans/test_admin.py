@@ -116,7 +116,9 @@ def test_abort_needs_a_reason_and_an_unknown_action_is_404(world):
     assert messages_of(aborted) == ["Abort: done."]
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.ABORTED
-    assert ledger_of(plan)[-1] == (EventType.PLAN_ABORTED, f"user:{world.admin.pk}", "ABORTED_BY_USER")
+    closed = (EventType.STEP_CLOSED, f"user:{world.admin.pk}", "PLAN_ABORTED")  # its two waiting steps
+    assert ledger_of(plan)[-3:] == [(EventType.PLAN_ABORTED, f"user:{world.admin.pk}", "ABORTED_BY_USER"),
+                                    closed, closed]
 
 
 def test_a_stale_page_is_refused_with_a_version_conflict(world):

@@ -11,6 +11,8 @@ from plans.models import (
     Account,
     EventType,
     KillSwitch,
+    PauseKind,
+    PauseLayer,
     PlanLedgerEntry,
     PlanStatus,
     PlanStep,
@@ -73,8 +75,11 @@ def _arrange(verb: str, world) -> Case:
         PlanStep.objects.filter(pk=step.pk).update(status=StepStatus.PENDING_APPROVAL)
         return Case(plan=plan, step_id=step.step_id)
     if verb == "resume":
-        return Case(plan=make_plan(account=account, status=PlanStatus.PAUSED, paused_at=timezone.now(),
-                                   stop_reason_code="PAUSED_BY_USER"))
+        plan = make_plan(account=account, status=PlanStatus.PAUSED, paused_at=timezone.now(),
+                         stop_reason_code="PAUSED_BY_USER")
+        PauseLayer.objects.create(plan=plan, kind=PauseKind.PERSON, reason_code="PAUSED_BY_USER",
+                                  explanation="Paused by a person.", set_by="user:0", set_at=timezone.now())
+        return Case(plan=plan)
     if verb == "skip_step":
         plan = make_plan(account=account, status=PlanStatus.ACTIVE, action_types=WITH_ESCALATION)
         return Case(plan=plan, step_id=plan.steps.get(action_type="ESCALATE_SUPPORT_RISK").step_id)
@@ -149,15 +154,16 @@ def _assert_done(verb: str, world, user, case: Case, new_events: list[tuple]) ->
         assert KillSwitch.objects.get(tenant=world.tenant, action_type="").engaged is True
         assert new_events == [(None, EventType.KILL_SWITCH_FLIPPED)]
     else:
-        status_and_event = {
-            "approve": (PlanStatus.APPROVED, EventType.PLAN_APPROVED),
-            "pause": (PlanStatus.PAUSED, EventType.PLAN_PAUSED),
-            "resume": (PlanStatus.ACTIVE, EventType.PLAN_RESUMED),
-            "revise": (PlanStatus.DRAFT, EventType.PLAN_REVISED),
-            "abort": (PlanStatus.ABORTED, EventType.PLAN_ABORTED),
+        # the move's entry with the layer it adds or lifts, and the waiting steps an abort closes
+        status_and_events = {
+            "approve": (PlanStatus.APPROVED, [EventType.PLAN_APPROVED]),
+            "pause": (PlanStatus.PAUSED, [EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED]),
+            "resume": (PlanStatus.ACTIVE, [EventType.PAUSE_LAYER_LIFTED, EventType.PLAN_RESUMED]),
+            "revise": (PlanStatus.DRAFT, [EventType.PLAN_REVISED]),
+            "abort": (PlanStatus.ABORTED, [EventType.PLAN_ABORTED, EventType.STEP_CLOSED, EventType.STEP_CLOSED]),
         }[verb]
-        assert plan.plan_status == status_and_event[0]
-        assert new_events == [(plan.id, status_and_event[1])]
+        assert plan.plan_status == status_and_events[0]
+        assert new_events == [(plan.id, event) for event in status_and_events[1]]
     if verb != "propose":
         assert not RevenuePlan.objects.filter(account=world.account).exclude(pk=case.plan.pk).exists()
 
@@ -169,6 +175,7 @@ def _tenant_state(world) -> dict:
         "steps": list(PlanStep.objects.filter(plan__tenant=world.tenant).order_by("step_id").values()),
         "accounts": list(Account.objects.filter(tenant=world.tenant).order_by("id").values()),
         "kill_switches": list(KillSwitch.objects.filter(tenant=world.tenant).values()),
+        "pause_layers": list(PauseLayer.objects.filter(plan__tenant=world.tenant).order_by("id").values()),
         "ledger_count": PlanLedgerEntry.objects.filter(tenant=world.tenant).count(),
     }
 

@@ -343,7 +343,7 @@ def test_a_required_skipped_step_is_refused_by_the_schema():
 def test_a_required_skipped_step_is_refused_by_the_database_on_insert(world):
     plan = make_plan(account=world.account, status=PlanStatus.ACTIVE)
 
-    with pytest.raises(IntegrityError, match="required_step_never_skipped"), transaction.atomic():
+    with pytest.raises(IntegrityError, match="required_step_skipped_only_with_its_plan"), transaction.atomic():
         PlanStep.objects.create(
             plan=plan, sequence=9, action_type=BRIEF, required=True, status=StepStatus.SKIPPED, risk_level="LOW"
         )
@@ -356,7 +356,7 @@ def test_a_required_step_cannot_be_updated_to_skipped_in_the_database(world):
     required_step = plan.steps.get(action_type=BRIEF)
 
     required_step.status = StepStatus.SKIPPED
-    with pytest.raises(IntegrityError, match="required_step_never_skipped"), transaction.atomic():
+    with pytest.raises(IntegrityError, match="required_step_skipped_only_with_its_plan"), transaction.atomic():
         required_step.save()
 
     assert PlanStep.objects.get(pk=required_step.pk).status == StepStatus.PENDING

@@ -46,7 +46,7 @@ def activate(plan_id) -> None:
 
 
 def plan_with_history(world, *, account=None) -> RevenuePlan:
-    """A plan whose chain holds four entries: created, approved, activated, paused."""
+    """A plan whose chain holds five entries: created, approved, activated, paused, its PERSON layer added."""
     plan = propose(world, account=account)
     services.plan_approve(plan_id=plan.id, user=world.approver)
     activate(plan.id)
@@ -297,7 +297,9 @@ def test_service_appends_form_one_linked_chain_per_plan(world):
 
     assert [entry.event_type for entry in entries] == [
         EventType.PLAN_CREATED, EventType.PLAN_APPROVED, EventType.PLAN_ACTIVATED,
-        EventType.PLAN_PAUSED, EventType.PLAN_RESUMED, EventType.PLAN_ABORTED,
+        EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED, EventType.PAUSE_LAYER_LIFTED, EventType.PLAN_RESUMED,
+        # the abort closes the plan's two waiting steps
+        EventType.PLAN_ABORTED, EventType.STEP_CLOSED, EventType.STEP_CLOSED,
     ]
     assert_chain_is_sound(entries)
     assert entries[0].prev_hash == ledger.GENESIS_HASH
@@ -319,7 +321,7 @@ def test_two_plans_have_independent_chains(world):
     first_chain, second_chain = plan_chain(first.id), plan_chain(second.id)
 
     assert len(first_chain) == 3
-    assert len(second_chain) == 4
+    assert len(second_chain) == 4 + 2  # created, approved, activated, aborted; its two waiting steps closed
     assert_chain_is_sound(first_chain)
     assert_chain_is_sound(second_chain)
     assert second_chain[0].prev_hash == ledger.GENESIS_HASH
@@ -386,8 +388,8 @@ def test_a_clean_ledger_verifies(world, other_world):
     assert report.ok
     assert report.broken == []
     assert report.chains == 3  # two plan chains, one tenant chain
-    assert report.entries == 4 + 4 + 2
-    assert verify_command() == "OK: 3 chain(s), 10 entries verified\n"
+    assert report.entries == 5 + 5 + 2
+    assert verify_command() == "OK: 3 chain(s), 12 entries verified\n"
 
 
 def test_numbers_in_entry_data_hash_as_postgresql_returns_them(world):
@@ -487,17 +489,17 @@ def test_a_cut_chain_tail_is_caught_only_by_the_digest(world):
     plan = plan_with_history(world)
     entries = plan_chain(plan.id)
     digest = in_transaction(ledger.tenant_digest, world.tenant.id, actor="system:tests")
-    assert digest.data["plan_heads"] == {str(plan.id): {"chain_seq": 4, "entry_hash": entries[-1].entry_hash}}
+    assert digest.data["plan_heads"] == {str(plan.id): {"chain_seq": 5, "entry_hash": entries[-1].entry_hash}}
 
     tamper("DELETE FROM plans_planledgerentry WHERE id = %s", [entries[-1].pk])
 
     # The shortened chain is internally consistent: walking it alone cannot tell.
     assert ledger.verify_ledger(plan_id=plan.id).ok
-    assert verify_command(plan=str(plan.id)) == "OK: 1 chain(s), 3 entries verified\n"
+    assert verify_command(plan=str(plan.id)) == "OK: 1 chain(s), 4 entries verified\n"
     report = ledger.verify_ledger()
     assert len(report.broken) == 1
     assert report.broken[0].startswith(f"entry {digest.pk} (digest, tenant {world.tenant.id})")
-    assert f"plan {plan.id} lacks the head it recorded at position 4" in report.broken[0]
+    assert f"plan {plan.id} lacks the head it recorded at position 5" in report.broken[0]
     with pytest.raises(CommandError, match=f"plan {plan.id} lacks the head"):
         verify_command(tenant=world.tenant.slug)
 
@@ -537,7 +539,7 @@ def test_a_consistently_rewritten_tail_is_caught_by_the_digest(world):
     assert ledger.verify_ledger(plan_id=plan.id).ok
     report = ledger.verify_ledger()
     assert len(report.broken) == 1
-    assert f"plan {plan.id} lacks the head it recorded at position 4" in report.broken[0]
+    assert f"plan {plan.id} lacks the head it recorded at position 5" in report.broken[0]
 
 
 def test_verify_command_filters_by_tenant_and_plan(world, other_world):
@@ -548,9 +550,9 @@ def test_verify_command_filters_by_tenant_and_plan(world, other_world):
     middle = plan_chain(tampered.id)[1]
     tamper("UPDATE plans_planledgerentry SET explanation = 'forged' WHERE id = %s", [middle.pk])
 
-    assert verify_command(tenant=other_world.tenant.slug) == "OK: 2 chain(s), 5 entries verified\n"
+    assert verify_command(tenant=other_world.tenant.slug) == "OK: 2 chain(s), 6 entries verified\n"
     assert verify_command(plan=str(sibling.id)) == "OK: 1 chain(s), 1 entries verified\n"
-    assert verify_command(plan=str(elsewhere.id)) == "OK: 1 chain(s), 4 entries verified\n"
+    assert verify_command(plan=str(elsewhere.id)) == "OK: 1 chain(s), 5 entries verified\n"
     assert verify_command(tenant=world.tenant.slug, plan=str(sibling.id)) == "OK: 1 chain(s), 1 entries verified\n"
     # A plan of another tenant is not in this tenant's ledger.
     assert verify_command(tenant=world.tenant.slug, plan=str(elsewhere.id)) == "OK: 0 chain(s), 0 entries verified\n"
@@ -732,7 +734,8 @@ def test_why_a_plan_stopped_is_its_stopping_entry(world, make_stopped, status, e
     assert entry.event_type == event_type
     assert entry.reason_code == reason_code
     assert entry.explanation == explanation
-    assert entry.pk == plan_chain(plan.id)[-1].pk  # the latest stop, not an earlier pause
+    # the latest stop, not an earlier pause (the layer and closed-step entries that follow it are not stops)
+    assert entry.pk == [stop for stop in plan_chain(plan.id) if stop.event_type == event_type][-1].pk
     assert entry.data["to_status"] == status
     assert (plan.stop_reason_code, plan.stop_reason_detail) == (reason_code, explanation)
 

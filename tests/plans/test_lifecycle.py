@@ -12,7 +12,16 @@ from plans.errors import Conflict
 from plans.evaluator import ALL_STEPS_DONE, EXPIRED, Evaluation, Outcome
 from plans.lifecycle import StepMove
 from plans.locking import lock_account_then_plan, lock_plan
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import (
+    EventType,
+    PauseKind,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    StepStatus,
+)
 from tests.factories import make_plan
 
 S = PlanStatus
@@ -96,7 +105,8 @@ VERBS: dict[str, Callable] = {
     "resume": lambda plan_id, user: services.plan_resume(plan_id=plan_id, user=user),
     "pause": lambda plan_id, user: services.plan_pause(plan_id=plan_id, user=user, reason="customer on holiday"),
     "pause_by_policy": lambda plan_id, user: services.plan_pause_by_policy(
-        plan_id=plan_id, component="tests", reason_code="RETRY_LIMIT_EXCEEDED", explanation="Step failed 3 times."
+        plan_id=plan_id, component="tests", kind=PauseKind.RETRY_LIMIT, scope="step-1",
+        reason_code="RETRY_LIMIT_EXCEEDED", explanation="Step failed 3 times.",
     ),
     "revise": lambda plan_id, user: services.plan_revise(plan_id=plan_id, user=user, reason="add a step"),
     "abort": lambda plan_id, user: services.plan_abort(plan_id=plan_id, user=user, reason="deal lost"),
@@ -130,7 +140,47 @@ def _plan_in(world, status: PlanStatus, verb: str) -> RevenuePlan:
     if verb == "complete":
         fields["step_status"] = StepStatus.DONE
     # created by the system, so the tenant admin acting below is not the creator
-    return make_plan(account=world.account, status=status, created_by="system:tests", **fields)
+    plan = make_plan(account=world.account, status=status, created_by="system:tests", **fields)
+    if status == S.PAUSED:
+        _hold(plan, PauseKind.PERSON)  # what its stop reason says: a person paused it
+    return plan
+
+
+def _hold(plan: RevenuePlan, kind: PauseKind, scope: str = "") -> PauseLayer:
+    """An open layer, as the services leave it when they pause a plan."""
+    return PauseLayer.objects.create(plan=plan, kind=kind, scope=scope, reason_code=f"{kind}_REASON",
+                                     explanation=f"Held by {kind}.", set_by="system:tests",
+                                     set_at=timezone.now() - timedelta(minutes=2))
+
+
+def _open_kinds(plan_id) -> list[str]:
+    return sorted(PauseLayer.objects.filter(plan_id=plan_id, lifted_at__isnull=True).values_list("kind", flat=True))
+
+
+def _layer_rows(plan_id) -> list[dict]:
+    return list(PauseLayer.objects.filter(plan_id=plan_id).order_by("id").values())
+
+
+# The entries an accepted move writes, in order, by hand from DESIGN §3.2: the move's entry; a pause
+# adds its layer after it; a resume lifts the last layer (the plan's PERSON one) before it; revise and
+# the terminal moves lift every open layer after it; a terminal move then closes each waiting step
+# (the plan's two PENDING steps; a completed plan has none waiting).
+def _expected_entries(from_status: PlanStatus, verb: str) -> list[EventType]:
+    _, event = VERB_TARGET_AND_EVENT[verb]
+    if verb in ("pause", "pause_by_policy"):
+        return [event, EventType.PAUSE_LAYER_ADDED]
+    if verb == "resume":
+        return [EventType.PAUSE_LAYER_LIFTED, event]
+    lifted = [EventType.PAUSE_LAYER_LIFTED] if from_status == S.PAUSED else []
+    if verb == "revise":
+        return [event, *lifted]
+    if verb in ("abort", "abort_by_policy", "expire"):
+        return [event, *lifted, EventType.STEP_CLOSED, EventType.STEP_CLOSED]
+    return [event]
+
+
+# The open layer each pause leaves (kind, scope).
+PAUSE_LAYER_OF = {"pause": (PauseKind.PERSON, ""), "pause_by_policy": (PauseKind.RETRY_LIMIT, "step-1")}
 
 
 def _plan_row(plan_id) -> dict:
@@ -139,6 +189,11 @@ def _plan_row(plan_id) -> dict:
 
 def _step_rows(plan_id) -> list[dict]:
     return list(PlanStep.objects.filter(plan_id=plan_id).order_by("sequence").values())
+
+
+# Not a move but one more layer on a PAUSED plan (test_a_new_cause_on_a_paused_plan_adds_a_layer). A
+# person's pause of the matrix's PAUSED plan stays refused: a person already holds it (_plan_in).
+LAYER_ONLY_CASES = {(S.PAUSED, S.PAUSED, "pause_by_policy")}
 
 
 def _allowed_cases():
@@ -152,6 +207,8 @@ def _refused_cases():
         for target in PlanStatus:
             for verb, (verb_target, _) in VERB_TARGET_AND_EVENT.items():
                 if verb_target == target and verb not in VERBS_FOR_ALLOWED_PAIR.get((source, target), ()):
+                    if (source, target, verb) in LAYER_ONLY_CASES:
+                        continue
                     yield pytest.param(source, target, verb, id=f"{source}->{target}:{verb}")
 
 
@@ -163,16 +220,18 @@ def test_hand_written_allowed_set_is_the_lifecycle_table():
 
 def test_every_pair_of_the_matrix_is_exercised():
     exercised = {(case.values[0], case.values[1]) for case in [*_allowed_cases(), *_refused_cases()]}
+    exercised |= {(source, target) for source, target, _ in LAYER_ONLY_CASES}
     assert exercised == {(source, target) for source in PlanStatus for target in PlanStatus}
     assert len(exercised) == 49
     # a terminal plan is offered every verb, and every one of them is in the refused set
     for terminal in (S.COMPLETED, S.ABORTED, S.EXPIRED):
         refused_verbs = {case.values[2] for case in _refused_cases() if case.values[0] == terminal}
         assert refused_verbs == set(VERBS)
+    assert ("PAUSED", "PAUSED", "pause") in {tuple(case.values) for case in _refused_cases()}
 
 
 @pytest.mark.parametrize(("from_status", "to_status", "verb"), list(_allowed_cases()))
-def test_allowed_move_changes_status_and_writes_one_ledger_entry(world, from_status, to_status, verb):
+def test_allowed_move_changes_status_and_writes_its_ledger_entries(world, from_status, to_status, verb):
     # given
     plan = _plan_in(world, from_status, verb)
     before = _plan_row(plan.id)
@@ -187,9 +246,11 @@ def test_allowed_move_changes_status_and_writes_one_ledger_entry(world, from_sta
     after = _plan_row(plan.id)
     assert after["plan_status"] == to_status
     assert after["version"] == before["version"] + 1
-    new_entries = list(PlanLedgerEntry.objects.filter(tenant=world.tenant).exclude(id__in=ledger_ids_before))
-    assert [(entry.plan_id, entry.event_type) for entry in new_entries] == [(plan.id, expected_event)]
-    entry = new_entries[0]
+    new_entries = list(PlanLedgerEntry.objects.filter(tenant=world.tenant).exclude(id__in=ledger_ids_before)
+                       .order_by("id"))
+    assert [(entry.plan_id, entry.event_type) for entry in new_entries] == [
+        (plan.id, event) for event in _expected_entries(from_status, verb)]
+    entry = next(entry for entry in new_entries if entry.event_type == expected_event)
     assert entry.data["from_status"] == from_status
     assert entry.data["to_status"] == to_status
     assert entry.data["plan"]["plan_status"] == to_status
@@ -205,13 +266,23 @@ def test_allowed_move_changes_status_and_writes_one_ledger_entry(world, from_sta
     if to_status == S.APPROVED:
         assert after["approved_by_id"] == world.admin.pk
         assert after["approved_at"] is not None
+    # a PAUSED plan is held by the layer that paused it, and by none once it is out of PAUSED
+    open_layers = list(PauseLayer.objects.filter(plan_id=plan.id, lifted_at__isnull=True).values_list("kind", "scope"))
+    assert open_layers == ([PAUSE_LAYER_OF[verb]] if to_status == S.PAUSED else [])
+    steps = _step_rows(plan.id)
+    if to_status in (S.ABORTED, S.EXPIRED):
+        # the waiting steps were closed with the plan, with its reason
+        assert {(step["status"], step["closed_with_plan"]) for step in steps} == {(T.SKIPPED, True)}
+        assert all(step["skip_reason"].startswith(f"The plan was {to_status}: ") for step in steps)
+    else:
+        assert not any(step["closed_with_plan"] for step in steps)
 
 
 @pytest.mark.parametrize(("from_status", "to_status", "verb"), list(_refused_cases()))
 def test_refused_move_is_an_invalid_transition_and_changes_nothing(world, from_status, to_status, verb):
     # given
     plan = _plan_in(world, from_status, verb)
-    plan_before, steps_before = _plan_row(plan.id), _step_rows(plan.id)
+    plan_before, steps_before, layers_before = _plan_row(plan.id), _step_rows(plan.id), _layer_rows(plan.id)
     ledger_count_before = PlanLedgerEntry.objects.filter(tenant=world.tenant).count()
 
     # when
@@ -222,7 +293,48 @@ def test_refused_move_is_an_invalid_transition_and_changes_nothing(world, from_s
     assert refused.value.code == "INVALID_TRANSITION"
     assert _plan_row(plan.id) == plan_before
     assert _step_rows(plan.id) == steps_before
+    assert _layer_rows(plan.id) == layers_before
     assert PlanLedgerEntry.objects.filter(tenant=world.tenant).count() == ledger_count_before
+
+
+# A PAUSED plan held by `held_by`, then `verb`: the layers open afterwards, or the refusal (by hand,
+# DESIGN §3.2: a new cause adds a layer; the same cause twice is one layer; a person pauses once).
+LAYER_STACKING = [
+    pytest.param(PauseKind.PERSON, "pause_by_policy", [PauseKind.PERSON, PauseKind.RETRY_LIMIT], id="person+policy"),
+    pytest.param(PauseKind.KILL_SWITCH, "pause", [PauseKind.KILL_SWITCH, PauseKind.PERSON], id="switch+person"),
+    pytest.param(PauseKind.PERSON, "pause", "INVALID_TRANSITION", id="person+person"),
+    pytest.param(PauseKind.RETRY_LIMIT, "pause_by_policy", [PauseKind.RETRY_LIMIT], id="same-cause-twice"),
+]
+
+
+@pytest.mark.parametrize(("held_by", "verb", "expected"), LAYER_STACKING)
+def test_a_new_cause_on_a_paused_plan_adds_a_layer(world, held_by, verb, expected):
+    # given
+    plan = make_plan(account=world.account, status=S.PAUSED, created_by="system:tests",
+                     paused_at=timezone.now(), stop_reason_code=f"{held_by}_REASON")
+    _hold(plan, held_by, scope="step-1" if held_by == PauseKind.RETRY_LIMIT else "")
+    before = _plan_row(plan.id)
+
+    # when
+    if isinstance(expected, str):
+        with pytest.raises(Conflict) as refused:
+            VERBS[verb](plan.id, world.admin)
+    else:
+        VERBS[verb](plan.id, world.admin)
+
+    # then: the plan stays PAUSED, whatever its stop reason was
+    after = _plan_row(plan.id)
+    entries = list(PlanLedgerEntry.objects.filter(plan_id=plan.id).values_list("event_type", flat=True))
+    assert (after["plan_status"], after["stop_reason_code"]) == (S.PAUSED, before["stop_reason_code"])
+    if isinstance(expected, str):
+        assert refused.value.code == expected
+        assert (after, entries, _open_kinds(plan.id)) == (before, [], [held_by])
+    elif len(expected) == 1:  # the same cause: nothing new
+        assert (after, entries, _open_kinds(plan.id)) == (before, [], expected)
+    else:
+        assert _open_kinds(plan.id) == expected
+        assert entries == [EventType.PAUSE_LAYER_ADDED]
+        assert after["version"] == before["version"] + 1
 
 
 # --- steps (DESIGN §3.3) -------------------------------------------------------------------------
@@ -240,17 +352,25 @@ EXPECTED_STEP_MOVES: dict[StepMove, tuple[set, StepStatus, set]] = {
     StepMove.AUTO_SUCCEED: ({T.PENDING}, T.AUTO_EXECUTED, set(PlanStatus)),
     StepMove.FAIL: ({T.PENDING}, T.FAILED, set(PlanStatus)),
     StepMove.SKIP: ({T.PENDING, T.PENDING_APPROVAL, T.FAILED}, T.SKIPPED, {S.APPROVED, S.ACTIVE, S.PAUSED}),
+    # a person starts a new series of attempts for a step that failed at its limit (DESIGN §3.3)
+    StepMove.RETRY: ({T.FAILED}, T.PENDING, {S.ACTIVE, S.PAUSED}),
+    # a finished plan closes what still waited (DESIGN §3.2)
+    StepMove.CLOSE: ({T.PENDING, T.PENDING_APPROVAL}, T.SKIPPED, {S.COMPLETED, S.ABORTED, S.EXPIRED}),
 }
 EXPECTED_STEP_TRANSITIONS = frozenset({
     (T.PENDING, T.PENDING_APPROVAL), (T.PENDING_APPROVAL, T.PENDING), (T.PENDING, T.DONE),
     (T.PENDING, T.AUTO_EXECUTED), (T.PENDING, T.FAILED),
-    (T.PENDING, T.SKIPPED), (T.PENDING_APPROVAL, T.SKIPPED), (T.FAILED, T.SKIPPED),
+    (T.PENDING, T.SKIPPED), (T.PENDING_APPROVAL, T.SKIPPED), (T.FAILED, T.SKIPPED), (T.FAILED, T.PENDING),
 })
 # The code of the refusal when the plan allows the move but the step's status does not (the API's 409s).
 EXPECTED_STEP_REFUSAL = {
     StepMove.APPROVE: "STEP_NOT_AWAITING_APPROVAL",
     StepMove.SKIP: "STEP_NOT_SKIPPABLE",
+    StepMove.RETRY: "STEP_NOT_FAILED",
 }
+# The columns a move needs besides the status: a closed required step is SKIPPED only as closed_with_plan
+# (the database's required_step_skipped_only_with_its_plan).
+STEP_MOVE_CHANGES = {StepMove.CLOSE: {"closed_with_plan": True}}
 
 
 def _step_cases():
@@ -298,10 +418,10 @@ def test_step_transition_makes_exactly_the_moves_of_the_table(world, move, plan_
     with transaction.atomic():
         locked = lock_plan(plan.id)
         if expected in StepStatus.values:
-            services.step_transition(step, move, plan=locked)
+            services.step_transition(step, move, plan=locked, changes=STEP_MOVE_CHANGES.get(move))
         else:
             with pytest.raises(Conflict) as refused:
-                services.step_transition(step, move, plan=locked)
+                services.step_transition(step, move, plan=locked, changes=STEP_MOVE_CHANGES.get(move))
 
     # then
     step.refresh_from_db()
@@ -324,9 +444,11 @@ def test_only_skip_refuses_a_required_step(world, move):
                 services.step_transition(step, move, plan=locked)
             assert refused.value.code == "REQUIRED_STEP"
         else:
-            services.step_transition(step, move, plan=locked)
+            services.step_transition(step, move, plan=locked, changes=STEP_MOVE_CHANGES.get(move))
     step.refresh_from_db()
     assert step.status == (sorted(sources)[0] if move == StepMove.SKIP else target)
+    if move == StepMove.CLOSE:
+        assert step.closed_with_plan  # the one way a required step ends SKIPPED
 
 
 STEP_VERBS: dict[StepMove, Callable] = {
@@ -343,7 +465,7 @@ def _people_step_cases():
             for step_status in StepStatus:
                 for action_type in (OPTIONAL, REQUIRED):
                     if action_type == REQUIRED and step_status == T.SKIPPED:
-                        continue  # a state the database refuses (required_step_never_skipped)
+                        continue  # a state the database refuses (required_step_skipped_only_with_its_plan)
                     yield pytest.param(move, plan_status, step_status, action_type,
                                        id=f"{move}:{plan_status}:{step_status}:{action_type}")
 

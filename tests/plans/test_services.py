@@ -175,8 +175,14 @@ def test_abort_records_who_and_why(world):
     aborted = services.plan_abort(plan_id=plan.id, user=world.seller, reason="customer churned")
     assert (aborted.stop_reason_code, aborted.stop_reason_detail) == ("ABORTED_BY_USER", "customer churned")
     assert aborted.aborted_at is not None
-    entry = PlanLedgerEntry.objects.get(plan=plan)
+    entry = PlanLedgerEntry.objects.get(plan=plan, event_type=EventType.PLAN_ABORTED)
     assert (entry.actor, entry.explanation) == (f"user:{world.seller.pk}", "customer churned")
+    # and its waiting steps were closed with it, for the same reason
+    closed = PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.STEP_CLOSED)
+    assert [(step.status, step.closed_with_plan, step.skip_reason) for step in plan.steps.all()] == [
+        (StepStatus.SKIPPED, True, "The plan was ABORTED: customer churned.")] * 2
+    assert sorted(entry.step_id for entry in closed) == sorted(step.step_id for step in plan.steps.all())
+    assert {(entry.actor, entry.reason_code) for entry in closed} == {(f"user:{world.seller.pk}", "PLAN_ABORTED")}
 
 
 def test_skip_an_optional_step(world):

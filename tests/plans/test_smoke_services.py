@@ -22,6 +22,7 @@ def test_plan_walks_its_happy_path(world):
     events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", flat=True))
     assert events == [
         EventType.PLAN_CREATED, EventType.PLAN_APPROVED, EventType.PLAN_ACTIVATED, EventType.STEP_AWAITING_APPROVAL,
-        EventType.PLAN_PAUSED, EventType.PLAN_RESUMED, EventType.PLAN_ABORTED,
+        EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED, EventType.PAUSE_LAYER_LIFTED, EventType.PLAN_RESUMED,
+        EventType.PLAN_ABORTED, EventType.STEP_CLOSED, EventType.STEP_CLOSED,  # the two waiting steps
     ]
     assert plan.version == 6

@@ -1,0 +1,149 @@
+"""Pause layers with the moves they cause (DESIGN §3.2): the first layer pauses an ACTIVE plan, a new
+cause while PAUSED adds one, and lifting the last lets the plan run again (gate re-checked); and the
+people's pause and resume, which set and lift the PERSON layer.
+
+Every *_locked function expects the caller to hold the plan's row lock in an open transaction (the
+services and the engine always do); every layer set or lifted is a ledger entry.
+"""
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from plans import ledger, policy, selectors
+from plans.authority import Verb
+from plans.errors import Conflict
+from plans.lifecycle import INVALID_TRANSITION, Move
+from plans.locking import lock_account_then_plan, lock_plan
+from plans.models import PauseKind, PauseLayer, PlanStatus, PlanStep, RevenuePlan
+from plans.schemas import plan_to_schema
+from plans.services.common import (
+    gate_refusal,
+    raise_committed_refusal,
+    require_move,
+    require_on_plan,
+    require_version,
+    touch,
+)
+from plans.services.layers import LIFTED_BY_RESUME, holding_reasons, layers_lift, open_layers
+from plans.services.moves import plan_transition
+
+PAUSE_LAYERS_REMAIN = "PAUSE_LAYERS_REMAIN"
+STEP_FAILED = "STEP_FAILED"
+
+
+def pause_layer_add_locked(
+    plan: RevenuePlan,
+    *,
+    kind: PauseKind,
+    actor: str,
+    reason_code: str,
+    explanation: str,
+    scope: str = "",
+    evidence: dict | None = None,
+    steps: list[PlanStep] | None = None,
+) -> PauseLayer | None:
+    """Hold the plan with a layer: an ACTIVE plan is PAUSED by it, a PAUSED one gets one more.
+
+    The same cause twice (kind and scope) is one layer. A plan that is neither ACTIVE nor PAUSED is
+    not held by layers (DRAFT and APPROVED plans do not run; a finished one never will): None.
+    """
+    if plan.plan_status not in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
+        return None
+    held = PauseLayer.objects.filter(plan=plan, kind=kind, scope=scope, lifted_at__isnull=True).first()
+    if held is not None:
+        return held
+    layer = PauseLayer.objects.create(
+        plan=plan, kind=kind, scope=scope, reason_code=reason_code, explanation=explanation,
+        evidence=evidence or {}, set_by=actor, set_at=timezone.now(),
+    )
+    if plan.plan_status == PlanStatus.ACTIVE:
+        plan_transition(plan, Move.PAUSE, actor=actor, reason_code=reason_code, explanation=explanation,
+                        facts={"layer": kind, "scope": scope, **(evidence or {})}, steps=steps)
+    else:
+        touch(plan)
+    ledger.pause_layer_added(plan, layer=layer)
+    return layer
+
+
+def pause_layers_lift_locked(plan: RevenuePlan, layers: list[PauseLayer], *, actor: str, why: str,
+                             steps: list[PlanStep] | None = None) -> bool:
+    """Lift `layers`; when none is left, the PAUSED plan runs again if the gate allows it (the conflict
+    rule and the preconditions re-checked). If the gate does not, a POLICY layer says why, so a plan
+    is never PAUSED without a reason. Returns whether the plan is ACTIVE again."""
+    remaining = layers_lift(plan, layers, actor=actor, why=why)
+    if remaining or plan.plan_status != PlanStatus.PAUSED:
+        if layers:
+            touch(plan)
+        return False
+    result = resume_gate(plan, steps=steps)
+    if result.can_activate:
+        plan_transition(plan, Move.RESUME, actor=actor, reason_code="LAST_LAYER_LIFTED",
+                        explanation=f"Running again: {why.rstrip('.')}; no pause layer is left.", steps=steps)
+        return True
+    pause_layer_add_locked(
+        plan, kind=PauseKind.POLICY, actor=actor, reason_code=result.codes[0],
+        explanation="The plan could run again, but the policy gate refused: "
+        + " ".join(reason.detail for reason in result.reasons),
+        evidence={"gate_reasons": [reason.as_dict() for reason in result.reasons]}, steps=steps,
+    )
+    return False
+
+
+def resume_gate(plan: RevenuePlan, *, steps: list[PlanStep] | None = None) -> policy.PolicyResult:
+    """May this PAUSED plan run again? The activation checks: approved, not expired, execution on,
+    owner active, no conflicting plan."""
+    facts = selectors.gate_facts(plan, now=timezone.now())
+    return policy.evaluate_can_activate(plan_to_schema(plan, steps), facts)
+
+
+# --- people's verbs ------------------------------------------------------------------------------
+
+
+def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int | None = None) -> RevenuePlan:
+    """A person holds the plan: ACTIVE → PAUSED, or one more (PERSON) layer on a PAUSED plan."""
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        require_on_plan(Verb.PAUSE, user=user, plan=plan)
+        if plan.plan_status != PlanStatus.PAUSED:
+            require_move(plan, Move.PAUSE)
+        require_version(plan, expected_version)
+        if any(layer.kind == PauseKind.PERSON for layer in open_layers(plan)):
+            raise Conflict(INVALID_TRANSITION, "The plan is already paused by a person.")
+        pause_layer_add_locked(plan, kind=PauseKind.PERSON, actor=ledger.user_actor(user),
+                               reason_code="PAUSED_BY_USER", explanation=reason or f"Paused by {user.get_username()}.",
+                               evidence={"user_id": user.pk})
+    return plan
+
+
+def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
+    """A person lets the plan run again: lifts the PERSON and POLICY layers, when nothing else holds it
+    and the gate allows it. A layer only something else can lift (a kill switch, a failed step, a stale
+    approval …) refuses the resume with 409, naming each and what lifts it; nothing changes."""
+    refusal = None
+    with transaction.atomic():
+        plan = lock_account_then_plan(plan_id)
+        require_on_plan(Verb.RESUME, user=user, plan=plan)
+        require_move(plan, Move.RESUME)
+        require_version(plan, expected_version)
+        layers = open_layers(plan)
+        held = [layer for layer in layers if layer.kind not in LIFTED_BY_RESUME]
+        if held:
+            failed = any(layer.kind == PauseKind.RETRY_LIMIT for layer in held)
+            raise Conflict(
+                STEP_FAILED if failed else PAUSE_LAYERS_REMAIN,
+                ("A step failed at its retry limit: retry it, skip it (if optional), revise or abort the plan."
+                 if failed else "Something a resume cannot lift still holds the plan.")
+                + " " + " ".join(reason.detail for reason in holding_reasons(held)),
+                holding_reasons(held),
+            )
+        result = resume_gate(plan)
+        if not result.can_activate:
+            ledger.policy_rejected(plan, actor=ledger.user_actor(user), attempted="resume", reasons=result.reasons)
+            refusal = gate_refusal(result, attempted="resume")
+        else:
+            pause_layers_lift_locked(plan, layers, actor=ledger.user_actor(user),
+                                     why=f"resumed by {user.get_username()}")
+    if refusal:
+        raise_committed_refusal(refusal)
+    return plan
