@@ -4,10 +4,14 @@ their services, which let only the tenant's admins and ledger every change.
 
 Connector secrets are write-only: a password-style input that is blank keeps the stored value, and
 no page shows one — only whether it is set.
+
+The plans' list gets its "blocked by" column here: the read model joins intents, so it lives above plans/.
 """
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.html import format_html_join
 
 from orchestrator.autonomy import services as autonomy
@@ -18,6 +22,7 @@ from orchestrator.autonomy.models import (
     ProposalDecision,
     TenantAutonomy,
 )
+from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution import routing
 from orchestrator.execution.connectors.config import known_keys, validate_connector_settings
 from orchestrator.execution.models import (
@@ -28,8 +33,9 @@ from orchestrator.execution.models import (
     ExecutionAttempt,
     InternalRecord,
 )
-from plans.admin import ReadOnlyAdmin, ThroughServicesAdmin, ThroughServicesForm, administers
+from plans.admin import ReadOnlyAdmin, RevenuePlanAdmin, ThroughServicesAdmin, ThroughServicesForm, administers
 from plans.errors import DomainError
+from plans.models import RevenuePlan
 from plans.plan_types import ACTION_TYPES
 
 
@@ -326,3 +332,40 @@ class AutonomyUsageAdmin(ReadOnlyAdmin):
     list_display = ["day", "tenant", "account", "action_type", "used"]
     list_select_related = ["tenant", "account"]
     ordering = ["-day"]
+
+
+# --- the plans' list with what blocks each ----------------------------------------------------------
+
+
+class BlockedByChangeList(ChangeList):
+    """Computes blocked_by for the page's plans at once (orchestrator.blocked_by: a few queries a page)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        page = list(self.result_list)  # evaluated once: the rows the template renders are these objects
+        blocked_by = blocked_by_for(page, now=timezone.now())
+        for plan in page:
+            plan.blocked_by = blocked_by[plan.id]
+
+
+class RevenuePlanWithBlockedByAdmin(RevenuePlanAdmin):
+    list_display = [*RevenuePlanAdmin.list_display, "blocked_by_column"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("steps")
+
+    def get_changelist(self, request, **kwargs):
+        return BlockedByChangeList
+
+    @admin.display(description="blocked by")
+    def blocked_by_column(self, plan):
+        items = getattr(plan, "blocked_by", [])
+        if not items:
+            return "—"
+        return format_html_join(" ", '<span class="blocked-by" data-code="{}" title="{}">{} ({})</span>',
+                                ((item["code"], item["detail"], item["code"], item["waits_on"].lower())
+                                 for item in items))
+
+
+admin.site.unregister(RevenuePlan)
+admin.site.register(RevenuePlan, RevenuePlanWithBlockedByAdmin)

@@ -165,6 +165,10 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     if evaluation.outcome != Outcome.CONTINUE:
         services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return []
+    failed_steps = [step for step in steps if step.status == StepStatus.FAILED]
+    if failed_steps:
+        _hold_for_failed_steps(plan, failed_steps)
+        return []
     tenant_killed_by = killed_by(switches)
     if tenant_killed_by:
         kind, scope = kill_layer(switches)
@@ -203,6 +207,23 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     return to_enqueue
 
 
+def _hold_for_failed_steps(plan: RevenuePlan, failed_steps: list[PlanStep]) -> None:
+    """The stall rule (DESIGN §3.3): nothing runs a FAILED step again on its own and the plan cannot
+    complete past it, so an ACTIVE plan with one is PAUSED with a RETRY_LIMIT layer per such step,
+    never left ACTIVE and silent. The retry limit pauses the plan itself (_apply_outcome); this holds
+    a plan that got here another way (data from before the layers, a move that kept a FAILED step)."""
+    for step in failed_steps:
+        services.plan_pause_by_policy(
+            plan_id=plan.id, component=COMPONENT, kind=PauseKind.RETRY_LIMIT, scope=str(step.step_id),
+            reason_code=services.STEP_FAILED,
+            explanation=f"{step.action_type} (step {step.sequence + 1}) FAILED after {step.attempts} attempt(s) "
+                        f"({step.last_error or 'no error recorded'}) and nothing runs it again on its own. Retry "
+                        "it, skip it (if optional), revise, or abort the plan.",
+            facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
+        )
+    plan.refresh_from_db(fields=["plan_status"])
+
+
 def kill_layer(switches: frozenset[str], action_type: str = "") -> tuple[PauseKind, str]:
     """The pause layer (kind, scope) for what stops execution: the global switch, the tenant's, or the
     action type's (the scope a release of that switch lifts)."""
@@ -224,8 +245,9 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
                 switches: frozenset[str]) -> StepKey | None:
     """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt.
 
-    `previous`: the step's last attempt, if any; a retry of a step that ran on its own does not take
-    a second unit of the autonomy budget (the budget counts actions, not tries).
+    `previous`: the step's last attempt, if any; a retry of a step that ran on its own (the next attempt
+    of a series, or a person's new series) does not take a second unit of the autonomy budget (the
+    budget counts actions, not tries).
     """
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
     step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
@@ -270,8 +292,8 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
 
 def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, config, *, now: datetime) -> bool:
     """What a finished attempt does to its step (and, past the retry limit, to its plan). Idempotent."""
-    if step.status != StepStatus.PENDING or step.attempts != intent.attempt:
-        return False
+    if step.status != StepStatus.PENDING or step.attempts != intent.attempt or step.attempts_in_series == 0:
+        return False  # not the step's current attempt (a person's retry began a series with none made yet)
     if intent.status == IntentStatus.SUCCEEDED:
         auto = intent.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE
         services.step_transition(step, StepMove.AUTO_SUCCEED if auto else StepMove.SUCCEED, plan=plan,
@@ -280,8 +302,9 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
     if intent.status not in FINISHED_INTENT_STATUSES or step.next_attempt_at is not None:
         return False  # not finished yet, or this attempt's failure already scheduled the next one
     step.last_error = f"{intent.failure_class}: {intent.failure_reason}"[:2000]
-    if step.attempts < config.retry_limit:
-        delay = settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS * 2 ** (step.attempts - 1)
+    # The limit counts the attempts of the current series: a person's retry starts a new one.
+    if step.attempts_in_series < config.retry_limit:
+        delay = settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS * 2 ** (step.attempts_in_series - 1)
         step.next_attempt_at = now + timedelta(seconds=delay)
         step.save(update_fields=["last_error", "next_attempt_at"])
         ledger.step_retry_scheduled(plan, step=step, attempt=step.attempts, error=step.last_error,
@@ -290,9 +313,11 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
     services.step_transition(step, StepMove.FAIL, plan=plan, changes={"last_error": step.last_error})
     stop = dict(
         plan_id=plan.id, component=COMPONENT, reason_code=RETRY_LIMIT_EXCEEDED,
-        explanation=f"{step.action_type} failed {step.attempts} times (the limit is {config.retry_limit}): "
-                    f"{step.last_error}. Retry it, skip it (if optional), revise, or abort the plan.",
-        facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
+        explanation=f"{step.action_type} failed {step.attempts_in_series} times in a row (the limit is "
+                    f"{config.retry_limit}): {step.last_error}. Retry it, skip it (if optional), revise, or abort "
+                    "the plan.",
+        facts={"step_id": str(step.step_id), "attempts": step.attempts,
+               "attempts_in_series": step.attempts_in_series, "last_error": step.last_error},
     )
     # A plan that moved while the attempt ran: a DRAFT one is approved afresh before it runs, a finished
     # one keeps the FAILED step as its record; neither can be held by a layer.

@@ -46,6 +46,8 @@ STEP_ACTIONS = {
         plan_id=plan_id, step_id=step_id, user=user, expected_version=version)),
     "skip": ActionSpec("Skip step", "required", lambda plan_id, step_id, user, reason, version: services.step_skip(
         plan_id=plan_id, step_id=step_id, user=user, reason=reason, expected_version=version)),
+    "retry": ActionSpec("Retry step", "optional", lambda plan_id, step_id, user, reason, version: services.step_retry(
+        plan_id=plan_id, step_id=step_id, user=user, reason=reason, expected_version=version)),
 }
 
 

@@ -19,6 +19,7 @@ class Verb(StrEnum):
     RESUME = "resume"
     REVISE = "revise"
     SKIP_STEP = "skip_step"
+    RETRY_STEP = "retry_step"
     ABORT = "abort"
     TRANSFER_ACCOUNT = "transfer_account"
     ADMINISTER = "administer"
@@ -27,7 +28,8 @@ class Verb(StrEnum):
 APPROVERS = frozenset({Role.PLAN_APPROVER, Role.TENANT_ADMIN})
 
 # Verbs the plan's owner may use whatever their role (a VIEWER never owns plans: see owner_roles).
-OWNER_VERBS = frozenset({Verb.APPROVE_STEP, Verb.PAUSE, Verb.RESUME, Verb.REVISE, Verb.SKIP_STEP, Verb.ABORT})
+OWNER_VERBS = frozenset({Verb.APPROVE_STEP, Verb.PAUSE, Verb.RESUME, Verb.REVISE, Verb.SKIP_STEP, Verb.RETRY_STEP,
+                         Verb.ABORT})
 # Roles that may own accounts and plans.
 OWNER_ROLES = frozenset({Role.SELLER, Role.PLAN_APPROVER, Role.TENANT_ADMIN})
 

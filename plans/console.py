@@ -34,6 +34,7 @@ PLAN_ACTIONS: dict[str, tuple[Verb, Move]] = {
 STEP_ACTIONS: dict[str, tuple[Verb, StepMove]] = {
     "approve": (Verb.APPROVE_STEP, StepMove.APPROVE),
     "skip": (Verb.SKIP_STEP, StepMove.SKIP),
+    "retry": (Verb.RETRY_STEP, StepMove.RETRY),
 }
 
 

@@ -231,6 +231,18 @@ class PlanStep(models.Model):
     def __str__(self) -> str:
         return f"{self.sequence}. {self.action_type} ({self.status})"
 
+    @property
+    def attempts_in_series(self) -> int:
+        """Attempts made in the current series (what the retry limit counts)."""
+        return self.attempts - self.attempts_before_series
+
+    @property
+    def attempt_out(self) -> bool:
+        """An attempt of the current series started and its outcome is not recorded yet: starting an
+        attempt clears next_attempt_at and a failure sets it again; a person's retry starts a series
+        with none made."""
+        return self.status == StepStatus.PENDING and self.attempts_in_series > 0 and self.next_attempt_at is None
+
 
 class PauseKind(models.TextChoices):
     """Why a PAUSED plan is held, each lifted only by what can clear it (DESIGN §3.2)."""

@@ -1,13 +1,71 @@
 """Why a plan exists, why it stopped and what it waits for: plain sentences with the ledger
-entries behind them, for the API's /why/ and the approvers' console."""
-from dataclasses import dataclass, field
+entries behind them, for the API's /why/ and the approvers' console; and, for each thing that keeps
+the plan from moving, a structured Wait (what it waits on, who can act, the verb) that the API's
+blocked_by serves, so both say the same from one source."""
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 from django.db.models import Q
 
 from plans import ledger
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.authority import Subject, Verb, denial
+from plans.models import (
+    EventType,
+    PauseKind,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    RiskLevel,
+    Role,
+    StepStatus,
+)
+from plans.services.layers import holding_reasons
+
+
+class WaitsOn(StrEnum):
+    PERSON = "PERSON"  # only a person's act ends the wait
+    TIME = "TIME"  # a clock ends it (a scheduled retry)
+    SYSTEM = "SYSTEM"  # the system's own work ends it (an attempt running, the orchestrator's next look)
+
+
+# who_can_act beyond the tenant roles: the plan's owner whatever their role, and whoever runs the deployment.
+PLAN_OWNER = "PLAN_OWNER"
+OPERATOR = "OPERATOR"
+
+
+def who_may(verb: Verb) -> tuple[str, ...]:
+    """The roles plans.authority lets use `verb` on a plan (PLAN_OWNER first when its owner may)."""
+    stranger, owner = Subject(plan_owner_id=0, account_owner_id=0), Subject(plan_owner_id=-1, account_owner_id=-1)
+    roles = tuple(role.value for role in Role if denial(verb, role=role, user_id=-1, subject=stranger) is None)
+    owner_may = any(denial(verb, role=role, user_id=-1, subject=owner) is None
+                    for role in Role if role.value not in roles)
+    return ((PLAN_OWNER,) if owner_may else ()) + roles
+
+
+def approvers_of(plan: RevenuePlan) -> tuple[str, ...]:
+    """Who may approve (or reapprove) the plan: a HIGH-risk one needs a tenant admin (the policy gate)."""
+    return (Role.TENANT_ADMIN.value,) if plan.risk_level == RiskLevel.HIGH else who_may(Verb.APPROVE)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One thing that keeps a plan from moving, as the API's blocked_by serves it.
+
+    `code`: a pause layer's kind, or one of AWAITING_PLAN_APPROVAL, GATE_REFUSED, AWAITING_ACTIVATION,
+    ACTIVATION_BLOCKED, AWAITING_STEP_APPROVAL, STEP_RETRY_SCHEDULED, STEP_RUNNING, STEP_FAILED, PAUSED
+    (a PAUSED plan no layer holds: data from before the layers). `verb`: the API verb that ends it.
+    """
+
+    code: str
+    waits_on: WaitsOn
+    who_can_act: tuple[str, ...] = ()
+    verb: str | None = None
+    since: datetime | None = None
+    layer: dict | None = None  # the pause layer that holds the plan: {kind, scope, reason_code, set_by}
 
 
 @dataclass(frozen=True)
@@ -16,6 +74,7 @@ class WhyAnswer:
     sentence: str
     entries: list[PlanLedgerEntry] = field(default_factory=list)
     step_id: UUID | None = None
+    wait: Wait | None = None  # set when the answer is something that keeps the plan from moving
 
 
 @dataclass(frozen=True)
@@ -24,6 +83,45 @@ class PlanWhy:
     exists: WhyAnswer
     stopped: WhyAnswer | None
     waiting: list[WhyAnswer]
+    held: list[WhyAnswer] = field(default_factory=list)  # one per open pause layer, oldest first
+
+    @property
+    def blocking(self) -> list[WhyAnswer]:
+        """Everything that keeps the plan from moving now, each with its Wait: the layers holding it,
+        then what it and its steps wait for. Empty only when it can move, or has finished."""
+        answers = [*self.held, *(answer for answer in self.waiting if answer.wait)]
+        if not answers and self.plan.plan_status == PlanStatus.PAUSED:
+            # No layer holds it (a plan paused before the layers): its stop reason does, until a resume.
+            stopped = self.stopped or WhyAnswer("PAUSED", "The plan is PAUSED.")
+            answers = [replace(stopped, wait=Wait("PAUSED", WaitsOn.PERSON, who_may(Verb.RESUME), "resume",
+                                                  since=self.plan.paused_at))]
+        return answers
+
+
+# What each pause layer waits on, who can lift it and with which verb (plans.services.layers.LIFTED_BY
+# says the same in words).
+_LAYER_WAITS: dict[str, tuple[WaitsOn, tuple[str, ...] | None, str | None]] = {
+    PauseKind.PERSON: (WaitsOn.PERSON, who_may(Verb.RESUME), "resume"),
+    PauseKind.POLICY: (WaitsOn.PERSON, who_may(Verb.RESUME), "resume"),
+    PauseKind.KILL_SWITCH: (WaitsOn.PERSON, who_may(Verb.ADMINISTER), "release_kill_switch"),
+    PauseKind.GLOBAL_KILL_SWITCH: (WaitsOn.PERSON, (OPERATOR,), None),
+    PauseKind.RETRY_LIMIT: (WaitsOn.PERSON, who_may(Verb.RETRY_STEP), "retry_step"),
+    PauseKind.APPROVAL_STALE: (WaitsOn.PERSON, None, "reapprove"),  # None: approvers_of(plan)
+    PauseKind.OWNER_INACTIVE: (WaitsOn.PERSON, who_may(Verb.TRANSFER_ACCOUNT), "transfer_account"),
+    PauseKind.BREAKER: (WaitsOn.SYSTEM, (), None),
+}
+
+
+def layer_answer(plan: RevenuePlan, layer: PauseLayer) -> WhyAnswer:
+    """One open pause layer as an answer: what holds the plan and who or what lifts it."""
+    waits_on, who, verb = _LAYER_WAITS[layer.kind]
+    step_id = UUID(layer.scope) if layer.kind == PauseKind.RETRY_LIMIT and layer.scope else None
+    return WhyAnswer(
+        layer.kind, holding_reasons([layer])[0].detail, step_id=step_id,
+        wait=Wait(layer.kind, waits_on, approvers_of(plan) if who is None else who, verb, since=layer.set_at,
+                  layer={"kind": layer.kind, "scope": layer.scope, "reason_code": layer.reason_code,
+                         "set_by": layer.set_by}),
+    )
 
 
 # The newest of each of these per (event type, step) answers "why is it waiting?".
@@ -49,7 +147,7 @@ def plan_why(plan: RevenuePlan, *, now: datetime) -> PlanWhy:
 
 
 def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]:
-    """plan_why for many plans in three queries whatever their number (steps prefetched).
+    """plan_why for many plans in four queries whatever their number (steps prefetched).
 
     A refusal (gate said no to approve or resume, activation blocked) counts only when it is newer
     than the plan's last change: an edit or approval since then makes it history, still in the
@@ -74,6 +172,9 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
                   .order_by("plan_id", "event_type", "step_id", "-chain_seq")
                   .distinct("plan_id", "event_type", "step_id")):
         latest[entry.plan_id][(entry.event_type, entry.step_id)] = entry
+    held: dict[UUID, list[PauseLayer]] = {plan_id: [] for plan_id in plan_ids}
+    for layer in PauseLayer.objects.filter(plan_id__in=plan_ids, lifted_at__isnull=True).order_by("set_at", "id"):
+        held[layer.plan_id].append(layer)
     answers = {}
     for plan in plans:
         steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
@@ -82,6 +183,7 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
             exists=_why_exists(plan, created.get(plan.id)),
             stopped=_why_stopped(plan, stops.get(plan.id)),
             waiting=_why_waiting(plan, steps, latest[plan.id], now=now),
+            held=[layer_answer(plan, layer) for layer in held[plan.id]],
         )
     return answers
 
@@ -124,20 +226,28 @@ def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
     status = plan.plan_status
     if status == PlanStatus.DRAFT:
         answers.append(WhyAnswer("AWAITING_PLAN_APPROVAL", "The plan is a DRAFT: it waits for a plan approver "
-                                 "(a tenant admin when its risk is HIGH) other than its creator to approve it."))
+                                 "(a tenant admin when its risk is HIGH) other than its creator to approve it.",
+                                 wait=Wait("AWAITING_PLAN_APPROVAL", WaitsOn.PERSON, approvers_of(plan), "approve",
+                                           since=plan.updated_at)))
     elif status == PlanStatus.APPROVED:
         blocked = since_last_change(EventType.ACTIVATION_BLOCKED)
         if blocked:
             answers.append(WhyAnswer(blocked.reason_code, f"The plan is approved but the policy gate has not let it "
-                                     f"start: {blocked.explanation.split(': ', 1)[-1]}", [blocked]))
+                                     f"start: {blocked.explanation.split(': ', 1)[-1]}", [blocked],
+                                     wait=Wait("ACTIVATION_BLOCKED", WaitsOn.PERSON, who_may(Verb.REVISE), "revise",
+                                               since=blocked.occurred_at)))
         else:
             answers.append(WhyAnswer("AWAITING_ACTIVATION", "The plan is approved and waits for the orchestrator "
-                                     f"to activate it (next look at {_at(plan.next_run_at or now)})."))
+                                     f"to activate it (next look at {_at(plan.next_run_at or now)}).",
+                                     wait=Wait("AWAITING_ACTIVATION", WaitsOn.SYSTEM, since=plan.approved_at)))
     refused = since_last_change(EventType.POLICY_REJECTED) if status in (PlanStatus.DRAFT, PlanStatus.PAUSED) else None
     if refused:
+        draft = status == PlanStatus.DRAFT
         answers.append(WhyAnswer(refused.reason_code, f"The last attempt to {refused.data.get('attempted', 'move')} "
                                  f"it was refused by the policy gate: "
-                                 f"{' '.join(r['detail'] for r in refused.data.get('reasons', []))}", [refused]))
+                                 f"{' '.join(r['detail'] for r in refused.data.get('reasons', []))}", [refused],
+                                 wait=Wait("GATE_REFUSED", WaitsOn.PERSON, who_may(Verb.EDIT if draft else Verb.REVISE),
+                                           "edit" if draft else "revise", since=refused.occurred_at)))
     if status != PlanStatus.ACTIVE:
         return answers
     for step in steps:
@@ -150,6 +260,8 @@ def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
                 + (f": {reason.rstrip('.')}." if reason else ".")
                 + " Its owner, a plan approver or a tenant admin can approve it.",
                 [entry] if entry else [], step.step_id,
+                wait=Wait("AWAITING_STEP_APPROVAL", WaitsOn.PERSON, who_may(Verb.APPROVE_STEP), "approve_step",
+                          since=entry.occurred_at if entry else None),
             ))
         elif step.status == StepStatus.PENDING and step.next_attempt_at and step.next_attempt_at > now:
             entry = latest.get((EventType.STEP_RETRY_SCHEDULED, step.step_id))
@@ -159,12 +271,24 @@ def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
                 f"{_step_label(step)} failed on attempt {step.attempts}{error}; attempt {step.attempts + 1} "
                 f"is scheduled for {_at(step.next_attempt_at)}.",
                 [entry] if entry else [], step.step_id,
+                wait=Wait("STEP_RETRY_SCHEDULED", WaitsOn.TIME, since=entry.occurred_at if entry else None),
             ))
-        elif step.status == StepStatus.PENDING and step.attempts and step.next_attempt_at is None:
-            # Starting an attempt clears next_attempt_at and a failed one sets it again, so a PENDING
-            # step with attempts and no next_attempt_at has an attempt whose outcome is not recorded yet.
+        elif step.attempt_out:
             answers.append(WhyAnswer("STEP_RUNNING", f"{_step_label(step)} is running (attempt {step.attempts}); "
-                                     "its outcome is not recorded yet.", [], step.step_id))
+                                     "its outcome is not recorded yet.", [], step.step_id,
+                                     wait=Wait("STEP_RUNNING", WaitsOn.SYSTEM)))
+        elif step.status == StepStatus.FAILED:
+            # Nothing runs a FAILED step again on its own and the plan cannot complete past it; the
+            # orchestrator's next look pauses the plan with a RETRY_LIMIT layer (the stall rule).
+            error = f" ({step.last_error})" if step.last_error else ""
+            answers.append(WhyAnswer(
+                "STEP_FAILED",
+                f"{_step_label(step)} FAILED after {step.attempts} attempt(s){error}; the plan cannot go on until "
+                "its owner, a plan approver or a tenant admin retries it, skips it (if optional), revises or "
+                "aborts the plan.",
+                [], step.step_id,
+                wait=Wait("STEP_FAILED", WaitsOn.PERSON, who_may(Verb.RETRY_STEP), "retry_step"),
+            ))
     if not answers:
         answers.append(WhyAnswer("RUNNING", "The plan is ACTIVE and nothing is holding it: the orchestrator "
                                  f"looks at it again at {_at(plan.next_run_at or now)}."))

@@ -20,7 +20,7 @@ def latest_step_executions(plans) -> dict[tuple[UUID, UUID], ActionIntent]:
     """(plan_id, step_id) -> the intent of the step's current attempt, for all `plans` in one query.
 
     The current attempt is `step.attempts` (DESIGN §3.3: one intent per (plan, step, attempt)).
-    Earlier attempts are fetched too; there are at most retry_limit of them per step.
+    Earlier attempts are fetched too: retry_limit of them per series (a person's retry starts a new one).
     """
     current_attempts = {
         (plan.id, step.step_id): step.attempts for plan in plans for step in plan.steps.all() if step.attempts

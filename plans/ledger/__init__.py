@@ -34,6 +34,7 @@ from plans.ledger.plan_events import (
     step_attempt_started,
     step_awaiting_approval,
     step_closed,
+    step_retried,
     step_retry_scheduled,
     step_skipped,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "step_attempt_started",
     "step_awaiting_approval",
     "step_closed",
+    "step_retried",
     "step_retry_scheduled",
     "step_skipped",
     "system_actor",

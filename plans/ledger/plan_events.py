@@ -136,6 +136,23 @@ def step_closed(plan: RevenuePlan, *, step, actor: str) -> PlanLedgerEntry:
     )
 
 
+def step_retried(plan: RevenuePlan, *, step, actor: str, reason: str) -> PlanLedgerEntry:
+    """A person started a new series of attempts for a FAILED step (a redrive); `step` is already PENDING."""
+    first = step.attempts_before_series + 1
+    return append(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.id,
+        step_id=step.step_id,
+        event_type=EventType.STEP_RETRIED,
+        actor=actor,
+        reason_code="STEP_RETRIED",
+        explanation=f"{step.action_type} is retried: a new series of attempts starts at attempt {first}"
+        + (f" ({reason.rstrip('.')})." if reason else "."),
+        data={"attempts_before_series": step.attempts_before_series, "first_attempt": first,
+              "last_error": step.last_error, "reason": reason, "plan": snapshot(plan)},
+    )
+
+
 def step_approved(plan: RevenuePlan, *, step_id: UUID, actor: str) -> PlanLedgerEntry:
     return append(
         tenant_id=plan.tenant_id,

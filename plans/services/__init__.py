@@ -16,7 +16,13 @@ gate, change the rows and append the ledger entry — in one transaction. A refu
 nothing; where the design says a refusal is itself audit-worthy (the gate said no), the refusal
 entry is the only thing written. Callers use `from plans import services` and the names below.
 """
-from plans.lifecycle import INVALID_TRANSITION, REQUIRED_STEP, STEP_NOT_AWAITING_APPROVAL, STEP_NOT_SKIPPABLE
+from plans.lifecycle import (
+    INVALID_TRANSITION,
+    REQUIRED_STEP,
+    STEP_NOT_AWAITING_APPROVAL,
+    STEP_NOT_FAILED,
+    STEP_NOT_SKIPPABLE,
+)
 from plans.services.accounts import account_transfer, signal_record
 from plans.services.common import (
     OWNERSHIP_CHANGED,
@@ -37,7 +43,7 @@ from plans.services.pauses import (
     plan_pause,
     plan_resume,
 )
-from plans.services.steps import step_approve, step_skip, step_transition
+from plans.services.steps import step_approve, step_retry, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
     plan_activate_locked,
@@ -55,6 +61,7 @@ __all__ = [
     "REQUIRED_STEP",
     "STEP_FAILED",
     "STEP_NOT_AWAITING_APPROVAL",
+    "STEP_NOT_FAILED",
     "STEP_NOT_SKIPPABLE",
     "VERSION_CONFLICT",
     "SystemActor",
@@ -81,6 +88,7 @@ __all__ = [
     "require_may_propose",
     "signal_record",
     "step_approve",
+    "step_retry",
     "step_skip",
     "step_transition",
 ]

@@ -89,8 +89,7 @@ def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[P
     if plan.plan_status not in TERMINAL:
         return
     for step in (steps if steps is not None else list(plan.steps.all())):
-        in_flight = step.status == StepStatus.PENDING and step.attempts and step.next_attempt_at is None
-        if step.status in (StepStatus.PENDING, StepStatus.PENDING_APPROVAL) and not in_flight:
+        if step.status in (StepStatus.PENDING, StepStatus.PENDING_APPROVAL) and not step.attempt_out:
             reason = f"The plan was {plan.plan_status}: {why.rstrip('.')}."
             step_transition(step, StepMove.CLOSE, plan=plan, changes={"skip_reason": reason[:2000],
                                                                       "closed_with_plan": True})

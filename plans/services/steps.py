@@ -10,7 +10,7 @@ from plans.authority import Verb
 from plans.errors import Conflict, NotFound, ValidationFailed
 from plans.lifecycle import STEP_MOVES, StepMove, step_move_refusal
 from plans.locking import lock_account_then_plan, lock_plan
-from plans.models import PauseKind, PlanStep, RevenuePlan, StepStatus
+from plans.models import PauseKind, PauseLayer, PlanStep, RevenuePlan, StepStatus
 from plans.services.common import require_on_plan, require_version, touch
 from plans.services.layers import open_layers
 
@@ -63,12 +63,46 @@ def step_skip(*, plan_id: UUID, step_id: UUID, user, reason: str, expected_versi
         touch(plan)
         actor = ledger.user_actor(user)
         ledger.step_skipped(plan, step_id=step.step_id, actor=actor, reason=step.skip_reason)
-        held = [layer for layer in open_layers(plan)
-                if layer.kind == PauseKind.RETRY_LIMIT and layer.scope == str(step.step_id)] if failed else []
+        held = retry_limit_layers_of(plan, step) if failed else []
         if held:
             pause_layers_lift_locked(plan, held, actor=actor,
                                      why=f"{user.get_username()} skipped step {step.sequence + 1} ({step.action_type})")
     return plan
+
+
+def step_retry(*, plan_id: UUID, step_id: UUID, user, reason: str = "",
+               expected_version: int | None = None) -> RevenuePlan:
+    """A person redrives a FAILED step: PENDING again with a new series of retry_limit attempts (numbers
+    keep counting, so each (plan, step, attempt) stays unique), and the step's RETRY_LIMIT layer lifted;
+    the plan runs again if nothing else holds it. The step's approval still holds: a retry changes
+    nothing the approval covered. Its last error stays until the next attempt's outcome replaces it."""
+    # pauses imports moves, which imports this module: a late import breaks the cycle.
+    from plans.services.pauses import pause_layers_lift_locked
+
+    with transaction.atomic():
+        # The account first: lifting the last layer may move the plan into ACTIVE (the conflict rule).
+        plan = lock_account_then_plan(plan_id)
+        require_on_plan(Verb.RETRY_STEP, user=user, plan=plan)
+        require_version(plan, expected_version)
+        step = step_of(plan, step_id)
+        step_transition(step, StepMove.RETRY, plan=plan,
+                        changes={"attempts_before_series": step.attempts, "next_attempt_at": None})
+        touch(plan)
+        actor = ledger.user_actor(user)
+        ledger.step_retried(plan, step=step, actor=actor, reason=reason.strip())
+        held = retry_limit_layers_of(plan, step)
+        if held:
+            pause_layers_lift_locked(plan, held, actor=actor,
+                                     why=f"{user.get_username()} retried step {step.sequence + 1} ({step.action_type})")
+    return plan
+
+
+def retry_limit_layers_of(plan: RevenuePlan, step: PlanStep) -> list[PauseLayer]:
+    """The open RETRY_LIMIT layers `step` holds the plan by: the one scoped to it, and an unscoped one
+    (set before layers named their step) when no other step of the plan is FAILED."""
+    others_failed = PlanStep.objects.filter(plan=plan, status=StepStatus.FAILED).exclude(pk=step.pk).exists()
+    return [layer for layer in open_layers(plan) if layer.kind == PauseKind.RETRY_LIMIT
+            and (layer.scope == str(step.step_id) or (layer.scope == "" and not others_failed))]
 
 
 def step_approve(*, plan_id: UUID, step_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:

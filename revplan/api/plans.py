@@ -14,6 +14,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution.selectors import latest_step_executions
 from plans import proposals, selectors, services, why
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
@@ -34,13 +35,17 @@ from revplan.api.serializers import (
 
 
 def plan_payloads(plans) -> list[dict]:
-    """RevenuePlanV1 dicts for `plans` (steps prefetched), each step with its current execution."""
+    """RevenuePlanV1 dicts for `plans` (steps prefetched), each step with its current execution and
+    the plan with what keeps it from moving (blocked_by), in the same queries for 1 plan or a page."""
+    plans = list(plans)
     executions = latest_step_executions(plans)
+    blocked_by = blocked_by_for(plans, now=timezone.now(), executions=executions)
     payloads = []
     for plan in plans:
         wire = plan_to_schema(plan, list(plan.steps.all())).model_dump()
         for step in wire["steps"]:
             step["latest_execution"] = executions.get((plan.id, step["step_id"]))
+        wire["blocked_by"] = blocked_by[plan.id]
         payloads.append(wire)
     return RevenuePlanV1Serializer(payloads, many=True).data
 
@@ -262,6 +267,23 @@ class StepSkipView(GenericAPIView):
         data = validated(RequiredReasonInputSerializer, request)
         services.step_skip(plan_id=plan_id, step_id=step_id, user=request.user, reason=data["reason"],
                            expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class StepRetryView(GenericAPIView):
+    serializer_class = OptionalReasonInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=OptionalReasonInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
+        description="Start a new series of attempts for a FAILED step of an ACTIVE or PAUSED plan (a redrive): the "
+        "step is PENDING again, its RETRY_LIMIT layer is lifted and the plan runs on if nothing else holds it. A "
+        "step that is not FAILED is 409 STEP_NOT_FAILED; a DRAFT or finished plan's step is 409 INVALID_TRANSITION.",
+    )
+    def post(self, request, plan_id, step_id):
+        data = validated(OptionalReasonInputSerializer, request)
+        services.step_retry(plan_id=plan_id, step_id=step_id, user=request.user, reason=data.get("reason", ""),
+                            expected_version=data.get("version"))
         return plan_response(request.user, plan_id)
 
 

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from orchestrator.execution.explain import explain_intent
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt, FailureClass, IntentStatus
-from plans.models import EventType, PlanStatus, RiskLevel, StepStatus
+from plans.models import EventType, PauseKind, PlanStatus, RiskLevel, StepStatus
 from plans.plan_types import ACTION_TYPES, PLAN_TYPES
 from plans.schemas import MAX_JSON_KEYS, MAX_STEPS
 from revplan.api.common import StrictSerializer, UuidStringField
@@ -69,6 +69,9 @@ class PlanStepV1Serializer(serializers.Serializer):
     required = serializers.BooleanField()
     parameters = serializers.DictField()
     attempts = serializers.IntegerField(min_value=0)
+    attempts_before_series = serializers.IntegerField(min_value=0, help_text=(
+        "Attempts made before the current series: a person's retry starts a new series of retry_limit attempts; "
+        "attempt numbers keep counting."))
     last_error = serializers.CharField(allow_blank=True)
     skip_reason = serializers.CharField(allow_blank=True)
     risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
@@ -83,6 +86,35 @@ class PlanStepV1Serializer(serializers.Serializer):
 class StopReasonSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField(allow_blank=True)
+
+
+class BlockingLayerSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PauseKind.choices)
+    scope = serializers.CharField(allow_blank=True, help_text="The switch's action type, the failed step's id; "
+                                  "blank when the cause is tenant-wide.")
+    reason_code = serializers.CharField()
+    set_by = serializers.CharField()
+
+
+class BlockedBySerializer(serializers.Serializer):
+    """One thing that keeps the plan from moving (orchestrator.blocked_by; the same source as /why/)."""
+
+    code = serializers.ChoiceField(choices=[
+        *PauseKind.choices, "AWAITING_PLAN_APPROVAL", "GATE_REFUSED", "AWAITING_ACTIVATION", "ACTIVATION_BLOCKED",
+        "AWAITING_STEP_APPROVAL", "STEP_RETRY_SCHEDULED", "STEP_RUNNING", "STEP_FAILED", "PAUSED",
+    ], help_text="A pause layer's kind, or what the plan or one of its steps waits for.")
+    detail = serializers.CharField(help_text="A sentence: what holds it, and who or what ends the wait.")
+    since = serializers.DateTimeField(allow_null=True)
+    layer = BlockingLayerSerializer(allow_null=True, help_text="The pause layer that holds the plan, if one does.")
+    step_id = serializers.UUIDField(allow_null=True, help_text="The step the wait is about, if one.")
+    waits_on = serializers.ChoiceField(choices=["PERSON", "TIME", "SYSTEM"],
+                                       help_text="What ends it: a person's act, a clock, or the system's own work.")
+    who_can_act = serializers.ListField(child=serializers.CharField(), help_text=(
+        "Tenant roles that may end it; PLAN_OWNER is the plan's owner whatever their role, OPERATOR whoever runs "
+        "the deployment. Empty when no one needs to act."))
+    verb = serializers.CharField(allow_null=True, help_text=(
+        "The verb that ends it: approve, approve_step, resume, retry_step, reapprove, edit, revise, "
+        "release_kill_switch, transfer_account; null when it ends on its own."))
 
 
 class RevenuePlanV1Serializer(serializers.Serializer):
@@ -117,6 +149,9 @@ class RevenuePlanV1Serializer(serializers.Serializer):
     edited_by_since_approval = serializers.ListField(
         child=serializers.IntegerField(), help_text="Users who edited the plan since its last approval (none of "
         "them may approve or reapprove it).")
+    blocked_by = BlockedBySerializer(many=True, help_text=(
+        "What keeps the plan from moving now: each pause layer, a step waiting for a person or a clock, an "
+        "attempt running. Empty only when the plan can move on its own, or has finished."))
 
 
 # --- plans in --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ urlpatterns = [
     path("plans/<uuid:plan_id>/revise/", plans.PlanReviseView.as_view(), name="plan-revise"),
     path("plans/<uuid:plan_id>/steps/<uuid:step_id>/approve/", plans.StepApproveView.as_view(), name="step-approve"),
     path("plans/<uuid:plan_id>/steps/<uuid:step_id>/skip/", plans.StepSkipView.as_view(), name="step-skip"),
+    path("plans/<uuid:plan_id>/steps/<uuid:step_id>/retry/", plans.StepRetryView.as_view(), name="step-retry"),
     path("plans/<uuid:plan_id>/ledger/", plans.PlanLedgerView.as_view(), name="plan-ledger"),
     path("plans/<uuid:plan_id>/why/", plans.PlanWhyView.as_view(), name="plan-why"),
     path("accounts/", accounts.AccountListView.as_view(), name="account-list"),

@@ -21,8 +21,9 @@ from tests.factories import SignalFactory, make_plan
 
 PLANS = "/api/v1/plans/"
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
-# The wire shape is RevenuePlanV1 but for the raw approval record (the API serves what it means instead).
-PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"}
+# The wire shape is RevenuePlanV1 but for the raw approval record (the API serves what it means instead),
+# plus what the API joins in: blocked_by.
+PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"} | {"blocked_by"}
 
 
 def propose(world, *, actor=None, signal_types=frozenset()) -> RevenuePlan:
@@ -83,6 +84,7 @@ def _every_endpoint(plan_id, step_id, account_id):
         ("post", f"{PLANS}{plan_id}/revise/", {}),
         ("post", f"{PLANS}{plan_id}/steps/{step_id}/approve/", {}),
         ("post", f"{PLANS}{plan_id}/steps/{step_id}/skip/", {"reason": "not needed"}),
+        ("post", f"{PLANS}{plan_id}/steps/{step_id}/retry/", {}),
         ("get", f"{PLANS}{plan_id}/ledger/", None),
         ("get", f"{PLANS}{plan_id}/why/", None),
     ]
@@ -154,6 +156,8 @@ VIEWER_WRITES = {
                      lambda account: {}),
     "skip_step": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/steps/{step.step_id}/skip/",
                   lambda account: {"reason": "r"}),
+    "retry_step": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/steps/{step.step_id}/retry/",
+                   lambda account: {}),
 }
 VERB_STATUS = {"edit": PlanStatus.DRAFT, "approve": PlanStatus.DRAFT, "resume": PlanStatus.PAUSED}
 
@@ -249,7 +253,8 @@ def test_detail_is_revenue_plan_v1_with_each_steps_current_execution(world):
     body = client_for(world.viewer).get(f"{PLANS}{plan.id}/").json()
     assert set(body) == PLAN_FIELDS
     # the plan part round-trips into the pydantic wire model
-    RevenuePlanV1.model_validate({**body, "steps": [
+    plan_part = {key: value for key, value in body.items() if key != "blocked_by"}
+    RevenuePlanV1.model_validate({**plan_part, "steps": [
         {key: value for key, value in step.items() if key != "latest_execution"} for step in body["steps"]]})
     by_type = {step["action_type"]: step for step in body["steps"]}
     current = ActionIntent.objects.get(plan=plan, step_id=meeting.step_id, attempt=2)
@@ -279,7 +284,8 @@ def _grow(world, *, plans: int, steps_each: tuple):
 def test_list_query_count_is_constant_as_plans_and_steps_grow(world, django_assert_max_num_queries):
     api = client_for(world.viewer)
     _grow(world, plans=1, steps_each=(MEETING,))
-    with django_assert_max_num_queries(6) as small:
+    # count, plans, steps, intents; blocked_by's why: creation, stops, waiting events, open layers
+    with django_assert_max_num_queries(8) as small:
         assert api.get(PLANS).status_code == 200
     _grow(world, plans=30, steps_each=(MEETING, BRIEF, ESCALATE))
     with django_assert_max_num_queries(len(small.captured_queries)):

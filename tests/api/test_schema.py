@@ -41,6 +41,7 @@ PLAN_ENDPOINTS = {
     "/api/v1/plans/{plan_id}/revise/": {"post"},
     "/api/v1/plans/{plan_id}/steps/{step_id}/approve/": {"post"},
     "/api/v1/plans/{plan_id}/steps/{step_id}/skip/": {"post"},
+    "/api/v1/plans/{plan_id}/steps/{step_id}/retry/": {"post"},
     "/api/v1/plans/{plan_id}/ledger/": {"get"},
     "/api/v1/plans/{plan_id}/why/": {"get"},
     "/api/v1/accounts/": {"get"},

@@ -45,6 +45,7 @@ AUTHORITY_TABLE = {
     "resume":          (N,    Y,     N,       Y,       Y),
     "revise":          (N,    Y,     N,       Y,       Y),
     "skip_step":       (N,    Y,     N,       Y,       Y),
+    "retry_step":      (N,    Y,     N,       Y,       Y),
     "abort":           (N,    Y,     N,       Y,       Y),
     "account_transfer": (N,   N,     N,       Y,       Y),
     "kill_switch_set": (N,    N,     N,       N,       Y),
@@ -83,6 +84,16 @@ def _arrange(verb: str, world) -> Case:
     if verb == "skip_step":
         plan = make_plan(account=account, status=PlanStatus.ACTIVE, action_types=WITH_ESCALATION)
         return Case(plan=plan, step_id=plan.steps.get(action_type="ESCALATE_SUPPORT_RISK").step_id)
+    if verb == "retry_step":
+        # PAUSED at the retry limit: the step FAILED, its layer holds the plan
+        plan = make_plan(account=account, status=PlanStatus.PAUSED, paused_at=timezone.now(),
+                         stop_reason_code="RETRY_LIMIT_EXCEEDED")
+        step = plan.steps.get(sequence=0)
+        PlanStep.objects.filter(pk=step.pk).update(status=StepStatus.FAILED, attempts=3, last_error="TRANSIENT: 503")
+        PauseLayer.objects.create(plan=plan, kind=PauseKind.RETRY_LIMIT, scope=str(step.step_id),
+                                  reason_code="RETRY_LIMIT_EXCEEDED", explanation="The step failed 3 times.",
+                                  set_by="system:orchestrator", set_at=timezone.now())
+        return Case(plan=plan, step_id=step.step_id)
     if verb == "account_transfer":
         heir = UserFactory()
         MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
@@ -114,6 +125,8 @@ def _call(verb: str, world, user, case: Case):
         return services.plan_revise(plan_id=plan_id, user=user, reason="add a step")
     if verb == "skip_step":
         return services.step_skip(plan_id=plan_id, step_id=case.step_id, user=user, reason="no support issues")
+    if verb == "retry_step":
+        return services.step_retry(plan_id=plan_id, step_id=case.step_id, user=user, reason="the CRM is back")
     if verb == "abort":
         return services.plan_abort(plan_id=plan_id, user=user, reason="deal lost")
     if verb == "account_transfer":
@@ -143,6 +156,12 @@ def _assert_done(verb: str, world, user, case: Case, new_events: list[tuple]) ->
         step = PlanStep.objects.get(pk=case.step_id)
         assert (step.status, step.approved_by_id) == (StepStatus.PENDING, user.pk)
         assert new_events == [(plan.id, EventType.STEP_APPROVED)]
+    elif verb == "retry_step":
+        step = PlanStep.objects.get(pk=case.step_id)
+        assert (step.status, step.attempts, step.attempts_before_series) == (StepStatus.PENDING, 3, 3)
+        assert plan.plan_status == PlanStatus.ACTIVE
+        assert new_events == [(plan.id, EventType.STEP_RETRIED), (plan.id, EventType.PAUSE_LAYER_LIFTED),
+                              (plan.id, EventType.PLAN_RESUMED)]
     elif verb == "skip_step":
         assert PlanStep.objects.get(pk=case.step_id).status == StepStatus.SKIPPED
         assert new_events == [(plan.id, EventType.STEP_SKIPPED)]
@@ -198,7 +217,7 @@ def _matrix():
 
 
 def test_table_covers_every_verb_and_caller():
-    assert len(AUTHORITY_TABLE) == 11
+    assert len(AUTHORITY_TABLE) == 12
     assert all(len(row) == len(CALLERS) for row in AUTHORITY_TABLE.values())
 
 
