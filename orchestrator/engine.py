@@ -19,7 +19,7 @@ from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
-from plans import ledger, services
+from plans import ledger, policy, services
 from plans.errors import Conflict, DomainError
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
@@ -27,7 +27,8 @@ from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import engaged_kill_switches, killed_by, objective_signals
+from plans.selectors import advance_facts, engaged_kill_switches, killed_by, objective_signals
+from plans.services import approvals
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
     account's first) in an open transaction. `steps`: the plan's steps if the caller has them."""
     steps = list(plan.steps.all()) if steps is None else steps
-    switches = engaged_kill_switches(plan.tenant_id)
+    # One query for both: the kill switches, and whether the owner is still an active member (step gate).
+    switches, owner_active = advance_facts(plan)
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, now=now)
     if plan.plan_status != PlanStatus.ACTIVE:
@@ -179,6 +181,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         )
         return []
     to_enqueue, wake_at = [], []
+    gate = None  # the step gate's facts, gathered when the first step is about to start
     finished = {step.step_id for step in steps if step.status in FINISHED_STEP_STATUSES}
     for step in sorted(steps, key=lambda s: s.sequence):
         if step.status != StepStatus.PENDING:
@@ -194,7 +197,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         if step.next_attempt_at and step.next_attempt_at > now:
             wake_at.append(step.next_attempt_at)
             continue
-        key = _start_step(plan, step, previous=intent, switches=switches)
+        gate = gate or _step_gate_facts(plan, steps, now=now, owner_active=owner_active)
+        key = _start_step(plan, step, previous=intent, switches=switches, gate=gate)
         if key is None and plan.plan_status != PlanStatus.ACTIVE:
             return []
         if key is not None:
@@ -241,14 +245,42 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
     return intent.created_at < now - timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
 
 
+def _step_gate_facts(plan: RevenuePlan, steps: list[PlanStep], *, now: datetime,
+                     owner_active: bool) -> policy.StepGateFacts:
+    """What the step gate compares, from what the advance already read (no query): the owner's
+    membership, and what drifted since the plan's approval (none compared for a plan with no record)."""
+    changes = approvals.plan_changes(plan, steps)
+    drift = tuple((changes[0] + changes[1]) if changes else ())
+    return policy.StepGateFacts(now=now, owner_is_active_member=owner_active, approval_drift=drift)
+
+
+def _hold_at_gate(plan: RevenuePlan, step: PlanStep, result: policy.StepGateResult,
+                  gate: policy.StepGateFacts) -> None:
+    """The gate refused the step's attempt: hold the plan with one layer per kind of refusal."""
+    for kind, reasons in result.by_layer().items():
+        evidence = {"step_id": str(step.step_id), "gate_reasons": [reason.as_dict() for reason in reasons]}
+        if kind == PauseKind.APPROVAL_STALE:
+            evidence["changed"] = list(gate.approval_drift)
+        services.pause_layer_add_locked(
+            plan, kind=kind, actor=ACTOR, reason_code=reasons[0].code, evidence=evidence,
+            explanation=f"Step {step.sequence + 1} ({step.action_type}) did not start: "
+                        + " ".join(reason.detail for reason in reasons),
+        )
+
+
 def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
-                switches: frozenset[str]) -> StepKey | None:
+                switches: frozenset[str], gate: policy.StepGateFacts) -> StepKey | None:
     """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt.
 
     `previous`: the step's last attempt, if any; a retry of a step that ran on its own (the next attempt
     of a series, or a person's new series) does not take a second unit of the autonomy budget (the
     budget counts actions, not tries).
     """
+    # The gate before every attempt (DESIGN §3.3): the owner, the approval's facts, expiry, the config.
+    verdict = policy.check_step(plan, step, gate)
+    if not verdict.valid:
+        _hold_at_gate(plan, step, verdict, gate)
+        return None
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
     step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
     decision = step_decision.decision
@@ -260,7 +292,9 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
                                       facts={"step_id": str(step.step_id), **step_decision.as_dict()})
         plan.refresh_from_db(fields=["plan_status"])
         return None
-    if decision.decision == Decision.REQUIRE_APPROVAL and not step.approved_at:
+    # A person's approval counts only for the content they approved (decide_step compared the digests).
+    approved_by_id = step_decision.facts.approved_by_id
+    if decision.decision == Decision.REQUIRE_APPROVAL and approved_by_id is None:
         services.step_transition(step, StepMove.AWAIT_APPROVAL, plan=plan)
         ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
         return None
@@ -271,8 +305,8 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         action_type=step.action_type,
         parameters=step.parameters,
         expires_at=plan.expires_at,
-        approved_by_id=step.approved_by_id if step.approved_at else None,
-        approving_policy="" if step.approved_at else decision.policy_version,
+        approved_by_id=approved_by_id,
+        approving_policy="" if approved_by_id is not None else decision.policy_version,
         plan_id=plan.id,
         step_id=step.step_id,
         attempt=attempt,

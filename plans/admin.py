@@ -24,6 +24,7 @@ from plans.authority import APPROVERS, Verb, denial
 from plans.errors import DomainError
 from plans.models import Account, AccountSignal, KillSwitch, Membership, PlanLedgerEntry, RevenuePlan, Role, Tenant
 from plans.selectors import active_memberships, visible_to
+from plans.services import approvals
 from plans.services.tenancy import require_an_admin_stays, require_joinable
 
 
@@ -324,6 +325,8 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
         plan = self.get_object(request, object_id)
         if plan is not None:
             steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
+            for step in steps:  # what each step's approval covered, and whether it still holds
+                step.approval = approvals.step_approval(step)
             role = console.role_of(request.user, plan)
             verdict = console.gate_verdict(plan)
             extra_context = {
@@ -334,6 +337,7 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
                                   for name in console.step_actions_for(request.user, plan, step, role=role)])
                           for step in steps],
                 "why": why.plan_why(plan, now=timezone.now()),
+                "approval": approvals.plan_approval(plan, steps),
                 "verdict": verdict,
                 "ledger_entries": PlanLedgerEntry.objects.filter(plan_id=plan.id).order_by("chain_seq"),
             }

@@ -32,6 +32,8 @@ class ActionSpec:
 PLAN_ACTIONS = {
     "approve": ActionSpec("Approve", "", lambda plan_id, user, reason, version: services.plan_approve(
         plan_id=plan_id, user=user, expected_version=version)),
+    "reapprove": ActionSpec("Reapprove (on the current facts)", "", lambda plan_id, user, reason, version: (
+        services.plan_reapprove(plan_id=plan_id, user=user, expected_version=version))),
     "pause": ActionSpec("Pause", "optional", lambda plan_id, user, reason, version: services.plan_pause(
         plan_id=plan_id, user=user, reason=reason, expected_version=version)),
     "resume": ActionSpec("Resume", "", lambda plan_id, user, reason, version: services.plan_resume(

@@ -7,6 +7,7 @@ from plans.models import Role
 
 NOT_ALLOWED = "NOT_ALLOWED"
 CREATOR_CANNOT_APPROVE = "CREATOR_CANNOT_APPROVE"
+EDITED_SINCE_APPROVAL = "EDITED_SINCE_APPROVAL"
 
 
 class Verb(StrEnum):
@@ -14,6 +15,7 @@ class Verb(StrEnum):
     PROPOSE = "propose"
     EDIT = "edit"
     APPROVE = "approve"
+    REAPPROVE = "reapprove"
     APPROVE_STEP = "approve_step"
     PAUSE = "pause"
     RESUME = "resume"
@@ -41,6 +43,8 @@ class Subject:
     account_owner_id: int | None = None
     plan_owner_id: int | None = None
     plan_created_by: str | None = None
+    # Users who edited the plan since its last approval (none of them may approve or reapprove it).
+    plan_editors: frozenset[int] = frozenset()
 
 
 def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()) -> Reason | None:
@@ -51,11 +55,15 @@ def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()
         if role in APPROVERS or (role == Role.SELLER and subject.account_owner_id == user_id):
             return None
         return Reason(NOT_ALLOWED, "Only the account's owner, a plan approver or a tenant admin may write plans.")
-    if verb == Verb.APPROVE:
+    if verb in (Verb.APPROVE, Verb.REAPPROVE):
+        # The plan's risk (HIGH needs a tenant admin) is the policy gate's check_risk_authority.
         if role not in APPROVERS:
-            return Reason(NOT_ALLOWED, "Only a plan approver or a tenant admin may approve plans.")
+            return Reason(NOT_ALLOWED, f"Only a plan approver or a tenant admin may {verb.value} plans.")
         if subject.plan_created_by == f"user:{user_id}":
-            return Reason(CREATOR_CANNOT_APPROVE, "The person who created a plan may not approve it.")
+            return Reason(CREATOR_CANNOT_APPROVE, f"The person who created a plan may not {verb.value} it.")
+        if user_id in subject.plan_editors:
+            return Reason(EDITED_SINCE_APPROVAL, f"You edited this plan since its last approval, so you may not "
+                                                 f"{verb.value} it; another approver must.")
         return None
     if verb in OWNER_VERBS:
         if role in APPROVERS or (role in OWNER_ROLES and subject.plan_owner_id == user_id):

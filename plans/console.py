@@ -13,6 +13,7 @@ from plans.authority import Subject, Verb, denial
 from plans.lifecycle import Move, StepMove, can_move, step_can_move
 from plans.models import (
     FINISHED_STEP_STATUSES,
+    PauseKind,
     PlanStatus,
     PlanStep,
     RevenuePlan,
@@ -24,6 +25,8 @@ from plans.why import PlanWhy, plans_why
 # The plan-level buttons, in the order a person reads them; each is one service call.
 PLAN_ACTIONS: dict[str, tuple[Verb, Move]] = {
     "approve": (Verb.APPROVE, Move.APPROVE),
+    # Only for a PAUSED plan (the resume's source) held by a stale approval: see plan_actions_for.
+    "reapprove": (Verb.REAPPROVE, Move.RESUME),
     "pause": (Verb.PAUSE, Move.PAUSE),
     "resume": (Verb.RESUME, Move.RESUME),
     "revise": (Verb.REVISE, Move.REVISE),
@@ -40,7 +43,7 @@ STEP_ACTIONS: dict[str, tuple[Verb, StepMove]] = {
 
 def _subject(plan: RevenuePlan) -> Subject:
     return Subject(account_owner_id=plan.account.owner_id, plan_owner_id=plan.owner_id,
-                   plan_created_by=plan.created_by)
+                   plan_created_by=plan.created_by, plan_editors=frozenset(plan.edited_by_since_approval))
 
 
 def role_of(user, plan: RevenuePlan) -> Role | None:
@@ -54,10 +57,14 @@ def plan_actions_for(user, plan: RevenuePlan, *, role: Role | None = None) -> li
     if role is None:
         return []
     subject = _subject(plan)
-    return [
+    names = [
         name for name, (verb, move) in PLAN_ACTIONS.items()
         if can_move(plan.plan_status, move) and denial(verb, role=role, user_id=user.pk, subject=subject) is None
     ]
+    if "reapprove" in names and not plan.pause_layers.filter(kind=PauseKind.APPROVAL_STALE,
+                                                             lifted_at__isnull=True).exists():
+        names.remove("reapprove")
+    return names
 
 
 def step_actions_for(user, plan: RevenuePlan, step: PlanStep, *, role: Role | None = None) -> list[str]:

@@ -82,6 +82,9 @@ class StepMove(StrEnum):
     SKIP = "skip"  # a person skipped it (optional steps only)
     RETRY = "retry"  # a person starts a new series of attempts for a step that failed at its limit
     CLOSE = "close"  # the plan ended while the step waited: SKIPPED with the plan's reason
+    # A FAILED step whose content the revision changed runs again as a new series once the plan is
+    # approved (plans.services.moves.plan_approve, made just before the DRAFT → APPROVED move).
+    RESET = "reset"
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ STEP_MOVES: dict[StepMove, StepMoveRule] = {
     StepMove.RETRY: StepMoveRule(
         frozenset({StepStatus.FAILED}), StepStatus.PENDING, frozenset({PlanStatus.ACTIVE, PlanStatus.PAUSED}),
         STEP_NOT_FAILED, "retried",
+    ),
+    StepMove.RESET: StepMoveRule(
+        frozenset({StepStatus.FAILED}), StepStatus.PENDING, frozenset({PlanStatus.DRAFT}),
+        STEP_NOT_FAILED, "reset for a new series",
     ),
     StepMove.CLOSE: StepMoveRule(
         frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL}), StepStatus.SKIPPED, TERMINAL,

@@ -10,7 +10,7 @@ from datetime import datetime
 from uuid import UUID
 
 from plans.errors import Reason
-from plans.models import PlanStatus, Role
+from plans.models import PauseKind, PlanStatus, Role
 from plans.plan_types import get_action_type, get_plan_type_config, highest_risk
 from plans.schemas import RevenuePlanV1
 
@@ -34,6 +34,7 @@ class GateFacts:
     execution_killed_by: str = ""
     owner_is_active_member: bool = True
     conflicting_plan_id: UUID | None = None
+    conflicting_plan_status: str = PlanStatus.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -184,13 +185,18 @@ def check_no_conflicting_plan(plan: RevenuePlanV1, facts: GateFacts) -> list[Rea
     if facts.conflicting_plan_id is not None:
         return [Reason(
             CONFLICT_ACTIVE_PLAN_EXISTS,
-            f"Plan {facts.conflicting_plan_id} is already ACTIVE for this account and plan type.",
+            f"Plan {facts.conflicting_plan_id} is already {facts.conflicting_plan_status} for this account and "
+            f"plan type; only one may be approved or active at a time.",
         )]
     return []
 
 
 STRUCTURE_CHECKS: tuple[Check, ...] = (check_plan_type, check_steps)
-APPROVAL_CHECKS: tuple[Check, ...] = (*STRUCTURE_CHECKS, check_human_touch, check_risk_authority, check_not_expired)
+# The conflict rule refuses an approval while another plan of the type is APPROVED or ACTIVE (no queue):
+# plans.selectors.gate_facts looks for both statuses when asked for an approval.
+APPROVAL_CHECKS: tuple[Check, ...] = (
+    *STRUCTURE_CHECKS, check_human_touch, check_risk_authority, check_not_expired, check_no_conflicting_plan,
+)
 ACTIVATION_CHECKS: tuple[Check, ...] = (
     check_plan_type,
     check_approved,
@@ -199,6 +205,12 @@ ACTIVATION_CHECKS: tuple[Check, ...] = (
     check_owner_active,
     check_no_conflicting_plan,
 )
+
+
+# A reapproval covers content that was approved already (a PAUSED plan's cannot change): the approval
+# checks again on the current facts and config, without the conflict rule, which the resume that
+# follows re-checks (a conflicting plan then holds it with a POLICY layer).
+REAPPROVAL_CHECKS: tuple[Check, ...] = (*STRUCTURE_CHECKS, check_human_touch, check_risk_authority, check_not_expired)
 
 
 def _run(checks: tuple[Check, ...], plan: RevenuePlanV1, facts: GateFacts) -> PolicyResult:
@@ -214,5 +226,96 @@ def validate_for_approval(plan: RevenuePlanV1, facts: GateFacts) -> PolicyResult
     return _run(APPROVAL_CHECKS, plan, facts)
 
 
+def validate_for_reapproval(plan: RevenuePlanV1, facts: GateFacts) -> PolicyResult:
+    return _run(REAPPROVAL_CHECKS, plan, facts)
+
+
 def evaluate_can_activate(plan: RevenuePlanV1, facts: GateFacts) -> PolicyResult:
     return _run(ACTIVATION_CHECKS, plan, facts)
+
+
+# --- the gate before every step attempt (DESIGN §3.3) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepGateFacts:
+    """What the step gate knows besides the plan and the step; the engine gathers it once per advance."""
+
+    now: datetime
+    owner_is_active_member: bool
+    # What drifted since the plan's approval, [{field, before, after}] (plans.services.approvals): the
+    # facts it was given on (owner, renewal date, risk, config version) and, should it ever differ, its content.
+    approval_drift: tuple[dict, ...] = ()
+
+
+StepCheckFunction = Callable[[RevenuePlanV1, object, StepGateFacts], list[Reason]]
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """One check of the step gate and the pause layer that holds the plan when it refuses."""
+
+    layer: PauseKind
+    check: StepCheckFunction
+
+
+@dataclass(frozen=True)
+class StepGateResult(PolicyResult):
+    # (layer, reason) for each reason: the engine holds the plan with one layer per kind named here.
+    holds: tuple[tuple[PauseKind, Reason], ...] = ()
+
+    def by_layer(self) -> dict[PauseKind, list[Reason]]:
+        layers: dict[PauseKind, list[Reason]] = {}
+        for layer, reason in self.holds:
+            layers.setdefault(layer, []).append(reason)
+        return layers
+
+
+def check_step_owner_active(plan, step, facts: StepGateFacts) -> list[Reason]:
+    if not facts.owner_is_active_member:
+        return [Reason(PRECONDITION_FAILED, f"The plan's owner (user {plan.owner_id}) is no longer an active "
+                                            "member of the tenant who may own accounts.")]
+    return []
+
+
+def check_step_approval_holds(plan, step, facts: StepGateFacts) -> list[Reason]:
+    """Account not transferred, renewal date not moved, risk not risen, config not changed since approval."""
+    if facts.approval_drift:
+        drift = "; ".join(f"{change['field']} {change['before']} -> {change['after']}"
+                          for change in facts.approval_drift)
+        return [Reason(PRECONDITION_FAILED, f"The plan was approved on other facts: {drift}.")]
+    return []
+
+
+def check_step_not_expired(plan, step, facts: StepGateFacts) -> list[Reason]:
+    if facts.now >= plan.expires_at:
+        return [Reason(PLAN_EXPIRED, f"The plan expired at {plan.expires_at.isoformat()}.")]
+    return []
+
+
+def check_step_action_allowed(plan, step, facts: StepGateFacts) -> list[Reason]:
+    config = get_plan_type_config(plan.plan_type)
+    if config is None:
+        return [Reason(INVALID_PLAN_TYPE, f"Plan type {plan.plan_type!r} is not an allowed plan type.")]
+    if step.action_type not in config.allowed_action_types:
+        return [Reason(STEP_ORDER_VIOLATION, f"{step.action_type} is not an action type {plan.plan_type} "
+                                             f"version {config.version} allows.")]
+    return []
+
+
+# Kill switches are checked too, but hold the plan with layers of their own that their release lifts:
+# the tenant's (and the global one) by orchestrator.engine before any step, an action type's by the
+# autonomy policy (BLOCK, KILL_SWITCH) right after this gate.
+STEP_CHECKS: tuple[StepCheck, ...] = (
+    StepCheck(PauseKind.OWNER_INACTIVE, check_step_owner_active),
+    StepCheck(PauseKind.APPROVAL_STALE, check_step_approval_holds),
+    StepCheck(PauseKind.POLICY, check_step_not_expired),
+    StepCheck(PauseKind.POLICY, check_step_action_allowed),
+)
+
+
+def check_step(plan, step, facts: StepGateFacts) -> StepGateResult:
+    """May this step attempt start? `plan` and `step`: a RevenuePlanV1 and its step, or the model rows
+    (only plan_type, owner_id, expires_at and the step's action_type are read)."""
+    holds = tuple((item.layer, reason) for item in STEP_CHECKS for reason in item.check(plan, step, facts))
+    return StepGateResult(reasons=tuple(reason for _, reason in holds), holds=holds)

@@ -2,7 +2,8 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
 
 from plans.errors import NotFound
 from plans.evaluator import SignalFact
@@ -16,6 +17,7 @@ from plans.models import (
     PlanStatus,
     RevenuePlan,
     Role,
+    Tenant,
 )
 from plans.plan_types import get_plan_type_config
 from plans.policy import GateFacts
@@ -68,21 +70,33 @@ def execution_killed_by(tenant_id, action_type: str = "") -> str:
     return killed_by(engaged_kill_switches(tenant_id), action_type)
 
 
+# Which other plans of the type conflict (DESIGN §3.5): an approval, and a PAUSED plan's resume, are
+# refused while another is APPROVED or ACTIVE; the orchestrator's activation re-check looks at ACTIVE ones
+# (a plan approved before the rule came in may still wait APPROVED behind an ACTIVE one).
+CONFLICTS_AT_APPROVAL = frozenset({PlanStatus.APPROVED, PlanStatus.ACTIVE})
+CONFLICTS_AT_ACTIVATION = frozenset({PlanStatus.ACTIVE})
+
+
+def owner_is_active_member(user_id: int | None, tenant_id) -> QuerySet[Membership]:
+    """The owner's active membership that may own accounts (a queryset: .exists(), or Exists() in a query)."""
+    return Membership.objects.filter(user_id=user_id, tenant_id=tenant_id, is_active=True).exclude(role=Role.VIEWER)
+
+
 def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None,
-               engaged_switches: frozenset[str] | None = None) -> GateFacts:
-    """`engaged_switches`: the tenant's engaged kill switches when the caller has just read them."""
-    owner_active = (
-        plan.owner_id is not None
-        and Membership.objects.filter(user_id=plan.owner_id, tenant_id=plan.tenant_id, is_active=True)
-        .exclude(role=Role.VIEWER)
-        .exists()
-    )
-    conflicting_plan_id = (
-        RevenuePlan.objects.filter(account_id=plan.account_id, plan_type=plan.plan_type, plan_status=PlanStatus.ACTIVE)
+               engaged_switches: frozenset[str] | None = None,
+               conflicts_with: frozenset[str] = CONFLICTS_AT_ACTIVATION) -> GateFacts:
+    """`engaged_switches`: the tenant's engaged kill switches when the caller has just read them.
+    `conflicts_with`: the statuses of another plan of the type that conflict with this one."""
+    owner_active = plan.owner_id is not None and owner_is_active_member(plan.owner_id, plan.tenant_id).exists()
+    conflicting = (
+        RevenuePlan.objects.filter(account_id=plan.account_id, plan_type=plan.plan_type,
+                                   plan_status__in=sorted(conflicts_with))
         .exclude(pk=plan.pk)
-        .values_list("id", flat=True)
+        .order_by("plan_status")  # ACTIVE before APPROVED: name the one that runs
+        .values_list("id", "plan_status")
         .first()
     )
+    conflicting_plan_id, conflicting_status = conflicting or (None, PlanStatus.ACTIVE)
     return GateFacts(
         now=now,
         approver_role=approver_role,
@@ -91,7 +105,21 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
         ),
         owner_is_active_member=owner_active,
         conflicting_plan_id=conflicting_plan_id,
+        conflicting_plan_status=conflicting_status,
     )
+
+
+def advance_facts(plan: RevenuePlan) -> tuple[frozenset[str], bool]:
+    """The tenant's engaged kill switches and whether the plan's owner is an active member who may own
+    accounts, in one query: what the orchestrator needs before it starts a plan's steps."""
+    row = Tenant.objects.filter(pk=plan.tenant_id).values_list(
+        ArraySubquery(KillSwitch.objects.filter(tenant_id=OuterRef("pk"), engaged=True).values("action_type")),
+        Exists(owner_is_active_member(plan.owner_id, OuterRef("pk"))) if plan.owner_id is not None else Value(False),
+    ).first()
+    if row is None:
+        return frozenset(), False
+    switches, owner_active = row
+    return frozenset(switches), bool(owner_active)
 
 
 def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
@@ -108,9 +136,11 @@ def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
 
 
 def plans_for_user(user) -> QuerySet[RevenuePlan]:
-    """The caller's tenants' plans, newest first, with their steps (one extra query a page)."""
+    """The caller's tenants' plans, newest first, with their account (its renewal date is one of an
+    approval's facts) and their steps (one extra query a page)."""
     return (
         visible_to(RevenuePlan.objects.all(), user)
+        .select_related("account")
         .prefetch_related("steps")
         .order_by("-created_at", "id")
     )

@@ -7,10 +7,13 @@ step attempt; changing the policy changes the version on new decisions, never ol
 
 The checks run in a fixed order; the first that applies decides:
   BLOCK             UNKNOWN_ACTION_TYPE, KILL_SWITCH, MODE_DISABLED, MODE_PROPOSE_ONLY
-  (a person approved the step)                      -> REQUIRE_APPROVAL / APPROVED_BY_PERSON: it runs
+  (a person approved the step as it is now)         -> REQUIRE_APPROVAL / APPROVED_BY_PERSON: it runs
   REQUIRE_APPROVAL  EXTERNAL_CONTACT, RISK_LEVEL_HIGH, TENANT_POLICY (mode APPROVAL_REQUIRED),
                     NOT_OPTED_IN, BUDGET_EXHAUSTED
   AUTO_EXECUTE      AUTONOMY_ALLOWED
+A person's approval counts only while the step's content is what they approved (its digest, recorded
+with the approval); a step whose approval a change voided waits for a person again, and the
+explanation says what changed.
 """
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -64,13 +67,25 @@ class StepFacts:
     opted_in: bool
     killed_by: str = ""
     budget_left: bool = True
+    # The person whose approval covers the step's current content (its digest matches), else None.
     approved_by_id: int | None = None
+    # What changed since a person's approval was voided ('' if none was): "parameters changed".
+    approval_voided: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def decide(facts: StepFacts) -> AutonomyDecision:
+    decision = _decide(facts)
+    if decision.decision == Decision.REQUIRE_APPROVAL and facts.approval_voided and facts.approved_by_id is None:
+        return AutonomyDecision(decision.decision, decision.reason,
+                                f"{decision.explanation} Its approval was voided: {facts.approval_voided}.",
+                                decision.policy_version)
+    return decision
+
+
+def _decide(facts: StepFacts) -> AutonomyDecision:
     action_type = facts.action_type
     spec = get_action_type(action_type)
     if spec is None:

@@ -26,7 +26,7 @@ from plans.errors import ValidationFailed
 from plans.models import PlanStep, RevenuePlan, Tenant
 from plans.plan_types import ACTION_TYPES, get_action_type
 from plans.selectors import engaged_kill_switches, killed_by
-from plans.services import require_admin
+from plans.services import approvals, require_admin
 
 MAX_COUNT = 100_000  # any budget, limit or cooldown
 DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
@@ -67,7 +67,8 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
         mode=settings["mode"] or DEFAULT_MODE,
         opted_in=settings["opted_in_at"] is not None,
         killed_by=killed_by(engaged_switches, step.action_type),
-        approved_by_id=step.approved_by_id if step.approved_at else None,
+        approved_by_id=approvals.step_approved_by(step),
+        approval_voided=approvals.step_voided_because(step),
     )
     decision = decide(facts)
     if decision.decision == Decision.AUTO_EXECUTE and not budget_taken:

@@ -3,6 +3,7 @@
   chain          append an entry to its chain (plan or tenant), the hash, actor labels
   plan_events    writers for a plan's chain (the plan's moves, edits, its steps)
   pause_events   writers for a plan's chain: a pause layer set or lifted
+  approval_events  writers for a plan's chain: an approval voided, a reapproval, a changed FAILED step reset
   tenant_events  writers for a tenant's chain (ownership, kill switches, autonomy, digests)
   action_events  writers for the execution spine's intent events
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
@@ -20,6 +21,7 @@ from plans.ledger.action_events import (
     action_failed,
     action_retry_scheduled,
 )
+from plans.ledger.approval_events import approval_voided, plan_reapproved, step_reset
 from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
 from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
 from plans.ledger.plan_events import (
@@ -63,6 +65,7 @@ __all__ = [
     "action_retry_scheduled",
     "action_route_changed",
     "activation_blocked",
+    "approval_voided",
     "autonomy_changed",
     "canonical_fields",
     "compute_hash",
@@ -75,11 +78,13 @@ __all__ = [
     "plan_edited",
     "plan_moved",
     "plan_owner_changed",
+    "plan_reapproved",
     "policy_rejected",
     "step_approved",
     "step_attempt_started",
     "step_awaiting_approval",
     "step_closed",
+    "step_reset",
     "step_retried",
     "step_retry_scheduled",
     "step_skipped",

@@ -3,6 +3,8 @@
   common         the checks every verb makes first (authority, move, version) and the refusal shapes
   drafts         propose a plan, edit a DRAFT
   moves          plan_transition (the one place that assigns plan_status) and people's plan verbs
+  approvals      what an approval covers (content digest, facts) and what changed since (pure)
+  reapproval     a fresh approval of a plan whose approval's facts drifted
   steps          step_transition (the one place that assigns a step's status) and people's step verbs
   accounts       ownership change, signals observed about an account
   layers, pauses pause layers: the rows, and setting or lifting them with the moves they cause;
@@ -43,6 +45,7 @@ from plans.services.pauses import (
     plan_pause,
     plan_resume,
 )
+from plans.services.reapproval import APPROVAL_NOT_STALE, plan_reapprove
 from plans.services.steps import step_approve, step_retry, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
@@ -53,6 +56,7 @@ from plans.services.system import (
 from plans.services.tenancy import membership_add, membership_update
 
 __all__ = [
+    "APPROVAL_NOT_STALE",
     "INVALID_TRANSITION",
     "LIFTED_BY",
     "OWNERSHIP_CHANGED",
@@ -80,6 +84,7 @@ __all__ = [
     "plan_pause",
     "plan_pause_by_policy",
     "plan_propose",
+    "plan_reapprove",
     "plan_resume",
     "plan_revise",
     "plan_settle_locked",

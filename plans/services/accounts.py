@@ -8,16 +8,20 @@ from django.utils import timezone
 from plans import ledger, selectors
 from plans.authority import Verb
 from plans.errors import ValidationFailed
-from plans.lifecycle import Move
 from plans.locking import lock_account, lock_open_plans_of_account
-from plans.models import Account, AccountSignal, PlanStatus, RevenuePlan, Role
+from plans.models import Account, AccountSignal, PauseKind, PlanStatus, RevenuePlan, Role
 from plans.plan_types import PLAN_TYPES
 from plans.services.common import OWNERSHIP_CHANGED, require_authority, touch
-from plans.services.moves import plan_transition
+from plans.services.layers import layers_lift, open_layers
+from plans.services.pauses import pause_layer_add_locked
 
 
 def account_transfer(*, account_id: UUID, new_owner_id: int, user) -> Account:
-    """Ownership change: open plans follow the account; ACTIVE ones pause until someone resumes them."""
+    """Ownership change: open plans follow the account. The owner is one of an approval's facts, so an
+    ACTIVE or PAUSED plan is held by an APPROVAL_STALE layer until an approver reapproves it, and an
+    OWNER_INACTIVE layer (the old owner left) is lifted: the stale approval holds the plan instead.
+    A DRAFT or APPROVED plan is not held (nothing of it runs): the gate before its first step sees the
+    drift."""
     with transaction.atomic():
         account = lock_account(account_id)
         require_authority(Verb.TRANSFER_ACCOUNT, user=user, tenant_id=account.tenant_id, what="account")
@@ -35,18 +39,24 @@ def account_transfer(*, account_id: UUID, new_owner_id: int, user) -> Account:
         actor = ledger.user_actor(user)
         plans = lock_open_plans_of_account(account.id)
         for plan in plans:
+            plan_owner_before, version_before = plan.owner_id, plan.version
             plan.owner = new_owner
-            if plan.plan_status == PlanStatus.ACTIVE:
-                plan_transition(
-                    plan, Move.PAUSE, actor=actor, reason_code=OWNERSHIP_CHANGED,
-                    explanation=f"The account moved from user {old_owner_id} to user {new_owner.pk}; "
-                                "the new owner or an approver must resume the plan.",
-                    facts={"old_owner_id": old_owner_id, "new_owner_id": new_owner.pk},
-                )
-            else:
+            plan.save(update_fields=["owner"])
+            ledger.plan_owner_changed(plan, actor=actor, old_owner_id=old_owner_id, new_owner_id=new_owner.pk)
+            if plan.plan_status not in (PlanStatus.ACTIVE, PlanStatus.PAUSED):
                 touch(plan)
-                plan.save(update_fields=["owner"])
-                ledger.plan_owner_changed(plan, actor=actor, old_owner_id=old_owner_id, new_owner_id=new_owner.pk)
+                continue
+            inactive = [layer for layer in open_layers(plan) if layer.kind == PauseKind.OWNER_INACTIVE]
+            pause_layer_add_locked(
+                plan, kind=PauseKind.APPROVAL_STALE, actor=actor, reason_code=OWNERSHIP_CHANGED,
+                explanation=f"The account moved from user {old_owner_id} to user {new_owner.pk}; the plan was "
+                            "approved with another owner, so an approver must reapprove it.",
+                evidence={"changed": [{"field": "owner_id", "before": plan_owner_before, "after": new_owner.pk}]},
+            )
+            layers_lift(plan, inactive, actor=actor,
+                        why=f"the account now belongs to user {new_owner.pk}, an active member")
+            if plan.version == version_before:  # the plan was held already: the owner is still a change
+                touch(plan)
         ledger.account_owner_changed(
             account, actor=actor, old_owner_id=old_owner_id, new_owner_id=new_owner.pk,
             plan_ids=[plan.id for plan in plans],

@@ -49,7 +49,8 @@ def require_admin(*, user, tenant_id: UUID) -> Membership:
 
 def plan_subject(plan: RevenuePlan) -> Subject:
     return Subject(
-        account_owner_id=plan.account.owner_id, plan_owner_id=plan.owner_id, plan_created_by=plan.created_by
+        account_owner_id=plan.account.owner_id, plan_owner_id=plan.owner_id, plan_created_by=plan.created_by,
+        plan_editors=frozenset(plan.edited_by_since_approval),
     )
 
 
@@ -76,7 +77,8 @@ def require_version(plan: RevenuePlan, expected_version: int | None) -> None:
 def gate_refusal(result: policy.PolicyResult, *, attempted: str) -> DomainError:
     reasons = list(result.reasons)
     if policy.CONFLICT_ACTIVE_PLAN_EXISTS in result.codes:
-        return Conflict(policy.CONFLICT_ACTIVE_PLAN_EXISTS, reasons[0].detail, reasons)
+        conflict = next(reason for reason in reasons if reason.code == policy.CONFLICT_ACTIVE_PLAN_EXISTS)
+        return Conflict(policy.CONFLICT_ACTIVE_PLAN_EXISTS, conflict.detail, reasons)
     return PolicyRefused(POLICY_GATE_REFUSED, f"The policy gate refused to {attempted} the plan.", reasons)
 
 

@@ -15,6 +15,7 @@ from plans.locking import lock_plan
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, RiskLevel
 from plans.plan_types import get_action_type, get_plan_type_config, highest_risk
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
+from plans.services import approvals
 from plans.services.common import (
     SystemActor,
     actor_label,
@@ -123,6 +124,8 @@ def plan_propose(
 
 
 def plan_edit(*, plan_id: UUID, user, draft: PlanDraftInput, expected_version: int | None = None) -> RevenuePlan:
+    """Change a DRAFT. The editor joins edited_by_since_approval (so may not approve it); a step whose
+    content the edit changes loses its approval (APPROVAL_VOIDED, field by field); an unchanged step keeps it."""
     with transaction.atomic():
         plan = lock_plan(plan_id)
         require_on_plan(Verb.EDIT, user=user, plan=plan)
@@ -130,6 +133,7 @@ def plan_edit(*, plan_id: UUID, user, draft: PlanDraftInput, expected_version: i
             raise Conflict(INVALID_TRANSITION, f"Only a DRAFT plan can be edited; this one is {plan.plan_status}. "
                                                "Revise it back to DRAFT first.")
         require_version(plan, expected_version)
+        digest_before = approvals.digest(approvals.plan_content(plan, list(plan.steps.all())))
         changed_fields = ["steps"]
         if draft.objective is not None and draft.objective != plan.objective:
             plan.objective = draft.objective
@@ -139,9 +143,45 @@ def plan_edit(*, plan_id: UUID, user, draft: PlanDraftInput, expected_version: i
             changed_fields.append("constraints")
         steps = _build_steps(plan, draft.steps)
         _require_structure(plan, steps, attempted="edit")
+        actor = ledger.user_actor(user)
+        voided = _void_changed_approvals(steps)
         _save_steps(plan, steps)
+        if user.pk not in plan.edited_by_since_approval:
+            plan.edited_by_since_approval = [*plan.edited_by_since_approval, user.pk]
         plan.updated_at = timezone.now()
         plan.version += 1
         plan.save()
-        ledger.plan_edited(plan, actor=ledger.user_actor(user), changed_fields=changed_fields)
+        ledger.plan_edited(plan, actor=actor, changed_fields=changed_fields)
+        _ledger_plan_approval_voided(plan, steps, digest_before=digest_before, actor=actor)
+        for step, changes in voided:
+            ledger.approval_voided(plan, step=step, actor=actor, changes=changes,
+                                   described=approvals.described(changes))
     return plan
+
+
+def _void_changed_approvals(steps: list[PlanStep]) -> list[tuple[PlanStep, list[dict]]]:
+    """Steps (unsaved) whose approval covered other content lose it: approved_at/by cleared, the record
+    keeps what changed. Returns each voided step with its changes."""
+    voided = []
+    for step in steps:
+        changes = approvals.step_changes(step)
+        if changes:
+            step.approval_record = approvals.voided_record(step, changes)
+            step.approved_at, step.approved_by = None, None
+            voided.append((step, changes))
+    return voided
+
+
+def _ledger_plan_approval_voided(plan: RevenuePlan, steps: list[PlanStep], *, digest_before: str,
+                                 actor: str) -> None:
+    """The edit that first makes a revised plan differ from what its last approval covered voids that
+    approval in the ledger (later edits only change it further; one that restores it and a next that
+    departs again are two voidings)."""
+    record = plan.approval_record or {}
+    if "digest" not in record or digest_before != record["digest"]:
+        return
+    content = approvals.plan_content(plan, steps)
+    if approvals.digest(content) == record["digest"]:
+        return
+    changes = approvals.content_changes(record.get("content", {}), content)
+    ledger.approval_voided(plan, actor=actor, changes=changes, described=approvals.described(changes))

@@ -10,10 +10,11 @@ from plans import ledger, policy, selectors
 from plans.authority import Verb
 from plans.errors import Conflict, ValidationFailed
 from plans.lifecycle import MOVES, TERMINAL, Move, StepMove
-from plans.locking import lock_plan
+from plans.locking import lock_account_then_plan, lock_plan
 from plans.models import PlanStatus, PlanStep, RevenuePlan, Role, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
+from plans.services import approvals
 from plans.services.common import (
     gate_refusal,
     raise_committed_refusal,
@@ -114,33 +115,62 @@ def _save_into_active(plan: RevenuePlan) -> None:
 
 
 def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
+    """DRAFT → APPROVED, recording what the approval covers: the content's digest and the facts it is
+    given on (plans.services.approvals). Not by the plan's creator, nor by anyone who edited it since
+    its last approval; refused while another plan of the type is APPROVED or ACTIVE for the account."""
     refusal = None
     with transaction.atomic():
-        plan = lock_plan(plan_id)
+        # The account first: two approvals for one account queue here, so neither can miss the other
+        # in the conflict check.
+        plan = lock_account_then_plan(plan_id)
         membership = require_on_plan(Verb.APPROVE, user=user, plan=plan)
         require_move(plan, Move.APPROVE)
         require_version(plan, expected_version)
         now = timezone.now()
-        result = policy.validate_for_approval(
-            plan_to_schema(plan), selectors.gate_facts(plan, now=now, approver_role=Role(membership.role))
-        )
+        steps = list(plan.steps.all())
+        facts = selectors.gate_facts(plan, now=now, approver_role=Role(membership.role),
+                                     conflicts_with=selectors.CONFLICTS_AT_APPROVAL)
+        result = policy.validate_for_approval(plan_to_schema(plan, steps), facts)
         if not result.valid:
             ledger.policy_rejected(plan, actor=ledger.user_actor(user), attempted="approve", reasons=result.reasons)
             refusal = gate_refusal(result, attempted="approve")
         else:
+            actor = ledger.user_actor(user)
+            _reset_changed_failed_steps(plan, steps, actor=actor)
             plan.approved_by = user
             plan.plan_type_version = get_plan_type_config(plan.plan_type).version
+            plan.approval_record = approvals.plan_record(plan, steps, approved_by_id=user.pk, approved_at=now)
+            plan.edited_by_since_approval = []
             plan_transition(
                 plan,
                 Move.APPROVE,
-                actor=ledger.user_actor(user),
+                actor=actor,
                 reason_code="APPROVED",
                 explanation=f"Approved by {user.get_username()} ({membership.role}).",
                 facts={"risk_level": plan.risk_level, "approver_role": membership.role},
+                steps=steps,
             )
     if refusal:
         raise_committed_refusal(refusal)
     return plan
+
+
+def _reset_changed_failed_steps(plan: RevenuePlan, steps: list[PlanStep], *, actor: str) -> None:
+    """A FAILED step the revision changed (against what the last approval covered, which is what ran and
+    failed) starts a new series of attempts; one it left as it was stays FAILED, for a person's retry."""
+    approved_content = (plan.approval_record or {}).get("content", {})
+    approved_steps = {step["step_id"]: step for step in approved_content.get("steps", [])}
+    current_steps = {step["step_id"]: step for step in approvals.plan_content(plan, steps)["steps"]}
+    for step in steps:
+        before = approved_steps.get(str(step.step_id))
+        if step.status != StepStatus.FAILED or before is None:
+            continue
+        changes = approvals.content_changes(before, current_steps[str(step.step_id)])
+        if not changes:
+            continue
+        step_transition(step, StepMove.RESET, plan=plan, changes={
+            "attempts_before_series": step.attempts, "last_error": "", "next_attempt_at": None})
+        ledger.step_reset(plan, step=step, actor=actor, changes=changes, described=approvals.described(changes))
 
 
 def _move_by_person(*, plan_id: UUID, user, verb: Verb, move: Move, expected_version: int | None,

@@ -92,8 +92,8 @@ def pause_layers_lift_locked(plan: RevenuePlan, layers: list[PauseLayer], *, act
 
 def resume_gate(plan: RevenuePlan, *, steps: list[PlanStep] | None = None) -> policy.PolicyResult:
     """May this PAUSED plan run again? The activation checks: approved, not expired, execution on,
-    owner active, no conflicting plan."""
-    facts = selectors.gate_facts(plan, now=timezone.now())
+    owner active, no conflicting plan (another of the type APPROVED or ACTIVE: DESIGN §3.5)."""
+    facts = selectors.gate_facts(plan, now=timezone.now(), conflicts_with=selectors.CONFLICTS_AT_APPROVAL)
     return policy.evaluate_can_activate(plan_to_schema(plan, steps), facts)
 
 

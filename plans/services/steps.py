@@ -11,6 +11,7 @@ from plans.errors import Conflict, NotFound, ValidationFailed
 from plans.lifecycle import STEP_MOVES, StepMove, step_move_refusal
 from plans.locking import lock_account_then_plan, lock_plan
 from plans.models import PauseKind, PauseLayer, PlanStep, RevenuePlan, StepStatus
+from plans.services import approvals
 from plans.services.common import require_on_plan, require_version, touch
 from plans.services.layers import open_layers
 
@@ -106,14 +107,19 @@ def retry_limit_layers_of(plan: RevenuePlan, step: PlanStep) -> list[PauseLayer]
 
 
 def step_approve(*, plan_id: UUID, step_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
-    """The human touch: a PENDING_APPROVAL step may run; the orchestrator runs it and marks it DONE."""
+    """The human touch: a PENDING_APPROVAL step may run; the orchestrator runs it and marks it DONE.
+
+    The approval covers the step's content as it is now (action type, parameters, dependencies, risk):
+    its digest is recorded, and a later change of any of them voids it (plans.services.drafts)."""
     with transaction.atomic():
         plan = lock_plan(plan_id)
         require_on_plan(Verb.APPROVE_STEP, user=user, plan=plan)
         require_version(plan, expected_version)
         step = step_of(plan, step_id)
-        step_transition(step, StepMove.APPROVE, plan=plan,
-                        changes={"approved_by": user, "approved_at": timezone.now()})
+        now = timezone.now()
+        step_transition(step, StepMove.APPROVE, plan=plan, changes={
+            "approved_by": user, "approved_at": now,
+            "approval_record": approvals.step_record(step, approved_by_id=user.pk, approved_at=now)})
         touch(plan)
         ledger.step_approved(plan, step_id=step.step_id, actor=ledger.user_actor(user))
     return plan

@@ -20,6 +20,7 @@ from plans import proposals, selectors, services, why
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.plan_types import PLAN_TYPES
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
+from plans.services import approvals
 from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, UserIdFilter, errors, validated
 from revplan.api.serializers import (
     LedgerEntrySerializer,
@@ -42,9 +43,14 @@ def plan_payloads(plans) -> list[dict]:
     blocked_by = blocked_by_for(plans, now=timezone.now(), executions=executions)
     payloads = []
     for plan in plans:
-        wire = plan_to_schema(plan, list(plan.steps.all())).model_dump()
+        steps = list(plan.steps.all())
+        wire = plan_to_schema(plan, steps).model_dump()
+        # What each approval covered and what changed since, from rows already read (no query).
+        wire["approval"] = approvals.plan_approval(plan, steps)
+        step_approvals = {step.step_id: approvals.step_approval(step) for step in steps}
         for step in wire["steps"]:
             step["latest_execution"] = executions.get((plan.id, step["step_id"]))
+            step["approval"] = step_approvals[step["step_id"]]
         wire["blocked_by"] = blocked_by[plan.id]
         payloads.append(wire)
     return RevenuePlanV1Serializer(payloads, many=True).data
@@ -182,11 +188,33 @@ class PlanApproveView(GenericAPIView):
 
     @extend_schema(
         request=VersionInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
-        description="DRAFT → APPROVED. The policy gate may refuse (422, reasons; the refusal is in the ledger).",
+        description="DRAFT → APPROVED. The policy gate may refuse (422, reasons; the refusal is in the ledger); "
+        "while another plan of the type is APPROVED or ACTIVE for the account it is 409 CONFLICT_ACTIVE_PLAN_EXISTS, "
+        "naming that plan. The plan's creator and anyone who edited it since its last approval may not approve it "
+        "(403 CREATOR_CANNOT_APPROVE, EDITED_SINCE_APPROVAL).",
     )
     def post(self, request, plan_id):
         data = validated(VersionInputSerializer, request)
         services.plan_approve(plan_id=plan_id, user=request.user, expected_version=data.get("version"))
+        return plan_response(request.user, plan_id)
+
+
+class PlanReapproveView(GenericAPIView):
+    serializer_class = VersionInputSerializer
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=VersionInputSerializer, responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS, **errors(422)},
+        description="Approve a PAUSED plan afresh on its current content and facts, after they drifted since its "
+        "approval (the owner changed, the renewal date moved, the risk rose, the plan type's config changed): lifts "
+        "its APPROVAL_STALE layer, and the plan runs on if nothing else holds it. Who may: a plan approver (a tenant "
+        "admin for a HIGH-risk plan; else 422 RISK_REQUIRES_ELEVATED_AUTHORITY), not the plan's creator "
+        "(403 CREATOR_CANNOT_APPROVE) nor anyone who edited it since its last approval (403 EDITED_SINCE_APPROVAL). "
+        "A plan not held by a stale approval is 409 (APPROVAL_NOT_STALE; INVALID_TRANSITION unless PAUSED).",
+    )
+    def post(self, request, plan_id):
+        data = validated(VersionInputSerializer, request)
+        services.plan_reapprove(plan_id=plan_id, user=request.user, expected_version=data.get("version"))
         return plan_response(request.user, plan_id)
 
 

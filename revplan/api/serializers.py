@@ -60,6 +60,26 @@ class ActionIntentDetailSerializer(ActionIntentSerializer):
     try_history = ConnectorTrySerializer(source="execution_attempts", many=True)
 
 
+class ApprovalChangeSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="What changed: a content field (`parameters`, `steps.<id>.action_type`, "
+                                  "`step_order` …) or a fact (`owner_id`, `renewal_date`, `risk_level`, "
+                                  "`plan_type_version`).")
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class ApprovalSerializer(serializers.Serializer):
+    """What an approval covered, and whether it still holds (DESIGN §3.3)."""
+
+    state = serializers.ChoiceField(choices=["CURRENT", "VOID", "STALE"], help_text=(
+        "CURRENT: it covers the content as it is, on facts that still hold. VOID: the content changed since (or the "
+        "plan was revised back to DRAFT): a new approval is needed. STALE (plans only): the facts it was given on "
+        "drifted (owner, renewal date, risk, config version): a reapproval is needed."))
+    approved_by = serializers.IntegerField(allow_null=True)
+    approved_at = serializers.DateTimeField(allow_null=True)
+    changed_since = ApprovalChangeSerializer(many=True, help_text="What changed since the approval, field by field.")
+
+
 class PlanStepV1Serializer(serializers.Serializer):
     step_id = serializers.UUIDField()
     sequence = serializers.IntegerField(min_value=0)
@@ -78,6 +98,8 @@ class PlanStepV1Serializer(serializers.Serializer):
     approved_at = serializers.DateTimeField(allow_null=True)
     approved_by = serializers.IntegerField(allow_null=True)
     next_attempt_at = serializers.DateTimeField(allow_null=True)
+    approval = ApprovalSerializer(allow_null=True, help_text="The step's approval by a person; null if it never "
+                                  "had one.")
     latest_execution = ActionIntentSerializer(
         allow_null=True, help_text="The execution of the current attempt (attempt = attempts); null before any."
     )
@@ -146,6 +168,7 @@ class RevenuePlanV1Serializer(serializers.Serializer):
     next_run_at = serializers.DateTimeField(allow_null=True)
     created_by = serializers.CharField()
     version = serializers.IntegerField(help_text="Bumped on every change; send it back to write optimistically.")
+    approval = ApprovalSerializer(allow_null=True, help_text="The plan's last approval; null if it was never approved.")
     edited_by_since_approval = serializers.ListField(
         child=serializers.IntegerField(), help_text="Users who edited the plan since its last approval (none of "
         "them may approve or reapprove it).")

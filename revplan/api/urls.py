@@ -19,6 +19,7 @@ urlpatterns = [
     path("plans/propose/", plans.PlanProposeView.as_view(), name="plan-propose"),
     path("plans/<uuid:plan_id>/", plans.PlanDetailView.as_view(), name="plan-detail"),
     path("plans/<uuid:plan_id>/approve/", plans.PlanApproveView.as_view(), name="plan-approve"),
+    path("plans/<uuid:plan_id>/reapprove/", plans.PlanReapproveView.as_view(), name="plan-reapprove"),
     path("plans/<uuid:plan_id>/pause/", plans.PlanPauseView.as_view(), name="plan-pause"),
     path("plans/<uuid:plan_id>/resume/", plans.PlanResumeView.as_view(), name="plan-resume"),
     path("plans/<uuid:plan_id>/abort/", plans.PlanAbortView.as_view(), name="plan-abort"),

@@ -22,8 +22,8 @@ from tests.factories import SignalFactory, make_plan
 PLANS = "/api/v1/plans/"
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 # The wire shape is RevenuePlanV1 but for the raw approval record (the API serves what it means instead),
-# plus what the API joins in: blocked_by.
-PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"} | {"blocked_by"}
+# plus what the API joins in: blocked_by, approval.
+PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"} | {"blocked_by", "approval"}
 
 
 def propose(world, *, actor=None, signal_types=frozenset()) -> RevenuePlan:
@@ -78,6 +78,7 @@ def _every_endpoint(plan_id, step_id, account_id):
         ("get", f"{PLANS}{plan_id}/", None),
         ("patch", f"{PLANS}{plan_id}/", {"objective": "Keep them"}),
         ("post", f"{PLANS}{plan_id}/approve/", {}),
+        ("post", f"{PLANS}{plan_id}/reapprove/", {}),
         ("post", f"{PLANS}{plan_id}/pause/", {}),
         ("post", f"{PLANS}{plan_id}/resume/", {}),
         ("post", f"{PLANS}{plan_id}/abort/", {"reason": "not needed"}),
@@ -148,6 +149,7 @@ VIEWER_WRITES = {
                 lambda account: {"account_id": str(account.id)}),
     "edit": ("patch", lambda plan, step, account: f"{PLANS}{plan.id}/", lambda account: {"objective": "Mine"}),
     "approve": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/approve/", lambda account: {}),
+    "reapprove": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/reapprove/", lambda account: {}),
     "pause": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/pause/", lambda account: {}),
     "resume": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/resume/", lambda account: {}),
     "abort": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/abort/", lambda account: {"reason": "r"}),
@@ -159,7 +161,8 @@ VIEWER_WRITES = {
     "retry_step": ("post", lambda plan, step, account: f"{PLANS}{plan.id}/steps/{step.step_id}/retry/",
                    lambda account: {}),
 }
-VERB_STATUS = {"edit": PlanStatus.DRAFT, "approve": PlanStatus.DRAFT, "resume": PlanStatus.PAUSED}
+VERB_STATUS = {"edit": PlanStatus.DRAFT, "approve": PlanStatus.DRAFT, "resume": PlanStatus.PAUSED,
+               "reapprove": PlanStatus.PAUSED}
 
 
 @pytest.mark.parametrize("verb", sorted(VIEWER_WRITES))
@@ -253,9 +256,10 @@ def test_detail_is_revenue_plan_v1_with_each_steps_current_execution(world):
     body = client_for(world.viewer).get(f"{PLANS}{plan.id}/").json()
     assert set(body) == PLAN_FIELDS
     # the plan part round-trips into the pydantic wire model
-    plan_part = {key: value for key, value in body.items() if key != "blocked_by"}
+    plan_part = {key: value for key, value in body.items() if key not in ("blocked_by", "approval")}
     RevenuePlanV1.model_validate({**plan_part, "steps": [
-        {key: value for key, value in step.items() if key != "latest_execution"} for step in body["steps"]]})
+        {key: value for key, value in step.items() if key not in ("latest_execution", "approval")}
+        for step in body["steps"]]})
     by_type = {step["action_type"]: step for step in body["steps"]}
     current = ActionIntent.objects.get(plan=plan, step_id=meeting.step_id, attempt=2)
     assert by_type[MEETING]["attempts"] == 2

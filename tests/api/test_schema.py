@@ -35,6 +35,7 @@ PLAN_ENDPOINTS = {
     "/api/v1/plans/propose/": {"post"},
     "/api/v1/plans/{plan_id}/": {"get", "patch"},
     "/api/v1/plans/{plan_id}/approve/": {"post"},
+    "/api/v1/plans/{plan_id}/reapprove/": {"post"},
     "/api/v1/plans/{plan_id}/pause/": {"post"},
     "/api/v1/plans/{plan_id}/resume/": {"post"},
     "/api/v1/plans/{plan_id}/abort/": {"post"},
@@ -85,6 +86,7 @@ def test_every_operation_documents_its_errors_in_the_error_shape(openapi):
 def test_gate_refusals_are_documented_as_422_where_the_gate_can_refuse(openapi):
     for path, method in [("/api/v1/plans/", "post"), ("/api/v1/plans/propose/", "post"),
                          ("/api/v1/plans/{plan_id}/", "patch"), ("/api/v1/plans/{plan_id}/approve/", "post"),
+                         ("/api/v1/plans/{plan_id}/reapprove/", "post"),
                          ("/api/v1/plans/{plan_id}/resume/", "post")]:
         assert "422" in openapi["paths"][path][method]["responses"], (path, method)
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from orchestrator import engine, tasks
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.services import approvals
 from tests.bench.conftest import check_targets, median, record, scaled, target, wait_worker_ready
 from tests.bench.db_work import DbWork
 from tests.bench.noop import COUNTER, CREATE_SKELETON_TABLE, SKELETON_TABLE, noop, skeleton_advance
@@ -246,6 +247,16 @@ def make_brief_plans(world, count: int, *, steps_of) -> list[uuid.UUID]:
             steps.append(step)
             previous = step.step_id
     PlanStep.objects.bulk_create(steps)
+    # What plan_approve records (the digest of the content, the facts), so each step attempt's gate
+    # compares them as it would for a real approval.
+    steps_of_plan: dict = {}
+    for step in steps:
+        steps_of_plan.setdefault(step.plan_id, []).append(step)
+    for plan, account in zip(plans, accounts, strict=True):
+        plan.account = account
+        plan.approval_record = approvals.plan_record(plan, steps_of_plan[plan.id], approved_by_id=world.admin.pk,
+                                                     approved_at=plan.approved_at)
+    RevenuePlan.objects.bulk_update(plans, ["approval_record"])
     return [plan.id for plan in plans]
 
 

@@ -44,15 +44,16 @@ def brief_runs_on_its_own(request):
         allow_autopilot(request.getfixturevalue("world").tenant, BRIEF)
 
 
-def approved_plan(world, *steps_with_deps):
-    """steps_with_deps: action types; each depends on the one before it."""
+def approved_plan(world, *steps_with_deps, account=None):
+    """steps_with_deps: action types; each depends on the one before it. For world.account unless
+    `account` (one account has one approved or active plan of a type at a time)."""
     inputs, previous = [], None
     for action_type in steps_with_deps:
         step = StepInput(step_id=__import__("uuid").uuid4(), action_type=action_type,
                          depends_on=[previous] if previous else [])
         inputs.append(step)
         previous = step.step_id
-    plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
+    plan = services.plan_propose(account_id=(account or world.account).id, plan_type="RENEWAL_DEFENSE",
                                  draft=PlanDraftInput(steps=inputs), actor=world.seller)
     return services.plan_approve(plan_id=plan.id, user=world.admin)
 
@@ -353,7 +354,8 @@ def test_a_paused_plan_is_never_advanced(world):
 
 
 def test_tick_claims_due_plans_once_and_skips_idle_ones(world):
-    due = [approved_plan(world, BRIEF) for _ in range(3)]
+    due = [approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+           for _ in range(3)]
     idle = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)  # next_run_at NULL
     expired = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.PAUSED,
                         expires_at=timezone.now() - timedelta(minutes=1))
@@ -369,7 +371,7 @@ def test_tick_query_count_does_not_depend_on_idle_plans(world):
         engine.due_plan_ids()
     for _ in range(30):
         make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)
-    approved_plan(world, BRIEF)
+    approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
     with CaptureQueriesContext(connection) as many:
         assert len(engine.due_plan_ids()) == 1
     assert len(many) == len(few) == 3

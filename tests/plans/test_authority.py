@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from plans import ledger, services
-from plans.errors import NotAllowed, NotFound, PolicyRefused, ValidationFailed
+from plans.errors import Conflict, NotAllowed, NotFound, PolicyRefused, ValidationFailed
 from plans.models import (
     Account,
     EventType,
@@ -168,7 +168,9 @@ def _assert_done(verb: str, world, user, case: Case, new_events: list[tuple]) ->
     elif verb == "account_transfer":
         assert Account.objects.get(pk=world.account.pk).owner_id == case.extra["heir"].pk
         assert plan.owner_id == case.extra["heir"].pk
-        assert new_events == [(plan.id, EventType.PLAN_PAUSED), (None, EventType.ACCOUNT_OWNER_CHANGED)]
+        # the owner is one of the approval's facts: the running plan waits for a reapproval
+        assert new_events == [(plan.id, EventType.PLAN_OWNER_CHANGED), (plan.id, EventType.PLAN_PAUSED),
+                              (plan.id, EventType.PAUSE_LAYER_ADDED), (None, EventType.ACCOUNT_OWNER_CHANGED)]
     elif verb == "kill_switch_set":
         assert KillSwitch.objects.get(tenant=world.tenant, action_type="").engaged is True
         assert new_events == [(None, EventType.KILL_SWITCH_FLIPPED)]
@@ -339,7 +341,7 @@ def account_with_plans(world):
     return heir, plans
 
 
-def test_account_transfer_moves_open_plans_and_pauses_the_active_one(world, account_with_plans):
+def test_account_transfer_moves_open_plans_and_holds_the_running_ones_for_reapproval(world, account_with_plans):
     # given
     heir, plans = account_with_plans
     old_owner = world.seller
@@ -353,7 +355,7 @@ def test_account_transfer_moves_open_plans_and_pauses_the_active_one(world, acco
     assert Account.objects.get(pk=world.account.pk).owner_id == heir.pk
     rows_after = {status: RevenuePlan.objects.filter(pk=plan.id).values().get() for status, plan in plans.items()}
 
-    # the ACTIVE plan is paused until someone resumes it
+    # the ACTIVE plan is paused until an approver reapproves it (DESIGN §3.6: the owner is an approval fact)
     active = rows_after[PlanStatus.ACTIVE]
     assert (active["plan_status"], active["stop_reason_code"], active["owner_id"]) == (
         PlanStatus.PAUSED, "OWNERSHIP_CHANGED", heir.pk
@@ -361,7 +363,7 @@ def test_account_transfer_moves_open_plans_and_pauses_the_active_one(world, acco
     assert active["paused_at"] is not None
     assert active["version"] == rows_before[PlanStatus.ACTIVE]["version"] + 1
 
-    # the other open plans keep their status and just change hands
+    # the other open plans keep their status and just change hands; the PAUSED one is held for reapproval too
     for status in (PlanStatus.DRAFT, PlanStatus.APPROVED, PlanStatus.PAUSED):
         before, after = rows_before[status], rows_after[status]
         assert (after["plan_status"], after["owner_id"]) == (status, heir.pk)
@@ -373,16 +375,31 @@ def test_account_transfer_moves_open_plans_and_pauses_the_active_one(world, acco
         assert rows_after[status] == rows_before[status]
         assert rows_after[status]["owner_id"] == old_owner.pk
 
-    # the ledger says so, once per open plan plus once in the tenant chain
-    new_entries = list(PlanLedgerEntry.objects.filter(tenant=world.tenant).exclude(id__in=ledger_ids_before))
-    by_plan = {entry.plan_id: entry for entry in new_entries if entry.plan_id}
-    assert len(by_plan) == len([entry for entry in new_entries if entry.plan_id]) == 4
-    assert by_plan[plans[PlanStatus.ACTIVE].id].event_type == EventType.PLAN_PAUSED
-    assert by_plan[plans[PlanStatus.ACTIVE].id].reason_code == "OWNERSHIP_CHANGED"
-    for status in (PlanStatus.DRAFT, PlanStatus.APPROVED, PlanStatus.PAUSED):
-        entry = by_plan[plans[status].id]
-        assert entry.event_type == EventType.PLAN_OWNER_CHANGED
-        assert (entry.data["old_owner_id"], entry.data["new_owner_id"]) == (old_owner.pk, heir.pk)
+    stale = {PlanStatus.ACTIVE, PlanStatus.PAUSED}
+    for status, plan in plans.items():
+        layers = list(PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).values_list("kind", "reason_code"))
+        assert layers == ([(PauseKind.APPROVAL_STALE, "OWNERSHIP_CHANGED")] if status in stale else [])
+
+    # the ledger says so: each open plan changed hands, the running ones are held, once in the tenant chain
+    new_entries = list(PlanLedgerEntry.objects.filter(tenant=world.tenant).exclude(id__in=ledger_ids_before)
+                       .order_by("id"))
+    by_plan: dict = {}
+    for entry in new_entries:
+        if entry.plan_id:
+            by_plan.setdefault(entry.plan_id, []).append(entry)
+    assert set(by_plan) == {plans[status].id for status in (PlanStatus.DRAFT, PlanStatus.APPROVED,
+                                                              PlanStatus.ACTIVE, PlanStatus.PAUSED)}
+    expected_events = {
+        PlanStatus.DRAFT: [EventType.PLAN_OWNER_CHANGED],
+        PlanStatus.APPROVED: [EventType.PLAN_OWNER_CHANGED],
+        PlanStatus.ACTIVE: [EventType.PLAN_OWNER_CHANGED, EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED],
+        PlanStatus.PAUSED: [EventType.PLAN_OWNER_CHANGED, EventType.PAUSE_LAYER_ADDED],
+    }
+    for status, events in expected_events.items():
+        entries = by_plan[plans[status].id]
+        assert [entry.event_type for entry in entries] == events
+        assert (entries[0].data["old_owner_id"], entries[0].data["new_owner_id"]) == (old_owner.pk, heir.pk)
+    assert by_plan[plans[PlanStatus.ACTIVE].id][1].reason_code == "OWNERSHIP_CHANGED"
     (tenant_entry,) = [entry for entry in new_entries if entry.plan_id is None]
     assert tenant_entry.event_type == EventType.ACCOUNT_OWNER_CHANGED
     assert tenant_entry.data["account_id"] == str(world.account.id)
@@ -393,10 +410,12 @@ def test_account_transfer_moves_open_plans_and_pauses_the_active_one(world, acco
     assert ledger.verify_ledger(tenant_id=world.tenant.id).ok
 
 
-def test_after_a_transfer_the_new_owner_may_resume_and_the_old_owner_may_not(world, account_with_plans):
-    # given: the ACTIVE plan was paused by the transfer
+def test_after_a_transfer_a_resume_cannot_run_the_plan_and_a_reapproval_does(world, account_with_plans):
+    # given: the ACTIVE plan was paused by the transfer (and no other plan of its type waits APPROVED:
+    # a PAUSED plan may not run again while one does, DESIGN §3.5)
     heir, plans = account_with_plans
     paused_id = plans[PlanStatus.ACTIVE].id
+    services.plan_abort(plan_id=plans[PlanStatus.APPROVED].id, user=world.admin, reason="superseded")
     services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin)
     state_before = _tenant_state(world)
 
@@ -408,14 +427,26 @@ def test_after_a_transfer_the_new_owner_may_resume_and_the_old_owner_may_not(wor
     assert refused.value.code == "NOT_ALLOWED"
     assert _tenant_state(world) == state_before
 
-    # when the new owner tries
-    services.plan_resume(plan_id=paused_id, user=heir)
+    # when the new owner tries: the stale approval is not theirs to lift
+    with pytest.raises(Conflict) as refused:
+        services.plan_resume(plan_id=paused_id, user=heir)
+    assert refused.value.code == "PAUSE_LAYERS_REMAIN"
+    assert [reason.code for reason in refused.value.reasons] == [PauseKind.APPROVAL_STALE]
+    assert _tenant_state(world) == state_before
 
-    # then the plan runs again, and the ledger says who resumed it
+    # when an approver reapproves it on the new owner
+    services.plan_reapprove(plan_id=paused_id, user=world.approver)
+
+    # then the plan runs again, and the ledger says who reapproved it
     plan = RevenuePlan.objects.get(pk=paused_id)
     assert (plan.plan_status, plan.stop_reason_code) == (PlanStatus.ACTIVE, "")
-    resumed = PlanLedgerEntry.objects.filter(plan_id=paused_id).order_by("-chain_seq").first()
-    assert (resumed.event_type, resumed.actor) == (EventType.PLAN_RESUMED, f"user:{heir.pk}")
+    assert plan.approval_record["facts"]["owner_id"] == heir.pk
+    events = list(PlanLedgerEntry.objects.filter(plan_id=paused_id).order_by("-chain_seq")[:3])
+    assert [(entry.event_type, entry.actor) for entry in reversed(events)] == [
+        (EventType.PLAN_REAPPROVED, f"user:{world.approver.pk}"),
+        (EventType.PAUSE_LAYER_LIFTED, f"user:{world.approver.pk}"),
+        (EventType.PLAN_RESUMED, f"user:{world.approver.pk}"),
+    ]
 
 
 def _viewer(world, other_world):

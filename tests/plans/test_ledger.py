@@ -353,9 +353,11 @@ def test_tenant_wide_entries_go_to_the_tenant_chain(world, other_world):
     other_chain = tenant_chain(other_world.tenant.id)
     assert [entry.event_type for entry in other_chain] == [EventType.KILL_SWITCH_FLIPPED]
     assert_chain_is_sound(other_chain)
-    # The transfer's per-plan effects went to the plans' own chains.
-    assert PlanLedgerEntry.objects.filter(plan__isnull=False).count() == plan_entries_before + 2
-    assert plan_chain(active_plan.id)[-1].event_type == EventType.PLAN_PAUSED
+    # The transfer's per-plan effects went to the plans' own chains: both changed hands, and the running
+    # one is held for a reapproval (the owner is one of its approval's facts).
+    assert PlanLedgerEntry.objects.filter(plan__isnull=False).count() == plan_entries_before + 4
+    assert [entry.event_type for entry in plan_chain(active_plan.id)[-3:]] == [
+        EventType.PLAN_OWNER_CHANGED, EventType.PLAN_PAUSED, EventType.PAUSE_LAYER_ADDED]
     assert plan_chain(draft_plan.id)[-1].event_type == EventType.PLAN_OWNER_CHANGED
     assert_chain_is_sound(plan_chain(active_plan.id))
     assert_chain_is_sound(plan_chain(draft_plan.id))

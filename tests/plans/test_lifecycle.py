@@ -354,6 +354,8 @@ EXPECTED_STEP_MOVES: dict[StepMove, tuple[set, StepStatus, set]] = {
     StepMove.SKIP: ({T.PENDING, T.PENDING_APPROVAL, T.FAILED}, T.SKIPPED, {S.APPROVED, S.ACTIVE, S.PAUSED}),
     # a person starts a new series of attempts for a step that failed at its limit (DESIGN §3.3)
     StepMove.RETRY: ({T.FAILED}, T.PENDING, {S.ACTIVE, S.PAUSED}),
+    # a FAILED step the revision changed starts a new series as its plan is approved (plan_approve, in DRAFT)
+    StepMove.RESET: ({T.FAILED}, T.PENDING, {S.DRAFT}),
     # a finished plan closes what still waited (DESIGN §3.2)
     StepMove.CLOSE: ({T.PENDING, T.PENDING_APPROVAL}, T.SKIPPED, {S.COMPLETED, S.ABORTED, S.EXPIRED}),
 }
@@ -367,6 +369,7 @@ EXPECTED_STEP_REFUSAL = {
     StepMove.APPROVE: "STEP_NOT_AWAITING_APPROVAL",
     StepMove.SKIP: "STEP_NOT_SKIPPABLE",
     StepMove.RETRY: "STEP_NOT_FAILED",
+    StepMove.RESET: "STEP_NOT_FAILED",
 }
 # The columns a move needs besides the status: a closed required step is SKIPPED only as closed_with_plan
 # (the database's required_step_skipped_only_with_its_plan).

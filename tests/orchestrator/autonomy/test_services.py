@@ -36,7 +36,7 @@ def test_an_opted_in_tenants_low_risk_step_runs_on_its_own_and_records_why(world
     assert (decision["decision"], decision["reason"]) == ("AUTO_EXECUTE", "AUTONOMY_ALLOWED")
     assert decision["facts"] == {"action_type": BRIEF, "risk_level": "LOW", "mode": "AUTO_EXECUTE",
                                  "opted_in": True, "killed_by": "", "budget_left": True, "approved_by_id": None,
-                                 "constraints": plan.constraints}
+                                 "approval_voided": "", "constraints": plan.constraints}
     started = PlanLedgerEntry.objects.get(plan=plan, event_type=EventType.STEP_ATTEMPT_STARTED)
     assert started.reason_code == "AUTONOMY_ALLOWED"
     assert started.data["autonomy_decision"] == decision

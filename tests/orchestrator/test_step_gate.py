@@ -1,0 +1,194 @@
+"""The gate before every step attempt (DESIGN §3.3): the owner an active member, the approval's facts
+unchanged (account not transferred, renewal date, risk, config version), the plan not expired, the
+action allowed by the plan type's config. A refusal holds the plan with the matching layer; what lifts
+each layer (a transfer, a reapproval) lets it run on."""
+import dataclasses
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import engine
+from orchestrator.execution.models import ActionIntent
+from plans import plan_types, policy, services
+from plans.errors import Conflict, Reason
+from plans.models import EventType, Membership, PauseKind, PauseLayer, PlanLedgerEntry, PlanStatus, PlanStep, Role
+from plans.schemas import PlanDraftInput, StepInput
+from tests.factories import MembershipFactory, UserFactory, allow_autopilot
+
+BRIEF = "PREP_RENEWAL_BRIEF"
+NOW = timezone.now()
+
+
+def running_plan(world):
+    """Two briefs, the second after the first, that run on their own; the first attempt started."""
+    allow_autopilot(world.tenant, BRIEF)
+    first = uuid.uuid4()
+    plan = services.plan_propose(
+        account_id=world.account.id, plan_type="RENEWAL_DEFENSE", actor=world.seller,
+        draft=PlanDraftInput(steps=[StepInput(step_id=first, action_type=BRIEF),
+                                    StepInput(action_type=BRIEF, depends_on=[first])]))
+    services.plan_approve(plan_id=plan.id, user=world.approver)
+    (key,) = engine.advance_plan(plan.id)
+    return plan, key
+
+
+def second_step(plan) -> PlanStep:
+    return plan.steps.get(sequence=1)
+
+
+def open_layers(plan) -> list[tuple[str, str]]:
+    return list(PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).order_by("id")
+                .values_list("kind", "reason_code"))
+
+
+def run_until_quiet(plan_id, keys):
+    pending = list(keys)
+    while pending:
+        follow_up = engine.execute_step(pending.pop(0))
+        pending += follow_up.keys
+        if follow_up.advance:
+            pending += engine.advance_plan(plan_id)
+
+
+def test_owner_deactivated_then_transfer_then_reapproval(world):
+    # given: the first step is under way when the owner leaves the tenant
+    plan, key = running_plan(world)
+    membership = Membership.objects.get(user=world.seller, tenant=world.tenant)
+    services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
+
+    # when the first step's outcome comes in and the next step is due
+    follow_up = engine.execute_step(key)
+
+    # then the next attempt does not start, and the plan is held by [OWNER_INACTIVE]
+    assert follow_up.keys == []
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
+    assert not ActionIntent.objects.filter(plan=plan, step_id=second_step(plan).step_id).exists()
+    added = PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.PAUSE_LAYER_ADDED).get()
+    assert added.data["layer"]["evidence"]["step_id"] == str(second_step(plan).step_id)
+    assert "no longer an active member" in added.explanation
+    # a person's resume cannot lift it
+    with pytest.raises(Conflict) as refused:
+        services.plan_resume(plan_id=plan.id, user=world.approver)
+    assert refused.value.code == services.PAUSE_LAYERS_REMAIN
+
+    # when the account is handed to an active member: the stale approval holds it instead
+    heir = UserFactory()
+    MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.approver)
+    assert open_layers(plan) == [(PauseKind.APPROVAL_STALE, "OWNERSHIP_CHANGED")]
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+
+    # when an approver reapproves it: it runs on, and completes
+    services.plan_reapprove(plan_id=plan.id, user=world.approver)
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.approval_record["facts"]["owner_id"]) == (PlanStatus.ACTIVE, heir.pk)
+    reapproved = PlanLedgerEntry.objects.get(plan=plan, event_type=EventType.PLAN_REAPPROVED)
+    assert reapproved.data["changes"] == [{"field": "owner_id", "before": world.seller.pk, "after": heir.pk}]
+    run_until_quiet(plan.id, engine.advance_plan(plan.id))
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
+
+
+def test_a_moved_renewal_date_holds_the_plan_with_the_drift_until_reapproved(world):
+    plan, key = running_plan(world)
+    before = world.account.renewal_date
+    world.account.renewal_date = before + timedelta(days=21)
+    world.account.save(update_fields=["renewal_date"])
+
+    engine.execute_step(key)
+
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    (layer,) = PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True)
+    assert (layer.kind, layer.reason_code) == (PauseKind.APPROVAL_STALE, policy.PRECONDITION_FAILED)
+    assert layer.evidence["changed"] == [{"field": "renewal_date", "before": before.isoformat(),
+                                          "after": world.account.renewal_date.isoformat()}]
+    assert not ActionIntent.objects.filter(plan=plan, step_id=second_step(plan).step_id).exists()
+
+    services.plan_reapprove(plan_id=plan.id, user=world.approver)
+    run_until_quiet(plan.id, engine.advance_plan(plan.id))
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
+
+
+def test_a_new_config_version_makes_the_approval_stale(world, monkeypatch):
+    plan, key = running_plan(world)
+    monkeypatch.setitem(plan_types.PLAN_TYPES, "RENEWAL_DEFENSE",
+                        dataclasses.replace(plan_types.RENEWAL_DEFENSE, version=2))
+
+    engine.execute_step(key)
+
+    (layer,) = PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True)
+    assert layer.kind == PauseKind.APPROVAL_STALE
+    assert layer.evidence["changed"] == [{"field": "plan_type_version", "before": 1, "after": 2}]
+
+
+def test_an_action_type_the_config_no_longer_allows_holds_the_plan_by_policy(world, monkeypatch):
+    plan, key = running_plan(world)
+    monkeypatch.setitem(plan_types.PLAN_TYPES, "RENEWAL_DEFENSE", dataclasses.replace(
+        plan_types.RENEWAL_DEFENSE, allowed_action_types=("REQUEST_RENEWAL_MEETING", "ESCALATE_SUPPORT_RISK")))
+
+    engine.execute_step(key)
+
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert open_layers(plan) == [(PauseKind.POLICY, policy.STEP_ORDER_VIOLATION)]
+    assert not ActionIntent.objects.filter(plan=plan, step_id=second_step(plan).step_id).exists()
+
+
+# --- check_step, each check by hand -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FakePlan:
+    plan_type: str = "RENEWAL_DEFENSE"
+    owner_id: int = 7
+    expires_at: object = NOW + timedelta(days=1)
+
+
+@dataclasses.dataclass
+class FakeStep:
+    action_type: str = BRIEF
+
+
+DRIFT = ({"field": "owner_id", "before": 7, "after": 8},)
+
+# (plan, step, facts) -> the layers and codes the gate holds the plan with, by hand.
+STEP_GATE_CASES = [
+    pytest.param(FakePlan(), FakeStep(), dict(owner_is_active_member=True), [], id="all-clear"),
+    pytest.param(FakePlan(), FakeStep(), dict(owner_is_active_member=False),
+                 [(PauseKind.OWNER_INACTIVE, "PRECONDITION_FAILED")], id="owner-inactive"),
+    pytest.param(FakePlan(), FakeStep(), dict(owner_is_active_member=True, approval_drift=DRIFT),
+                 [(PauseKind.APPROVAL_STALE, "PRECONDITION_FAILED")], id="facts-drifted"),
+    pytest.param(FakePlan(expires_at=NOW), FakeStep(), dict(owner_is_active_member=True),
+                 [(PauseKind.POLICY, "PLAN_EXPIRED")], id="expired"),
+    pytest.param(FakePlan(), FakeStep(action_type="SEND_GIFT"), dict(owner_is_active_member=True),
+                 [(PauseKind.POLICY, "STEP_ORDER_VIOLATION")], id="action-not-allowed"),
+    pytest.param(FakePlan(plan_type="NOPE"), FakeStep(), dict(owner_is_active_member=True),
+                 [(PauseKind.POLICY, "INVALID_PLAN_TYPE")], id="unknown-plan-type"),
+    pytest.param(FakePlan(), FakeStep(), dict(owner_is_active_member=False, approval_drift=DRIFT),
+                 [(PauseKind.OWNER_INACTIVE, "PRECONDITION_FAILED"), (PauseKind.APPROVAL_STALE, "PRECONDITION_FAILED")],
+                 id="inactive-and-drifted"),
+]
+
+
+@pytest.mark.parametrize(("plan", "step", "facts", "expected"), STEP_GATE_CASES)
+def test_check_step(plan, step, facts, expected):
+    result = policy.check_step(plan, step, policy.StepGateFacts(now=NOW, **facts))
+    assert [(layer, reason.code) for layer, reason in result.holds] == expected
+    assert result.valid == (not expected)
+    assert all(isinstance(reason, Reason) and reason.detail for reason in result.reasons)
+
+
+def test_the_gate_lists_its_checks():
+    assert [(item.layer, item.check.__name__) for item in policy.STEP_CHECKS] == [
+        (PauseKind.OWNER_INACTIVE, "check_step_owner_active"),
+        (PauseKind.APPROVAL_STALE, "check_step_approval_holds"),
+        (PauseKind.POLICY, "check_step_not_expired"),
+        (PauseKind.POLICY, "check_step_action_allowed"),
+    ]
