@@ -81,8 +81,25 @@ WHERE id IN (
 """
 
 
+# PAUSED plans the global kill switch holds, once REVPLAN_EXECUTION_DISABLED is off: their advance lifts
+# that layer (DESIGN §3.2). The partial index on open layers makes this a probe of an empty range in the
+# steady state, so the tick's cost stays constant.
+_CLAIM_GLOBAL_RELEASED = """
+UPDATE plans_revenueplan SET next_run_at = %(guard)s
+WHERE id IN (
+    SELECT paused.id FROM plans_revenueplan paused
+    JOIN plans_pauselayer layer ON layer.plan_id = paused.id
+    WHERE layer.kind = 'GLOBAL_KILL_SWITCH' AND layer.scope = '' AND layer.lifted_at IS NULL
+      AND paused.plan_status = 'PAUSED' AND (paused.next_run_at IS NULL OR paused.next_run_at <= %(now)s)
+    LIMIT %(batch)s
+    FOR UPDATE OF paused SKIP LOCKED
+) RETURNING id
+"""
+
+
 def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
-    """The plans that need attention, in three index-range queries whatever the number of idle plans."""
+    """The plans that need attention, in four index-range queries (three while REVPLAN_EXECUTION_DISABLED
+    is on) whatever the number of idle plans."""
     now = now or timezone.now()
     params = {
         "now": now,
@@ -94,6 +111,9 @@ def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
         plan_ids = [row[0] for row in cursor.fetchall()]
         cursor.execute(_CLAIM_EXPIRED, params)
         plan_ids += [row[0] for row in cursor.fetchall()]
+        if not settings.REVPLAN_EXECUTION_DISABLED:
+            cursor.execute(_CLAIM_GLOBAL_RELEASED, params)
+            plan_ids += [row[0] for row in cursor.fetchall()]
     # Executions whose worker died: their lease ran out without an outcome.
     plan_ids += list(
         ActionIntent.objects.filter(status=IntentStatus.EXECUTING, lease_expires_at__lt=now, plan__isnull=False)
@@ -112,11 +132,13 @@ def advance_plan(plan_id: UUID) -> list[StepKey]:
     if row is None or row[0] in TERMINAL:
         return []
     status, account_id = row
+    # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
+    may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
     with transaction.atomic():
-        if status == PlanStatus.APPROVED:
+        if may_activate:
             lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now(), may_activate=status == PlanStatus.APPROVED)
+        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate)
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> None:
@@ -140,12 +162,15 @@ def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: froz
 def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
                     may_activate: bool = False) -> list[StepKey]:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
-    account's first) in an open transaction. `steps`: the plan's steps if the caller has them."""
+    account's first: the plan may then move into ACTIVE) in an open transaction. `steps`: the plan's
+    steps if the caller has them."""
     steps = list(plan.steps.all()) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active = advance_facts(plan)
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, now=now)
+    if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
+        _lift_global_kill_layer(plan, steps=steps)
     if plan.plan_status != PlanStatus.ACTIVE:
         # DRAFT, APPROVED and PAUSED plans are never advanced; they only expire.
         if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
@@ -226,6 +251,17 @@ def _hold_for_failed_steps(plan: RevenuePlan, failed_steps: list[PlanStep]) -> N
             facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
         )
     plan.refresh_from_db(fields=["plan_status"])
+
+
+def _lift_global_kill_layer(plan: RevenuePlan, *, steps: list[PlanStep]) -> None:
+    """Once the operator turned REVPLAN_EXECUTION_DISABLED off, lift the plan's GLOBAL_KILL_SWITCH layer;
+    with no other layer left (and the gate allowing it) the plan is ACTIVE again and this advance runs on."""
+    if settings.REVPLAN_EXECUTION_DISABLED:
+        return
+    held = [layer for layer in services.open_layers(plan) if layer.kind == PauseKind.GLOBAL_KILL_SWITCH]
+    if held:
+        services.pause_layers_lift_locked(plan, held, actor=ACTOR, why="REVPLAN_EXECUTION_DISABLED is off",
+                                          steps=steps)
 
 
 def kill_layer(switches: frozenset[str], action_type: str = "") -> tuple[PauseKind, str]:

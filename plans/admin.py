@@ -18,13 +18,26 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html_join
 
 from plans import admin_views, console, services, why
 from plans.authority import APPROVERS, Verb, denial
 from plans.errors import DomainError
-from plans.models import Account, AccountSignal, KillSwitch, Membership, PlanLedgerEntry, RevenuePlan, Role, Tenant
-from plans.selectors import active_memberships, visible_to
+from plans.models import (
+    Account,
+    AccountSignal,
+    KillSwitch,
+    Membership,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    RevenuePlan,
+    Role,
+    Tenant,
+)
+from plans.selectors import OPEN_LAYERS, active_memberships, open_layers_prefetch, visible_to
 from plans.services import approvals
+from plans.services.layers import LIFTED_BY
 from plans.services.tenancy import require_an_admin_stays, require_joinable
 
 
@@ -272,7 +285,8 @@ class KillSwitchAdmin(ReadOnlyAdmin):
 
 @admin.register(RevenuePlan)
 class RevenuePlanAdmin(ReadOnlyAdmin):
-    list_display = ["account", "plan_type", "plan_status", "risk_level", "owner", "expires_at", "created_at"]
+    list_display = ["account", "plan_type", "plan_status", "pause_layers_column", "risk_level", "owner", "expires_at",
+                    "created_at"]
     list_filter = ["plan_status", "plan_type", "risk_level", TenantListFilter]
     list_select_related = ["account", "owner"]
     search_fields = ["account__name", "account__external_id", "objective", "owner__username"]
@@ -302,6 +316,18 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
                  name="plans_revenueplan_step_action"),
             *super().get_urls(),
         ]
+
+    def get_queryset(self, request):
+        # The open layers with the page, one query for all its rows (the list shows them; why reads them too).
+        return super().get_queryset(request).prefetch_related(open_layers_prefetch())
+
+    @admin.display(description="pause layers")
+    def pause_layers_column(self, plan):
+        layers = getattr(plan, OPEN_LAYERS, [])
+        if plan.plan_status != PlanStatus.PAUSED or not layers:
+            return "—"
+        return format_html_join(", ", '<span class="pause-layer" data-kind="{}" title="{}">{}</span>',
+                                ((layer.kind, layer.explanation, layer.kind) for layer in layers))
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -338,6 +364,10 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
                           for step in steps],
                 "why": why.plan_why(plan, now=timezone.now()),
                 "approval": approvals.plan_approval(plan, steps),
+                # each layer with who or what lifts it (the open ones), and the ones lifted before, newest first
+                "pause_layers": [(layer, LIFTED_BY[layer.kind]) for layer in services.open_layers(plan)],
+                "layer_history": PauseLayer.objects.filter(plan_id=plan.id, lifted_at__isnull=False)
+                .order_by("-lifted_at", "-id"),
                 "verdict": verdict,
                 "ledger_entries": PlanLedgerEntry.objects.filter(plan_id=plan.id).order_by("chain_seq"),
             }

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Value
 
 from plans.errors import NotFound
 from plans.evaluator import SignalFact
@@ -13,6 +13,7 @@ from plans.models import (
     AccountSignal,
     KillSwitch,
     Membership,
+    PauseLayer,
     PlanLedgerEntry,
     PlanStatus,
     RevenuePlan,
@@ -135,13 +136,23 @@ def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
 # --- API reads: every one is scoped to the caller's tenants ------------------------------------
 
 
+# Where open_layers_prefetch puts each plan's open pause layers (oldest first), for reads: the writers
+# read a plan's layers afresh under its lock (plans.services.layers.open_layers).
+OPEN_LAYERS = "open_pause_layers"
+
+
+def open_layers_prefetch() -> Prefetch:
+    return Prefetch("pause_layers", queryset=PauseLayer.objects.filter(lifted_at__isnull=True).order_by("set_at", "id"),
+                    to_attr=OPEN_LAYERS)
+
+
 def plans_for_user(user) -> QuerySet[RevenuePlan]:
     """The caller's tenants' plans, newest first, with their account (its renewal date is one of an
-    approval's facts) and their steps (one extra query a page)."""
+    approval's facts), their steps and their open pause layers (one extra query a page each)."""
     return (
         visible_to(RevenuePlan.objects.all(), user)
         .select_related("account")
-        .prefetch_related("steps")
+        .prefetch_related("steps", open_layers_prefetch())
         .order_by("-created_at", "id")
     )
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.db.models import Q
 
-from plans import ledger
+from plans import ledger, selectors
 from plans.authority import Subject, Verb, denial
 from plans.models import (
     EventType,
@@ -23,7 +23,7 @@ from plans.models import (
     Role,
     StepStatus,
 )
-from plans.services.layers import holding_reasons
+from plans.services.layers import LIFTED_BY, holding_reasons
 
 
 class WaitsOn(StrEnum):
@@ -173,16 +173,19 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
                   .distinct("plan_id", "event_type", "step_id")):
         latest[entry.plan_id][(entry.event_type, entry.step_id)] = entry
     held: dict[UUID, list[PauseLayer]] = {plan_id: [] for plan_id in plan_ids}
-    for layer in PauseLayer.objects.filter(plan_id__in=plan_ids, lifted_at__isnull=True).order_by("set_at", "id"):
-        held[layer.plan_id].append(layer)
+    if all(hasattr(plan, selectors.OPEN_LAYERS) for plan in plans):  # prefetched with the plans: no query
+        held = {plan.id: list(getattr(plan, selectors.OPEN_LAYERS)) for plan in plans}
+    else:
+        for layer in PauseLayer.objects.filter(plan_id__in=plan_ids, lifted_at__isnull=True).order_by("set_at", "id"):
+            held[layer.plan_id].append(layer)
     answers = {}
     for plan in plans:
         steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
         answers[plan.id] = PlanWhy(
             plan=plan,
             exists=_why_exists(plan, created.get(plan.id)),
-            stopped=_why_stopped(plan, stops.get(plan.id)),
-            waiting=_why_waiting(plan, steps, latest[plan.id], now=now),
+            stopped=_why_stopped(plan, stops.get(plan.id), held[plan.id]),
+            waiting=_why_waiting(plan, steps, latest[plan.id], now=now, held=bool(held[plan.id])),
             held=[layer_answer(plan, layer) for layer in held[plan.id]],
         )
     return answers
@@ -204,7 +207,8 @@ def _why_exists(plan: RevenuePlan, created: PlanLedgerEntry | None) -> WhyAnswer
     return WhyAnswer(created.reason_code or "PLAN_CREATED", sentence, [created])
 
 
-def _why_stopped(plan: RevenuePlan, stop_entry: PlanLedgerEntry | None) -> WhyAnswer | None:
+def _why_stopped(plan: RevenuePlan, stop_entry: PlanLedgerEntry | None,
+                 layers: list[PauseLayer]) -> WhyAnswer | None:
     if plan.plan_status not in ledger.STOP_EVENTS:
         return None
     code = (stop_entry.reason_code if stop_entry else "") or plan.stop_reason_code or plan.plan_status
@@ -212,12 +216,20 @@ def _why_stopped(plan: RevenuePlan, stop_entry: PlanLedgerEntry | None) -> WhyAn
     by = f" by {stop_entry.actor}" if stop_entry else ""
     when = stop_entry.occurred_at if stop_entry else plan.updated_at
     sentence = f"The plan is {plan.plan_status}: it was stopped{by} on {_at(when)} because {detail.rstrip('.')}."
-    if plan.plan_status == PlanStatus.PAUSED:
+    if plan.plan_status == PlanStatus.PAUSED and layers:
+        held = "; ".join(
+            f"{layer.kind}{f' ({layer.scope})' if layer.scope else ''}, set by {layer.set_by} on {_at(layer.set_at)}: "
+            f"{layer.explanation.rstrip('.')}; lifted by {LIFTED_BY[layer.kind]}"
+            for layer in layers
+        )
+        sentence += f" It is held by {held}. It runs again when no layer is left."
+    elif plan.plan_status == PlanStatus.PAUSED:
         sentence += " It waits for its owner, a plan approver or a tenant admin to resume, revise or abort it."
     return WhyAnswer(code, sentence, [stop_entry] if stop_entry else [])
 
 
-def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
+def _why_waiting(plan, steps, latest, *, now: datetime, held: bool = False) -> list[WhyAnswer]:
+    """`held`: an open pause layer holds the plan (then nothing here may say that nothing does)."""
     def since_last_change(event_type) -> PlanLedgerEntry | None:
         entry = latest.get((event_type, None))
         return entry if entry and entry.occurred_at >= plan.updated_at else None
@@ -289,7 +301,7 @@ def _why_waiting(plan, steps, latest, *, now: datetime) -> list[WhyAnswer]:
                 [], step.step_id,
                 wait=Wait("STEP_FAILED", WaitsOn.PERSON, who_may(Verb.RETRY_STEP), "retry_step"),
             ))
-    if not answers:
+    if not answers and not held:
         answers.append(WhyAnswer("RUNNING", "The plan is ACTIVE and nothing is holding it: the orchestrator "
                                  f"looks at it again at {_at(plan.next_run_at or now)}."))
     return answers

@@ -22,8 +22,21 @@ LIFTED_BY = {
 }
 
 
+# The API verb that lifts each layer (None: nothing a person calls; the operator or the system lifts it).
+LIFTED_BY_VERB = {
+    PauseKind.PERSON: "resume",
+    PauseKind.POLICY: "resume",
+    PauseKind.KILL_SWITCH: "release_kill_switch",
+    PauseKind.GLOBAL_KILL_SWITCH: None,
+    PauseKind.RETRY_LIMIT: "retry_step",
+    PauseKind.APPROVAL_STALE: "reapprove",
+    PauseKind.OWNER_INACTIVE: "transfer_account",
+    PauseKind.BREAKER: None,
+}
+
+
 def open_layers(plan: RevenuePlan) -> list[PauseLayer]:
-    """The layers holding the plan now, oldest first."""
+    """The layers holding the plan now, oldest first (read afresh: the writers call this under the lock)."""
     return list(PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).order_by("set_at", "id"))
 
 

@@ -7,6 +7,7 @@ services and the engine always do); every layer set or lifted is a ledger entry.
 """
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -69,12 +70,22 @@ def pause_layer_add_locked(
 def pause_layers_lift_locked(plan: RevenuePlan, layers: list[PauseLayer], *, actor: str, why: str,
                              steps: list[PlanStep] | None = None) -> bool:
     """Lift `layers`; when none is left, the PAUSED plan runs again if the gate allows it (the conflict
-    rule and the preconditions re-checked). If the gate does not, a POLICY layer says why, so a plan
-    is never PAUSED without a reason. Returns whether the plan is ACTIVE again."""
+    rule and the preconditions re-checked). If the gate does not, a layer says why, so a plan is never
+    PAUSED without a reason: execution switched off (the global or the tenant's switch; an action
+    type's is decided when its step runs) is that switch's layer, which its release lifts again;
+    anything else a POLICY layer. Returns whether the plan is ACTIVE again."""
     remaining = layers_lift(plan, layers, actor=actor, why=why)
     if remaining or plan.plan_status != PlanStatus.PAUSED:
         if layers:
             touch(plan)
+        return False
+    killed_by = selectors.execution_killed_by(plan.tenant_id)
+    if killed_by:
+        pause_layer_add_locked(
+            plan, kind=PauseKind.GLOBAL_KILL_SWITCH if settings.REVPLAN_EXECUTION_DISABLED else PauseKind.KILL_SWITCH,
+            actor=actor, reason_code="KILL_SWITCH", evidence={"killed_by": killed_by}, steps=steps,
+            explanation=f"The plan could run again, but execution is switched off ({killed_by}).",
+        )
         return False
     result = resume_gate(plan, steps=steps)
     if result.can_activate:

@@ -17,10 +17,11 @@ from rest_framework.response import Response
 from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution.selectors import latest_step_executions
 from plans import proposals, selectors, services, why
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
+from plans.models import EventType, PauseLayer, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.plan_types import PLAN_TYPES
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
 from plans.services import approvals
+from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB
 from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, UserIdFilter, errors, validated
 from revplan.api.serializers import (
     LedgerEntrySerializer,
@@ -52,8 +53,21 @@ def plan_payloads(plans) -> list[dict]:
             step["latest_execution"] = executions.get((plan.id, step["step_id"]))
             step["approval"] = step_approvals[step["step_id"]]
         wire["blocked_by"] = blocked_by[plan.id]
+        wire["pause_layers"] = [pause_layer_payload(layer) for layer in open_layers_of(plan)]
         payloads.append(wire)
     return RevenuePlanV1Serializer(payloads, many=True).data
+
+
+def open_layers_of(plan: RevenuePlan) -> list[PauseLayer]:
+    """The plan's open layers: prefetched by selectors.plans_for_user, else read."""
+    prefetched = getattr(plan, selectors.OPEN_LAYERS, None)
+    return list(prefetched) if prefetched is not None else services.open_layers(plan)
+
+
+def pause_layer_payload(layer: PauseLayer) -> dict:
+    return {"kind": layer.kind, "scope": layer.scope, "reason_code": layer.reason_code,
+            "explanation": layer.explanation, "set_by": layer.set_by, "set_at": layer.set_at,
+            "lifted_by": LIFTED_BY[layer.kind], "lifted_by_verb": LIFTED_BY_VERB[layer.kind]}
 
 
 def plan_response(user, plan_id, *, status_code: int = status.HTTP_200_OK) -> Response:

@@ -118,6 +118,23 @@ class BlockingLayerSerializer(serializers.Serializer):
     set_by = serializers.CharField()
 
 
+class PauseLayerSerializer(serializers.Serializer):
+    """One open reason the plan is PAUSED (DESIGN §3.2); the plan runs again when none is left."""
+
+    kind = serializers.ChoiceField(choices=PauseKind.choices)
+    scope = serializers.CharField(allow_blank=True, help_text="Which instance of the cause: the kill switch's action "
+                                  "type, the failed step's id; blank when tenant-wide or unscoped.")
+    reason_code = serializers.CharField()
+    explanation = serializers.CharField()
+    set_by = serializers.CharField(help_text="Who or what set it: user:<id>, system:<component>.")
+    set_at = serializers.DateTimeField()
+    lifted_by = serializers.CharField(help_text="Who or what lifts it, as a sentence.")
+    lifted_by_verb = serializers.CharField(allow_null=True, help_text=(
+        "The verb that lifts it: resume (PERSON, POLICY), release_kill_switch, retry_step (or skip the step if "
+        "optional), reapprove, transfer_account; null when no one calls anything: the operator turning "
+        "REVPLAN_EXECUTION_DISABLED off (the next tick lifts it), a circuit breaker closing."))
+
+
 class BlockedBySerializer(serializers.Serializer):
     """One thing that keeps the plan from moving (orchestrator.blocked_by; the same source as /why/)."""
 
@@ -172,6 +189,8 @@ class RevenuePlanV1Serializer(serializers.Serializer):
     edited_by_since_approval = serializers.ListField(
         child=serializers.IntegerField(), help_text="Users who edited the plan since its last approval (none of "
         "them may approve or reapprove it).")
+    pause_layers = PauseLayerSerializer(many=True, help_text=(
+        "The open pause layers, oldest first: each reason the plan is PAUSED and what lifts it. Empty unless PAUSED."))
     blocked_by = BlockedBySerializer(many=True, help_text=(
         "What keeps the plan from moving now: each pause layer, a step waiting for a person or a clock, an "
         "attempt running. Empty only when the plan can move on its own, or has finished."))
@@ -276,6 +295,10 @@ class PlanWhySerializer(serializers.Serializer):
     stopped = WhyAnswerSerializer(allow_null=True, help_text="Why did it stop? Null unless PAUSED or finished.")
     waiting = WhyAnswerSerializer(
         many=True, help_text="Why is it waiting? Step approvals, retries, gate refusals; empty once it finished."
+    )
+    held = WhyAnswerSerializer(
+        many=True, help_text="What holds it PAUSED: one answer per open pause layer, oldest first, each saying who "
+        "or what lifts it. Empty unless PAUSED."
     )
 
 

@@ -22,8 +22,8 @@ from tests.factories import SignalFactory, make_plan
 PLANS = "/api/v1/plans/"
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 # The wire shape is RevenuePlanV1 but for the raw approval record (the API serves what it means instead),
-# plus what the API joins in: blocked_by, approval.
-PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"} | {"blocked_by", "approval"}
+# plus what the API joins in: blocked_by, approval, pause_layers.
+PLAN_FIELDS = set(RevenuePlanV1.model_fields) - {"approval_record"} | {"blocked_by", "approval", "pause_layers"}
 
 
 def propose(world, *, actor=None, signal_types=frozenset()) -> RevenuePlan:
@@ -256,7 +256,7 @@ def test_detail_is_revenue_plan_v1_with_each_steps_current_execution(world):
     body = client_for(world.viewer).get(f"{PLANS}{plan.id}/").json()
     assert set(body) == PLAN_FIELDS
     # the plan part round-trips into the pydantic wire model
-    plan_part = {key: value for key, value in body.items() if key not in ("blocked_by", "approval")}
+    plan_part = {key: value for key, value in body.items() if key not in ("blocked_by", "approval", "pause_layers")}
     RevenuePlanV1.model_validate({**plan_part, "steps": [
         {key: value for key, value in step.items() if key not in ("latest_execution", "approval")}
         for step in body["steps"]]})
