@@ -81,16 +81,20 @@ WHERE id IN (
 """
 
 
-# PAUSED plans the global kill switch holds, once REVPLAN_EXECUTION_DISABLED is off: their advance lifts
-# that layer (DESIGN §3.2). The partial index on open layers makes this a probe of an empty range in the
-# steady state, so the tick's cost stays constant.
-_CLAIM_GLOBAL_RELEASED = """
+# PAUSED plans held by a switch that is no longer on: the global one once REVPLAN_EXECUTION_DISABLED is
+# off, or a tenant / action-type switch whose row is not engaged (the safety net for a pause that
+# committed just after that switch's release had lifted its layers). Their advance lifts those layers
+# (DESIGN §3.2). The partial index on open layers keeps this to the plans a switch holds.
+_CLAIM_SWITCH_RELEASED = """
 UPDATE plans_revenueplan SET next_run_at = %(guard)s
 WHERE id IN (
     SELECT paused.id FROM plans_revenueplan paused
     JOIN plans_pauselayer layer ON layer.plan_id = paused.id
-    WHERE layer.kind = 'GLOBAL_KILL_SWITCH' AND layer.scope = '' AND layer.lifted_at IS NULL
+    WHERE layer.kind IN ('GLOBAL_KILL_SWITCH', 'KILL_SWITCH') AND layer.lifted_at IS NULL
       AND paused.plan_status = 'PAUSED' AND (paused.next_run_at IS NULL OR paused.next_run_at <= %(now)s)
+      AND CASE WHEN layer.kind = 'GLOBAL_KILL_SWITCH' THEN NOT %(global_on)s
+               ELSE NOT EXISTS (SELECT 1 FROM plans_killswitch switch WHERE switch.tenant_id = paused.tenant_id
+                                AND switch.action_type = layer.scope AND switch.engaged) END
     LIMIT %(batch)s
     FOR UPDATE OF paused SKIP LOCKED
 ) RETURNING id
@@ -98,22 +102,21 @@ WHERE id IN (
 
 
 def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
-    """The plans that need attention, in four index-range queries (three while REVPLAN_EXECUTION_DISABLED
-    is on) whatever the number of idle plans."""
+    """The plans that need attention, in four index-range queries whatever the number of idle plans."""
     now = now or timezone.now()
     params = {
         "now": now,
         "guard": now + timedelta(seconds=settings.ORCHESTRATOR_REENQUEUE_GUARD_SECONDS),
         "batch": settings.ORCHESTRATOR_TICK_BATCH,
+        "global_on": bool(settings.REVPLAN_EXECUTION_DISABLED),
     }
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_DUE, params)
         plan_ids = [row[0] for row in cursor.fetchall()]
         cursor.execute(_CLAIM_EXPIRED, params)
         plan_ids += [row[0] for row in cursor.fetchall()]
-        if not settings.REVPLAN_EXECUTION_DISABLED:
-            cursor.execute(_CLAIM_GLOBAL_RELEASED, params)
-            plan_ids += [row[0] for row in cursor.fetchall()]
+        cursor.execute(_CLAIM_SWITCH_RELEASED, params)
+        plan_ids += [row[0] for row in cursor.fetchall()]
     # Executions whose worker died: their lease ran out without an outcome.
     plan_ids += list(
         ActionIntent.objects.filter(status=IntentStatus.EXECUTING, lease_expires_at__lt=now, plan__isnull=False)
@@ -170,7 +173,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, now=now)
     if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
-        _lift_global_kill_layer(plan, steps=steps)
+        _lift_released_kill_layers(plan, switches=switches, steps=steps)
     if plan.plan_status != PlanStatus.ACTIVE:
         # DRAFT, APPROVED and PAUSED plans are never advanced; they only expire.
         if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
@@ -253,14 +256,17 @@ def _hold_for_failed_steps(plan: RevenuePlan, failed_steps: list[PlanStep]) -> N
     plan.refresh_from_db(fields=["plan_status"])
 
 
-def _lift_global_kill_layer(plan: RevenuePlan, *, steps: list[PlanStep]) -> None:
-    """Once the operator turned REVPLAN_EXECUTION_DISABLED off, lift the plan's GLOBAL_KILL_SWITCH layer;
-    with no other layer left (and the gate allowing it) the plan is ACTIVE again and this advance runs on."""
-    if settings.REVPLAN_EXECUTION_DISABLED:
-        return
-    held = [layer for layer in services.open_layers(plan) if layer.kind == PauseKind.GLOBAL_KILL_SWITCH]
-    if held:
-        services.pause_layers_lift_locked(plan, held, actor=ACTOR, why="REVPLAN_EXECUTION_DISABLED is off",
+def _lift_released_kill_layers(plan: RevenuePlan, *, switches: frozenset[str], steps: list[PlanStep]) -> None:
+    """Lift the plan's layers whose switch is off now: GLOBAL_KILL_SWITCH once REVPLAN_EXECUTION_DISABLED
+    is off, KILL_SWITCH when its switch (`switches`: the tenant's engaged ones, just read) is released.
+    With no other layer left (and the gate allowing it) the plan is ACTIVE again and this advance runs on."""
+    released = [
+        layer for layer in services.open_layers(plan)
+        if (layer.kind == PauseKind.GLOBAL_KILL_SWITCH and not settings.REVPLAN_EXECUTION_DISABLED)
+        or (layer.kind == PauseKind.KILL_SWITCH and layer.scope not in switches)
+    ]
+    if released:
+        services.pause_layers_lift_locked(plan, released, actor=ACTOR, why="the switch that held it is off",
                                           steps=steps)
 
 

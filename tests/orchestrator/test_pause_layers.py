@@ -11,7 +11,7 @@ from django.utils import timezone
 from orchestrator import engine
 from plans import services
 from plans.errors import Conflict
-from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, RevenuePlan, StepStatus
+from plans.models import EventType, KillSwitch, PauseKind, PlanLedgerEntry, PlanStatus, RevenuePlan, StepStatus
 from plans.services.layers import open_layers
 from tests.factories import AccountFactory, make_plan
 
@@ -135,20 +135,55 @@ def test_the_global_switch_pauses_plans_and_the_first_tick_after_it_is_off_lifts
     assert person_paused.id not in tick()
 
 
-def test_the_tick_costs_one_query_more_for_the_global_switch_whatever_the_number_of_held_plans(world, settings):
+def test_the_tick_costs_one_query_more_for_released_switches_whatever_the_number_of_held_plans(world, settings):
     due_active_plan(world)
     with CaptureQueriesContext(connection) as few:
         engine.due_plan_ids()
-    # many PAUSED plans held by layers, a few by the global switch
-    for kind in [PauseKind.PERSON] * 20 + [PauseKind.GLOBAL_KILL_SWITCH] * 3:
+    # many PAUSED plans held by layers, a few by the global switch, two by a tenant switch still on
+    for kind in [PauseKind.PERSON] * 20 + [PauseKind.GLOBAL_KILL_SWITCH] * 3 + [PauseKind.KILL_SWITCH] * 2:
         plan = due_active_plan(world)
         services.plan_pause_by_policy(plan_id=plan.id, component="tests", kind=kind, reason_code="TEST",
                                       explanation="held for the test")
+    KillSwitch.objects.create(tenant=world.tenant, action_type="", engaged=True, updated_by="tests")
     with CaptureQueriesContext(connection) as many:
-        assert len(engine.due_plan_ids()) == 3
+        assert len(engine.due_plan_ids()) == 3  # the global layers: their switch is off; the tenant's is on
     assert len(few) == len(many) == 4
-    # with execution off there is nothing to lift: the claim is not even asked
+    # with execution off, the global layers stay; a tenant switch's layer whose switch is off is claimed
     settings.REVPLAN_EXECUTION_DISABLED = True
+    KillSwitch.objects.filter(tenant=world.tenant).update(engaged=False)
     with CaptureQueriesContext(connection) as off:
-        engine.due_plan_ids()
-    assert len(off) == 3
+        assert len(engine.due_plan_ids()) == 2
+    assert len(off) == 4
+
+
+def test_a_switch_layer_set_after_its_release_is_lifted_by_the_next_tick_and_by_a_second_release(world):
+    # given: the tenant switch engaged and released; then a pause that raced the release commits its
+    # layer (an advance that had read the switches before the release)
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident 8")
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=False, reason="fixed")
+    late = due_active_plan(world)
+
+    def pause_late(plan):
+        services.plan_pause_by_policy(plan_id=plan.id, component="tests", kind=PauseKind.KILL_SWITCH,
+                                      reason_code="KILL_SWITCH", explanation="Execution is switched off.")
+
+    pause_late(late)
+    assert held_by(late) == (PlanStatus.PAUSED, [(PauseKind.KILL_SWITCH, "")])
+    # when: the next tick runs, then: the stale layer is lifted and the plan runs again
+    assert late.id in tick()
+    assert held_by(late) == (PlanStatus.ACTIVE, [])
+    assert layer_entries(late)[-1] == (EventType.PAUSE_LAYER_LIFTED, PauseKind.KILL_SWITCH, "system:orchestrator")
+    # and a second release (the switch is off already) lifts such a layer at once too, by the person
+    other = due_active_plan(world)
+    pause_late(other)
+    assert held_by(other) == (PlanStatus.PAUSED, [(PauseKind.KILL_SWITCH, "")])
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=False, reason="clear it")
+    assert held_by(other) == (PlanStatus.ACTIVE, [])
+    assert layer_entries(other)[-1] == (EventType.PAUSE_LAYER_LIFTED, PauseKind.KILL_SWITCH, f"user:{world.admin.pk}")
+    # a switch still engaged keeps its layer through the tick
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident 9")
+    held = due_active_plan(world)
+    tick()
+    assert held_by(held) == (PlanStatus.PAUSED, [(PauseKind.KILL_SWITCH, "")])
+    tick()
+    assert held_by(held) == (PlanStatus.PAUSED, [(PauseKind.KILL_SWITCH, "")])
