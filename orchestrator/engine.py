@@ -217,6 +217,15 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         intent = intents.get((step.step_id, step.attempts))
         if intent and intent.status not in FINISHED_INTENT_STATUSES:
             if _needs_redelivery(intent, now=now):
+                if intent.status == IntentStatus.PENDING:
+                    # Never started (its message was lost, or came while the plan was PAUSED): sending it
+                    # now is its start, so the gate before every attempt applies — the owner, the
+                    # approval's facts (they may have drifted while the plan was paused), expiry.
+                    gate = gate or _step_gate_facts(plan, steps, now=now, owner_active=owner_active)
+                    verdict = policy.check_step(plan, step, gate)
+                    if not verdict.valid:
+                        _hold_at_gate(plan, step, verdict, gate)
+                        return []
                 to_enqueue.append(StepKey(plan.id, step.step_id, step.attempts))
             wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
             continue

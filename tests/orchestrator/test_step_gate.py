@@ -192,3 +192,27 @@ def test_the_gate_lists_its_checks():
         (PauseKind.POLICY, "check_step_not_expired"),
         (PauseKind.POLICY, "check_step_action_allowed"),
     ]
+
+
+def test_an_attempt_made_before_a_pause_is_not_resent_after_the_facts_drifted(world, settings):
+    # given: a step attempt created (its message not run yet), then a person pauses the plan
+    plan, key = running_plan(world)
+    services.plan_pause(plan_id=plan.id, user=world.approver, reason="hold on")
+    # while it is paused, the renewal date moves; then the person resumes it
+    world.account.renewal_date = world.account.renewal_date + timedelta(days=21)
+    world.account.save(update_fields=["renewal_date"])
+    services.plan_resume(plan_id=plan.id, user=world.approver)
+    # when the advance would re-send the attempt that never started (its message is deemed lost)
+    settings.ORCHESTRATOR_REDELIVERY_SECONDS = 0
+    resent = engine.advance_plan(plan.id)
+    # then it is not sent: the plan is held by [APPROVAL_STALE], the attempt never ran
+    assert resent == []
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert [kind for kind, _ in open_layers(plan)] == [PauseKind.APPROVAL_STALE]
+    assert ActionIntent.objects.get(plan=plan, step_id=key.step_id, attempt=key.attempt).status == "PENDING"
+    # and after a reapproval it is sent again and the plan completes
+    services.plan_reapprove(plan_id=plan.id, user=world.approver)
+    run_until_quiet(plan.id, engine.advance_plan(plan.id))
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
