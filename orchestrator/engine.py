@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import metrics
+from orchestrator import holds, metrics
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
@@ -28,7 +28,6 @@ from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.selectors import advance_facts, engaged_kill_switches, killed_by, objective_signals
-from plans.services import approvals
 
 logger = logging.getLogger(__name__)
 
@@ -54,76 +53,6 @@ class StepKey:
     plan_id: UUID
     step_id: UUID
     attempt: int
-
-
-# --- tick --------------------------------------------------------------------------------------
-
-# Claim due plans by pushing next_run_at past the re-enqueue guard in the same statement: a second
-# beat (or the next tick) skips them until the guard passes, and rows an advance holds are skipped.
-_CLAIM_DUE = """
-UPDATE plans_revenueplan SET next_run_at = %(guard)s
-WHERE id IN (
-    SELECT id FROM plans_revenueplan
-    WHERE plan_status IN ('APPROVED', 'ACTIVE') AND next_run_at <= %(now)s
-    ORDER BY next_run_at LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-) RETURNING id
-"""
-_CLAIM_EXPIRED = """
-UPDATE plans_revenueplan SET next_run_at = %(guard)s
-WHERE id IN (
-    SELECT id FROM plans_revenueplan
-    WHERE plan_status IN ('DRAFT', 'APPROVED', 'ACTIVE', 'PAUSED') AND expires_at <= %(now)s
-      AND (next_run_at IS NULL OR next_run_at <= %(now)s)
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-) RETURNING id
-"""
-
-
-# PAUSED plans held by a switch that is no longer on: the global one once REVPLAN_EXECUTION_DISABLED is
-# off, or a tenant / action-type switch whose row is not engaged (the safety net for a pause that
-# committed just after that switch's release had lifted its layers). Their advance lifts those layers
-# (DESIGN §3.2). The partial index on open layers keeps this to the plans a switch holds.
-_CLAIM_SWITCH_RELEASED = """
-UPDATE plans_revenueplan SET next_run_at = %(guard)s
-WHERE id IN (
-    SELECT paused.id FROM plans_revenueplan paused
-    JOIN plans_pauselayer layer ON layer.plan_id = paused.id
-    WHERE layer.kind IN ('GLOBAL_KILL_SWITCH', 'KILL_SWITCH') AND layer.lifted_at IS NULL
-      AND paused.plan_status = 'PAUSED' AND (paused.next_run_at IS NULL OR paused.next_run_at <= %(now)s)
-      AND CASE WHEN layer.kind = 'GLOBAL_KILL_SWITCH' THEN NOT %(global_on)s
-               ELSE NOT EXISTS (SELECT 1 FROM plans_killswitch switch WHERE switch.tenant_id = paused.tenant_id
-                                AND switch.action_type = layer.scope AND switch.engaged) END
-    LIMIT %(batch)s
-    FOR UPDATE OF paused SKIP LOCKED
-) RETURNING id
-"""
-
-
-def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
-    """The plans that need attention, in four index-range queries whatever the number of idle plans."""
-    now = now or timezone.now()
-    params = {
-        "now": now,
-        "guard": now + timedelta(seconds=settings.ORCHESTRATOR_REENQUEUE_GUARD_SECONDS),
-        "batch": settings.ORCHESTRATOR_TICK_BATCH,
-        "global_on": bool(settings.REVPLAN_EXECUTION_DISABLED),
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_DUE, params)
-        plan_ids = [row[0] for row in cursor.fetchall()]
-        cursor.execute(_CLAIM_EXPIRED, params)
-        plan_ids += [row[0] for row in cursor.fetchall()]
-        cursor.execute(_CLAIM_SWITCH_RELEASED, params)
-        plan_ids += [row[0] for row in cursor.fetchall()]
-    # Executions whose worker died: their lease ran out without an outcome.
-    plan_ids += list(
-        ActionIntent.objects.filter(status=IntentStatus.EXECUTING, lease_expires_at__lt=now, plan__isnull=False)
-        .values_list("plan_id", flat=True)
-        .distinct()[: settings.ORCHESTRATOR_TICK_BATCH]
-    )
-    return list(dict.fromkeys(plan_ids))
 
 
 # --- advance ------------------------------------------------------------------------------------
@@ -173,7 +102,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, now=now)
     if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
-        _lift_released_kill_layers(plan, switches=switches, steps=steps)
+        holds.lift_released_kill_layers(plan, switches=switches, steps=steps)
     if plan.plan_status != PlanStatus.ACTIVE:
         # DRAFT, APPROVED and PAUSED plans are never advanced; they only expire.
         if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
@@ -197,11 +126,11 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         return []
     failed_steps = [step for step in steps if step.status == StepStatus.FAILED]
     if failed_steps:
-        _hold_for_failed_steps(plan, failed_steps)
+        holds.hold_for_failed_steps(plan, failed_steps)
         return []
     tenant_killed_by = killed_by(switches)
     if tenant_killed_by:
-        kind, scope = kill_layer(switches)
+        kind, scope = holds.kill_layer(switches)
         services.plan_pause_by_policy(
             plan_id=plan.id, component=COMPONENT, kind=kind, scope=scope, reason_code=KILL_SWITCH,
             explanation=f"Execution is switched off ({tenant_killed_by}); the plan runs on once it is back on.",
@@ -221,10 +150,10 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
                     # Never started (its message was lost, or came while the plan was PAUSED): sending it
                     # now is its start, so the gate before every attempt applies — the owner, the
                     # approval's facts (they may have drifted while the plan was paused), expiry.
-                    gate = gate or _step_gate_facts(plan, steps, now=now, owner_active=owner_active)
+                    gate = gate or holds.step_gate_facts(plan, steps, now=now, owner_active=owner_active)
                     verdict = policy.check_step(plan, step, gate)
                     if not verdict.valid:
-                        _hold_at_gate(plan, step, verdict, gate)
+                        holds.hold_at_gate(plan, step, verdict, gate)
                         return []
                 to_enqueue.append(StepKey(plan.id, step.step_id, step.attempts))
             wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
@@ -234,7 +163,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         if step.next_attempt_at and step.next_attempt_at > now:
             wake_at.append(step.next_attempt_at)
             continue
-        gate = gate or _step_gate_facts(plan, steps, now=now, owner_active=owner_active)
+        gate = gate or holds.step_gate_facts(plan, steps, now=now, owner_active=owner_active)
         key = _start_step(plan, step, previous=intent, switches=switches, gate=gate)
         if key is None and plan.plan_status != PlanStatus.ACTIVE:
             return []
@@ -248,75 +177,11 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     return to_enqueue
 
 
-def _hold_for_failed_steps(plan: RevenuePlan, failed_steps: list[PlanStep]) -> None:
-    """The stall rule (DESIGN §3.3): nothing runs a FAILED step again on its own and the plan cannot
-    complete past it, so an ACTIVE plan with one is PAUSED with a RETRY_LIMIT layer per such step,
-    never left ACTIVE and silent. The retry limit pauses the plan itself (_apply_outcome); this holds
-    a plan that got here another way (data from before the layers, a move that kept a FAILED step)."""
-    for step in failed_steps:
-        services.plan_pause_by_policy(
-            plan_id=plan.id, component=COMPONENT, kind=PauseKind.RETRY_LIMIT, scope=str(step.step_id),
-            reason_code=services.STEP_FAILED,
-            explanation=f"{step.action_type} (step {step.sequence + 1}) FAILED after {step.attempts} attempt(s) "
-                        f"({step.last_error or 'no error recorded'}) and nothing runs it again on its own. Retry "
-                        "it, skip it (if optional), revise, or abort the plan.",
-            facts={"step_id": str(step.step_id), "attempts": step.attempts, "last_error": step.last_error},
-        )
-    plan.refresh_from_db(fields=["plan_status"])
-
-
-def _lift_released_kill_layers(plan: RevenuePlan, *, switches: frozenset[str], steps: list[PlanStep]) -> None:
-    """Lift the plan's layers whose switch is off now: GLOBAL_KILL_SWITCH once REVPLAN_EXECUTION_DISABLED
-    is off, KILL_SWITCH when its switch (`switches`: the tenant's engaged ones, just read) is released.
-    With no other layer left (and the gate allowing it) the plan is ACTIVE again and this advance runs on."""
-    released = [
-        layer for layer in services.open_layers(plan)
-        if (layer.kind == PauseKind.GLOBAL_KILL_SWITCH and not settings.REVPLAN_EXECUTION_DISABLED)
-        or (layer.kind == PauseKind.KILL_SWITCH and layer.scope not in switches)
-    ]
-    if released:
-        services.pause_layers_lift_locked(plan, released, actor=ACTOR, why="the switch that held it is off",
-                                          steps=steps)
-
-
-def kill_layer(switches: frozenset[str], action_type: str = "") -> tuple[PauseKind, str]:
-    """The pause layer (kind, scope) for what stops execution: the global switch, the tenant's, or the
-    action type's (the scope a release of that switch lifts)."""
-    if settings.REVPLAN_EXECUTION_DISABLED:
-        return PauseKind.GLOBAL_KILL_SWITCH, ""
-    if "" in switches or not action_type:
-        return PauseKind.KILL_SWITCH, ""
-    return PauseKind.KILL_SWITCH, action_type
-
-
 def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
     """A PENDING attempt whose message seems lost, or an EXECUTING one whose worker's lease ran out."""
     if intent.status == IntentStatus.EXECUTING:
         return intent.lease_expires_at is not None and intent.lease_expires_at < now
     return intent.created_at < now - timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
-
-
-def _step_gate_facts(plan: RevenuePlan, steps: list[PlanStep], *, now: datetime,
-                     owner_active: bool) -> policy.StepGateFacts:
-    """What the step gate compares, from what the advance already read (no query): the owner's
-    membership, and what drifted since the plan's approval (none compared for a plan with no record)."""
-    changes = approvals.plan_changes(plan, steps)
-    drift = tuple((changes[0] + changes[1]) if changes else ())
-    return policy.StepGateFacts(now=now, owner_is_active_member=owner_active, approval_drift=drift)
-
-
-def _hold_at_gate(plan: RevenuePlan, step: PlanStep, result: policy.StepGateResult,
-                  gate: policy.StepGateFacts) -> None:
-    """The gate refused the step's attempt: hold the plan with one layer per kind of refusal."""
-    for kind, reasons in result.by_layer().items():
-        evidence = {"step_id": str(step.step_id), "gate_reasons": [reason.as_dict() for reason in reasons]}
-        if kind == PauseKind.APPROVAL_STALE:
-            evidence["changed"] = list(gate.approval_drift)
-        services.pause_layer_add_locked(
-            plan, kind=kind, actor=ACTOR, reason_code=reasons[0].code, evidence=evidence,
-            explanation=f"Step {step.sequence + 1} ({step.action_type}) did not start: "
-                        + " ".join(reason.detail for reason in reasons),
-        )
 
 
 def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
@@ -330,13 +195,13 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     # The gate before every attempt (DESIGN §3.3): the owner, the approval's facts, expiry, the config.
     verdict = policy.check_step(plan, step, gate)
     if not verdict.valid:
-        _hold_at_gate(plan, step, verdict, gate)
+        holds.hold_at_gate(plan, step, verdict, gate)
         return None
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
     step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
     decision = step_decision.decision
     if decision.decision == Decision.BLOCK:
-        kind, scope = (kill_layer(switches, step.action_type) if decision.reason == KILL_SWITCH
+        kind, scope = (holds.kill_layer(switches, step.action_type) if decision.reason == KILL_SWITCH
                        else (PauseKind.POLICY, ""))
         services.plan_pause_by_policy(plan_id=plan.id, component=COMPONENT, kind=kind, scope=scope,
                                       reason_code=decision.reason, explanation=decision.explanation,
@@ -501,7 +366,7 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> Fo
                         max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES)
     except ExecutionBlocked as blocked:
         with suppress(DomainError):  # the plan moved meanwhile (revised, aborted)
-            kind, scope = kill_layer(engaged_kill_switches(intent.tenant_id), intent.action_type)
+            kind, scope = holds.kill_layer(engaged_kill_switches(intent.tenant_id), intent.action_type)
             services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", kind=kind, scope=scope,
                                           reason_code=KILL_SWITCH, explanation=blocked.detail,
                                           facts={"intent_id": str(intent.id)})

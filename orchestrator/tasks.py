@@ -6,7 +6,7 @@ from uuid import UUID
 from celery import shared_task
 from django.conf import settings
 
-from orchestrator import engine, metrics
+from orchestrator import claims, engine, metrics
 from orchestrator.autonomy import digest, triggers
 from orchestrator.locks import plan_lock, step_lock
 
@@ -23,7 +23,7 @@ def tick(enqueued_at: float | None = None) -> int:
     """Fan out one advance_plan per plan that needs attention (beat runs this every few seconds)."""
     _lag("tick", enqueued_at)
     started = time.monotonic()
-    plan_ids = engine.due_plan_ids()
+    plan_ids = claims.due_plan_ids()
     now = time.time()
     # One producer for the whole fan-out: a connection per message would dominate the tick.
     with advance_plan.app.producer_or_acquire() as producer:

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestrator import engine
+from orchestrator import claims, engine
 from plans import services, why
 from plans.models import PauseKind, PauseLayer, PlanStatus, RevenuePlan, StepStatus
 from tests.api.helpers import client_for
@@ -25,7 +25,7 @@ def running(world):
 
 
 def tick() -> None:
-    for plan_id in engine.due_plan_ids():
+    for plan_id in claims.due_plan_ids():
         engine.advance_plan(plan_id)
 
 

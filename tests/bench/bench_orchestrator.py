@@ -20,7 +20,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestrator import engine, tasks
+from orchestrator import claims, engine, tasks
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.services import approvals
@@ -94,7 +94,7 @@ def make_due(plan_ids) -> None:
 def claim_plan_text() -> list[str]:
     params = {"now": timezone.now(), "guard": timezone.now(), "batch": 10_000}
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + engine._CLAIM_DUE, params)
+        cursor.execute("EXPLAIN " + claims._CLAIM_DUE, params)
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -127,7 +127,7 @@ def test_tick_cost_vs_idle_plans_and_fan_out(bench_cluster):
         # Query counts on a warm-up run (capturing adds a little overhead, so the timed runs go without).
         make_due(due_ids)
         with CaptureQueriesContext(connection) as selection_queries:
-            assert len(engine.due_plan_ids()) == due
+            assert len(claims.due_plan_ids()) == due
         make_due(due_ids)
         broker.flushdb()
         with CaptureQueriesContext(connection) as tick_queries:
@@ -136,7 +136,7 @@ def test_tick_cost_vs_idle_plans_and_fan_out(bench_cluster):
         selection_times, tick_times = [], []
         for _ in range(REPS):
             make_due(due_ids)
-            seconds, claimed = timed(engine.due_plan_ids)
+            seconds, claimed = timed(claims.due_plan_ids)
             assert len(claimed) == due
             selection_times.append(seconds)
             make_due(due_ids)
@@ -174,7 +174,7 @@ def test_tick_cost_vs_idle_plans_and_fan_out(bench_cluster):
     assert len(fan_ids) == fan_out
     payload = str(uuid.uuid4())
     claim_times = []
-    real_due_plan_ids = engine.due_plan_ids
+    real_due_plan_ids = claims.due_plan_ids
 
     def timed_due_plan_ids(**kwargs):
         seconds, value = timed(lambda: real_due_plan_ids(**kwargs))
@@ -188,7 +188,7 @@ def test_tick_cost_vs_idle_plans_and_fan_out(bench_cluster):
                 noop.apply_async((payload,), {"enqueued_at": now}, producer=producer)
 
     tick_times, bare_times = [], []
-    with mock.patch.object(engine, "due_plan_ids", timed_due_plan_ids):
+    with mock.patch.object(claims, "due_plan_ids", timed_due_plan_ids):
         for rep in range(4):  # the first is a warm-up; tick and bare take turns going first
             runs = [("tick", tasks.tick), ("bare", bare_enqueue)]
             for name, run in runs if rep % 2 else reversed(runs):

@@ -13,7 +13,7 @@ from collections import deque
 
 import pytest
 
-from orchestrator import engine
+from orchestrator import claims, engine
 from plans.models import PlanStatus, RevenuePlan
 from tests.bench.bench_orchestrator import make_brief_plans
 from tests.bench.db_work import DbWork
@@ -41,7 +41,7 @@ def drive(plan_ids) -> dict:
                     queue.append(("advance", arg.plan_id))
             tasks_run += 1
             if tasks_run % TICK_EVERY == 0 or not queue:
-                queue.extend(("advance", plan_id) for plan_id in work.run("tick", engine.due_plan_ids))
+                queue.extend(("advance", plan_id) for plan_id in work.run("tick", claims.due_plan_ids))
     done = RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count()
     assert done == len(plan_ids), f"{done} of {len(plan_ids)} plans completed"
     return {"steps": steps, **work.counts}

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from orchestrator import engine
+from orchestrator import claims, engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import selectors, services
 from plans.errors import Conflict
@@ -359,19 +359,19 @@ def test_tick_claims_due_plans_once_and_skips_idle_ones(world):
     idle = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)  # next_run_at NULL
     expired = make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.PAUSED,
                         expires_at=timezone.now() - timedelta(minutes=1))
-    first = engine.due_plan_ids()
+    first = claims.due_plan_ids()
     assert set(first) == {p.id for p in due} | {expired.id}
     assert idle.id not in first
-    assert engine.due_plan_ids() == []  # the guard: a second beat finds nothing to enqueue again
+    assert claims.due_plan_ids() == []  # the guard: a second beat finds nothing to enqueue again
 
 
 def test_tick_query_count_does_not_depend_on_idle_plans(world):
     approved_plan(world, BRIEF)
     with CaptureQueriesContext(connection) as few:
-        engine.due_plan_ids()
+        claims.due_plan_ids()
     for _ in range(30):
         make_plan(account=AccountFactory(tenant=world.tenant), status=PlanStatus.ACTIVE)
     approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
     with CaptureQueriesContext(connection) as many:
-        assert len(engine.due_plan_ids()) == 1
+        assert len(claims.due_plan_ids()) == 1
     assert len(many) == len(few) == 4  # due, expired, released by the global switch, lost executions

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestrator import engine
+from orchestrator import claims, engine
 from plans import services
 from plans.errors import Conflict
 from plans.models import EventType, KillSwitch, PauseKind, PlanLedgerEntry, PlanStatus, RevenuePlan, StepStatus
@@ -20,7 +20,7 @@ ESCALATE = "ESCALATE_SUPPORT_RISK"
 
 def tick() -> list:
     """What the beat's tick and the advances it fans out do (orchestrator.tasks), without a broker."""
-    due = engine.due_plan_ids()
+    due = claims.due_plan_ids()
     for plan_id in due:
         engine.advance_plan(plan_id)
     return due
@@ -65,7 +65,7 @@ def test_the_tenant_kill_switch_pauses_plans_and_its_release_runs_on_all_but_the
     # ... and the person-paused one stays PAUSED, held by the person alone
     assert held_by(person_paused) == (PlanStatus.PAUSED, [(PauseKind.PERSON, "")])
     # and the next tick advances the two that run again (their steps start from there), not the paused one
-    assert set(engine.due_plan_ids()) == {first.id, second.id}
+    assert set(claims.due_plan_ids()) == {first.id, second.id}
     # ledgered: each layer added and lifted, by whom
     orchestrator, admin, seller = "system:orchestrator", f"user:{world.admin.pk}", f"user:{world.seller.pk}"
     for plan in (first, second):
@@ -138,7 +138,7 @@ def test_the_global_switch_pauses_plans_and_the_first_tick_after_it_is_off_lifts
 def test_the_tick_costs_one_query_more_for_released_switches_whatever_the_number_of_held_plans(world, settings):
     due_active_plan(world)
     with CaptureQueriesContext(connection) as few:
-        engine.due_plan_ids()
+        claims.due_plan_ids()
     # many PAUSED plans held by layers, a few by the global switch, two by a tenant switch still on
     for kind in [PauseKind.PERSON] * 20 + [PauseKind.GLOBAL_KILL_SWITCH] * 3 + [PauseKind.KILL_SWITCH] * 2:
         plan = due_active_plan(world)
@@ -146,13 +146,13 @@ def test_the_tick_costs_one_query_more_for_released_switches_whatever_the_number
                                       explanation="held for the test")
     KillSwitch.objects.create(tenant=world.tenant, action_type="", engaged=True, updated_by="tests")
     with CaptureQueriesContext(connection) as many:
-        assert len(engine.due_plan_ids()) == 3  # the global layers: their switch is off; the tenant's is on
+        assert len(claims.due_plan_ids()) == 3  # the global layers: their switch is off; the tenant's is on
     assert len(few) == len(many) == 4
     # with execution off, the global layers stay; a tenant switch's layer whose switch is off is claimed
     settings.REVPLAN_EXECUTION_DISABLED = True
     KillSwitch.objects.filter(tenant=world.tenant).update(engaged=False)
     with CaptureQueriesContext(connection) as off:
-        assert len(engine.due_plan_ids()) == 2
+        assert len(claims.due_plan_ids()) == 2
     assert len(off) == 4
 
 
