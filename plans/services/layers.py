@@ -17,7 +17,8 @@ LIFTED_BY = {
     PauseKind.GLOBAL_KILL_SWITCH: "the operator turning REVPLAN_EXECUTION_DISABLED off (the next tick lifts it)",
     PauseKind.RETRY_LIMIT: "retrying the failed step, skipping it if it is optional, revising or aborting the plan",
     PauseKind.APPROVAL_STALE: "a reapproval by an approver with authority for the plan's risk",
-    PauseKind.OWNER_INACTIVE: "transferring the account to an active member (then a reapproval)",
+    PauseKind.OWNER_INACTIVE: "transferring the account to an active member (then a reapproval), or a resume "
+                              "once the owner is an active member again",
     PauseKind.BREAKER: "the connector's circuit breaker closing",
 }
 

@@ -128,9 +128,10 @@ def plan_pause(*, plan_id: UUID, user, reason: str = "", expected_version: int |
 
 
 def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> RevenuePlan:
-    """A person lets the plan run again: lifts the PERSON and POLICY layers, when nothing else holds it
-    and the gate allows it. A layer only something else can lift (a kill switch, a failed step, a stale
-    approval …) refuses the resume with 409, naming each and what lifts it; nothing changes."""
+    """A person lets the plan run again: lifts the PERSON and POLICY layers (and OWNER_INACTIVE once the
+    owner is an active member again), when nothing else holds it and the gate allows it. A layer only
+    something else can lift (a kill switch, a failed step, a stale approval …) refuses the resume with
+    409, naming each and what lifts it; nothing changes."""
     refusal = None
     with transaction.atomic():
         plan = lock_account_then_plan(plan_id)
@@ -138,7 +139,12 @@ def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> 
         require_move(plan, Move.RESUME)
         require_version(plan, expected_version)
         layers = open_layers(plan)
-        held = [layer for layer in layers if layer.kind not in LIFTED_BY_RESUME]
+        # OWNER_INACTIVE is cleared by the owner being an active member again (reactivated): then a
+        # resume lifts it too; otherwise only a transfer does.
+        owner_back = (any(layer.kind == PauseKind.OWNER_INACTIVE for layer in layers)
+                      and selectors.gate_facts(plan, now=timezone.now()).owner_is_active_member)
+        held = [layer for layer in layers if layer.kind not in LIFTED_BY_RESUME
+                and not (owner_back and layer.kind == PauseKind.OWNER_INACTIVE)]
         if held:
             failed = any(layer.kind == PauseKind.RETRY_LIMIT for layer in held)
             raise Conflict(

@@ -216,3 +216,31 @@ def test_an_attempt_made_before_a_pause_is_not_resent_after_the_facts_drifted(wo
     run_until_quiet(plan.id, engine.advance_plan(plan.id))
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.COMPLETED
+
+
+def test_an_owner_back_in_the_tenant_lets_a_resume_lift_owner_inactive(world):
+    # given: the owner left while a step was under way, so the next step did not start [OWNER_INACTIVE]
+    plan, key = running_plan(world)
+    membership = Membership.objects.get(user=world.seller, tenant=world.tenant)
+    services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
+    engine.execute_step(key)
+    assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
+    # when the same owner is made an active member again, then a person's resume lifts the layer
+    services.membership_update(membership_id=membership.id, user=world.admin, is_active=True)
+    services.plan_resume(plan_id=plan.id, user=world.approver)
+    plan.refresh_from_db()
+    assert (plan.plan_status, open_layers(plan)) == (PlanStatus.ACTIVE, [])
+    run_until_quiet(plan.id, engine.advance_plan(plan.id))
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
+
+
+def test_a_resume_does_not_lift_owner_inactive_while_the_owner_is_still_gone(world):
+    plan, key = running_plan(world)
+    membership = Membership.objects.get(user=world.seller, tenant=world.tenant)
+    services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
+    engine.execute_step(key)
+    with pytest.raises(Conflict) as refused:
+        services.plan_resume(plan_id=plan.id, user=world.approver)
+    assert refused.value.code == services.PAUSE_LAYERS_REMAIN
+    assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
