@@ -27,6 +27,7 @@ import json
 import re
 
 from django.db import migrations
+from django.db.models import Max
 from django.utils import timezone
 
 ACTOR = "system:migration"
@@ -95,6 +96,7 @@ def forward(apps, schema_editor):
     PlanStep = apps.get_model("plans", "PlanStep")
     PauseLayer = apps.get_model("plans", "PauseLayer")
     KillSwitch = apps.get_model("plans", "KillSwitch")
+    PlanLedgerEntry = apps.get_model("plans", "PlanLedgerEntry")
     now = timezone.now()
 
     # 1. layers for PAUSED plans (none for a plan some layer already holds: the migration may run twice)
@@ -121,13 +123,25 @@ def forward(apps, schema_editor):
                                 **_stamp(plan.approved_by_id, plan.approved_at)}
         plans.append(plan)
     RevenuePlan.objects.bulk_update(plans, ["approval_record"], batch_size=500)
+    # A step approval from before this release could outlive an edit of its plan (the hole the bound
+    # approvals close): one given before the plan's last edit is not blessed with the content the
+    # edit left, it is voided, so the step waits for a person again. The ledger says when plans were
+    # edited (read only).
+    last_edit = dict(PlanLedgerEntry.objects.filter(event_type="PLAN_EDITED").values("plan_id")
+                     .annotate(last=Max("occurred_at")).values_list("plan_id", "last"))
     steps = []
     for step in PlanStep.objects.filter(approved_at__isnull=False, approval_record={}).iterator(chunk_size=500):
-        content = _step_content(step)
-        step.approval_record = {"digest": _digest(content), "content": content,
-                                **_stamp(step.approved_by_id, step.approved_at)}
+        edited_at = last_edit.get(step.plan_id)
+        if edited_at is not None and edited_at > step.approved_at:
+            step.approval_record = {"voided": [{"field": "content", "before": "approved",
+                                                "after": "edited after the approval"}]}
+            step.approved_at = step.approved_by_id = None
+        else:
+            content = _step_content(step)
+            step.approval_record = {"digest": _digest(content), "content": content,
+                                    **_stamp(step.approved_by_id, step.approved_at)}
         steps.append(step)
-    PlanStep.objects.bulk_update(steps, ["approval_record"], batch_size=500)
+    PlanStep.objects.bulk_update(steps, ["approval_record", "approved_at", "approved_by_id"], batch_size=500)
 
 
 class Migration(migrations.Migration):

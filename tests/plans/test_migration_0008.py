@@ -20,6 +20,8 @@ from plans.models import (
     RevenuePlan,
     StepStatus,
 )
+from plans.proposals import renewal_defense_draft
+from plans.schemas import PlanDraftInput, StepInput
 from plans.services import approvals
 from tests.factories import AccountFactory, make_plan
 
@@ -159,3 +161,34 @@ def test_existing_approvals_get_the_digest_of_their_content_and_stay_current(wor
     # a step nobody approved and a plan never approved get no record
     assert [s.approval_record for s in steps if s.pk != step.pk] == [{}, {}]
     assert RevenuePlan.objects.get(pk=draft.pk).approval_record == {}
+
+
+def test_a_step_approval_older_than_its_plans_last_edit_is_voided_not_blessed(world):
+    # given: a step a person approved, then (the old hole) the plan revised and its DRAFT edited
+    services_plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE",
+                                          actor=world.seller, draft=renewal_defense_draft(signal_types=set()))
+    step = services_plan.steps.get(action_type="PREP_RENEWAL_BRIEF")
+    approved_at = timezone.now() - timedelta(days=2)
+    PlanStep.objects.filter(pk=step.pk).update(approved_at=approved_at, approved_by=world.approver)
+    untouched = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller),
+                          status=PlanStatus.ACTIVE, action_types=WITH_ESCALATION)
+    kept = untouched.steps.get(action_type=ESCALATE)
+    PlanStep.objects.filter(pk=kept.pk).update(approved_at=approved_at, approved_by=world.admin)
+    RevenuePlan.objects.filter(pk=services_plan.pk).update(approval_record={})
+    services.plan_edit(plan_id=services_plan.id, user=world.seller,
+                       draft=PlanDraftInput(objective="Edited after the step approval",
+                                            steps=[StepInput(step_id=s.step_id, action_type=s.action_type,
+                                                             depends_on=s.depends_on, parameters=s.parameters)
+                                                   for s in services_plan.steps.order_by("sequence")]))
+    PlanStep.objects.filter(pk=step.pk).update(approval_record={}, approved_at=approved_at,
+                                               approved_by=world.approver)
+    # when
+    run_migration()
+    # then: the approval given before the edit is void (a person must approve the step again);
+    # one on a plan never edited since is kept, with its digest
+    step.refresh_from_db()
+    kept.refresh_from_db()
+    assert (step.approved_at, step.approved_by_id) == (None, None)
+    assert "voided" in step.approval_record
+    assert approvals.step_approved_by(step) is None
+    assert approvals.step_approved_by(kept) == world.admin.pk
