@@ -354,6 +354,10 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> Fo
         return FollowUp()
     if plan_status != PlanStatus.ACTIVE:
         return FollowUp()  # a paused plan's attempt waits; the advance after resume sends it again
+    paused_at = intent.plan.paused_at
+    if intent.status == IntentStatus.PENDING and paused_at and paused_at > intent.created_at \
+            and not _gate_allows_late_start(key):
+        return FollowUp()
     recorded = []
 
     def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
@@ -377,6 +381,26 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> Fo
         return FollowUp()
     _outcome_recorded(intent)
     return recorded[0]
+
+
+def _gate_allows_late_start(key: StepKey) -> bool:
+    """The plan was paused after this attempt was made and has been resumed since: what it was approved
+    on may have drifted meanwhile, so the gate before every attempt runs again before it starts (and
+    holds the plan if it refuses). Rare, so its few queries do not weigh on a step's cost."""
+    with transaction.atomic():
+        plan = lock_plan(key.plan_id)
+        if plan.plan_status != PlanStatus.ACTIVE:
+            return False
+        steps = list(plan.steps.all())
+        step = next((step for step in steps if step.step_id == key.step_id), None)
+        if step is None:
+            return False
+        _, owner_active = advance_facts(plan)
+        gate = holds.step_gate_facts(plan, steps, now=timezone.now(), owner_active=owner_active)
+        verdict = policy.check_step(plan, step, gate)
+        if not verdict.valid:
+            holds.hold_at_gate(plan, step, verdict, gate)
+        return verdict.valid
 
 
 def _cancel_quietly(service: ExecutionService, intent: ActionIntent) -> None:

@@ -244,3 +244,36 @@ def test_a_resume_does_not_lift_owner_inactive_while_the_owner_is_still_gone(wor
         services.plan_resume(plan_id=plan.id, user=world.approver)
     assert refused.value.code == services.PAUSE_LAYERS_REMAIN
     assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
+
+
+def test_an_old_message_for_an_attempt_made_before_a_pause_goes_through_the_gate(world, settings):
+    # given: a step attempt created, its message still queued; the plan paused, the renewal date moved,
+    # and the plan resumed — all before the message is delivered
+    plan, key = running_plan(world)
+    services.plan_pause(plan_id=plan.id, user=world.approver, reason="hold on")
+    world.account.renewal_date = world.account.renewal_date + timedelta(days=21)
+    world.account.save(update_fields=["renewal_date"])
+    services.plan_resume(plan_id=plan.id, user=world.approver)
+    # when the old message is delivered
+    follow_up = engine.execute_step(key)
+    # then the attempt does not run: the plan is held by [APPROVAL_STALE]
+    assert follow_up.keys == []
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert [kind for kind, _ in open_layers(plan)] == [PauseKind.APPROVAL_STALE]
+    assert ActionIntent.objects.get(plan=plan, step_id=key.step_id, attempt=key.attempt).status == "PENDING"
+    # after a reapproval the advance re-sends it, and the plan completes
+    services.plan_reapprove(plan_id=plan.id, user=world.approver)
+    settings.ORCHESTRATOR_REDELIVERY_SECONDS = 0
+    run_until_quiet(plan.id, engine.advance_plan(plan.id))
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
+
+
+def test_an_old_message_runs_after_a_pause_when_nothing_drifted(world):
+    plan, key = running_plan(world)
+    services.plan_pause(plan_id=plan.id, user=world.approver, reason="hold on")
+    services.plan_resume(plan_id=plan.id, user=world.approver)
+    run_until_quiet(plan.id, [key])
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.COMPLETED
