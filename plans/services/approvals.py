@@ -87,6 +87,16 @@ def plan_record(plan: RevenuePlan, steps: list[PlanStep], *, approved_by_id: int
             **_stamp(approved_by_id, approved_at)}
 
 
+def record_plan_approval(plan: RevenuePlan, steps: list[PlanStep], *, user, approved_at: datetime) -> None:
+    """What an approval and a reapproval both write on the plan (unsaved): who approved, under which
+    config version, the record of its content and facts; the editors since the last approval are
+    forgotten."""
+    plan.approved_by, plan.approved_at = user, approved_at
+    plan.plan_type_version = get_plan_type_config(plan.plan_type).version
+    plan.approval_record = plan_record(plan, steps, approved_by_id=user.pk, approved_at=approved_at)
+    plan.edited_by_since_approval = []
+
+
 def step_record(step: PlanStep, *, approved_by_id: int, approved_at: datetime) -> dict:
     content = step_content(step)
     return {"digest": digest(content), "content": content, **_stamp(approved_by_id, approved_at)}

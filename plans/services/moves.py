@@ -12,7 +12,6 @@ from plans.errors import Conflict, ValidationFailed
 from plans.lifecycle import MOVES, TERMINAL, Move, StepMove
 from plans.locking import lock_account_then_plan, lock_plan
 from plans.models import PlanStatus, PlanStep, RevenuePlan, Role, StepStatus
-from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.services import approvals
 from plans.services.common import (
@@ -137,10 +136,7 @@ def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) ->
         else:
             actor = ledger.user_actor(user)
             _reset_changed_failed_steps(plan, steps, actor=actor)
-            plan.approved_by = user
-            plan.plan_type_version = get_plan_type_config(plan.plan_type).version
-            plan.approval_record = approvals.plan_record(plan, steps, approved_by_id=user.pk, approved_at=now)
-            plan.edited_by_since_approval = []
+            approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
             plan_transition(
                 plan,
                 Move.APPROVE,

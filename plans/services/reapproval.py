@@ -11,7 +11,6 @@ from plans.errors import Conflict
 from plans.lifecycle import INVALID_TRANSITION
 from plans.locking import lock_account_then_plan
 from plans.models import PauseKind, PlanStatus, RevenuePlan, Role
-from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
 from plans.services import approvals
 from plans.services.common import gate_refusal, raise_committed_refusal, require_on_plan, require_version
@@ -49,10 +48,7 @@ def plan_reapprove(*, plan_id: UUID, user, expected_version: int | None = None) 
             refusal = gate_refusal(result, attempted="reapprove")
         else:
             facts_before = (plan.approval_record or {}).get("facts", {})
-            plan.approval_record = approvals.plan_record(plan, steps, approved_by_id=user.pk, approved_at=now)
-            plan.approved_by, plan.approved_at = user, now
-            plan.plan_type_version = get_plan_type_config(plan.plan_type).version
-            plan.edited_by_since_approval = []
+            approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
             plan.save(update_fields=["approval_record", "approved_by", "approved_at", "plan_type_version",
                                      "edited_by_since_approval"])
             facts_after = plan.approval_record["facts"]
