@@ -23,7 +23,7 @@ from plans.models import (
     Role,
     StepStatus,
 )
-from plans.services.layers import LIFTED_BY, holding_reasons
+from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB, holding_reasons
 
 
 class WaitsOn(StrEnum):
@@ -100,21 +100,23 @@ class PlanWhy:
 
 # What each pause layer waits on, who can lift it and with which verb (plans.services.layers.LIFTED_BY
 # says the same in words).
-_LAYER_WAITS: dict[str, tuple[WaitsOn, tuple[str, ...] | None, str | None]] = {
-    PauseKind.PERSON: (WaitsOn.PERSON, who_may(Verb.RESUME), "resume"),
-    PauseKind.POLICY: (WaitsOn.PERSON, who_may(Verb.RESUME), "resume"),
-    PauseKind.KILL_SWITCH: (WaitsOn.PERSON, who_may(Verb.ADMINISTER), "release_kill_switch"),
-    PauseKind.GLOBAL_KILL_SWITCH: (WaitsOn.PERSON, (OPERATOR,), None),
-    PauseKind.RETRY_LIMIT: (WaitsOn.PERSON, who_may(Verb.RETRY_STEP), "retry_step"),
-    PauseKind.APPROVAL_STALE: (WaitsOn.PERSON, None, "reapprove"),  # None: approvers_of(plan)
-    PauseKind.OWNER_INACTIVE: (WaitsOn.PERSON, who_may(Verb.TRANSFER_ACCOUNT), "transfer_account"),
-    PauseKind.BREAKER: (WaitsOn.SYSTEM, (), None),
+# What each layer waits on and who may act on it; the verb that lifts it is layers.LIFTED_BY_VERB.
+_LAYER_WAITS: dict[str, tuple[WaitsOn, tuple[str, ...] | None]] = {
+    PauseKind.PERSON: (WaitsOn.PERSON, who_may(Verb.RESUME)),
+    PauseKind.POLICY: (WaitsOn.PERSON, who_may(Verb.RESUME)),
+    PauseKind.KILL_SWITCH: (WaitsOn.PERSON, who_may(Verb.ADMINISTER)),
+    PauseKind.GLOBAL_KILL_SWITCH: (WaitsOn.PERSON, (OPERATOR,)),
+    PauseKind.RETRY_LIMIT: (WaitsOn.PERSON, who_may(Verb.RETRY_STEP)),
+    PauseKind.APPROVAL_STALE: (WaitsOn.PERSON, None),  # None: approvers_of(plan)
+    PauseKind.OWNER_INACTIVE: (WaitsOn.PERSON, who_may(Verb.TRANSFER_ACCOUNT)),
+    PauseKind.BREAKER: (WaitsOn.SYSTEM, ()),
 }
 
 
 def layer_answer(plan: RevenuePlan, layer: PauseLayer) -> WhyAnswer:
     """One open pause layer as an answer: what holds the plan and who or what lifts it."""
-    waits_on, who, verb = _LAYER_WAITS[layer.kind]
+    waits_on, who = _LAYER_WAITS[layer.kind]
+    verb = LIFTED_BY_VERB[layer.kind]
     step_id = UUID(layer.scope) if layer.kind == PauseKind.RETRY_LIMIT and layer.scope else None
     return WhyAnswer(
         layer.kind, holding_reasons([layer])[0].detail, step_id=step_id,
