@@ -40,6 +40,11 @@ from plans.services import approvals
 from plans.services.layers import LIFTED_BY
 from plans.services.tenancy import require_an_admin_stays, require_joinable
 
+# The console is revplan's, not "Django administration".
+admin.site.site_header = "revplan"
+admin.site.site_title = "revplan"
+admin.site.index_title = "Plans, approvals and the ledger"
+
 
 def administered_tenants(user):
     """The tenants whose settings `user` may change (plans.authority's rule for ADMINISTER): the only ones a

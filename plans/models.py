@@ -121,6 +121,7 @@ class KillSwitch(models.Model):
     updated_by = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
+        verbose_name_plural = "kill switches"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "action_type"], name="killswitch_tenant_action_unique")
         ]

@@ -34,6 +34,9 @@ class TenantAutonomy(models.Model):
     proposal_cooldown_days = models.PositiveIntegerField(default=7)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = "tenant autonomy setting"
+
     def __str__(self) -> str:
         return f"{self.tenant_id}: {'opted in' if self.opted_in else 'not opted in'}"
 
@@ -53,6 +56,7 @@ class ActionTypeAutonomy(models.Model):
     updated_by = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
+        verbose_name = "action type autonomy setting"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "action_type"], name="actiontypeautonomy_tenant_type_unique")
         ]
@@ -72,6 +76,7 @@ class AutonomyUsage(models.Model):
     used = models.PositiveIntegerField(default=0)
 
     class Meta:
+        verbose_name = "autonomy budget use"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "day", "account"], condition=models.Q(account__isnull=False),
                                     name="autonomyusage_account_day_unique"),
