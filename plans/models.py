@@ -397,3 +397,29 @@ class PlanLedgerEntry(models.Model):
     @property
     def chain_label(self) -> str:
         return f"plan {self.plan_id}" if self.plan_id else f"tenant {self.tenant_id}"
+
+
+class IntegrationToken(models.Model):
+    """A tenant's credential for a system that feeds it signals (a CRM, a support desk): it may write
+    signals and nothing else. Only the sha256 of the secret is kept; the secret is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="integration_tokens")
+    name = models.CharField(max_length=100)
+    # The secret's first characters, to tell tokens apart in lists and logs without revealing them.
+    key_prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], condition=Q(revoked_at__isnull=True),
+                                    name="integrationtoken_tenant_live_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
