@@ -1,6 +1,6 @@
 """Plan type configs and the action-type catalogue (DESIGN §3.7). Static: a change is a deploy."""
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
@@ -45,6 +45,25 @@ class ActionTypeSpec:
 
 
 @dataclass(frozen=True)
+class ApprovalSla:
+    """How long each kind of wait for a person may last before it is overdue: due_at = waiting since + this.
+
+    The approver's inbox (plans.inbox) sorts by it and flags what is overdue; reminders and escalation
+    build on the same numbers. Not one of an approval's facts: changing it bumps no config version and
+    stales no approval (it decides when to nag a person, never what a plan may do)."""
+
+    draft_approval: timedelta  # a DRAFT waiting for a plan approver, since it was proposed or last edited
+    step_approval: timedelta  # a step PENDING_APPROVAL (the human touch), since it began to wait
+    approval_stale: timedelta  # a PAUSED plan whose approval's facts drifted, since the layer was set
+    paused: timedelta  # a PAUSED plan a person can lift (their pause, a policy refusal, a failed step)
+
+
+# For a plan type without its own (and an unknown one): a working day for everything.
+DEFAULT_APPROVAL_SLA = ApprovalSla(draft_approval=timedelta(hours=24), step_approval=timedelta(hours=24),
+                                   approval_stale=timedelta(hours=24), paused=timedelta(hours=24))
+
+
+@dataclass(frozen=True)
 class PlanTypeConfig:
     plan_type: str
     version: int
@@ -60,6 +79,7 @@ class PlanTypeConfig:
     objective_signal_types: tuple[str, ...]
     # The proposal generator drafts a plan once the renewal is at most this many days away.
     proposal_window_days: int = 120
+    approval_sla: ApprovalSla = field(default=DEFAULT_APPROVAL_SLA)
 
 
 ACTION_TYPES: dict[str, ActionTypeSpec] = {
@@ -83,6 +103,11 @@ RENEWAL_DEFENSE = PlanTypeConfig(
     renewal_cutoff_days=30,
     objective_template="Secure renewal before day -30",
     objective_signal_types=("RENEWAL_COMMITTED", "RENEWAL_CLOSED_WON"),
+    # A renewal plan lives ~60 days and its meeting step has the customer waiting: a DRAFT gets two days
+    # (a proposal made on Friday is due on Monday's first look, not in the weekend), a waiting step and a
+    # stale approval one day, a paused plan three (a person paused it on purpose; it still must not rot).
+    approval_sla=ApprovalSla(draft_approval=timedelta(hours=48), step_approval=timedelta(hours=24),
+                             approval_stale=timedelta(hours=24), paused=timedelta(hours=72)),
 )
 
 PLAN_TYPES: dict[str, PlanTypeConfig] = {RENEWAL_DEFENSE.plan_type: RENEWAL_DEFENSE}
@@ -92,6 +117,12 @@ _RISK_ORDER = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2}
 
 def get_plan_type_config(plan_type: str) -> PlanTypeConfig | None:
     return PLAN_TYPES.get(plan_type)
+
+
+def approval_sla(plan_type: str) -> ApprovalSla:
+    """The plan type's approval SLA; the default one for a type this deploy does not know."""
+    config = get_plan_type_config(plan_type)
+    return config.approval_sla if config else DEFAULT_APPROVAL_SLA
 
 
 def get_action_type(action_type: str) -> ActionTypeSpec | None:
