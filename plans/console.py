@@ -61,10 +61,18 @@ def plan_actions_for(user, plan: RevenuePlan, *, role: Role | None = None) -> li
         name for name, (verb, move) in PLAN_ACTIONS.items()
         if can_move(plan.plan_status, move) and denial(verb, role=role, user_id=user.pk, subject=subject) is None
     ]
-    if "reapprove" in names and not plan.pause_layers.filter(kind=PauseKind.APPROVAL_STALE,
-                                                             lifted_at__isnull=True).exists():
+    if "reapprove" in names and not held_by_stale_approval(plan):
         names.remove("reapprove")
     return names
+
+
+def held_by_stale_approval(plan: RevenuePlan) -> bool:
+    """An open APPROVAL_STALE layer holds the plan: from its prefetched open layers (a list page, the
+    inbox: no query per plan) or read."""
+    prefetched = getattr(plan, selectors.OPEN_LAYERS, None)
+    if prefetched is not None:
+        return any(layer.kind == PauseKind.APPROVAL_STALE for layer in prefetched)
+    return plan.pause_layers.filter(kind=PauseKind.APPROVAL_STALE, lifted_at__isnull=True).exists()
 
 
 def step_actions_for(user, plan: RevenuePlan, step: PlanStep, *, role: Role | None = None) -> list[str]:
