@@ -1,0 +1,367 @@
+"""The approver's inbox: everything in the caller's tenants that waits for them — DRAFTs they may approve,
+steps waiting for a person, stale approvals they may reapprove, paused plans whose layers they may lift —
+each with when the wait began, when it is due (the plan type's approval SLA) and the verbs that end it.
+
+In two phases, each in a constant number of queries however many items there are:
+  inbox_entries  what waits, as light rows sorted by due time: the candidates are narrowed in SQL by
+                 tenant and status (the plan_tenant_status index) and by the reach plans.authority gives
+                 each role; plans.authority then judges every candidate exactly. This is what a list pages.
+  inbox_items    one page of entries in full: the plan with its account, steps and open layers, the
+                 sentence of what it waits for (plans.why), the verbs allowed (plans.console, the same
+                 buttons as the plan page) and the effect preview (plans.previews).
+Reads only: every verb still goes through plans.services, which checks the same rules under the lock.
+"""
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+
+from plans import console, selectors, why
+from plans.authority import Subject, Verb, denial
+from plans.models import (
+    FINISHED_STEP_STATUSES,
+    EventType,
+    PauseKind,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    RiskLevel,
+    Role,
+    StepStatus,
+)
+from plans.plan_types import approval_sla
+from plans.previews import previews_for
+from plans.services.common import plan_subject
+from plans.services.layers import LIFTED_BY_RESUME, LIFTED_BY_VERB
+
+
+class InboxKind(StrEnum):
+    DRAFT_APPROVAL = "DRAFT_APPROVAL"  # a DRAFT the caller may approve
+    STEP_APPROVAL = "STEP_APPROVAL"  # a step of an ACTIVE plan PENDING_APPROVAL, the caller may approve it
+    APPROVAL_STALE = "APPROVAL_STALE"  # a PAUSED plan whose approval's facts drifted; the caller may reapprove
+    PAUSED = "PAUSED"  # a PAUSED plan held by layers the caller may lift (resume, retry or skip, transfer)
+
+
+# Which of the plan type's ApprovalSla durations each kind is due by.
+_SLA_FIELD = {
+    InboxKind.DRAFT_APPROVAL: "draft_approval",
+    InboxKind.STEP_APPROVAL: "step_approval",
+    InboxKind.APPROVAL_STALE: "approval_stale",
+    InboxKind.PAUSED: "paused",
+}
+
+# The pause layers a person lifts, with the verb that lifts each (plans.services.layers.LIFTED_BY_VERB).
+# Not the kill switches nor the breaker: a switch is one deliberate decision that holds many plans (it is
+# released on its own page, not plan by plan), and nobody lifts a breaker or the operator's global switch.
+PERSON_LIFTED_LAYERS: dict[str, Verb] = {
+    kind: Verb(LIFTED_BY_VERB[kind])
+    for kind in (PauseKind.PERSON, PauseKind.POLICY, PauseKind.RETRY_LIMIT, PauseKind.APPROVAL_STALE,
+                 PauseKind.OWNER_INACTIVE)
+}
+
+# The verbs whose "may" also depends on the plan's risk (a HIGH-risk plan needs a tenant admin: the gate).
+_APPROVAL_VERBS = frozenset({Verb.APPROVE, Verb.REAPPROVE})
+
+# What the first phase reads of a plan: enough for plans.authority's Subject and the wait's start.
+_PLAN_FIELDS = ("id", "tenant_id", "plan_type", "plan_status", "risk_level", "created_by",
+                "edited_by_since_approval", "owner_id", "updated_at", "activated_at", "paused_at",
+                "account__owner_id")
+
+
+def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime) -> datetime:
+    return waiting_since + getattr(approval_sla(plan_type), _SLA_FIELD[kind])
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One thing waiting for the caller, as much as sorting and paging need."""
+
+    kind: InboxKind
+    plan_id: UUID
+    step_id: UUID | None
+    role: Role
+    waiting_since: datetime
+    due_at: datetime
+
+    @property
+    def sort_key(self) -> tuple:
+        return self.due_at, self.waiting_since, str(self.plan_id), str(self.step_id or "")
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    kind: InboxKind
+    plan: RevenuePlan
+    step: PlanStep | None
+    role: Role
+    waiting_since: datetime
+    due_at: datetime
+    now: datetime
+    waiting_for: str  # a sentence: what it waits for and who can act (plans.why)
+    # API verb names, those that end the wait first, then abort: approve, reapprove, resume, approve_step,
+    # skip_step, retry_step, transfer_account, abort.
+    verbs: tuple[str, ...]
+    # What approving lets happen: [{step_id, sequence, action_type, preview}], preview None without a describer.
+    previews: list[dict] = field(default_factory=list)
+
+    @property
+    def age_seconds(self) -> int:
+        return max(0, int((self.now - self.waiting_since).total_seconds()))
+
+    @property
+    def due_in_seconds(self) -> int:
+        """Seconds until due; negative once overdue."""
+        return int((self.due_at - self.now).total_seconds())
+
+    @property
+    def overdue(self) -> bool:
+        return self.now >= self.due_at
+
+
+# --- who may: plans.authority's rules, asked, not restated ------------------------------------------
+
+
+def _may(verb: Verb, *, role: Role, user_id: int, plan: RevenuePlan) -> bool:
+    """Whether plans.authority lets `role`/`user_id` use `verb` on `plan` (and, for an approval, whether
+    its risk allows this role: plans.why.approvers_of, the policy gate's rule)."""
+    if denial(verb, role=role, user_id=user_id, subject=plan_subject(plan)) is not None:
+        return False
+    return verb not in _APPROVAL_VERBS or role in why.approvers_of(plan)
+
+
+def _reach(verb: Verb, role: Role, user_id: int, prefix: str) -> Q | None:
+    """Which plans `role` may use `verb` on at most, as a filter: any (Q()), those the user owns, or none
+    (None). Probed from plans.authority, so SQL narrows by the rule without restating it; the exact rule
+    (creator, editors, risk) is applied to each candidate afterwards."""
+    if denial(verb, role=role, user_id=user_id, subject=Subject()) is None:
+        return Q()
+    own = Subject(plan_owner_id=user_id, account_owner_id=user_id)
+    if denial(verb, role=role, user_id=user_id, subject=own) is None:
+        return Q(**{f"{prefix}owner_id": user_id})
+    return None
+
+
+def _approvable_risks(role: Role) -> tuple[str, ...]:
+    """The risk levels whose plans `role` may approve (plans.why.approvers_of: HIGH needs a tenant admin)."""
+    return tuple(risk.value for risk in RiskLevel if role in why.approvers_of(RevenuePlan(risk_level=risk)))
+
+
+def _scope(roles: dict[UUID, Role], user_id: int, verbs: tuple[Verb, ...], *, prefix: str = "",
+           by_risk: bool = False) -> Q | None:
+    """The plans of the user's tenants that some of `verbs` may reach, tenants of the same reach grouped
+    (one `tenant_id IN` each, so the tenant + status index serves every branch). None: none at all."""
+    groups: dict[tuple, list[UUID]] = {}
+    reaches: dict[tuple, Q] = {}
+    for tenant_id, role in roles.items():
+        parts = [reach for verb in verbs if (reach := _reach(verb, role, user_id, prefix)) is not None]
+        if not parts:
+            continue
+        combined = Q() if any(part == Q() for part in parts) else parts[0]
+        risks = _approvable_risks(role) if by_risk else ()
+        if by_risk and not risks:
+            continue
+        key = (str(combined), risks)
+        groups.setdefault(key, []).append(tenant_id)
+        reaches[key] = combined & Q(**{f"{prefix}risk_level__in": risks}) if by_risk else combined
+    scope = None
+    for key, tenant_ids in groups.items():
+        part = Q(**{f"{prefix}tenant_id__in": tenant_ids}) & reaches[key]
+        scope = part if scope is None else scope | part
+    return scope
+
+
+def liftable_layers(layers: list[PauseLayer], *, role: Role, user_id: int, plan: RevenuePlan) -> list[PauseLayer]:
+    """The open layers this person may lift now. A resume lifts PERSON and POLICY layers only when nothing
+    else holds the plan (plans.services.pauses.plan_resume refuses otherwise), so those count only then."""
+    resume_lifts_all = all(layer.kind in LIFTED_BY_RESUME for layer in layers)
+    return [
+        layer for layer in layers
+        if layer.kind in PERSON_LIFTED_LAYERS and (layer.kind not in LIFTED_BY_RESUME or resume_lifts_all)
+        and _may(PERSON_LIFTED_LAYERS[layer.kind], role=role, user_id=user_id, plan=plan)
+    ]
+
+
+# --- phase 1: what waits, sorted -----------------------------------------------------------------------
+
+
+def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None
+                  ) -> list[InboxEntry]:
+    """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first),
+    in at most five queries. A VIEWER's is empty: plans.authority gives a viewer no verb that ends a wait."""
+    kinds = frozenset(InboxKind) if kinds is None else kinds
+    roles = {membership.tenant_id: Role(membership.role) for membership in selectors.active_memberships(user)
+             if tenant_id is None or membership.tenant_id == tenant_id}
+    entries: list[InboxEntry] = []
+    if InboxKind.DRAFT_APPROVAL in kinds:
+        entries += _draft_entries(user, roles)
+    if InboxKind.STEP_APPROVAL in kinds:
+        entries += _step_entries(user, roles)
+    if kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
+        entries += [entry for entry in _paused_entries(user, roles) if entry.kind in kinds]
+    return sorted(entries, key=lambda entry: entry.sort_key)
+
+
+def _entry(kind: InboxKind, plan: RevenuePlan, *, role: Role, since: datetime, step_id: UUID | None = None
+           ) -> InboxEntry:
+    return InboxEntry(kind, plan.id, step_id, role, since, due_at(kind, plan.plan_type, since))
+
+
+def _draft_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
+    scope = _scope(roles, user.pk, (Verb.APPROVE,), by_risk=True)
+    if scope is None:
+        return []
+    drafts = (RevenuePlan.objects.filter(scope, plan_status=PlanStatus.DRAFT)
+              .select_related("account").only(*_PLAN_FIELDS))
+    # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT): updated_at.
+    return [_entry(InboxKind.DRAFT_APPROVAL, plan, role=roles[plan.tenant_id], since=plan.updated_at)
+            for plan in drafts if _may(Verb.APPROVE, role=roles[plan.tenant_id], user_id=user.pk, plan=plan)]
+
+
+def _step_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
+    scope = _scope(roles, user.pk, (Verb.APPROVE_STEP,), prefix="plan__")
+    if scope is None:
+        return []
+    # The step waits since the engine ledgered STEP_AWAITING_APPROVAL for it (its latest; the ledger's
+    # (plan, event_type) index finds it); a step set waiting without one counts from the plan's activation.
+    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
+                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
+                      .order_by("-chain_seq").values("occurred_at")[:1])
+    steps = (PlanStep.objects.filter(scope, status=StepStatus.PENDING_APPROVAL, plan__plan_status=PlanStatus.ACTIVE)
+             .select_related("plan__account")
+             .only("step_id", "plan", "status", *(f"plan__{name}" for name in _PLAN_FIELDS))
+             .annotate(waiting_since=Coalesce(Subquery(awaiting_since), F("plan__activated_at"),
+                                              F("plan__updated_at"))))
+    return [_entry(InboxKind.STEP_APPROVAL, step.plan, role=roles[step.plan.tenant_id], since=step.waiting_since,
+                   step_id=step.step_id)
+            for step in steps
+            if _may(Verb.APPROVE_STEP, role=roles[step.plan.tenant_id], user_id=user.pk, plan=step.plan)]
+
+
+def _paused_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
+    scope = _scope(roles, user.pk, tuple(dict.fromkeys(PERSON_LIFTED_LAYERS.values())))
+    if scope is None:
+        return []
+    paused = (RevenuePlan.objects.filter(scope, plan_status=PlanStatus.PAUSED)
+              .select_related("account").only(*_PLAN_FIELDS).prefetch_related(selectors.open_layers_prefetch()))
+    entries = []
+    for plan in paused:
+        role = roles[plan.tenant_id]
+        entry = _paused_entry(plan, getattr(plan, selectors.OPEN_LAYERS), role=role, user_id=user.pk)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _paused_entry(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, user_id: int) -> InboxEntry | None:
+    if not layers:
+        # PAUSED before the layers existed: its stop reason holds it until a resume (plans.why.blocking).
+        if not _may(Verb.RESUME, role=role, user_id=user_id, plan=plan):
+            return None
+        return _entry(InboxKind.PAUSED, plan, role=role, since=plan.paused_at or plan.updated_at)
+    liftable = liftable_layers(layers, role=role, user_id=user_id, plan=plan)
+    if not liftable:
+        return None
+    stale = any(layer.kind == PauseKind.APPROVAL_STALE for layer in liftable)
+    return _entry(InboxKind.APPROVAL_STALE if stale else InboxKind.PAUSED, plan, role=role,
+                  since=min(layer.set_at for layer in liftable), step_id=_failed_step_id(liftable))
+
+
+def _failed_step_id(layers: list[PauseLayer]) -> UUID | None:
+    """The step a RETRY_LIMIT layer names (its scope), for the step's retry and skip."""
+    scoped = next((layer.scope for layer in layers if layer.kind == PauseKind.RETRY_LIMIT and layer.scope), None)
+    return UUID(scoped) if scoped else None
+
+
+# --- phase 2: a page of entries in full ----------------------------------------------------------------
+
+
+def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
+                kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None) -> list[InboxItem]:
+    """`entries` (one page of inbox_entries; all of them when None) in full, in the same order, in a
+    constant number of queries. An entry whose plan has gone from the user's sight since is left out."""
+    if entries is None:
+        entries = inbox_entries(user, kinds=kinds, tenant_id=tenant_id)
+    if not entries:
+        return []
+    plans = {plan.id: plan for plan in selectors.plans_for_user(user).select_related("owner")
+             .filter(id__in={entry.plan_id for entry in entries})}
+    answers = why.plans_why(list(plans.values()), now=now)
+    shown = {entry: _previewed_steps(entry, plans[entry.plan_id]) for entry in entries if entry.plan_id in plans}
+    previews = previews_for({step.step_id: step for steps in shown.values() for step in steps}.values())
+    items = []
+    for entry, steps in shown.items():
+        plan = plans[entry.plan_id]
+        step = next((step for step in plan.steps.all() if step.step_id == entry.step_id), None)
+        items.append(InboxItem(
+            kind=entry.kind, plan=plan, step=step, role=entry.role, waiting_since=entry.waiting_since,
+            due_at=entry.due_at, now=now, waiting_for=_waiting_for(entry, plan, step, answers[plan.id], user),
+            verbs=_verbs(entry, plan, step, user),
+            previews=[{"step_id": shown_step.step_id, "sequence": shown_step.sequence,
+                       "action_type": shown_step.action_type, "preview": previews.get(shown_step.step_id)}
+                      for shown_step in steps],
+        ))
+    return items
+
+
+def _previewed_steps(entry: InboxEntry, plan: RevenuePlan) -> list[PlanStep]:
+    """What the person's verb lets happen: a plan's approval lets its unfinished steps run; a step's
+    approval, retry or skip is about that step."""
+    steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
+    if entry.step_id is not None:
+        return [step for step in steps if step.step_id == entry.step_id]
+    if entry.kind in (InboxKind.DRAFT_APPROVAL, InboxKind.APPROVAL_STALE):
+        return [step for step in steps if step.status not in FINISHED_STEP_STATUSES]
+    return []
+
+
+def _open_layers(plan: RevenuePlan) -> list[PauseLayer]:
+    return list(getattr(plan, selectors.OPEN_LAYERS))
+
+
+def _waiting_for(entry: InboxEntry, plan: RevenuePlan, step: PlanStep | None, answer: why.PlanWhy, user) -> str:
+    if entry.kind in (InboxKind.APPROVAL_STALE, InboxKind.PAUSED) and _open_layers(plan):
+        layers = liftable_layers(_open_layers(plan), role=entry.role, user_id=user.pk, plan=plan)
+        return " ".join(why.layer_answer(plan, layer).sentence for layer in layers)
+    wanted = {InboxKind.DRAFT_APPROVAL: "AWAITING_PLAN_APPROVAL"}.get(entry.kind)
+    for candidate in [*answer.blocking, *answer.waiting]:
+        if entry.kind == InboxKind.STEP_APPROVAL and step is not None and candidate.step_id == step.step_id:
+            return candidate.sentence
+        if wanted and candidate.wait and candidate.wait.code == wanted:
+            return candidate.sentence
+        if entry.kind == InboxKind.PAUSED and candidate.wait:
+            return candidate.sentence
+    return f"The {plan.plan_type} plan for {plan.account.name} waits for you."
+
+
+def _verbs(entry: InboxEntry, plan: RevenuePlan, step: PlanStep | None, user) -> tuple[str, ...]:
+    """The verbs that end this wait (as plans.console offers them on the plan page), then abort."""
+    plan_verbs = console.plan_actions_for(user, plan, role=entry.role)
+    step_verbs = [console.STEP_ACTIONS[name][0].value
+                  for name in (console.step_actions_for(user, plan, step, role=entry.role) if step else [])]
+    verbs: list[str] = []
+    if entry.kind == InboxKind.DRAFT_APPROVAL:
+        verbs += [verb for verb in ("approve",) if verb in plan_verbs]
+    elif entry.kind == InboxKind.STEP_APPROVAL:
+        verbs += step_verbs
+    else:
+        layers = _open_layers(plan)
+        lifting = ([PERSON_LIFTED_LAYERS[layer.kind].value
+                    for layer in liftable_layers(layers, role=entry.role, user_id=user.pk, plan=plan)]
+                   if layers else [Verb.RESUME.value])
+        for verb in dict.fromkeys(lifting):
+            if verb == Verb.RETRY_STEP.value:
+                verbs += step_verbs
+            elif verb == Verb.REAPPROVE.value:
+                verbs += [verb] if verb in plan_verbs and entry.role in why.approvers_of(plan) else []
+            elif verb == Verb.TRANSFER_ACCOUNT.value:
+                verbs += [verb] if _may(Verb.TRANSFER_ACCOUNT, role=entry.role, user_id=user.pk, plan=plan) else []
+            elif verb in plan_verbs:
+                verbs.append(verb)
+    if "abort" in plan_verbs:
+        verbs.append("abort")
+    return tuple(dict.fromkeys(verbs))
