@@ -25,6 +25,8 @@ class Verb(StrEnum):
     ABORT = "abort"
     TRANSFER_ACCOUNT = "transfer_account"
     ADMINISTER = "administer"
+    # Create, rotate, revoke a tenant's integration tokens: a credential that writes into the tenant.
+    MANAGE_INTEGRATION_TOKENS = "manage_integration_tokens"
 
 
 APPROVERS = frozenset({Role.PLAN_APPROVER, Role.TENANT_ADMIN})
@@ -77,4 +79,8 @@ def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()
         if role == Role.TENANT_ADMIN:
             return None
         return Reason(NOT_ALLOWED, "Only a tenant admin may change tenant settings.")
+    if verb == Verb.MANAGE_INTEGRATION_TOKENS:
+        if role == Role.TENANT_ADMIN:
+            return None
+        return Reason(NOT_ALLOWED, "Only a tenant admin may create, rotate or revoke integration tokens.")
     raise ValueError(f"unknown verb {verb!r}")

@@ -7,6 +7,7 @@
   tenant_events  writers for a tenant's chain (ownership, kill switches, autonomy, digests)
   action_events  writers for the execution spine's intent events
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
+  token_events   writers for a tenant's chain: an integration token created, rotated, revoked
   verify         walk the chains, report what was changed or cut
 
 Callers use `from plans import ledger` and the names below; entries are written only through the
@@ -48,6 +49,11 @@ from plans.ledger.tenant_events import (
     kill_switch_flipped,
     tenant_digest,
 )
+from plans.ledger.token_events import (
+    integration_token_created,
+    integration_token_revoked,
+    integration_token_rotated,
+)
 from plans.ledger.verify import VerifyReport, verify_ledger
 
 __all__ = [
@@ -70,6 +76,9 @@ __all__ = [
     "canonical_fields",
     "compute_hash",
     "connector_config_changed",
+    "integration_token_created",
+    "integration_token_revoked",
+    "integration_token_rotated",
     "kill_switch_flipped",
     "membership_changed",
     "pause_layer_added",

@@ -11,6 +11,7 @@
                  the people's pause and resume
   kill_switches  a tenant admin's kill switches
   tenancy        memberships: a tenant admin adds, changes and deactivates members
+  integration_tokens  a tenant admin's integration tokens (create, rotate, revoke); a secret checked
   system         the orchestrator's moves, made under the row locks it already holds
 
 Every write: lock the rows (plans.locking), check authority, then the lifecycle, then the policy
@@ -34,6 +35,14 @@ from plans.services.common import (
     require_admin,
 )
 from plans.services.drafts import plan_edit, plan_propose, require_may_propose
+from plans.services.integration_tokens import (
+    integration_token_authenticate,
+    integration_token_create,
+    integration_token_revoke,
+    integration_token_rotate,
+    integration_tokens_for_admin,
+    integration_tokens_list,
+)
 from plans.services.kill_switches import kill_switch_set
 from plans.services.layers import LIFTED_BY, open_layers
 from plans.services.moves import plan_abort, plan_approve, plan_revise, plan_transition
@@ -70,6 +79,12 @@ __all__ = [
     "VERSION_CONFLICT",
     "SystemActor",
     "account_transfer",
+    "integration_token_authenticate",
+    "integration_token_create",
+    "integration_token_revoke",
+    "integration_token_rotate",
+    "integration_tokens_for_admin",
+    "integration_tokens_list",
     "kill_switch_set",
     "membership_add",
     "membership_update",
