@@ -24,6 +24,8 @@ class Verb(StrEnum):
     RETRY_STEP = "retry_step"
     ABORT = "abort"
     TRANSFER_ACCOUNT = "transfer_account"
+    # Tell revplan what happened to an account (a renewal committed, a support risk): plans.signals.
+    RECORD_SIGNAL = "record_signal"
     ADMINISTER = "administer"
     # Create, rotate, revoke a tenant's integration tokens: a credential that writes into the tenant.
     MANAGE_INTEGRATION_TOKENS = "manage_integration_tokens"
@@ -75,6 +77,10 @@ def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()
         if role in APPROVERS:
             return None
         return Reason(NOT_ALLOWED, "Only a plan approver or a tenant admin may change an account's owner.")
+    if verb == Verb.RECORD_SIGNAL:
+        if role in OWNER_ROLES:
+            return None
+        return Reason(NOT_ALLOWED, "A viewer may not record signals; a seller, plan approver or tenant admin may.")
     if verb == Verb.ADMINISTER:
         if role == Role.TENANT_ADMIN:
             return None

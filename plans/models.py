@@ -91,19 +91,47 @@ class Account(models.Model):
 
 
 class AccountSignal(models.Model):
-    """Something observed about an account (support risk, renewal committed, an action's outcome)."""
+    """Something observed about an account (support risk, renewal committed, an action's outcome).
+
+    The taxonomy of signal_type is plans.signals; rows are written by plans.services.signal_record and
+    the bulk import. A signal from outside names its source system and that system's id for it: the same
+    (tenant, source, external_id) is the same signal, however often it is sent.
+    """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="signals")
+    # The account's tenant, copied so that an external id is unique per tenant (a constraint cannot
+    # reach through the account) and the tenant's signals are read without a join.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     signal_type = models.CharField(max_length=64)
     payload = models.JSONField(default=dict, blank=True)
     observed_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Where it came from: "crm", "zendesk", "seed_demo" ... or "system" for what revplan itself observed.
+    source = models.CharField(max_length=64, default="system")
+    # The source's own id for it; '' when the source has none (then every record is a new signal).
+    external_id = models.CharField(max_length=200, blank=True, default="")
+    # Who recorded it, as the ledger names actors: user:<id>, integration:<token id>, system:<component>.
+    recorded_by = models.CharField(max_length=100, default="system")
 
     class Meta:
-        indexes = [models.Index(fields=["account", "signal_type", "observed_at"], name="signal_account_type_idx")]
+        indexes = [
+            models.Index(fields=["account", "signal_type", "observed_at"], name="signal_account_type_idx"),
+            models.Index(fields=["account", "-observed_at"], name="signal_account_observed_idx"),
+        ]
+        constraints = [
+            # Idempotency of signals from outside: the guard an INSERT ... ON CONFLICT DO NOTHING relies on.
+            models.UniqueConstraint(fields=["tenant", "source", "external_id"], condition=~Q(external_id=""),
+                                    name="signal_tenant_source_external_id_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.signal_type}@{self.observed_at:%Y-%m-%d}"
+
+    def save(self, *args, **kwargs):
+        # The denormalised tenant always follows the account (callers that only name the account).
+        if self.tenant_id is None and self.account_id is not None:
+            self.tenant_id = Account.objects.values_list("tenant_id", flat=True).get(pk=self.account_id)
+        super().save(*args, **kwargs)
 
 
 class KillSwitch(models.Model):
@@ -326,6 +354,8 @@ class EventType(models.TextChoices):
     PLAN_REAPPROVED = "PLAN_REAPPROVED"
     STEP_RETRIED = "STEP_RETRIED"
     STEP_CLOSED = "STEP_CLOSED"
+    SIGNAL_RECORDED = "SIGNAL_RECORDED"
+    SIGNALS_IMPORTED = "SIGNALS_IMPORTED"
     INTEGRATION_TOKEN_CREATED = "INTEGRATION_TOKEN_CREATED"
     INTEGRATION_TOKEN_ROTATED = "INTEGRATION_TOKEN_ROTATED"
     INTEGRATION_TOKEN_REVOKED = "INTEGRATION_TOKEN_REVOKED"

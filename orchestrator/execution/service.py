@@ -392,6 +392,7 @@ class ExecutionService:
         services.signal_record(
             account_id=intent.account_id,
             signal_type=signal_type,
+            actor=services.SystemActor("execution"),
             observed_at=self.clock(),
             payload={
                 "intent_id": str(intent.id),

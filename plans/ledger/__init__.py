@@ -8,6 +8,7 @@
   action_events  writers for the execution spine's intent events
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
   token_events   writers for a tenant's chain: an integration token created, rotated, revoked
+  signal_events  writers for a tenant's chain: signals taken from outside, one by one or an import's batch
   verify         walk the chains, report what was changed or cut
 
 Callers use `from plans import ledger` and the names below; entries are written only through the
@@ -42,6 +43,7 @@ from plans.ledger.plan_events import (
     step_skipped,
 )
 from plans.ledger.settings_events import action_route_changed, connector_config_changed, membership_changed
+from plans.ledger.signal_events import signal_recorded, signals_imported
 from plans.ledger.tenant_events import (
     DIGEST_OVERLAP,
     account_owner_changed,
@@ -89,6 +91,8 @@ __all__ = [
     "plan_owner_changed",
     "plan_reapproved",
     "policy_rejected",
+    "signal_recorded",
+    "signals_imported",
     "step_approved",
     "step_attempt_started",
     "step_awaiting_approval",

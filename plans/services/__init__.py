@@ -6,7 +6,9 @@
   approvals      what an approval covers (content digest, facts) and what changed since (pure)
   reapproval     a fresh approval of a plan whose approval's facts drifted
   steps          step_transition (the one place that assigns a step's status) and people's step verbs
-  accounts       ownership change, signals observed about an account
+  accounts       ownership change
+  signals        signals observed about an account: the one way to record them (bounded, idempotent)
+  signal_import  a file of signals (CSV or JSON Lines), checked whole, then recorded in batches
   layers, pauses pause layers: the rows, and setting or lifting them with the moves they cause;
                  the people's pause and resume
   kill_switches  a tenant admin's kill switches
@@ -26,7 +28,7 @@ from plans.lifecycle import (
     STEP_NOT_FAILED,
     STEP_NOT_SKIPPABLE,
 )
-from plans.services.accounts import account_transfer, signal_record
+from plans.services.accounts import account_transfer
 from plans.services.common import (
     OWNERSHIP_CHANGED,
     POLICY_GATE_REFUSED,
@@ -55,6 +57,8 @@ from plans.services.pauses import (
     plan_resume,
 )
 from plans.services.reapproval import APPROVAL_NOT_STALE, plan_reapprove
+from plans.services.signal_import import signals_import
+from plans.services.signals import RecordedSignal, signal_record
 from plans.services.steps import step_approve, step_retry, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
@@ -77,6 +81,7 @@ __all__ = [
     "STEP_NOT_FAILED",
     "STEP_NOT_SKIPPABLE",
     "VERSION_CONFLICT",
+    "RecordedSignal",
     "SystemActor",
     "account_transfer",
     "integration_token_authenticate",
@@ -107,6 +112,7 @@ __all__ = [
     "require_admin",
     "require_may_propose",
     "signal_record",
+    "signals_import",
     "step_approve",
     "step_retry",
     "step_skip",

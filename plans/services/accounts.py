@@ -1,16 +1,14 @@
-"""Accounts: a change of owner (open plans follow it) and the signals observed about an account."""
+"""Accounts: a change of owner (open plans follow it). Signals observed about an account: services.signals."""
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 
 from plans import ledger, selectors
 from plans.authority import Verb
 from plans.errors import ValidationFailed
 from plans.locking import lock_account, lock_open_plans_of_account
-from plans.models import Account, AccountSignal, PauseKind, PlanStatus, RevenuePlan, Role
-from plans.plan_types import PLAN_TYPES
+from plans.models import Account, PauseKind, PlanStatus, Role
 from plans.services.common import OWNERSHIP_CHANGED, require_authority, touch
 from plans.services.layers import layers_lift, open_layers
 from plans.services.pauses import pause_layer_add_locked
@@ -63,27 +61,3 @@ def account_transfer(*, account_id: UUID, new_owner_id: int, user) -> Account:
         )
     return account
 
-
-def signal_record(
-    *, account_id: UUID, signal_type: str, observed_at=None, payload: dict | None = None
-) -> AccountSignal:
-    """Record something observed about an account (a renewal committed, a support risk ...).
-
-    A signal that may meet an ACTIVE plan's objective makes the orchestrator look at that plan now:
-    the tick only visits plans whose next_run_at is due, and a plan waiting for a person has none, so
-    without this a renewal committed meanwhile would go unnoticed until the plan expired. The UPDATE
-    waits for an advance holding the plan's row lock, so a concurrent advance cannot clear the wake-up.
-    """
-    now = timezone.now()
-    woken_plan_types = [
-        config.plan_type for config in PLAN_TYPES.values() if signal_type in config.objective_signal_types
-    ]
-    with transaction.atomic():
-        signal = AccountSignal.objects.create(
-            account_id=account_id, signal_type=signal_type, observed_at=observed_at or now, payload=payload or {}
-        )
-        if woken_plan_types:
-            RevenuePlan.objects.filter(
-                account_id=account_id, plan_type__in=woken_plan_types, plan_status=PlanStatus.ACTIVE
-            ).update(next_run_at=now)
-    return signal

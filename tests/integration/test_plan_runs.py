@@ -106,8 +106,8 @@ def test_a_renewal_committed_while_the_meeting_waits_completes_the_plan_with_obj
     wait_for(lambda: step_status(plan, MEETING) == StepStatus.PENDING_APPROVAL, timeout=60,
              what="the meeting to wait for approval")
     # when: the customer commits to the renewal
-    signal = services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED",
-                                    payload={"source": "crm", "deal": "renewal-2025"})
+    signal, _ = services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED",
+                                       payload={"source": "crm", "deal": "renewal-2025"})
     # then: the plan completes on its objective, and the steps it no longer needs never run: they are
     # closed with it (SKIPPED, one STEP_CLOSED entry each after the plan's)
     wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=60, what="the plan to complete")

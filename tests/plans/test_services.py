@@ -1,17 +1,15 @@
 """Service behaviour beyond the matrices: drafts, versions, step skip/approve, refusals that change nothing."""
-from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 from django.forms.models import model_to_dict
-from django.utils import timezone
 
 from plans import services
 from plans.errors import Conflict, NotFound, PolicyRefused, ValidationFailed
-from plans.models import AccountSignal, EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import PlanDraftInput, StepInput
-from tests.factories import AccountFactory, make_plan
+from tests.factories import make_plan
 
 MEETING, BRIEF, ESCALATE = "REQUEST_RENEWAL_MEETING", "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 
@@ -226,40 +224,3 @@ def test_approve_a_step_waiting_for_a_person(world):
     with pytest.raises(Conflict) as conflict:
         services.step_approve(plan_id=plan.id, step_id=meeting.step_id, user=world.seller)
     assert conflict.value.code == "STEP_NOT_AWAITING_APPROVAL"
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-
-def test_an_objective_signal_wakes_the_active_plans_it_may_complete_and_no_other(world):
-    # given
-    active = make_plan(account=world.account, status=PlanStatus.ACTIVE)
-    paused = make_plan(account=world.account, status=PlanStatus.PAUSED)
-    other_type = make_plan(account=world.account, status=PlanStatus.ACTIVE, plan_type="OTHER_TYPE")
-    elsewhere = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller), status=PlanStatus.ACTIVE)
-    before = timezone.now()
-
-    # when
-    signal = services.signal_record(account_id=world.account.id, signal_type="RENEWAL_COMMITTED",
-                                    payload={"source": "crm"})
-
-    # then
-    assert (signal.account_id, signal.signal_type, signal.payload) == (world.account.id, "RENEWAL_COMMITTED",
-                                                                        {"source": "crm"})
-    assert signal.observed_at >= before
-    next_run_at = dict(RevenuePlan.objects.values_list("id", "next_run_at"))
-    assert next_run_at[active.id] >= before  # the tick looks at it now
-    assert [next_run_at[plan.id] for plan in (paused, other_type, elsewhere)] == [None, None, None]
-
-
-def test_a_signal_no_objective_waits_for_wakes_nothing(world):
-    active = make_plan(account=world.account, status=PlanStatus.ACTIVE)
-    observed_at = timezone.now() - timedelta(hours=1)
-
-    signal = services.signal_record(account_id=world.account.id, signal_type="ACTION_EXECUTED",
-                                    observed_at=observed_at)
-
-    assert AccountSignal.objects.get().pk == signal.pk
-    assert (signal.observed_at, signal.payload) == (observed_at, {})
-    active.refresh_from_db()
-    assert active.next_run_at is None

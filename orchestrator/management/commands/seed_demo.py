@@ -17,7 +17,7 @@ from orchestrator.autonomy import services as autonomy
 from orchestrator.execution.models import ActionRoute, ConnectorName
 from plans import services
 from plans.lifecycle import NON_TERMINAL
-from plans.models import Account, AccountSignal, Membership, RevenuePlan, Role, Tenant
+from plans.models import Account, Membership, RevenuePlan, Role, Tenant
 from plans.proposals import renewal_defense_draft
 
 TENANTS = {
@@ -112,10 +112,11 @@ class Command(BaseCommand):
                     },
                 )
                 if index % SUPPORT_RISK_EVERY == 0:
-                    AccountSignal.objects.get_or_create(
-                        account=account,
-                        signal_type="SUPPORT_RISK",
-                        defaults={"payload": {"open_p1_tickets": 2}, "observed_at": timezone.now()},
+                    # Named by source and external id, as a support desk would: a re-run finds it.
+                    services.signal_record(
+                        account_id=account.id, signal_type="SUPPORT_RISK", source="seed_demo",
+                        external_id=f"{external_id}:support-risk", payload={"open_p1_tickets": 2},
+                        actor=services.SystemActor("seed_demo"),
                     )
                 accounts.append(account)
             for index, account in enumerate(accounts[:DRAFTS_PER_TENANT]):
