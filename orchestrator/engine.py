@@ -17,6 +17,7 @@ from django.utils import timezone
 from orchestrator import holds, metrics
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
+from orchestrator.execution.intents import step_intent_fields
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
 from plans import ledger, policy, services
@@ -216,15 +217,9 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         return None
     attempt = step.attempts + 1
     intent = intent_create(
-        tenant_id=plan.tenant_id,
-        account_id=plan.account_id,
-        action_type=step.action_type,
-        parameters=step.parameters,
-        expires_at=plan.expires_at,
+        **step_intent_fields(plan, step),  # the same mapping the step's preview is built from
         approved_by_id=approved_by_id,
         approving_policy="" if approved_by_id is not None else decision.policy_version,
-        plan_id=plan.id,
-        step_id=step.step_id,
         attempt=attempt,
         autonomy_decision=step_decision.as_dict(),
     )

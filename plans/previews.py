@@ -5,18 +5,34 @@ orchestrator registers its describer when its app is ready (OrchestratorConfig.r
 page, the inbox and the API ask through `previews_for`. Without a describer (plans/ on its own) steps
 have no preview, which every caller shows as "no preview".
 
-A preview is a JSON-serialisable dict: {"connector": name, "summary": a sentence a seller understands,
-"body": what would be sent (the event, the request body, the record's text), ...}; or, when the step
-cannot be described (its connector is not configured, say), {"connector": name or "", "summary": why,
-"unavailable": true}. Describing never sends anything and never writes a row.
+Only steps that have yet to run are described (PREVIEWED_STATUSES: PENDING, PENDING_APPROVAL); a
+finished step's effect is in its execution and the ledger. A preview is a JSON-serialisable dict,
+always with the same keys:
+
+- `connector`: "internal", "calendar" or "crm" (the tenant's route, else the catalogue's); "" when no
+  connector carries the action type out;
+- `summary`: a sentence a seller understands — what will be sent, where, and to whom;
+- `target`: where it goes, in a few words ("calendar revplan-acme-corp", "POST https://crm…/tasks",
+  "a brief on the account, in revplan"); "" when unavailable;
+- `body`: exactly what the connector would send, built by the code that sends it — the CRM request's
+  JSON body; the draft event's uid, summary, start, end (ISO 8601), description, status, calendar and
+  calendar_url; the internal record's kind, title and body. null when unavailable;
+- `unavailable`: true when the step cannot be described (its connector is not configured, a parameter
+  the connector would refuse): `summary` then says why and names the setting to fill in, never a value.
+
+Time-dependent parts are as of now: a meeting without a `start` parameter is put two weekdays after
+the step runs, and a renewal brief lists the account's latest signals when it is written.
+Describing never sends anything, never writes a row and never shows a secret (an API key, a password).
 """
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-from plans.models import PlanStep
+from plans.models import PlanStep, StepStatus
 
 Describer = Callable[[list[PlanStep]], dict[UUID, dict]]
 _describer: Describer | None = None
+
+PREVIEWED_STATUSES = frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL})
 
 
 def register(describer: Describer) -> None:
@@ -26,9 +42,9 @@ def register(describer: Describer) -> None:
 
 
 def previews_for(steps: Iterable[PlanStep]) -> dict[UUID, dict]:
-    """step_id -> preview for the given steps (their plans, accounts and tenants loaded by the caller,
-    in a constant number of queries however many steps)."""
-    steps = list(steps)
+    """step_id -> preview for those of the given steps that have yet to run (PREVIEWED_STATUSES), in a
+    constant number of queries however many steps; the others have none."""
+    steps = [step for step in steps if step.status in PREVIEWED_STATUSES]
     if _describer is None or not steps:
         return {}
     return _describer(steps)

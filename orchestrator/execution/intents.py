@@ -7,12 +7,47 @@ from django.db import IntegrityError, transaction
 
 from orchestrator.execution.models import ActionIntent
 from plans.errors import ValidationFailed
+from plans.models import PlanStep, RevenuePlan
 from plans.plan_types import get_action_type
 
 
 def effect_key_for(*, intent_id: UUID, plan_id: UUID | None, step_id: UUID | None) -> str:
     """Plan steps key by (plan, step), not attempt: a retry after an ambiguous failure finds the first effect."""
     return f"plan:{plan_id}:step:{step_id}" if plan_id else f"intent:{intent_id}"
+
+
+def intent_fields(*, tenant_id: UUID, account_id: UUID, action_type: str, expires_at: datetime,
+                  parameters: dict | None = None, plan_id: UUID | None = None, step_id: UUID | None = None) -> dict:
+    """An intent's identity and what it will do: its id, its effect key and the fields a connector reads."""
+    intent_id = uuid.uuid4()
+    return {
+        "id": intent_id,
+        "tenant_id": tenant_id,
+        "account_id": account_id,
+        "action_type": action_type,
+        "parameters": parameters or {},
+        "expires_at": expires_at,
+        "plan_id": plan_id,
+        "step_id": step_id,
+        "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
+    }
+
+
+def step_intent_fields(plan: RevenuePlan, step: PlanStep) -> dict:
+    """What a plan step's intent is made of: the engine's attempts and the previews both start here."""
+    return {"tenant_id": plan.tenant_id, "account_id": plan.account_id, "action_type": step.action_type,
+            "parameters": step.parameters, "expires_at": plan.expires_at, "plan_id": plan.id, "step_id": step.step_id}
+
+
+def step_intent_preview(plan: RevenuePlan, step: PlanStep) -> ActionIntent:
+    """The intent the step's next attempt would create, unsaved (nothing written): what a preview describes.
+
+    Its plan, tenant and account are the loaded `plan`'s, so describing it reads nothing more; its
+    created_at is None (the connectors then take "now", as the attempt made now would).
+    """
+    intent = ActionIntent(**intent_fields(**step_intent_fields(plan, step)))
+    intent.plan, intent.tenant, intent.account = plan, plan.tenant, plan.account
+    return intent
 
 
 def intent_create(
@@ -39,23 +74,17 @@ def intent_create(
         raise ValidationFailed("VALIDATION_ERROR", "An intent needs a person who approved it or an approving policy.")
     if (plan_id is None) != (step_id is None) or (plan_id is None) != (attempt is None):
         raise ValidationFailed("VALIDATION_ERROR", "plan_id, step_id and attempt go together.")
-    intent_id = uuid.uuid4()
     fields = {
-        "id": intent_id,
-        "tenant_id": tenant_id,
-        "account_id": account_id,
-        "action_type": action_type,
-        "parameters": parameters or {},
+        **intent_fields(tenant_id=tenant_id, account_id=account_id, action_type=action_type, expires_at=expires_at,
+                        parameters=parameters, plan_id=plan_id, step_id=step_id),
         "approved_by_id": approved_by_id,
         "approving_policy": approving_policy,
-        "expires_at": expires_at,
-        "effect_key": effect_key_for(intent_id=intent_id, plan_id=plan_id, step_id=step_id),
         "autonomy_decision": autonomy_decision or {},
     }
     if plan_id is None:
         return ActionIntent.objects.create(**fields)
     try:
         with transaction.atomic():
-            return ActionIntent.objects.create(plan_id=plan_id, step_id=step_id, attempt=attempt, **fields)
+            return ActionIntent.objects.create(attempt=attempt, **fields)
     except IntegrityError:
         return ActionIntent.objects.get(plan_id=plan_id, step_id=step_id, attempt=attempt)

@@ -85,8 +85,23 @@ class ExternalRef:
     ids: dict[str, str] = field(default_factory=dict)
 
 
+def described(connector: str, *, summary: str, body, target: str) -> dict:
+    """A preview (plans.previews): what the connector would send for the intent, and where."""
+    return {"connector": connector, "summary": summary, "target": target, "body": body, "unavailable": False}
+
+
+def not_describable(connector: str, error: PermanentError) -> dict:
+    """The preview of an intent the connector would refuse: our sentence (it names the setting to fill
+    in, never a value), no body."""
+    return {"connector": connector, "summary": str(error), "target": "", "body": None, "unavailable": True}
+
+
 class Connector(Protocol):
     name: str
+
+    def preview(self, intent: ActionIntent) -> dict:
+        """What execute would send for the intent (built by the same code), without sending anything or
+        writing a row: `described(...)`, or `not_describable(...)` when validate would refuse it."""
 
     def validate(self, intent: ActionIntent) -> None:
         """Raise PermanentError when the intent cannot be carried out by this connector."""

@@ -19,7 +19,9 @@ from orchestrator.execution.connectors.base import (
     ExternalRef,
     PermanentError,
     TransientError,
+    described,
     excerpt,
+    not_describable,
     wire_problem,
 )
 from orchestrator.execution.models import ActionIntent
@@ -57,23 +59,45 @@ def meeting_minutes(intent: ActionIntent) -> int:
     return raw
 
 
-def meeting_ical(intent: ActionIntent) -> str:
+def meeting_event(intent: ActionIntent) -> dict:
+    """The draft meeting's fields: what execute puts in the VEVENT and what the preview shows."""
     account = intent.account
     start = proposed_start(intent)
-    event = Event()
-    event.add("uid", event_uid(intent.effect_key))
-    event.add("dtstamp", timezone.now())
-    event.add("dtstart", start)
-    event.add("dtend", start + timedelta(minutes=meeting_minutes(intent)))
-    event.add("summary", intent.parameters.get("subject") or f"Renewal meeting: {account.name}")
     renewal = account.renewal_date.isoformat() if account.renewal_date else "unknown"
-    event.add("description", f"Draft by revplan (not sent). Account {account.name}; renewal date {renewal}.")
-    event.add("status", "TENTATIVE")
+    return {
+        "uid": event_uid(intent.effect_key),
+        "summary": intent.parameters.get("subject") or f"Renewal meeting: {account.name}",
+        "start": start,
+        "end": start + timedelta(minutes=meeting_minutes(intent)),
+        "description": f"Draft by revplan (not sent). Account {account.name}; renewal date {renewal}.",
+        "status": "TENTATIVE",
+    }
+
+
+def meeting_ical(intent: ActionIntent) -> str:
+    fields = meeting_event(intent)
+    event = Event()
+    event.add("uid", fields["uid"])
+    event.add("dtstamp", timezone.now())
+    event.add("dtstart", fields["start"])
+    event.add("dtend", fields["end"])
+    event.add("summary", fields["summary"])
+    event.add("description", fields["description"])
+    event.add("status", fields["status"])
     calendar = Calendar()
     calendar.add("prodid", "-//revplan//calendar connector//EN")
     calendar.add("version", "2.0")
     calendar.add_component(event)
     return calendar.to_ical().decode()
+
+
+def _when(start: datetime, end: datetime) -> str:
+    """The meeting's time in words, in UTC (a `start` given without a zone is sent, and shown, as given)."""
+    zone = " UTC" if start.tzinfo else " (local time of the calendar: the start names no zone)"
+    if start.tzinfo:
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %Y %H:%M}"
+    return f"{start:%a %d %b %Y}, {start:%H:%M} to {until}{zone}"
 
 
 def _classify(error: Exception, doing: str, *, timeout: float, resolver, password: str) -> ConnectorError:
@@ -175,6 +199,21 @@ class CalendarConnector:
             except (TypeError, ValueError):
                 raise PermanentError("The meeting's `start` parameter is not an ISO 8601 date-time.") from None
         meeting_minutes(intent)
+
+    def preview(self, intent: ActionIntent) -> dict:
+        try:
+            self.validate(intent)
+        except PermanentError as error:
+            return not_describable(self.name, error)
+        fields = meeting_event(intent)
+        when = _when(fields["start"], fields["end"])
+        if not intent.parameters.get("start"):
+            when += " (no start was given: two weekdays after the step runs, at 15:00 UTC)"
+        body = {**fields, "start": fields["start"].isoformat(), "end": fields["end"].isoformat(),
+                "calendar": self.calendar_id, "calendar_url": excerpt(self.calendar_url, secrets=(self.password,))}
+        return described(self.name, target=f"calendar {self.calendar_id}", body=body, summary=(
+            f'Drafts the tentative meeting "{fields["summary"]}" on {when} in calendar {self.calendar_id}. It has no '
+            "attendees, so no one is invited."))
 
     def execute(self, intent: ActionIntent) -> ExternalRef:
         self.validate(intent)

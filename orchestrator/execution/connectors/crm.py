@@ -6,7 +6,15 @@ error)."); the answer's body and the exception's text go to `detail`, which is l
 import httpx
 
 from orchestrator.execution.connectors import endpoints
-from orchestrator.execution.connectors.base import ExternalRef, PermanentError, TransientError, excerpt, wire_problem
+from orchestrator.execution.connectors.base import (
+    ExternalRef,
+    PermanentError,
+    TransientError,
+    described,
+    excerpt,
+    not_describable,
+    wire_problem,
+)
 from orchestrator.execution.models import ActionIntent
 
 SETTING_HINT = "set REVPLAN_CRM_BASE_URL, or base_url in the tenant's crm connector config"
@@ -15,6 +23,21 @@ _STATUS_PHRASES = {
     400: "request refused", 401: "credentials refused", 403: "not allowed", 404: "not found",
     409: "conflict", 422: "request refused", 429: "rate limited",
 }
+
+
+TASKS_PATH = "/tasks"
+
+
+def task_request_body(intent: ActionIntent) -> dict:
+    """The JSON body of the task request: what execute sends and the preview shows."""
+    account = intent.account
+    return {
+        "subject": intent.parameters.get("subject") or f"Support risk review for {account.name}",
+        "account_external_id": account.external_id,
+        "account_name": account.name,
+        "action_type": intent.action_type,
+        "details": intent.parameters,
+    }
 
 
 def _status_phrase(status: int) -> str:
@@ -121,21 +144,21 @@ class CrmConnector:
                                      detail=self._excerpt(str(error))) from error
         raise AssertionError("unreachable: _targets returns at least one target")
 
+    def preview(self, intent: ActionIntent) -> dict:
+        try:
+            self.validate(intent)
+        except PermanentError as error:
+            return not_describable(self.name, error)
+        body = task_request_body(intent)
+        # The URL as configured, credentials written into it masked; the api key is never shown.
+        target = f"POST {excerpt(self.base_url, secrets=(self.api_key,))}{TASKS_PATH}"
+        return described(self.name, target=target, body=body, summary=(
+            f'Creates the CRM task "{body["subject"]}" for {body["account_name"]} ({target}, with an '
+            "Idempotency-Key, so a retry finds the same task)."))
+
     def execute(self, intent: ActionIntent) -> ExternalRef:
         self.validate(intent)
-        account = intent.account
-        response = self._request(
-            "POST",
-            "/tasks",
-            intent,
-            json={
-                "subject": intent.parameters.get("subject") or f"Support risk review for {account.name}",
-                "account_external_id": account.external_id,
-                "account_name": account.name,
-                "action_type": intent.action_type,
-                "details": intent.parameters,
-            },
-        )
+        response = self._request("POST", TASKS_PATH, intent, json=task_request_body(intent))
         status = response.status_code
         if status in (200, 201):
             try:

@@ -1,10 +1,13 @@
 """The internal connector: draft tasks, notes and renewal briefs written to revplan's own database."""
 from django.db import connection
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from orchestrator.execution.connectors.base import ExternalRef, PermanentError
+from orchestrator.execution.connectors.base import ExternalRef, PermanentError, described, not_describable
 from orchestrator.execution.models import ActionIntent, InternalRecord, InternalRecordKind
+from plans.models import AccountSignal
 
 RECENT_SIGNALS_IN_BRIEF = 10
 
@@ -19,11 +22,23 @@ TITLES = {
 }
 
 
-def renewal_brief(intent: ActionIntent) -> dict:
-    """What a seller needs before the renewal call, built from the account's own data and signals."""
+def recent_signals(account_ids) -> dict:
+    """account id -> its RECENT_SIGNALS_IN_BRIEF latest signals, newest first, in one read for any
+    number of accounts (the brief of one execution, or a page of previews)."""
+    latest = Window(RowNumber(), partition_by=F("account_id"), order_by=[F("observed_at").desc(), F("id").desc()])
+    signals: dict = {account_id: [] for account_id in account_ids}
+    rows = (AccountSignal.objects.filter(account_id__in=list(signals)).annotate(rank=latest)
+            .filter(rank__lte=RECENT_SIGNALS_IN_BRIEF).order_by("account_id", "rank"))
+    for signal in rows:
+        signals[signal.account_id].append(signal)
+    return signals
+
+
+def renewal_brief(intent: ActionIntent, signals: list) -> dict:
+    """What a seller needs before the renewal call, built from the account's own data and `signals`
+    (its latest, from recent_signals)."""
     account = intent.account
     today = timezone.localdate()
-    signals = account.signals.order_by("-observed_at")[:RECENT_SIGNALS_IN_BRIEF]
     return {
         "account": {"name": account.name, "external_id": account.external_id},
         "renewal_date": account.renewal_date.isoformat() if account.renewal_date else None,
@@ -72,23 +87,54 @@ def _insert_once(intent: ActionIntent, *, kind: str, title: str, body: dict) -> 
     return row
 
 
+SUMMARIES = {
+    InternalRecordKind.BRIEF: 'Writes the renewal brief "{title}" into revplan: the account\'s renewal date, owner, '
+                              "posture and its {signals} latest signals. Nothing leaves revplan.",
+    InternalRecordKind.TASK: 'Writes the task "{title}" into revplan, for the support lead. Nothing leaves revplan.',
+    InternalRecordKind.NOTE: 'Writes the note "{title}" into revplan. Nothing leaves revplan.',
+}
+
+
 class InternalConnector:
     name = "internal"
 
-    def __init__(self, settings: dict | None = None):
+    def __init__(self, settings: dict | None = None, *, signals_by_account: dict | None = None):
+        """`signals_by_account`: recent_signals of the accounts, read once for a page of previews;
+        without it the brief reads its account's own."""
         self.settings = settings or {}
+        self.signals_by_account = signals_by_account
+
+    def _record(self, intent: ActionIntent) -> tuple[str, str, dict]:
+        """The record execute writes: (kind, title, body). The preview shows exactly this."""
+        kind = KIND_BY_ACTION_TYPE.get(intent.action_type, InternalRecordKind.NOTE)
+        title = TITLES.get(intent.action_type, "{action}: {account}").format(
+            account=intent.account.name, action=intent.action_type
+        )
+        if kind == InternalRecordKind.BRIEF:
+            signals = (self.signals_by_account if self.signals_by_account is not None
+                       else recent_signals([intent.account_id])).get(intent.account_id, [])
+            body = renewal_brief(intent, signals)
+        else:
+            body = {"parameters": intent.parameters}
+        return kind, title[:300], body
 
     def validate(self, intent: ActionIntent) -> None:
         if intent.account.tenant_id != intent.tenant_id:
             raise PermanentError("The intent's account belongs to another tenant.")
 
+    def preview(self, intent: ActionIntent) -> dict:
+        try:
+            self.validate(intent)
+        except PermanentError as error:
+            return not_describable(self.name, error)
+        kind, title, body = self._record(intent)
+        summary = SUMMARIES[kind].format(title=title, signals=len(body.get("recent_signals", ())))
+        return described(self.name, summary=summary, target=f"a {kind.lower()} on the account, in revplan",
+                         body={"kind": kind, "title": title, "body": body})
+
     def execute(self, intent: ActionIntent) -> ExternalRef:
-        kind = KIND_BY_ACTION_TYPE.get(intent.action_type, InternalRecordKind.NOTE)
-        title = TITLES.get(intent.action_type, "{action}: {account}").format(
-            account=intent.account.name, action=intent.action_type
-        )
-        body = renewal_brief(intent) if kind == InternalRecordKind.BRIEF else {"parameters": intent.parameters}
-        record_id, record_kind = _insert_once(intent, kind=kind, title=title[:300], body=body)
+        kind, title, body = self._record(intent)
+        record_id, record_kind = _insert_once(intent, kind=kind, title=title, body=body)
         return ExternalRef(self.name, {"record_id": str(record_id), "kind": record_kind})
 
     def compensate(self, intent: ActionIntent, ref: ExternalRef) -> None:
