@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
 from revplan.api import accounts, autonomy, executions, plans
+from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 
 
@@ -42,6 +43,11 @@ urlpatterns = [
     path("autopilot/timeline/", autonomy.AutopilotTimelineView.as_view(), name="autopilot-timeline"),
     path("autopilot/digests/", autonomy.DigestListView.as_view(), name="autopilot-digests"),
     path("ledger/export/", autonomy.LedgerExportView.as_view(), name="ledger-export"),
+    path("integration-tokens/", tokens.IntegrationTokenListCreateView.as_view(), name="integration-token-list"),
+    path("integration-tokens/<uuid:token_id>/rotate/", tokens.IntegrationTokenRotateView.as_view(),
+         name="integration-token-rotate"),
+    path("integration-tokens/<uuid:token_id>/revoke/", tokens.IntegrationTokenRevokeView.as_view(),
+         name="integration-token-revoke"),
     # Published without the slash before the HTTP layer was unified.
     path("accounts/<uuid:account_id>/executions", legacy(executions.AccountExecutionsView).as_view()),
     path("actions/<uuid:intent_id>/status", legacy(executions.ActionStatusView).as_view()),

@@ -14,7 +14,8 @@ from django.utils import timezone
 from orchestrator.autonomy.models import AutonomyDigest
 from orchestrator.execution.models import ActionIntent
 from orchestrator.execution.service import ExecutionService, intent_create
-from plans.models import AccountSignal, PlanLedgerEntry, PlanStatus, RevenuePlan
+from plans import services
+from plans.models import AccountSignal, IntegrationToken, PlanLedgerEntry, PlanStatus, RevenuePlan
 from tests.api.helpers import client_for
 from tests.factories import make_plan
 
@@ -58,6 +59,8 @@ def tenant_b(other_world):
     AccountSignal.objects.create(account=other_world.account, signal_type="SUPPORT_RISK", observed_at=timezone.now())
     AutonomyDigest.objects.create(tenant=other_world.tenant, day=date.today(), summary={"marker": MARKER},
                                   text=MARKER)
+    token, _ = services.integration_token_create(tenant_id=other_world.tenant.id, name=MARKER,
+                                                 user=other_world.admin)
     return {
         "world": other_world,
         "plan_id": plan.id,
@@ -65,6 +68,7 @@ def tenant_b(other_world):
         "account_id": other_world.account.id,
         "intent_id": intent.id,
         "action_type": "PREP_RENEWAL_BRIEF",
+        "token_id": token.pk,
     }
 
 
@@ -74,6 +78,7 @@ def b_state(tenant_b) -> tuple:
         list(RevenuePlan.objects.filter(tenant_id=tenant_id).values_list("id", "version", "plan_status")),
         PlanLedgerEntry.objects.filter(tenant_id=tenant_id).count(),
         list(ActionIntent.objects.filter(tenant_id=tenant_id).values_list("id", "status")),
+        list(IntegrationToken.objects.filter(tenant_id=tenant_id).values_list("id", "revoked_at")),
     )
 
 
