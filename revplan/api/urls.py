@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from revplan.api import accounts, autonomy, executions, plans
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
+from revplan.api.inbox import InboxView
 
 
 def legacy(view_class):
@@ -16,6 +17,7 @@ def legacy(view_class):
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
+    path("inbox/", InboxView.as_view(), name="inbox"),
     path("plans/", plans.PlanListCreateView.as_view(), name="plan-list"),
     path("plans/propose/", plans.PlanProposeView.as_view(), name="plan-propose"),
     path("plans/<uuid:plan_id>/", plans.PlanDetailView.as_view(), name="plan-detail"),
