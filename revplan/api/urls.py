@@ -2,7 +2,7 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
-from revplan.api import accounts, autonomy, executions, plans
+from revplan.api import accounts, autonomy, executions, plans, signals
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 from revplan.api.inbox import InboxView
@@ -36,6 +36,7 @@ urlpatterns = [
     path("accounts/<uuid:account_id>/", accounts.AccountDetailView.as_view(), name="account-detail"),
     path("accounts/<uuid:account_id>/executions/", executions.AccountExecutionsView.as_view(),
          name="account-executions"),
+    path("accounts/<uuid:account_id>/signals/", signals.AccountSignalsView.as_view(), name="account-signals"),
     path("actions/<uuid:intent_id>/status/", executions.ActionStatusView.as_view(), name="action-status"),
     path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
     path("autonomy/", autonomy.AutonomySettingsView.as_view(), name="autonomy-settings"),
