@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from plans import admin_views, console, services, why
+from plans.admin_inbox import inbox as inbox_page
 from plans.authority import APPROVERS, Verb, denial
 from plans.errors import DomainError
 from plans.models import (
@@ -44,6 +45,8 @@ from plans.services.tenancy import require_an_admin_stays, require_joinable
 admin.site.site_header = "revplan"
 admin.site.site_title = "revplan"
 admin.site.index_title = "Plans, approvals and the ledger"
+# The index is the approvers' landing page: what needs their input first (plans.admin_inbox).
+admin.site.index_template = "admin/plans/index.html"
 
 
 def administered_tenants(user):
@@ -315,6 +318,7 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
 
         return [
             path("open/", wrap(admin_views.open_plans), name="plans_revenueplan_open"),
+            path("inbox/", wrap(inbox_page), name="plans_revenueplan_inbox"),
             path("<uuid:object_id>/act/<slug:action>/", wrap(admin_views.plan_action),
                  name="plans_revenueplan_action"),
             path("<uuid:object_id>/steps/<uuid:step_id>/<slug:action>/", wrap(admin_views.step_action),
