@@ -5,8 +5,8 @@ orchestrator registers its describer when its app is ready (OrchestratorConfig.r
 page, the inbox and the API ask through `previews_for`. Without a describer (plans/ on its own) steps
 have no preview, which every caller shows as "no preview".
 
-Only steps that have yet to run are described (PREVIEWED_STATUSES: PENDING, PENDING_APPROVAL); a
-finished step's effect is in its execution and the ledger. A preview is a JSON-serialisable dict,
+Only steps that have yet to run are described (PREVIEWED_STATUSES: PENDING, PENDING_APPROVAL, of a plan
+that has not ended); a finished step's effect is in its execution and the ledger. A preview is a JSON-serialisable dict,
 always with the same keys:
 
 - `connector`: "internal", "calendar" or "crm" (the tenant's route, else the catalogue's); "" when no
@@ -27,6 +27,7 @@ Describing never sends anything, never writes a row and never shows a secret (an
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
+from plans.lifecycle import TERMINAL
 from plans.models import PlanStep, StepStatus
 
 Describer = Callable[[list[PlanStep]], dict[UUID, dict]]
@@ -41,10 +42,16 @@ def register(describer: Describer) -> None:
     _describer = describer
 
 
+def _of_an_ended_plan(step: PlanStep) -> bool:
+    """Known without a query: the step's plan is loaded (a prefetch sets it) and has ended. The describer
+    leaves out the other steps of ended plans once it has read their plans."""
+    return PlanStep.plan.is_cached(step) and step.plan.plan_status in TERMINAL
+
+
 def previews_for(steps: Iterable[PlanStep]) -> dict[UUID, dict]:
-    """step_id -> preview for those of the given steps that have yet to run (PREVIEWED_STATUSES), in a
-    constant number of queries however many steps; the others have none."""
-    steps = [step for step in steps if step.status in PREVIEWED_STATUSES]
+    """step_id -> preview for those of the given steps that have yet to run (PREVIEWED_STATUSES, of a
+    plan that has not ended), in a constant number of queries however many steps; the others have none."""
+    steps = [step for step in steps if step.status in PREVIEWED_STATUSES and not _of_an_ended_plan(step)]
     if _describer is None or not steps:
         return {}
     return _describer(steps)

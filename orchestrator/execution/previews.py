@@ -13,6 +13,7 @@ from orchestrator.execution.connectors.base import PermanentError, not_describab
 from orchestrator.execution.connectors.internal import KIND_BY_ACTION_TYPE, recent_signals
 from orchestrator.execution.intents import step_intent_preview
 from orchestrator.execution.models import ConnectorName, InternalRecordKind
+from plans.lifecycle import TERMINAL
 from plans.models import PlanStep, RevenuePlan
 
 logger = logging.getLogger(__name__)
@@ -21,9 +22,12 @@ UNDESCRIBABLE = "This step could not be described; what it sends will be in the 
 
 
 def describe_steps(steps: list[PlanStep]) -> dict[UUID, dict]:
-    """step_id -> preview (plans.previews' shape) for each of `steps`."""
+    """step_id -> preview (plans.previews' shape) for each of `steps` whose plan has not ended."""
     plans = RevenuePlan.objects.select_related("tenant", "account__owner").in_bulk({step.plan_id for step in steps})
-    table = routing_table({plan.tenant_id for plan in plans.values()})
+    steps = [step for step in steps if plans[step.plan_id].plan_status not in TERMINAL]  # they will not run
+    if not steps:
+        return {}
+    table = routing_table({plans[step.plan_id].tenant_id for step in steps})
     routes: dict[UUID, tuple] = {}
     previews: dict[UUID, dict] = {}
     for step in steps:

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution.selectors import latest_step_executions
-from plans import proposals, selectors, services, why
+from plans import previews, proposals, selectors, services, why
 from plans.models import EventType, PauseLayer, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.plan_types import PLAN_TYPES
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
@@ -42,6 +42,8 @@ def plan_payloads(plans) -> list[dict]:
     plans = list(plans)
     executions = latest_step_executions(plans)
     blocked_by = blocked_by_for(plans, now=timezone.now(), executions=executions)
+    # What each step yet to run will send: one describer call for the whole page.
+    step_previews = previews.previews_for(step for plan in plans for step in plan.steps.all())
     payloads = []
     for plan in plans:
         steps = list(plan.steps.all())
@@ -52,6 +54,7 @@ def plan_payloads(plans) -> list[dict]:
         for step in wire["steps"]:
             step["latest_execution"] = executions.get((plan.id, step["step_id"]))
             step["approval"] = step_approvals[step["step_id"]]
+            step["preview"] = step_previews.get(step["step_id"])
         wire["blocked_by"] = blocked_by[plan.id]
         wire["pause_layers"] = [pause_layer_payload(layer) for layer in open_layers_of(plan)]
         payloads.append(wire)

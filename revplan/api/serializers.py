@@ -80,6 +80,27 @@ class ApprovalSerializer(serializers.Serializer):
     changed_since = ApprovalChangeSerializer(many=True, help_text="What changed since the approval, field by field.")
 
 
+class StepPreviewSerializer(serializers.Serializer):
+    """What the step will send when it runs, described by its connector without sending (plans.previews)."""
+
+    connector = serializers.ChoiceField(choices=["internal", "calendar", "crm", ""], help_text=(
+        "The connector that will carry it out (the tenant's route, else the catalogue's); blank when none does."))
+    summary = serializers.CharField(help_text=(
+        "A sentence: what will be sent, where and to whom; when unavailable, why, naming the setting to fill in."))
+    target = serializers.CharField(allow_blank=True, help_text=(
+        "Where it goes: the calendar, the CRM request line (POST <base_url>/tasks), a record in revplan; blank "
+        "when unavailable."))
+    body = serializers.JSONField(allow_null=True, help_text=(
+        "Exactly what would be sent, built by the code that sends it. crm: the task request's JSON body "
+        "(subject, account_external_id, account_name, action_type, details). calendar: the draft event's uid, "
+        "summary, start, end (ISO 8601), description, status (TENTATIVE), calendar and calendar_url. internal: "
+        "the record's kind, title and body. A meeting without a start parameter is put two weekdays after the "
+        "step runs; a brief lists the account's latest signals when written. null when unavailable. Never a "
+        "secret."))
+    unavailable = serializers.BooleanField(help_text=(
+        "True when the step cannot be described (its connector is not configured, or would refuse a parameter)."))
+
+
 class PlanStepV1Serializer(serializers.Serializer):
     step_id = serializers.UUIDField()
     sequence = serializers.IntegerField(min_value=0)
@@ -103,6 +124,9 @@ class PlanStepV1Serializer(serializers.Serializer):
     latest_execution = ActionIntentSerializer(
         allow_null=True, help_text="The execution of the current attempt (attempt = attempts); null before any."
     )
+    preview = StepPreviewSerializer(allow_null=True, help_text=(
+        "What the step will send, for a step yet to run (PENDING, PENDING_APPROVAL), so a person approves what "
+        "will be sent; null for the others."))
 
 
 class StopReasonSerializer(serializers.Serializer):

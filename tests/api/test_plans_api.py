@@ -258,7 +258,7 @@ def test_detail_is_revenue_plan_v1_with_each_steps_current_execution(world):
     # the plan part round-trips into the pydantic wire model
     plan_part = {key: value for key, value in body.items() if key not in ("blocked_by", "approval", "pause_layers")}
     RevenuePlanV1.model_validate({**plan_part, "steps": [
-        {key: value for key, value in step.items() if key not in ("latest_execution", "approval")}
+        {key: value for key, value in step.items() if key not in ("latest_execution", "approval", "preview")}
         for step in body["steps"]]})
     by_type = {step["action_type"]: step for step in body["steps"]}
     current = ActionIntent.objects.get(plan=plan, step_id=meeting.step_id, attempt=2)

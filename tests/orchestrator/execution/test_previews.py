@@ -23,7 +23,7 @@ from orchestrator.execution.models import (
     InternalRecord,
 )
 from orchestrator.execution.service import intent_create
-from plans.models import AccountSignal, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
+from plans.models import AccountSignal, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.previews import previews_for
 from tests.factories import AccountFactory, SignalFactory, make_plan
 
@@ -194,6 +194,16 @@ def test_only_steps_yet_to_run_are_described(world, radicale, calendar_for):
     previews = previews_for(plan.steps.all())
 
     assert set(previews) == {brief.step_id, escalate.step_id}
+
+
+def test_the_steps_of_an_ended_plan_are_not_described(world):
+    plan = make_plan(account=world.account, status=PlanStatus.ABORTED, action_types=(MEETING, BRIEF))
+    loaded = RevenuePlan.objects.prefetch_related("steps").get(pk=plan.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert previews_for(loaded.steps.all()) == {}  # the prefetch set each step's plan: no query
+    assert len(queries) == 0
+    assert previews_for(PlanStep.objects.filter(plan=plan)) == {}  # read by the describer, then left out
 
 
 # --- describing sends nothing and writes nothing ---------------------------------------------------
