@@ -455,3 +455,6 @@ for model, model_admin in ((get_user_model(), ScopedUserAdmin), (Group, Superuse
 if apps.is_installed("rest_framework.authtoken") and admin.site.is_registered(
         token_model := apps.get_model("authtoken", "TokenProxy")):
     admin.site.unregister(token_model)
+
+# Integration tokens: a tenant admin's page of their own (registered on import).
+from plans import admin_tokens  # noqa: E402, F401

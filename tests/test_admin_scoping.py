@@ -98,6 +98,7 @@ def demo_rows_for(tenant: Tenant) -> None:
     AutonomyUsage.objects.create(tenant=tenant, day=now.date(), account=account, used=1)
     TenantAutonomy.objects.get_or_create(tenant=tenant)
     ActionTypeAutonomy.objects.get_or_create(tenant=tenant, action_type="PREP_RENEWAL_BRIEF")
+    services.integration_token_create(tenant_id=tenant.id, name=f"crm sync of {tenant.slug}", user=admin_user)
 
 
 @pytest.fixture
