@@ -141,6 +141,7 @@ def may_change_owner(user, account: Account) -> bool:
 
 class AccountOwnerForm(forms.Form):
     new_owner = forms.ModelChoiceField(queryset=None, label="New owner")
+    reason = forms.CharField(max_length=1000, label="Reason", help_text="Kept in the ledger with the change.")
 
     def __init__(self, *args, account: Account, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,7 +159,8 @@ def account_owner(model_admin, request: HttpRequest, object_id: UUID) -> HttpRes
         if form.is_valid():
             new_owner = form.cleaned_data["new_owner"]
             try:
-                services.account_transfer(account_id=account.id, new_owner_id=new_owner.pk, user=request.user)
+                services.account_transfer(account_id=account.id, new_owner_id=new_owner.pk, user=request.user,
+                                          reason=form.cleaned_data["reason"])
             except DomainError as error:
                 messages.error(request, refusal_message(error))
             else:

@@ -26,6 +26,8 @@ class Verb(StrEnum):
     TRANSFER_ACCOUNT = "transfer_account"
     # Tell revplan what happened to an account (a renewal committed, a support risk): plans.signals.
     RECORD_SIGNAL = "record_signal"
+    CANCEL_ACTION = "cancel_action"
+    COMPENSATE_ACTION = "compensate_action"
     ADMINISTER = "administer"
     # Create, rotate, revoke a tenant's integration tokens: a credential that writes into the tenant.
     MANAGE_INTEGRATION_TOKENS = "manage_integration_tokens"
@@ -34,8 +36,9 @@ class Verb(StrEnum):
 APPROVERS = frozenset({Role.PLAN_APPROVER, Role.TENANT_ADMIN})
 
 # Verbs the plan's owner may use whatever their role (a VIEWER never owns plans: see owner_roles).
+# Cancelling a step's attempt before it runs holds the plan like a pause, so it is a pause's people.
 OWNER_VERBS = frozenset({Verb.APPROVE_STEP, Verb.PAUSE, Verb.RESUME, Verb.REVISE, Verb.SKIP_STEP, Verb.RETRY_STEP,
-                         Verb.ABORT})
+                         Verb.ABORT, Verb.CANCEL_ACTION})
 # Roles that may own accounts and plans.
 OWNER_ROLES = frozenset({Role.SELLER, Role.PLAN_APPROVER, Role.TENANT_ADMIN})
 
@@ -77,6 +80,11 @@ def denial(verb: Verb, *, role: Role, user_id: int, subject: Subject = Subject()
         if role in APPROVERS:
             return None
         return Reason(NOT_ALLOWED, "Only a plan approver or a tenant admin may change an account's owner.")
+    if verb == Verb.COMPENSATE_ACTION:
+        # Undoing reaches into other systems (deletes a CRM task, a meeting): a tenant admin's call.
+        if role == Role.TENANT_ADMIN:
+            return None
+        return Reason(NOT_ALLOWED, "Only a tenant admin may undo what an action did.")
     if verb == Verb.RECORD_SIGNAL:
         if role in OWNER_ROLES:
             return None

@@ -4,13 +4,14 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from orchestrator.execution.models import ActionIntent
+from plans.errors import NotFound
 from plans.selectors import visible_to
 
 
 def intents_for_user(user) -> QuerySet[ActionIntent]:
     """Intents of the caller's tenants, newest first, with their connector tries (one extra query a page)."""
     return (
-        visible_to(ActionIntent.objects.all(), user)
+        visible_to(ActionIntent.objects.select_related("plan"), user)  # the plan: its status ends `outcome`
         .prefetch_related("execution_attempts")
         .order_by("-created_at", "id")
     )
@@ -33,3 +34,12 @@ def latest_step_executions(plans) -> dict[tuple[UUID, UUID], ActionIntent]:
         for intent in intents
         if current_attempts.get((intent.plan_id, intent.step_id)) == intent.attempt
     }
+
+
+def intent_for_user(user, intent_id) -> ActionIntent:
+    """One intent of the caller's tenants (with its account and tenant), or NotFound: another tenant's is unknown."""
+    intent = visible_to(ActionIntent.objects.select_related("account__owner", "tenant"), user).filter(
+        pk=intent_id).first()
+    if intent is None:
+        raise NotFound("NOT_FOUND", "The action does not exist.")
+    return intent

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from orchestrator.execution import compensation
 from orchestrator.execution.connectors import ExternalRef, PermanentError, TransientError, build_connector
 from orchestrator.execution.connectors.base import ConnectorError
 from orchestrator.execution.intents import effect_key_for, intent_create
@@ -226,21 +227,12 @@ class ExecutionService:
         return intent
 
     def compensate(self, intent_id: UUID, *, actor: str) -> ActionIntent:
-        """Undo a succeeded intent's effect through its connector (for the reversible connectors)."""
-        intent = self._load(intent_id)
-        if intent.status != IntentStatus.SUCCEEDED or intent.compensated_at:
-            raise Conflict("INTENT_NOT_COMPENSABLE", "Only a SUCCEEDED intent that was not undone can be undone.")
-        connector = build_connector(intent)
-        connector.compensate(intent, ExternalRef(intent.connector, intent.external_ids))
-        with transaction.atomic():
-            self._lock_chain(intent)
-            updated = ActionIntent.objects.filter(pk=intent_id, compensated_at__isnull=True).update(
-                compensated_at=self.clock()
-            )
-            intent = self._load(intent_id)
-            if updated:
-                ledger.action_compensated(intent, actor=actor)
-        return intent
+        """Undo a succeeded intent's effect through its connector (compensation.compensate: the reversible
+        connectors; Conflict for one that cannot be undone, CompensationFailed when the connector failed)."""
+        undo = compensation.compensate(self._load(intent_id), actor=actor, clock=self.clock)
+        if not undo.undone:
+            raise compensation.CompensationFailed(compensation.COMPENSATION_FAILED, f"{undo.reason}.")
+        return undo.intent
 
     # --- the claim -------------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ Callers use `from plans import ledger` and the names below; entries are written 
 event writers, never by appending directly (STYLE §5).
 """
 from plans.ledger.action_events import (
+    COMPENSATION_FAILED,
     action_blocked,
     action_cancelled,
     action_compensated,
+    action_compensation_failed,
     action_executed,
     action_expired,
     action_failed,
@@ -59,6 +61,7 @@ from plans.ledger.token_events import (
 from plans.ledger.verify import VerifyReport, verify_ledger
 
 __all__ = [
+    "COMPENSATION_FAILED",
     "DIGEST_OVERLAP",
     "GENESIS_HASH",
     "STOP_EVENTS",
@@ -67,6 +70,7 @@ __all__ = [
     "action_blocked",
     "action_cancelled",
     "action_compensated",
+    "action_compensation_failed",
     "action_executed",
     "action_expired",
     "action_failed",

@@ -69,16 +69,32 @@ def action_expired(intent, *, actor: str):
     )
 
 
-def action_cancelled(intent, *, actor: str):
+def action_cancelled(intent, *, actor: str, reason: str = ""):
+    because = f": {reason.rstrip('.')}" if reason else ""
     return _intent_entry(
         intent, EventType.ACTION_CANCELLED, actor=actor, reason_code="CANCELLED",
-        explanation=f"{intent.action_type} was cancelled before it ran.", data={},
+        explanation=f"{intent.action_type} was cancelled before it ran{because}.", data={"reason": reason},
     )
 
 
-def action_compensated(intent, *, actor: str):
+def action_compensated(intent, *, actor: str, reason: str = ""):
+    because = f" ({reason.rstrip('.')})" if reason else ""
     return _intent_entry(
         intent, EventType.ACTION_COMPENSATED, actor=actor, reason_code="COMPENSATED",
-        explanation=f"{intent.action_type} was undone through the {intent.connector} connector.",
-        data={"external_ids": intent.external_ids},
+        explanation=f"{intent.action_type} was undone through the {intent.connector} connector{because}.",
+        data={"external_ids": intent.external_ids, "reason": reason},
+    )
+
+
+# No event type of its own yet (a new one needs a plans migration): an ACTION_FAILED entry whose reason
+# code says it was the undo that failed. `failure` is the connector's classified sentence, never its raw text.
+COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+
+def action_compensation_failed(intent, *, actor: str, failure: str):
+    return _intent_entry(
+        intent, EventType.ACTION_FAILED, actor=actor, reason_code=COMPENSATION_FAILED,
+        explanation=f"{intent.action_type} could not be undone through the {intent.connector} connector: "
+                    f"{failure.rstrip('.')}. Its effect stands.",
+        data={"undo": True, "failure_reason": failure, "external_ids": intent.external_ids},
     )

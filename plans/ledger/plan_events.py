@@ -94,15 +94,18 @@ def activation_blocked(plan: RevenuePlan, *, actor: str, reasons: Iterable[Reaso
     )
 
 
-def plan_owner_changed(plan: RevenuePlan, *, actor: str, old_owner_id, new_owner_id) -> PlanLedgerEntry:
+def plan_owner_changed(plan: RevenuePlan, *, actor: str, old_owner_id, new_owner_id, reason: str = ""
+                       ) -> PlanLedgerEntry:
+    because = f": {reason.rstrip('.')}" if reason else ""
     return append(
         tenant_id=plan.tenant_id,
         plan_id=plan.id,
         event_type=EventType.PLAN_OWNER_CHANGED,
         actor=actor,
         reason_code="OWNERSHIP_CHANGED",
-        explanation=f"The account changed owner; the plan moved from user {old_owner_id} to user {new_owner_id}.",
-        data={"old_owner_id": old_owner_id, "new_owner_id": new_owner_id, "plan": snapshot(plan)},
+        explanation=f"The account changed owner; the plan moved from user {old_owner_id} to user "
+                    f"{new_owner_id}{because}.",
+        data={"old_owner_id": old_owner_id, "new_owner_id": new_owner_id, "reason": reason, "plan": snapshot(plan)},
     )
 
 

@@ -10,18 +10,21 @@ from plans.models import EventType, PlanLedgerEntry
 DIGEST_OVERLAP = timedelta(hours=1)
 
 
-def account_owner_changed(account, *, actor: str, old_owner_id, new_owner_id, plan_ids: list) -> PlanLedgerEntry:
+def account_owner_changed(account, *, actor: str, old_owner_id, new_owner_id, plan_ids: list,
+                          reason: str = "") -> PlanLedgerEntry:
+    because = f": {reason.rstrip('.')}" if reason else ""
     return append(
         tenant_id=account.tenant_id,
         plan_id=None,
         event_type=EventType.ACCOUNT_OWNER_CHANGED,
         actor=actor,
         reason_code="OWNERSHIP_CHANGED",
-        explanation=f"Account {account.name} moved from user {old_owner_id} to user {new_owner_id}.",
+        explanation=f"Account {account.name} moved from user {old_owner_id} to user {new_owner_id}{because}.",
         data={
             "account_id": str(account.id),
             "old_owner_id": old_owner_id,
             "new_owner_id": new_owner_id,
+            "reason": reason,
             "plan_ids": [str(plan_id) for plan_id in plan_ids],
         },
     )

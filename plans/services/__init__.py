@@ -35,6 +35,7 @@ from plans.services.common import (
     VERSION_CONFLICT,
     SystemActor,
     require_admin,
+    require_may_act_on_action,
 )
 from plans.services.drafts import plan_edit, plan_propose, require_may_propose
 from plans.services.integration_tokens import (
@@ -53,6 +54,7 @@ from plans.services.pauses import (
     STEP_FAILED,
     pause_layer_add_locked,
     pause_layers_lift_locked,
+    plan_hold_after_cancel_locked,
     plan_pause,
     plan_resume,
 )
@@ -101,6 +103,7 @@ __all__ = [
     "plan_activate_locked",
     "plan_approve",
     "plan_edit",
+    "plan_hold_after_cancel_locked",
     "plan_pause",
     "plan_pause_by_policy",
     "plan_propose",
@@ -110,6 +113,7 @@ __all__ = [
     "plan_settle_locked",
     "plan_transition",
     "require_admin",
+    "require_may_act_on_action",
     "require_may_propose",
     "signal_record",
     "signals_import",

@@ -58,6 +58,16 @@ def require_on_plan(verb: Verb, *, user, plan: RevenuePlan) -> Membership:
     return require_authority(verb, user=user, tenant_id=plan.tenant_id, subject=plan_subject(plan), what="plan")
 
 
+def require_may_act_on_action(verb: Verb, *, user, tenant_id: UUID, plan: RevenuePlan | None = None,
+                              account_owner_id: int | None = None) -> Membership:
+    """Cancel or compensate an action intent: a plan step's under the plan's rules (its owner counts), a
+    standalone one's with the account's owner in the plan owner's place. 404 for a non-member."""
+    if plan is not None:
+        return require_on_plan(verb, user=user, plan=plan)
+    return require_authority(verb, user=user, tenant_id=tenant_id, what="action",
+                             subject=Subject(account_owner_id=account_owner_id, plan_owner_id=account_owner_id))
+
+
 def require_move(plan: RevenuePlan, move: Move) -> None:
     if not can_move(plan.plan_status, move):
         raise Conflict(

@@ -135,17 +135,22 @@ def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) ->
             refusal = gate_refusal(result, attempted="approve")
         else:
             actor = ledger.user_actor(user)
+            editors = list(plan.edited_by_since_approval)  # the approval below clears them
             _reset_changed_failed_steps(plan, steps, actor=actor)
             approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
+            outcome = {"outcome": IDEA_EDITED, "edited_by": editors} if editors else {}
             plan_transition(
                 plan,
                 Move.APPROVE,
                 actor=actor,
                 reason_code="APPROVED",
-                explanation=f"Approved by {user.get_username()} ({membership.role}).",
-                facts={"risk_level": plan.risk_level, "approver_role": membership.role},
+                explanation=f"Approved by {user.get_username()} ({membership.role})"
+                            + (" after people edited it." if editors else "."),
+                facts={"risk_level": plan.risk_level, "approver_role": membership.role, **outcome},
                 steps=steps,
             )
+            if editors:
+                _idea_outcome(plan, IDEA_EDITED, observed_at=now, approved_by=user.pk, edited_by=editors)
     if refusal:
         raise_committed_refusal(refusal)
     return plan
@@ -189,8 +194,35 @@ def plan_revise(*, plan_id: UUID, user, reason: str = "", expected_version: int 
 
 
 def plan_abort(*, plan_id: UUID, user, reason: str, expected_version: int | None = None) -> RevenuePlan:
+    """Any non-terminal plan → ABORTED, with the person's reason. Aborting a DRAFT rejects what was proposed:
+    its entry and an IDEA_REJECTED signal (the outcome taxonomy, DESIGN §5) keep the reason, for the digest
+    and for later proposals."""
     if not reason or not reason.strip():
         raise ValidationFailed("VALIDATION_ERROR", "An abort needs a reason.")
-    return _move_by_person(plan_id=plan_id, user=user, verb=Verb.ABORT, move=Move.ABORT,
-                           expected_version=expected_version, reason_code="ABORTED_BY_USER",
-                           explanation=reason.strip())
+    reason = reason.strip()
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        require_on_plan(Verb.ABORT, user=user, plan=plan)
+        require_move(plan, Move.ABORT)
+        require_version(plan, expected_version)
+        rejected = plan.plan_status == PlanStatus.DRAFT
+        plan_transition(plan, Move.ABORT, actor=ledger.user_actor(user), reason_code="ABORTED_BY_USER",
+                        explanation=reason, facts={"outcome": IDEA_REJECTED, "reason": reason} if rejected else None)
+        if rejected:
+            _idea_outcome(plan, IDEA_REJECTED, observed_at=plan.aborted_at, rejected_by=user.pk, reason=reason)
+    return plan
+
+
+# The outcome taxonomy's names for what people did with a proposed plan (DESIGN §5; plans.signals).
+IDEA_REJECTED = "IDEA_REJECTED"
+IDEA_EDITED = "IDEA_EDITED"
+
+
+def _idea_outcome(plan: RevenuePlan, outcome: str, *, observed_at, **details) -> None:
+    """The outcome as an AccountSignal, in the move's transaction: later proposals and the digest read it."""
+    # Late: the services package imports this module before it has bound signal_record.
+    from plans.services import signal_record
+
+    signal_record(account_id=plan.account_id, signal_type=outcome, observed_at=observed_at, payload={
+        "outcome": outcome, "plan_id": str(plan.id), "plan_type": plan.plan_type, "created_by": plan.created_by,
+        **details})

@@ -14,9 +14,9 @@ from django.utils import timezone
 from plans import ledger, policy, selectors
 from plans.authority import Verb
 from plans.errors import Conflict
-from plans.lifecycle import INVALID_TRANSITION, Move
+from plans.lifecycle import INVALID_TRANSITION, TERMINAL, Move
 from plans.locking import lock_account_then_plan, lock_plan
-from plans.models import PauseKind, PauseLayer, PlanStatus, PlanStep, RevenuePlan
+from plans.models import PauseKind, PauseLayer, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.schemas import plan_to_schema
 from plans.services.common import (
     gate_refusal,
@@ -164,3 +164,28 @@ def plan_resume(*, plan_id: UUID, user, expected_version: int | None = None) -> 
     if refusal:
         raise_committed_refusal(refusal)
     return plan
+
+
+def plan_hold_after_cancel_locked(plan: RevenuePlan, *, step_id: UUID, attempt: int, user,
+                                  reason: str = "") -> PauseLayer | None:
+    """A person cancelled attempt `attempt` of a step before it ran (orchestrator.execution.cancel, under the
+    plan's row lock). The cancelled attempt is no failure: the step stays PENDING and starts a new series,
+    so it neither schedules an automatic retry nor counts towards the retry limit. The plan is held by a
+    PERSON layer, so nothing is tried again until a person resumes it; the next advance then makes a new
+    attempt, through the gate before every attempt. A plan that does not run (DRAFT, APPROVED, finished)
+    gets no layer."""
+    step = PlanStep.objects.filter(plan=plan, step_id=step_id).first()
+    if step is not None and step.status == StepStatus.PENDING and step.attempts == attempt:
+        step.attempts_before_series, step.next_attempt_at = step.attempts, None
+        step.save(update_fields=["attempts_before_series", "next_attempt_at"])
+    label = f"step {step.sequence + 1} ({step.action_type})" if step is not None else "a step"
+    because = f": {reason.strip().rstrip('.')}" if reason and reason.strip() else ""
+    layer = pause_layer_add_locked(
+        plan, kind=PauseKind.PERSON, actor=ledger.user_actor(user), reason_code="ATTEMPT_CANCELLED",
+        explanation=f"{user.get_username()} cancelled attempt {attempt} of {label} before it ran{because}. It "
+                    "is not retried on its own: a resume makes a new attempt.",
+        evidence={"user_id": user.pk, "step_id": str(step_id), "attempt": attempt},
+    )
+    if plan.plan_status not in TERMINAL:
+        touch(plan)  # the step's series changed (also when a PERSON layer held the plan already)
+    return layer

@@ -7,14 +7,15 @@ are the services' business; their typed errors become §7 JSON in revplan.api.er
 import django_filters
 import pydantic
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from orchestrator.blocked_by import blocked_by_for
+from orchestrator.execution.compensation import plan_abort_compensating
 from orchestrator.execution.selectors import latest_step_executions
 from plans import previews, proposals, selectors, services, why
 from plans.models import EventType, PauseLayer, PlanLedgerEntry, PlanStatus, RevenuePlan
@@ -22,6 +23,7 @@ from plans.plan_types import PLAN_TYPES
 from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
 from plans.services import approvals
 from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB
+from revplan.api.actions import PlanAbortReportSerializer
 from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, UserIdFilter, errors, validated
 from revplan.api.serializers import (
     LedgerEntrySerializer,
@@ -262,15 +264,35 @@ class PlanResumeView(GenericAPIView):
         return plan_response(request.user, plan_id)
 
 
+class PlanAbortInputSerializer(RequiredReasonInputSerializer):
+    compensate = serializers.BooleanField(required=False, default=False, help_text=(
+        "Also undo the effects of the plan's finished steps (TENANT_ADMIN only; 403 for another role, and then the "
+        "plan is not aborted either). The answer is then a report: the plan, what was undone, what could not be "
+        "and why."))
+
+
 class PlanAbortView(GenericAPIView):
-    serializer_class = RequiredReasonInputSerializer
+    serializer_class = PlanAbortInputSerializer
     parser_classes = [JSONParser]
 
-    @extend_schema(request=RequiredReasonInputSerializer,
-                   responses={200: RevenuePlanV1Serializer, **WRITE_ERRORS},
-                   description="Any non-terminal status → ABORTED. A reason is required.")
+    @extend_schema(
+        request=PlanAbortInputSerializer,
+        responses={200: PolymorphicProxySerializer(
+            component_name="PlanAbortResult", serializers=[RevenuePlanV1Serializer, PlanAbortReportSerializer],
+            resource_type_field_name=None), **WRITE_ERRORS},
+        description="Any non-terminal status → ABORTED. A reason is required. Aborting a DRAFT rejects the proposal "
+        "(IDEA_REJECTED, with the reason). Without `compensate` the answer is the plan; with `\"compensate\": "
+        "true` it is a report {plan, compensated, not_undone, cancelled}: attempts that had not started are "
+        "cancelled, and each SUCCEEDED action of the plan is undone through its connector, newest first, each "
+        "ledgered; one that cannot be undone is listed with why, and does not stop the others.")
     def post(self, request, plan_id):
-        data = validated(RequiredReasonInputSerializer, request)
+        data = validated(PlanAbortInputSerializer, request)
+        if data["compensate"]:
+            report = plan_abort_compensating(plan_id=plan_id, user=request.user, reason=data["reason"],
+                                             expected_version=data.get("version"))
+            return Response({"plan": plan_payloads([selectors.plan_for_user(request.user, plan_id)])[0],
+                             "compensated": report.compensated, "not_undone": report.not_undone,
+                             "cancelled": report.cancelled})
         services.plan_abort(plan_id=plan_id, user=request.user, reason=data["reason"],
                             expected_version=data.get("version"))
         return plan_response(request.user, plan_id)

@@ -3,10 +3,11 @@
 Output serializers describe shapes that plans.schemas (pydantic) already produced; input
 serializers only check form (types, sizes, known values). Rules stay in plans.services.
 """
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orchestrator.execution.explain import explain_intent
-from orchestrator.execution.models import ActionIntent, ExecutionAttempt, FailureClass, IntentStatus
+from orchestrator.execution.explain import explain_intent, outcome_sentence
+from orchestrator.execution.models import ActionIntent, AttemptOutcome, ExecutionAttempt, FailureClass, IntentStatus
 from plans.models import EventType, PauseKind, PlanStatus, RiskLevel, StepStatus
 from plans.plan_types import ACTION_TYPES, PLAN_TYPES
 from plans.schemas import MAX_JSON_KEYS, MAX_STEPS
@@ -16,6 +17,17 @@ MAX_REASON_LENGTH = 1000
 
 
 # --- plans out: RevenuePlanV1 plus each step's current execution ----------------------------
+
+
+class LastTrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="When the last connector call ended.")
+    outcome = serializers.ChoiceField(choices=AttemptOutcome.choices)
+
+
+class TriesSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Connector calls made for this attempt.")
+    last_try = LastTrySerializer(allow_null=True, help_text="The last call; null before any (and, in a plan's "
+                                 "`latest_execution`, while it runs or when its worker was lost: see the status API).")
 
 
 class ActionIntentSerializer(serializers.Serializer):
@@ -31,12 +43,20 @@ class ActionIntentSerializer(serializers.Serializer):
     attempt = serializers.IntegerField(allow_null=True, help_text="The step attempt this intent carries out.")
     action_type = serializers.CharField()
     status = serializers.ChoiceField(choices=IntentStatus.choices)
-    explanation = serializers.SerializerMethodField()
+    outcome = serializers.SerializerMethodField(help_text=(
+        "One sentence for where it ended up, its tries summarised: \"Succeeded on the 3rd try, 2 min after it was "
+        "approved to run.\", \"Failed: the CRM answered HTTP 503 (server error) on all 4 tries; the plan is PAUSED "
+        "now.\", a lost worker (WORKER_LOST) explained. Never quotes what the other side answered."))
+    explanation = serializers.SerializerMethodField(help_text="The state now, as a sentence (kept for existing "
+                                                    "clients; `outcome` summarises better).")
     connector = serializers.CharField()
     external_ids = serializers.DictField()
     failure_class = serializers.ChoiceField(choices=[("", ""), *FailureClass.choices])
-    failure_reason = serializers.CharField(allow_blank=True)
-    tries = serializers.IntegerField(source="attempts", help_text="Connector calls made for this attempt.")
+    failure_reason = serializers.CharField(allow_blank=True, help_text="A classified sentence of revplan's own, never "
+                                           "the connector's raw answer.")
+    tries = serializers.SerializerMethodField(help_text="The connector calls made for this attempt: how many, and the "
+                                              "last one's time and outcome. Each one: `?include=tries` on the "
+                                              "status API and the executions list.")
     approving_policy = serializers.CharField(allow_blank=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -47,17 +67,61 @@ class ActionIntentSerializer(serializers.Serializer):
     def get_explanation(self, intent: ActionIntent) -> str:
         return explain_intent(intent)
 
+    @extend_schema_field(serializers.CharField())
+    def get_outcome(self, intent: ActionIntent) -> str:
+        return outcome_sentence(intent, _prefetched_tries(intent))
+
+    @extend_schema_field(TriesSummarySerializer)
+    def get_tries(self, intent: ActionIntent) -> dict:
+        tries = _prefetched_tries(intent)
+        if tries:
+            last_try = {"at": tries[-1].finished_at, "outcome": tries[-1].outcome}
+        else:
+            # Not read (a step's latest_execution in a plan page): the try that finished the intent is known
+            # from the intent itself; a running one's, or a lost worker's, only from the tries.
+            outcome = _LAST_TRY_OF_FINISH.get(intent.failure_class or intent.status)
+            last_try = {"at": intent.finished_at, "outcome": outcome} if outcome and intent.attempts else None
+        return {"count": intent.attempts, "last_try": last_try}
+
+
+_LAST_TRY_OF_FINISH = {
+    IntentStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    FailureClass.TRANSIENT: AttemptOutcome.TRANSIENT_ERROR,
+    FailureClass.PERMANENT: AttemptOutcome.PERMANENT_ERROR,
+}
+
+
+def _prefetched_tries(intent: ActionIntent) -> list[ExecutionAttempt]:
+    """The intent's connector tries if the read prefetched them (the status API and lists do), else none:
+    a step's latest_execution inside a plan costs no query per step."""
+    prefetched = getattr(intent, "_prefetched_objects_cache", {}).get("execution_attempts")
+    return sorted(prefetched, key=lambda attempt: attempt.number) if prefetched is not None else []
+
 
 class ConnectorTrySerializer(serializers.ModelSerializer):
+    error = serializers.CharField(allow_blank=True, help_text="The try's failure as a classified sentence of "
+                                  "revplan's own (\"The CRM answered HTTP 503 (server error).\"), never the raw "
+                                  "answer; blank when it succeeded.")
+
     class Meta:
         model = ExecutionAttempt
         fields = ["number", "outcome", "error", "delay_before_seconds", "started_at", "finished_at", "external_ids"]
 
 
-class ActionIntentDetailSerializer(ActionIntentSerializer):
-    """An intent with each connector call it made (the status API)."""
+INCLUDE_TRIES = "tries"
 
-    try_history = ConnectorTrySerializer(source="execution_attempts", many=True)
+
+class ActionIntentDetailSerializer(ActionIntentSerializer):
+    """An intent as the status API and the executions list show it; each connector call only when asked."""
+
+    try_history = ConnectorTrySerializer(source="execution_attempts", many=True, required=False, help_text=(
+        "Each connector call, oldest first: only with `?include=tries`."))
+
+    def to_representation(self, intent):
+        data = super().to_representation(intent)
+        if INCLUDE_TRIES not in self.context.get("include", ()):
+            data.pop("try_history", None)
+        return data
 
 
 class ApprovalChangeSerializer(serializers.Serializer):

@@ -2,7 +2,7 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
-from revplan.api import accounts, autonomy, executions, plans, signals
+from revplan.api import accounts, actions, autonomy, executions, plans, signals
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 from revplan.api.inbox import InboxView
@@ -37,7 +37,10 @@ urlpatterns = [
     path("accounts/<uuid:account_id>/executions/", executions.AccountExecutionsView.as_view(),
          name="account-executions"),
     path("accounts/<uuid:account_id>/signals/", signals.AccountSignalsView.as_view(), name="account-signals"),
+    path("accounts/<uuid:account_id>/transfer/", accounts.AccountTransferView.as_view(), name="account-transfer"),
     path("actions/<uuid:intent_id>/status/", executions.ActionStatusView.as_view(), name="action-status"),
+    path("actions/<uuid:intent_id>/cancel/", actions.ActionCancelView.as_view(), name="action-cancel"),
+    path("actions/<uuid:intent_id>/compensate/", actions.ActionCompensateView.as_view(), name="action-compensate"),
     path("actions/<uuid:intent_id>/why/", autonomy.ActionWhyView.as_view(), name="action-why"),
     path("autonomy/", autonomy.AutonomySettingsView.as_view(), name="autonomy-settings"),
     path("autonomy/action-types/<str:action_type>/", autonomy.ActionTypeAutonomyView.as_view(),

@@ -36,7 +36,12 @@ def test_status_of_a_succeeded_intent(api, world):
     assert body["external_ids"] == intent.external_ids
     assert body["connector"] == "internal"
     assert "was done through the internal connector" in body["explanation"]
-    assert [a["outcome"] for a in body["try_history"]] == ["SUCCEEDED"]
+    assert body["outcome"].startswith("Succeeded on the 1st try, ")
+    assert body["tries"]["count"] == 1
+    assert body["tries"]["last_try"]["outcome"] == "SUCCEEDED"
+    assert "try_history" not in body  # each try only when asked for
+    detailed = api.get(f"/api/v1/actions/{intent.id}/status/", {"include": "tries"}).json()
+    assert [a["outcome"] for a in detailed["try_history"]] == ["SUCCEEDED"]
 
 
 def test_status_of_a_failed_intent_explains_without_a_stack_trace(api, world):
@@ -112,7 +117,7 @@ def test_the_paths_first_published_without_a_slash_still_answer(api, world):
 
 def test_a_step_and_the_status_api_show_an_intent_in_one_shape(api, world):
     intent = ExecutionService().execute(make_intents(world, 1)[0].id)
-    body = api.get(f"/api/v1/actions/{intent.id}/status/").json()
-    assert body["tries"] == 1
+    body = api.get(f"/api/v1/actions/{intent.id}/status/", {"include": "tries"}).json()
+    assert body["tries"]["count"] == 1
     assert "attempts" not in body
     assert [item["outcome"] for item in body["try_history"]] == ["SUCCEEDED"]

@@ -30,7 +30,8 @@ def stale(world, *action_types, approver=None):
     engine.advance_plan(plan.id)
     heir = UserFactory()
     MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin,
+                              reason="tests: a new owner")
     return plan, heir
 
 
@@ -85,7 +86,8 @@ def test_the_creator_may_not_reapprove(world):
     engine.advance_plan(plan.id)
     heir = UserFactory()
     MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin,
+                              reason="tests: a new owner")
     assert_error(reapprove(world.approver, plan), 403, "CREATOR_CANNOT_APPROVE")
 
 

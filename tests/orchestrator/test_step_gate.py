@@ -78,7 +78,8 @@ def test_owner_deactivated_then_transfer_then_reapproval(world):
     # when the account is handed to an active member: the stale approval holds it instead
     heir = UserFactory()
     MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.approver)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.approver,
+                              reason="tests: a new owner")
     assert open_layers(plan) == [(PauseKind.APPROVAL_STALE, "OWNERSHIP_CHANGED")]
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.PAUSED

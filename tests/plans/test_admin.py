@@ -349,8 +349,11 @@ def test_the_account_owner_is_not_an_editable_field_and_changes_through_account_
 
     account_page = client.get(account_url).content.decode()
     owner_page = client.get(owner_url)
-    response = client.post(owner_url, {"new_owner": new_owner.pk}, follow=True)
+    refused = client.post(owner_url, {"new_owner": new_owner.pk})  # no reason: the form says so, nothing moves
+    response = client.post(owner_url, {"new_owner": new_owner.pk, "reason": "territory change"}, follow=True)
 
+    assert refused.status_code == 200
+    assert "reason" in refused.context["form"].errors
     assert 'name="owner"' not in account_page
     assert owner_url in account_page
     assert {user.pk for user in owner_page.context["form"].fields["new_owner"].queryset} == {
@@ -364,6 +367,8 @@ def test_the_account_owner_is_not_an_editable_field_and_changes_through_account_
     [entry] = PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.ACCOUNT_OWNER_CHANGED)
     assert (entry.actor, entry.data["old_owner_id"], entry.data["new_owner_id"], entry.data["plan_ids"]) == (
         f"user:{world.approver.pk}", world.seller.pk, new_owner.pk, [str(active.pk)])
+    assert entry.data["reason"] == "territory change"
+    assert "territory change" in entry.explanation
 
 
 def test_a_seller_gets_no_change_owner_page_and_a_forged_post_changes_nothing(world):
@@ -371,7 +376,7 @@ def test_a_seller_gets_no_change_owner_page_and_a_forged_post_changes_nothing(wo
     owner_url = reverse("admin:plans_account_owner", args=[world.account.pk])
 
     account_page = client.get(reverse("admin:plans_account_change", args=[world.account.pk])).content.decode()
-    response = client.post(owner_url, {"new_owner": world.admin.pk}, follow=True)
+    response = client.post(owner_url, {"new_owner": world.admin.pk, "reason": "forged"}, follow=True)
 
     assert owner_url not in account_page
     assert messages_of(response)[0].startswith("NOT_ALLOWED:")

@@ -54,7 +54,8 @@ def test_the_reapprove_button_shows_for_a_stale_plan_and_runs_it_on(world):
     assert action_url(plan, "reapprove") not in client.get(change_url(plan)).content.decode()  # ACTIVE
     heir = UserFactory()
     MembershipFactory(user=heir, tenant=world.tenant, role=Role.SELLER)
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin,
+                              reason="tests: a new owner")
     plan.refresh_from_db()
 
     page = client.get(change_url(plan)).content.decode()

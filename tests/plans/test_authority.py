@@ -130,7 +130,8 @@ def _call(verb: str, world, user, case: Case):
     if verb == "abort":
         return services.plan_abort(plan_id=plan_id, user=user, reason="deal lost")
     if verb == "account_transfer":
-        return services.account_transfer(account_id=world.account.id, new_owner_id=case.extra["heir"].pk, user=user)
+        return services.account_transfer(account_id=world.account.id, new_owner_id=case.extra["heir"].pk, user=user,
+                                         reason="tests: a new owner")
     if verb == "kill_switch_set":
         return services.kill_switch_set(tenant_id=world.tenant.id, user=user, engaged=True, reason="incident")
     raise AssertionError(f"no call for {verb}")
@@ -349,7 +350,8 @@ def test_account_transfer_moves_open_plans_and_holds_the_running_ones_for_reappr
     ledger_ids_before = set(PlanLedgerEntry.objects.filter(tenant=world.tenant).values_list("id", flat=True))
 
     # when
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.approver)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.approver,
+                              reason="tests: a new owner")
 
     # then: the account has its new owner
     assert Account.objects.get(pk=world.account.pk).owner_id == heir.pk
@@ -416,7 +418,8 @@ def test_after_a_transfer_a_resume_cannot_run_the_plan_and_a_reapproval_does(wor
     heir, plans = account_with_plans
     paused_id = plans[PlanStatus.ACTIVE].id
     services.plan_abort(plan_id=plans[PlanStatus.APPROVED].id, user=world.admin, reason="superseded")
-    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin)
+    services.account_transfer(account_id=world.account.id, new_owner_id=heir.pk, user=world.admin,
+                              reason="tests: a new owner")
     state_before = _tenant_state(world)
 
     # when the old owner tries
@@ -479,7 +482,8 @@ def test_account_transfer_to_someone_who_may_not_own_accounts_is_refused(world, 
 
     # when
     with pytest.raises(ValidationFailed):
-        services.account_transfer(account_id=world.account.id, new_owner_id=new_owner.pk, user=world.admin)
+        services.account_transfer(account_id=world.account.id, new_owner_id=new_owner.pk, user=world.admin,
+                                  reason="tests: a new owner")
 
     # then
     assert _tenant_state(world) == state_before

@@ -338,7 +338,8 @@ def test_tenant_wide_entries_go_to_the_tenant_chain(world, other_world):
     services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident 42")
     services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="still on")
     services.kill_switch_set(tenant_id=other_world.tenant.id, user=other_world.admin, engaged=True, reason="drill")
-    services.account_transfer(account_id=world.account.id, new_owner_id=world.approver.pk, user=world.admin)
+    services.account_transfer(account_id=world.account.id, new_owner_id=world.approver.pk, user=world.admin,
+                              reason="tests: a new owner")
     services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=False, reason="incident over")
 
     chain = tenant_chain(world.tenant.id)
