@@ -20,7 +20,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from plans import admin_views, console, services, why
+from plans import admin_views, console, previews, services, why
 from plans.admin_inbox import inbox as inbox_page
 from plans.authority import APPROVERS, Verb, denial
 from plans.errors import DomainError
@@ -360,8 +360,10 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
         plan = self.get_object(request, object_id)
         if plan is not None:
             steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
+            step_previews, dependencies = previews.previews_for(steps), console.step_dependencies(steps)
             for step in steps:  # what each step's approval covered, and whether it still holds
                 step.approval = approvals.step_approval(step)
+                step.preview, step.dependencies = step_previews.get(step.step_id), dependencies[step.step_id]
             role = console.role_of(request.user, plan)
             verdict = console.gate_verdict(plan)
             extra_context = {

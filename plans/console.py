@@ -103,6 +103,20 @@ def current_step(steps: list[PlanStep]) -> PlanStep | None:
                  if step.status not in FINISHED_STEP_STATUSES), None)
 
 
+def step_dependencies(steps: list[PlanStep]) -> dict:
+    """step_id -> the steps it waits for, each as "2 (PREP_RENEWAL_BRIEF)" in plan order (the step table
+    names them by number and action, not by id; an id the plan does not hold is shown as "unknown step")."""
+    by_id = {str(step.step_id): step for step in steps}
+    labels = {}
+    for step in steps:
+        needed = sorted((by_id[str(step_id)] for step_id in step.depends_on if str(step_id) in by_id),
+                        key=lambda other: other.sequence)
+        unknown = sum(1 for step_id in step.depends_on if str(step_id) not in by_id)
+        labels[step.step_id] = [f"{other.sequence + 1} ({other.action_type})" for other in needed] + (
+            ["unknown step"] * unknown)
+    return labels
+
+
 @dataclass(frozen=True)
 class OpenPlanRow:
     plan: RevenuePlan

@@ -24,6 +24,7 @@ from plans.models import (
     StepStatus,
 )
 from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB, holding_reasons
+from plans.wording import inputs_in_words, words
 
 
 class WaitsOn(StrEnum):
@@ -198,14 +199,14 @@ def _why_exists(plan: RevenuePlan, created: PlanLedgerEntry | None) -> WhyAnswer
         return WhyAnswer("UNKNOWN", f"The plan was created by {plan.created_by} on {_at(plan.created_at)}; "
                                     "the ledger holds no creation entry for it.")
     inputs = created.data.get("inputs") or {}
-    looked_at = "; ".join(f"{key}: {value}" for key, value in sorted(inputs.items()))
+    looked_at = inputs_in_words(inputs) if isinstance(inputs, dict) else words(inputs)
     sentence = (
         f"{created.actor} proposed this {plan.plan_type} plan on {_at(created.occurred_at)} "
         f"({created.data.get('trigger') or created.reason_code or 'manual'}) to reach the objective "
         f"\"{plan.objective}\"."
     )
     if looked_at:
-        sentence += f" The proposal looked at {looked_at}."
+        sentence += f" What the proposal looked at: {looked_at}"
     return WhyAnswer(created.reason_code or "PLAN_CREATED", sentence, [created])
 
 

@@ -16,6 +16,7 @@ from plans import selectors, services
 from plans.models import AccountSignal, IntegrationToken
 from plans.services.signals import MAX_EXTERNAL_ID_LENGTH, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, signal_account
 from plans.signals import OUTSIDE_SIGNAL_TYPES, TAXONOMY
+from revplan.api.authentication import IntegrationTokenAuthentication
 from revplan.api.common import ApiPagination, StrictSerializer, errors
 
 
@@ -95,9 +96,9 @@ class AccountSignalsView(GenericAPIView):
     filterset_class = SignalFilter
     pagination_class = ApiPagination
     permission_classes = [PersonOrSignalToken]
-    # The token's authentication class joins these (the integration-token change); the order keeps a
-    # person's token and session working as on every other view.
-    authentication_classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    # The integration token's class first: it answers only a Bearer credential (and only for POST), so a
+    # person's token and session work as on every other view.
+    authentication_classes = [IntegrationTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no caller
