@@ -3,11 +3,14 @@ from plans.ledger.chain import append
 from plans.models import AccountSignal, EventType, PlanLedgerEntry
 
 
-def signal_recorded(signal: AccountSignal, *, actor: str, account_name: str, woken_plan_ids: list[str]
-                    ) -> PlanLedgerEntry:
+def signal_recorded(signal: AccountSignal, *, actor: str, account_name: str, woken_plan_ids: list[str],
+                    token_name: str = "") -> PlanLedgerEntry:
     """A signal from outside was recorded: who sent it, what and where from. Not its payload: that is the
-    source's data (it may name people), and the row keeps it; the entry says how large it was."""
+    source's data (it may name people), and the row keeps it; the entry says how large it was.
+    token_name: the integration token it came with (the actor holds its id), named as its admin named it."""
     origin = f"{signal.source} ({signal.external_id})" if signal.external_id else signal.source
+    if token_name:
+        origin += f" with integration token {token_name!r}"
     return append(
         tenant_id=signal.tenant_id,
         plan_id=None,
@@ -26,6 +29,7 @@ def signal_recorded(signal: AccountSignal, *, actor: str, account_name: str, wok
             "observed_at": signal.observed_at.isoformat(),
             "payload_keys": sorted(signal.payload)[:50],
             "woken_plan_ids": woken_plan_ids,
+            **({"integration_token_name": token_name} if token_name else {}),
         },
     )
 

@@ -183,7 +183,8 @@ def signal_record(
         woken_plan_ids = plans_wake(account_signal_types=[(account.id, signal_type)], now=now)
         if is_from_outside(actor):
             ledger.signal_recorded(signal, actor=actor_label(actor), account_name=account.name,
-                                   woken_plan_ids=woken_plan_ids)
+                                   woken_plan_ids=woken_plan_ids,
+                                   token_name=actor.name if isinstance(actor, IntegrationToken) else "")
     return RecordedSignal(signal, created=True)
 
 

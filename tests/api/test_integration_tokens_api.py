@@ -168,6 +168,8 @@ def test_a_token_posts_a_signal_and_the_ledger_names_the_token(world, caplog):
     assert signal.signal_type == "RENEWAL_COMMITTED"
     entry = PlanLedgerEntry.objects.filter(tenant=world.tenant, event_type=EventType.SIGNAL_RECORDED).get()
     assert entry.actor == f"integration:{token.pk}"
+    assert entry.data["integration_token_name"] == "Salesforce sync"
+    assert "with integration token 'Salesforce sync'" in entry.explanation
     assert IntegrationToken.objects.get(pk=token.pk).last_used_at is not None
     assert secret not in response.content.decode()
     assert secret not in caplog.text
