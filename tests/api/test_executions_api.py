@@ -121,3 +121,79 @@ def test_a_step_and_the_status_api_show_an_intent_in_one_shape(api, world):
     assert body["tries"]["count"] == 1
     assert "attempts" not in body
     assert [item["outcome"] for item in body["try_history"]] == ["SUCCEEDED"]
+
+
+# --- the outcome sentence, the tries summary, ?include=tries ----------------------------------------
+
+
+@pytest.fixture
+def crm_for_world(world, crm, settings):
+    from orchestrator.execution.models import ConnectorConfig
+
+    settings.REVPLAN_TENANT_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
+    settings.REVPLAN_RETRY_BASE_SECONDS = 0.01
+    settings.REVPLAN_RETRY_MAX_DELAY_SECONDS = 0.05
+    ConnectorConfig.objects.create(tenant=world.tenant, connector="crm",
+                                   settings={"base_url": crm.base_url, "api_key": "k", "timeout_seconds": 2})
+    return crm
+
+
+def escalation(world):
+    return intent_create(tenant_id=world.tenant.id, account_id=world.account.id, action_type="ESCALATE_SUPPORT_RISK",
+                         expires_at=timezone.now() + timedelta(hours=1), approved_by=world.admin)
+
+
+def test_a_crm_failing_on_every_try_is_one_sentence_and_its_raw_answer_is_shown_nowhere(api, world, crm_for_world):
+    crm_for_world.state.scripted = [(503, {}, "SECRET-BODY-123 at http://internal.example/")] * 4
+    intent = ExecutionService().execute(escalation(world).id)
+    summary = api.get(f"/api/v1/actions/{intent.id}/status/")
+    detailed = api.get(f"/api/v1/actions/{intent.id}/status/", {"include": "tries"})
+    listed = api.get(f"/api/v1/accounts/{world.account.id}/executions/", {"include": "tries"})
+    body = summary.json()
+    assert body["outcome"] == "Failed: the CRM answered HTTP 503 (server error) on all 4 tries."
+    assert body["tries"]["count"] == 4
+    assert body["tries"]["last_try"]["outcome"] == "TRANSIENT_ERROR"
+    assert "try_history" not in body
+    tries = detailed.json()["try_history"]
+    assert [item["error"] for item in tries] == ["The CRM answered HTTP 503 (server error)."] * 4
+    for response in (summary, detailed, listed):
+        assert b"SECRET-BODY-123" not in response.content
+        assert b"internal.example" not in response.content
+
+
+def test_a_success_after_retries_says_on_which_try(api, world, crm_for_world):
+    crm_for_world.state.scripted = [503, 503]
+    intent = ExecutionService().execute(escalation(world).id)
+    body = api.get(f"/api/v1/actions/{intent.id}/status/").json()
+    assert body["outcome"].startswith("Succeeded on the 3rd try, ")
+    assert body["outcome"].endswith(" after it was approved to run.")
+
+
+def test_a_lost_worker_is_explained(api, world):
+    from orchestrator.execution.models import ActionIntent, FailureClass, IntentStatus
+
+    intent = make_intents(world, 1)[0]
+    ActionIntent.objects.filter(pk=intent.pk).update(  # as the spine leaves it after repeated worker loss
+        status=IntentStatus.FAILED, failure_class=FailureClass.WORKER_LOST, attempts=1, connector="internal",
+        failure_reason="a worker started it 3 times and never finished; giving up on this attempt",
+        finished_at=timezone.now())
+    body = api.get(f"/api/v1/actions/{intent.id}/status/").json()
+    assert body["outcome"].startswith("Failed: the worker running it stopped before it finished (lost)")
+    assert "retrying the step is safe" in body["outcome"]
+
+
+def test_an_unknown_include_is_400(api, world):
+    intent = make_intents(world, 1)[0]
+    for url in (f"/api/v1/actions/{intent.id}/status/", f"/api/v1/accounts/{world.account.id}/executions/"):
+        body = api.get(url, {"include": "tries,raw"}).json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert "raw" in body["reasons"][0]["detail"]
+
+
+def test_the_summary_and_the_tries_are_in_the_schema(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    intent = schema["components"]["schemas"]["ActionIntentDetail"]
+    assert {"outcome", "tries", "try_history"} <= set(intent["properties"])
+    assert "try_history" not in intent["required"]
+    parameters = schema["paths"]["/api/v1/actions/{intent_id}/status/"]["get"]["parameters"]
+    assert any(parameter["name"] == "include" for parameter in parameters)
