@@ -16,6 +16,7 @@ from django.utils import timezone
 from orchestrator.autonomy.models import AutonomyDigest, ProposalDecision, TenantAutonomy
 from orchestrator.execution.models import ActionIntent
 from plans.models import (
+    AccountSignal,
     EventType,
     KillSwitch,
     Membership,
@@ -124,7 +125,27 @@ def build_summary(tenant_id: UUID, *, day: date) -> dict:
                        "explanation": e.explanation} for e in blocked_rows[:LISTED]],
         },
         "proposals": {f"{decision}/{reason}": count for decision, reason, count in _decision_counts(decisions)},
+        "ideas": _idea_outcomes(tenant_id, start=start, end=end),
     }
+
+
+# What people did with revplan's ideas that day (the outcome taxonomy, DESIGN §5): proposals they rejected
+# (a DRAFT aborted, with their reason) and plans they approved only after editing them.
+IDEA_OUTCOMES = {"rejected": "IDEA_REJECTED", "edited": "IDEA_EDITED"}
+
+
+def _idea_outcomes(tenant_id: UUID, *, start: datetime, end: datetime) -> dict:
+    signals = list(AccountSignal.objects.filter(account__tenant_id=tenant_id, signal_type__in=IDEA_OUTCOMES.values(),
+                                                observed_at__gte=start, observed_at__lt=end)
+                   .select_related("account").order_by("observed_at", "id"))
+    ideas = {}
+    for key, signal_type in IDEA_OUTCOMES.items():
+        rows = [signal for signal in signals if signal.signal_type == signal_type]
+        ideas[key] = {"count": len(rows), "items": [
+            {"plan_id": signal.payload.get("plan_id"), "account": signal.account.name,
+             "plan_type": signal.payload.get("plan_type"), "reason": signal.payload.get("reason", "")}
+            for signal in rows[:LISTED]]}
+    return ideas
 
 
 def _decision_counts(decisions):
@@ -147,6 +168,13 @@ def render_text(summary: dict) -> str:
     blocked = summary["blocked"]
     lines += ["", f"Blocked or stopped: {blocked['count']}"]
     lines += [f"  - {item['reason']}: {item['explanation']}" for item in blocked["items"]]
+    ideas = summary.get("ideas") or {}
+    rejected, edited = ideas.get("rejected", {"count": 0, "items": []}), ideas.get("edited", {"count": 0, "items": []})
+    lines += ["", f"Proposals people rejected: {rejected['count']}"]
+    lines += [f"  - {item['plan_type']} for {item['account']} (plan {item['plan_id']}): {item['reason']}"
+              for item in rejected["items"]]
+    lines += ["", f"Plans approved after people edited them: {edited['count']}"]
+    lines += [f"  - {item['plan_type']} for {item['account']} (plan {item['plan_id']})" for item in edited["items"]]
     proposals = summary["proposals"]
     lines += ["", "Proposal triggers: " + (", ".join(f"{key} x{count}" for key, count in proposals.items())
                                            if proposals else "nothing proposed or gated")]
