@@ -150,8 +150,12 @@ class CrmConnector:
         except PermanentError as error:
             return not_describable(self.name, error)
         body = task_request_body(intent)
-        # The URL as configured, credentials written into it masked; the api key is never shown.
-        target = f"POST {excerpt(self.base_url, secrets=(self.api_key,))}{TASKS_PATH}"
+        # The tenant's own URL as it set it (credentials written into it masked); the deployment's is the
+        # operator's and not named to tenants. The api key is never shown.
+        if self.tenant_endpoint:
+            target = f"POST {excerpt(self.base_url, secrets=(self.api_key,))}{TASKS_PATH}"
+        else:
+            target = f"POST {TASKS_PATH} on the deployment's CRM"
         return described(self.name, target=target, body=body, summary=(
             f'Creates the CRM task "{body["subject"]}" for {body["account_name"]} ({target}, with an '
             "Idempotency-Key, so a retry finds the same task)."))

@@ -79,6 +79,18 @@ def test_the_crm_preview_is_the_request_body_the_crm_receives(service, crm, crm_
     assert CRM_KEY not in json.dumps(preview)
 
 
+def test_the_deployments_crm_is_not_named_to_a_tenant(settings, world):
+    settings.REVPLAN_CONNECTOR_DEFAULTS = {**settings.REVPLAN_CONNECTOR_DEFAULTS, "crm": {
+        "base_url": "http://crm.operator.internal:8080", "api_key": CRM_KEY}}
+    step = step_of(world, ESCALATE)
+
+    preview = preview_of(step)
+
+    assert preview["target"] == "POST /tasks on the deployment's CRM"
+    assert "operator.internal" not in json.dumps(preview)
+    assert CRM_KEY not in json.dumps(preview)
+
+
 def vevent(radicale, calendar_url: str, uid: str):
     client = caldav.DAVClient(url=radicale.url, username="revplan", password="")
     return client.calendar(url=calendar_url).event_by_uid(uid).icalendar_component
