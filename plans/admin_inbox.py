@@ -66,9 +66,22 @@ def buttons(item: InboxItem) -> list[tuple[str, str, str]]:
     return found
 
 
+def what_words(item: InboxItem) -> str:
+    """What the person is asked for, in a few words."""
+    step = f"step {item.step.sequence + 1} ({item.step.action_type})" if item.step else ""
+    if item.kind == InboxKind.DRAFT_APPROVAL:
+        return "Approve the plan"
+    if item.kind == InboxKind.STEP_APPROVAL:
+        return f"Approve {step}"
+    if item.kind == InboxKind.APPROVAL_STALE:
+        return "Reapprove the plan (its facts changed)"
+    return f"Paused: retry or skip {step}" if step else "Paused: let it run again"
+
+
 def rows(items: list[InboxItem]) -> list[dict]:
     return [{
         "item": item,
+        "what": what_words(item),
         "age": age_words(item),
         "buttons": buttons(item),
         "bulk_value": f"{item.plan.pk}:{item.step.step_id}" if item.kind == InboxKind.STEP_APPROVAL
@@ -83,12 +96,14 @@ def inbox(model_admin, request: HttpRequest) -> HttpResponse:
         return redirect(reverse("admin:plans_revenueplan_inbox"))
     now = timezone.now()
     page = Paginator(inbox_entries(request.user), ITEMS_PER_PAGE).get_page(request.GET.get("p"))
+    page_rows = rows(inbox_items(request.user, now=now, entries=list(page.object_list)))
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "title": "Needs your input",
-        "rows": rows(inbox_items(request.user, now=now, entries=list(page.object_list))),
+        "rows": page_rows,
         "page": page,
+        "bulk": any(row["bulk_value"] for row in page_rows),
     }
     return TemplateResponse(request, "admin/plans/inbox.html", context)
 
