@@ -132,6 +132,25 @@ def test_a_resume_is_offered_only_when_nothing_else_holds_the_plan(world):
     assert inbox_items(world.seller, now=timezone.now()) == []
 
 
+def test_an_inactive_owner_waits_for_a_transfer(world):
+    plan = paused_plan(world.account, PauseKind.OWNER_INACTIVE)
+
+    [item] = inbox_items(world.approver, now=timezone.now())
+
+    assert (item.kind, item.plan.id, item.verbs) == (InboxKind.PAUSED, plan.id, ("transfer_account", "abort"))
+    assert inbox_items(world.seller, now=timezone.now()) == []  # the seller may not move accounts
+
+
+def test_a_plan_paused_before_the_layers_waits_for_a_resume(world):
+    paused_at = timezone.now() - timedelta(hours=5)
+    plan = make_plan(account=world.account, status=PlanStatus.PAUSED, paused_at=paused_at)
+
+    [item] = inbox_items(world.seller, now=timezone.now())
+
+    assert (item.kind, item.plan.id, item.verbs) == (InboxKind.PAUSED, plan.id, ("resume", "abort"))
+    assert item.due_at == paused_at + SLA.paused
+
+
 def test_another_tenants_waits_never_appear(world, other_world):
     make_plan(account=other_world.account)
     waiting_step_plan(other_world.account)
