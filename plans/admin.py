@@ -274,11 +274,13 @@ class AccountAdmin(ReadOnlyAdmin):
 
 @admin.register(AccountSignal)
 class AccountSignalAdmin(ReadOnlyAdmin):
-    """Read-only: signals are recorded by services.signal_record (the execution spine, the API)."""
+    """Read-only: signals are recorded by services.signal_record (the execution spine, the API, the import)."""
 
     tenant_path = "account__tenant"
-    list_display = ["signal_type", "account", "observed_at"]
+    list_display = ["signal_type", "account", "observed_at", "source", "external_id", "recorded_by"]
+    # No filter by source: its choices would be every tenant's sources, not the caller's.
     list_filter = ["signal_type"]
+    search_fields = ["external_id"]
     list_select_related = ["account"]
 
 
