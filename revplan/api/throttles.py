@@ -1,4 +1,5 @@
-"""Request rates: per user, per anonymous address, and on the token endpoint per address and per username.
+"""Request rates: per user (and per integration token), per anonymous address, and on the token endpoint per
+address and per username.
 
 Counts live in Django's cache, which is Redis (settings.CACHES), so every web process shares them. Rates
 come from settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (REVPLAN_THROTTLE_* in the environment); a
@@ -12,6 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+from plans.models import IntegrationToken
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,25 @@ class RateFromSettings(SimpleRateThrottle):
 
 
 class UserThrottle(RateFromSettings, UserRateThrottle):
-    """Authenticated requests per user (REVPLAN_THROTTLE_USER); anonymous ones fall to AnonThrottle's count."""
+    """Authenticated requests per user (REVPLAN_THROTTLE_USER), and an integration token's per token at the
+    same rate; anonymous ones fall to AnonThrottle's count."""
+
+    def get_cache_key(self, request, view):
+        if isinstance(request.auth, IntegrationToken):
+            # A token's request carries no user: without this it would count against its address, shared
+            # by every integration behind the same NAT, at the anonymous rate.
+            return self.cache_format % {"scope": self.scope, "ident": f"integration:{request.auth.pk}"}
+        return super().get_cache_key(request, view)
 
 
 class AnonThrottle(RateFromSettings, AnonRateThrottle):
-    """Unauthenticated requests per client address (REVPLAN_THROTTLE_ANON)."""
+    """Unauthenticated requests per client address (REVPLAN_THROTTLE_ANON); an integration token's are not
+    anonymous (UserThrottle counts them per token)."""
+
+    def get_cache_key(self, request, view):
+        if isinstance(request.auth, IntegrationToken):
+            return None
+        return super().get_cache_key(request, view)
 
 
 class TokenAddressThrottle(RateFromSettings):

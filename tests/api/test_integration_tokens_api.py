@@ -3,6 +3,7 @@ signals to its own tenant's accounts and is refused (401/403) by every other rou
 revoked, expired or unknown one is a 401 that does not say which; the secret appears only in the
 answers to create and rotate."""
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -270,3 +271,20 @@ def test_the_schema_documents_the_bearer_scheme_on_the_signals_post_only(db):
         for operation in schema["paths"][path].values():
             assert {"integrationToken": []} not in operation["security"]
             assert {"401", "403"} <= set(operation["responses"])
+
+
+def test_a_token_is_throttled_per_token_at_the_user_rate(world, settings):
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"revplan:test:{uuid.uuid4().hex}"}}
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "user": "2/minute", "anon": "1/minute"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    _, first_secret = issue(world, name="first")
+    _, second_secret = issue(world, name="second")
+
+    def post(secret, n):
+        return bearer(secret).post(signals_url(world.account), {**SIGNAL, "external_id": f"opp-{n}"}, format="json",
+                                   REMOTE_ADDR="10.9.0.1")
+
+    # Two from one address get past the anonymous rate of one: they are the token's, not the address's.
+    assert [post(first_secret, n).status_code for n in range(2)] == [201, 201]
+    assert_error(post(first_secret, 3), 429, "THROTTLED")
+    assert post(second_secret, 4).status_code == 201  # another token behind the same address has its own count
