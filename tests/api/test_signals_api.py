@@ -140,3 +140,15 @@ def test_an_integration_token_posts_to_its_own_tenant_only_and_may_not_read(worl
     assert_error(api.post(signals_url(world.account), {**COMMITTED, "signal_type": "ACTION_EXECUTED",
                                                        "external_id": "x"}, format="json"), 400,
                  "SIGNAL_TYPE_RESERVED")
+
+
+def test_the_schema_documents_both_operations_and_their_errors(db):
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operations = schema["paths"]["/api/v1/accounts/{account_id}/signals/"]
+    assert {"200", "201", "400", "401", "403", "404", "409", "413", "429"} <= set(operations["post"]["responses"])
+    assert {"200", "400", "401", "403", "404", "429"} <= set(operations["get"]["responses"])
+    body = operations["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(schema["components"]["schemas"][body]["required"]) == {"signal_type", "source"}
+    for status_code in ("400", "403", "404", "409"):
+        assert operations["post"]["responses"][status_code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}
