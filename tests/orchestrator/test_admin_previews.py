@@ -2,6 +2,7 @@
 table names each step's dependencies, and "Now" says what the proposal looked at in sentences — no dict
 or list printed raw."""
 import re
+import uuid
 from html import unescape
 
 import pytest
@@ -12,6 +13,7 @@ from django.urls import reverse
 from plans import services
 from plans.models import PlanStep, StepStatus
 from plans.proposals import renewal_defense_draft
+from plans.schemas import PlanDraftInput, StepInput
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +112,26 @@ def test_a_finished_step_shows_no_preview_and_an_unconfigured_one_says_why(world
     assert "No preview: The calendar connector is not configured: set REVPLAN_CALDAV_URL" in re.sub(
         r"<[^>]+>", "", steps)
     assert "caldav-secret-777" not in steps
+
+
+def test_what_changed_since_the_approval_is_in_words_too(world):
+    meeting_id, brief_id = uuid.uuid4(), uuid.uuid4()
+
+    def steps(**parameters):
+        return [StepInput(step_id=meeting_id, action_type="REQUEST_RENEWAL_MEETING", parameters=parameters),
+                StepInput(step_id=brief_id, action_type="PREP_RENEWAL_BRIEF", depends_on=[meeting_id])]
+
+    plan = services.plan_propose(account_id=world.account.id, plan_type="RENEWAL_DEFENSE", actor=world.seller,
+                                 draft=PlanDraftInput(steps=steps()))
+    services.plan_approve(plan_id=plan.id, user=world.approver)
+    services.plan_revise(plan_id=plan.id, user=world.seller)
+    services.plan_edit(plan_id=plan.id, user=world.seller, draft=PlanDraftInput(
+        steps=steps(subject="Renewal check-in", duration_minutes=45)))
+
+    now = section(page_of(world, plan), "plan-now")
+
+    changed = unescape(re.sub(r"<[^>]+>", "", now.split('id="plan-changed-since"')[1].split("</ul>")[0]))
+    assert "step 1 (REQUEST_RENEWAL_MEETING): parameters: none → duration minutes 45, subject Renewal check-in" in (
+        changed)
+    for raw in ("{", "[", "'", "&#x27;", str(meeting_id), str(brief_id)):
+        assert raw not in now

@@ -44,7 +44,8 @@ def test_the_plan_page_shows_the_approval_and_what_changed_since(world):
     assert 'data-state="VOID"' in page
     assert "Changed since approval:" in page
     assert "<code>objective</code>: Secure renewal before day -30 → Renew with the new sponsor" in page
-    assert f"<code>steps.{brief_id}.parameters</code>" in page
+    assert "<code>step 1 (PREP_RENEWAL_BRIEF): parameters</code>: none → subject New sponsor" in page
+    assert str(brief_id) not in page.split('id="plan-changed-since"')[1].split("</ul>")[0]
     assert '<td class="step-approval">VOID: changed since approval — parameters</td>' in page
 
 
