@@ -15,7 +15,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from plans import services
@@ -24,21 +23,13 @@ from plans.admin_views import refusal_message
 from plans.errors import DomainError
 from plans.models import IntegrationToken, Tenant
 from plans.selectors import active_memberships
-from plans.services.integration_tokens import NAME_MAX_LENGTH, managing_roles
+from plans.services.integration_tokens import NAME_MAX_LENGTH, integration_token_state, managing_roles
 
 
 def managed_tenants(user):
     """The tenants whose integration tokens `user` may manage (plans.authority's rule)."""
     return Tenant.objects.filter(
         id__in=active_memberships(user).filter(role__in=managing_roles()).values("tenant_id")).order_by("slug")
-
-
-def token_state(token: IntegrationToken) -> str:
-    if token.revoked_at is not None:
-        return "revoked"
-    if token.expires_at is not None and token.expires_at <= timezone.now():
-        return "expired"
-    return "live"
 
 
 class TokenCreateForm(forms.Form):
@@ -89,7 +80,7 @@ class IntegrationTokenAdmin(TenantScopedAdmin):
 
     @admin.display(description="state")
     def state(self, token: IntegrationToken) -> str:
-        return token_state(token)
+        return integration_token_state(token).value.lower()
 
     @admin.display(description="")
     def token_actions(self, token: IntegrationToken) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from enum import StrEnum
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
@@ -39,6 +40,21 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 TOKEN_NAME_TAKEN = "TOKEN_NAME_TAKEN"
 TOKEN_REVOKED = "TOKEN_REVOKED"
+
+
+class TokenState(StrEnum):
+    LIVE = "LIVE"
+    EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"
+
+
+def integration_token_state(token: IntegrationToken, *, now: datetime | None = None) -> TokenState:
+    """Whether the token is accepted now (LIVE), or why not."""
+    if token.revoked_at is not None:
+        return TokenState.REVOKED
+    if token.expires_at is not None and token.expires_at <= (now or timezone.now()):
+        return TokenState.EXPIRED
+    return TokenState.LIVE
 
 
 def secret_hash(secret: str) -> str:
@@ -150,7 +166,7 @@ def integration_token_authenticate(secret) -> IntegrationToken | None:
     if token is None or not hmac.compare_digest(token.key_hash, digest):
         return None
     now = timezone.now()
-    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+    if integration_token_state(token, now=now) != TokenState.LIVE:
         return None
     stale = now - LAST_USED_RESOLUTION
     if token.last_used_at is None or token.last_used_at <= stale:

@@ -5,7 +5,6 @@ A client then posts signals with `Authorization: Bearer <secret>`; this module a
 security scheme for drf-spectacular (revplan.api.authentication may not import drf-spectacular: DRF
 loads it while rest_framework.views is still importing).
 """
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,7 +16,7 @@ from rest_framework.response import Response
 from orchestrator.autonomy.selectors import tenant_for_user
 from plans import services
 from plans.models import IntegrationToken
-from plans.services.integration_tokens import NAME_MAX_LENGTH
+from plans.services.integration_tokens import NAME_MAX_LENGTH, integration_token_state
 from revplan.api.common import ApiPagination, StrictSerializer, UuidStringField, errors, validated
 
 TENANT_PARAMETER = OpenApiParameter("tenant", OpenApiTypes.UUID, description="Only this tenant's tokens.")
@@ -57,11 +56,7 @@ class IntegrationTokenSerializer(serializers.Serializer):
     last_used_at = serializers.DateTimeField(allow_null=True, help_text="To the minute.")
 
     def get_state(self, token: IntegrationToken) -> str:
-        if token.revoked_at is not None:
-            return "REVOKED"
-        if token.expires_at is not None and token.expires_at <= timezone.now():
-            return "EXPIRED"
-        return "LIVE"
+        return integration_token_state(token).value
 
 
 class IssuedIntegrationTokenSerializer(IntegrationTokenSerializer):
