@@ -24,6 +24,7 @@ from orchestrator.autonomy.models import (
 )
 from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution import routing
+from orchestrator.execution.cancel import intent_cancel
 from orchestrator.execution.connectors.config import known_keys, validate_connector_settings
 from orchestrator.execution.models import (
     ActionIntent,
@@ -57,6 +58,20 @@ class ActionIntentAdmin(ReadOnlyAdmin):
     list_select_related = ["account"]
     search_fields = ["id", "account__name", "effect_key"]
     inlines = [ExecutionAttemptInline]
+    actions = ["cancel_selected"]
+
+    @admin.action(description="Cancel the selected actions that have not started (their plans wait for a resume)")
+    def cancel_selected(self, request, queryset):
+        # Each through the API's service, which checks the caller's role on each one's plan.
+        for intent in queryset.order_by("created_at"):
+            try:
+                intent_cancel(intent_id=intent.pk, user=request.user, reason="cancelled in the console")
+            except DomainError as error:
+                self.message_user(request, f"{intent.action_type} {intent.pk}: not cancelled — {error.detail}",
+                                  messages.ERROR)
+            else:
+                self.message_user(request, f"{intent.action_type} {intent.pk}: cancelled; its plan waits for a "
+                                           "person's resume.", messages.SUCCESS)
 
 
 @admin.register(InternalRecord)

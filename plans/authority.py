@@ -26,8 +26,8 @@ class Verb(StrEnum):
     TRANSFER_ACCOUNT = "transfer_account"
     # Tell revplan what happened to an account (a renewal committed, a support risk): plans.signals.
     RECORD_SIGNAL = "record_signal"
-    CANCEL_ACTION = "cancel_action"
-    COMPENSATE_ACTION = "compensate_action"
+    CANCEL_ACTION = "cancel"  # an action intent before it runs: "… may cancel it."
+    COMPENSATE_ACTION = "compensate"
     ADMINISTER = "administer"
     # Create, rotate, revoke a tenant's integration tokens: a credential that writes into the tenant.
     MANAGE_INTEGRATION_TOKENS = "manage_integration_tokens"

@@ -93,6 +93,12 @@ def test_the_cancelled_step_is_not_retried_on_its_own_and_a_resume_makes_a_new_a
     assert not InternalRecord.objects.filter(account=world.account).exists()
     assert not ExecutionAttempt.objects.filter(intent=intent).exists()
     assert ActionIntent.objects.filter(plan_id=intent.plan_id).count() == 1
+    # and "why?" says who cancelled what, and what runs it again
+    why = api.get(f"/api/v1/plans/{intent.plan_id}/why/").json()
+    [held] = why["held"]
+    assert held["code"] == "PERSON"
+    assert f"{world.seller.username} cancelled attempt 1 of step 1 ({BRIEF}) before it ran" in held["sentence"]
+    assert "a resume makes a new attempt" in held["sentence"]
     # when: a person resumes
     assert api.post(f"/api/v1/plans/{intent.plan_id}/resume/", {}, format="json").status_code == 200
     [new_key] = engine.advance_plan(intent.plan_id)

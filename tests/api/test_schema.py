@@ -3,11 +3,13 @@ then drives every operation with generated requests: no 5xx, every response matc
 import itertools
 import json
 import os
+from datetime import timedelta
 
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, Phase, settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -18,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from orchestrator.execution.service import ExecutionService, intent_create
 from plans import services
 from plans.models import PlanStatus, StepStatus
 from plans.proposals import renewal_defense_draft
@@ -47,6 +50,9 @@ PLAN_ENDPOINTS = {
     "/api/v1/plans/{plan_id}/why/": {"get"},
     "/api/v1/accounts/": {"get"},
     "/api/v1/accounts/{account_id}/": {"get"},
+    "/api/v1/accounts/{account_id}/transfer/": {"post"},
+    "/api/v1/actions/{intent_id}/cancel/": {"post"},
+    "/api/v1/actions/{intent_id}/compensate/": {"post"},
 }
 
 
@@ -113,9 +119,16 @@ def conformance_world(world):
             step_status=StepStatus.PENDING_APPROVAL if status == PlanStatus.ACTIVE else StepStatus.PENDING)
         for status in (PlanStatus.APPROVED, PlanStatus.ACTIVE, PlanStatus.PAUSED, PlanStatus.COMPLETED)
     ]
+    # Actions to cancel and to undo: one not started, one that succeeded (the internal connector's).
+    expires_at = timezone.now() + timedelta(hours=1)
+    waiting, done = (intent_create(tenant_id=world.tenant.id, account_id=world.account.id,
+                                   action_type="PREP_RENEWAL_BRIEF", expires_at=expires_at, approved_by=world.approver)
+                     for _ in range(2))
+    ExecutionService().execute(done.id)
     return {
         "token": Token.objects.create(user=world.admin).key,
         "account_id": str(world.account.id),
+        "intents": itertools.cycle([str(waiting.id), str(done.id)]),
         # Path ids rotate through real objects, so generated bodies reach the services, not just a 404.
         "plans": itertools.cycle([(str(plan.id), [str(s) for s in plan.steps.values_list("step_id", flat=True)])
                                   for plan in plans]),
@@ -172,6 +185,8 @@ def test_every_operation_conforms_to_the_schema(case, conformance_world, wsgi_ke
             case.path_parameters["step_id"] = step_ids[len(case.path_parameters["step_id"]) % len(step_ids)]
     if "account_id" in (case.path_parameters or {}):
         case.path_parameters["account_id"] = conformance_world["account_id"]
+    if "intent_id" in (case.path_parameters or {}):
+        case.path_parameters["intent_id"] = next(conformance_world["intents"])
     case.call_and_validate(
         headers={"Authorization": f"Token {conformance_world['token']}"},
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
