@@ -225,3 +225,27 @@ def test_a_worker_that_claims_while_the_cancel_commits_finds_it_cancelled_and_se
     worker.join(timeout=20)
     assert claimed["intent"].status == IntentStatus.CANCELLED
     _outcome_consistent(intent.id, "cancelled")
+
+
+def test_an_action_held_by_a_kill_switch_is_cancelled_and_the_release_does_not_run_it(world):
+    from plans import services
+
+    intent = start_attempt(world)
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident",
+                             action_type=BRIEF)
+    key = engine.StepKey(intent.plan_id, intent.step_id, intent.attempt)
+    engine.execute_step(key)  # the switch holds it back: still PENDING, the plan held by the switch's layer
+    intent.refresh_from_db()
+    assert intent.status == IntentStatus.PENDING
+    api = client_for(world.approver)
+    assert api.post(cancel_url(intent), {"reason": "not after this incident"}, format="json").status_code == 200
+    held = PauseLayer.objects.filter(plan_id=intent.plan_id, lifted_at__isnull=True)
+    assert set(held.values_list("kind", flat=True)) == {PauseKind.KILL_SWITCH, PauseKind.PERSON}
+    # when: the switch is released
+    services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=False, reason="over",
+                             action_type=BRIEF)
+    # then: the person's layer still holds the plan, and nothing is tried
+    assert RevenuePlan.objects.get(pk=intent.plan_id).plan_status == PlanStatus.PAUSED
+    assert engine.advance_plan(intent.plan_id) == []
+    assert ActionIntent.objects.filter(plan_id=intent.plan_id).count() == 1
+    assert not InternalRecord.objects.filter(account=world.account).exists()
