@@ -42,7 +42,8 @@ run: seed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
 	@echo "revplan is starting: admin http://127.0.0.1:$${REVPLAN_WEB_PORT:-8000}/admin/  API docs http://127.0.0.1:$${REVPLAN_WEB_PORT:-8000}/api/docs/"
-	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops everything, or make stop"
+	@echo "log in with a demo user above (password: $${DEMO_PASSWORD:-revplan-demo}); Ctrl-C stops it, and make stop"
+	@echo "stops it and the private PostgreSQL and Redis, if this machine needed them (their data stays in var/)"
 	@echo ""
 	rm -rf var/prometheus && mkdir -p var/prometheus var/run
 	echo $$$$ > var/run/honcho.pid; exec env ORCHESTRATOR_TICK_SECONDS=$${ORCHESTRATOR_TICK_SECONDS:-5} \

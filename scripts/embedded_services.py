@@ -63,23 +63,26 @@ def fail(message: str) -> None:
 
 
 def proc_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (/proc/PID/stat field 22): with the pid, it names one process."""
+    """The process's start time (/proc/PID/stat field 22), which with the pid names one process; None once it
+    has ended (a zombie has ended too)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def alive(pid: int, started: str | None = None) -> bool:
-    try:
+    if Path("/proc").is_dir():
+        now = proc_start_time(pid)
+        return now is not None and started in (None, now)  # another start time: the pid was reused
+    try:  # no /proc (macOS): the pid is all there is to go on
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    if started is not None and proc_start_time(pid) != started:
-        return False  # the pid was reused by another process
-    return Path(f"/proc/{pid}").exists() or not Path("/proc").is_dir()
+    return True
 
 
 def descendants(pid: int) -> list[tuple[int, str | None]]:
@@ -96,7 +99,8 @@ def descendants(pid: int) -> list[tuple[int, str | None]]:
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
-        found.append((child, proc_start_time(child)))
+        if (started := proc_start_time(child)) is not None:
+            found.append((child, started))
         todo.extend(children.get(child, []))
     return found
 
@@ -268,12 +272,16 @@ def let_owner_reach(owner: pwd.struct_passwd) -> None:
                 path.chmod(mode | 0o044 | (0o011 if mode & stat.S_IXUSR else 0))
 
 
+def as_user(owner: pwd.struct_passwd | None) -> dict:
+    """subprocess arguments that run a program as owner, without root's supplementary groups."""
+    return {} if owner is None else {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+
+
 def run_postgres_tool(owner: pwd.struct_passwd | None, args: list[str], timeout: float) -> None:
-    as_owner = {} if owner is None else {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-    with tempfile.TemporaryFile() as output:
+    with tempfile.TemporaryFile() as output:  # not a pipe: the server pg_ctl leaves running would hold it open
         result = subprocess.run([str(PG_BIN / args[0]), *args[1:]], cwd=PGDATA, env=env, stdin=subprocess.DEVNULL,
-                                stdout=output, stderr=subprocess.STDOUT, timeout=timeout, check=False, **as_owner)
+                                stdout=output, stderr=subprocess.STDOUT, timeout=timeout, check=False, **as_user(owner))
         if result.returncode:
             output.seek(0)
             log = EMBEDDED / "postgres.log"
@@ -321,9 +329,8 @@ def stop_postgres() -> None:
     say(f"stopping the private PostgreSQL (pid {pid})")
     # "fast": sessions are rolled back and closed, then a clean shutdown, so the data needs no recovery.
     with contextlib.suppress(subprocess.SubprocessError, OSError):
-        as_owner = {} if owner is None else {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
         subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "-t", "30", "stop"],
-                       cwd=PGDATA, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=40, **as_owner)
+                       cwd=PGDATA, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=40, **as_user(owner))
     if not wait_gone(processes, 10):
         end(processes, 5)
     (RUN / "postgres.pid").unlink(missing_ok=True)

