@@ -79,8 +79,24 @@ def file_format(path: Path, fmt: str | None) -> str:
                                            "pass --format csv or --format jsonl.")
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(text: str):
+    """Strict JSON: NaN and Infinity (which Python's json takes) are refused, as PostgreSQL would."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def _read_csv(handle) -> Iterator[_Parsed | LineProblem]:
     reader = csv.DictReader(handle)
+    try:
+        yield from _csv_records(reader)
+    except csv.Error as error:  # a field past csv's size limit, a quote left open ...: the rest cannot be read
+        yield LineProblem(reader.line_num + 1, f"not readable as CSV from here on: {error}")
+
+
+def _csv_records(reader: csv.DictReader) -> Iterator[_Parsed | LineProblem]:
     unknown = sorted(set(reader.fieldnames or ()) - COLUMNS)
     if unknown:
         yield LineProblem(1, f"unknown column(s): {', '.join(unknown)}")
@@ -94,7 +110,7 @@ def _read_csv(handle) -> Iterator[_Parsed | LineProblem]:
         payload_text = (record.get("payload") or "").strip()
         if payload_text:
             try:
-                record["payload"] = json.loads(payload_text)
+                record["payload"] = _json(payload_text)
             except ValueError:
                 yield LineProblem(start, "payload is not valid JSON")
                 continue
@@ -108,7 +124,7 @@ def _read_jsonl(handle) -> Iterator[_Parsed | LineProblem]:
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = _json(text)
         except ValueError:
             yield LineProblem(line, "not valid JSON")
             continue
@@ -205,7 +221,7 @@ def _accounts(parsed: list[_Parsed], tenant: Tenant) -> tuple[dict, dict]:
         if isinstance(value, str) and _uuid(value.strip()):
             ids.add(_uuid(value.strip()))
         value = item.fields.get("account_external_id")
-        if isinstance(value, str) and value.strip():
+        if isinstance(value, str) and value.strip() and "\x00" not in value:  # PostgreSQL text holds no NUL
             external_ids.add(value.strip())
     accounts = Account.objects.filter(tenant=tenant).only("id", "external_id")
     by_id = {account.id: account for account in accounts.filter(id__in=ids)} if ids else {}

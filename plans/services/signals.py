@@ -27,6 +27,7 @@ INVALID_EXTERNAL_ID = "INVALID_EXTERNAL_ID"
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 PAYLOAD_TOO_DEEP = "PAYLOAD_TOO_DEEP"
 PAYLOAD_NOT_OBJECT = "PAYLOAD_NOT_OBJECT"
+PAYLOAD_NOT_JSON = "PAYLOAD_NOT_JSON"
 OBSERVED_IN_FUTURE = "OBSERVED_IN_FUTURE"
 INVALID_OBSERVED_AT = "INVALID_OBSERVED_AT"
 EXTERNAL_ID_REUSED = "EXTERNAL_ID_REUSED"
@@ -97,7 +98,7 @@ def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> 
     elif from_outside and item.source == SYSTEM_SOURCE:
         problems.append(Reason(INVALID_SOURCE, f"The source {SYSTEM_SOURCE!r} is revplan's own; name your system."))
     if not isinstance(item.external_id, str) or len(item.external_id) > MAX_EXTERNAL_ID_LENGTH or (
-        item.external_id != item.external_id.strip()
+        item.external_id != item.external_id.strip() or "\x00" in item.external_id
     ):
         problems.append(Reason(INVALID_EXTERNAL_ID, f"The external id must be text of at most {MAX_EXTERNAL_ID_LENGTH}"
                                                     " characters, without surrounding spaces."))
@@ -111,15 +112,31 @@ def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> 
     return problems
 
 
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def payload_problems(payload) -> list[Reason]:
     if not isinstance(payload, dict):
         return [Reason(PAYLOAD_NOT_OBJECT, "The payload must be a JSON object.")]
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return [Reason(PAYLOAD_NOT_JSON, "The payload must be plain JSON (no NaN or Infinity).")]
+    size = len(text.encode())
     if size > MAX_PAYLOAD_BYTES:
         return [Reason(PAYLOAD_TOO_LARGE, f"The payload is {size} bytes of JSON; at most {MAX_PAYLOAD_BYTES} are "
                                           "kept.")]
     if payload_depth(payload) > MAX_PAYLOAD_DEPTH:
         return [Reason(PAYLOAD_TOO_DEEP, f"The payload nests deeper than {MAX_PAYLOAD_DEPTH} levels.")]
+    if _holds_nul(payload):  # PostgreSQL's jsonb cannot store U+0000
+        return [Reason(PAYLOAD_NOT_JSON, "The payload may not contain the NUL character (U+0000).")]
     return []
 
 

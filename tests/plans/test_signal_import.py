@@ -102,6 +102,10 @@ def test_a_good_jsonl_file_is_imported_and_a_second_run_counts_duplicates(world,
     ({"signal_type": "ACTION_EXECUTED"}, "SIGNAL_TYPE_RESERVED"),
     ({"signal_type": "MAYBE"}, "UNKNOWN_SIGNAL_TYPE"),
     ({"payload": "{not json"}, "payload is not valid JSON"),
+    ({"payload": '{"score": NaN}'}, "payload is not valid JSON"),
+    ({"payload": '{"note": "a\\u0000b"}'}, "PAYLOAD_NOT_JSON"),
+    ({"account_id": "", "account_external_id": "a\x00b"}, "no account"),
+    ({"external_id": "e\x00"}, "INVALID_EXTERNAL_ID"),
     ({"payload": json.dumps({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}})}, "PAYLOAD_TOO_DEEP"),
     ({"account_id": "", "account_external_id": "nobody"}, "no account 'nobody'"),
     ({"external_id": ""}, "external_id is required"),
@@ -164,3 +168,13 @@ def test_observed_at_in_the_future_is_a_bad_row(world, rows, tmp_path):
     rows[2]["observed_at"] = (timezone.now() + timedelta(days=2)).isoformat()
     report = services.signals_import(tenant_slug=world.tenant.slug, path=write_csv(tmp_path / "s.csv", rows))
     assert [problem.line for problem in report.problems] == [4]
+
+
+def test_a_file_csv_cannot_read_imports_nothing_and_says_where(world, rows, tmp_path):
+    path = write_csv(tmp_path / "signals.csv", rows)
+    with open(path, "a") as handle:
+        handle.write(f'{world.account.id},,SUPPORT_RISK,,crm,e9,"{"x" * 200_000}"\n')
+    report = services.signals_import(tenant_slug=world.tenant.slug, path=path)
+    assert [problem.line for problem in report.problems] == [5]
+    assert "not readable as CSV" in report.problems[0].detail
+    assert not AccountSignal.objects.exists()
