@@ -126,10 +126,11 @@ def payload_problems(payload) -> list[Reason]:
     if not isinstance(payload, dict):
         return [Reason(PAYLOAD_NOT_OBJECT, "The payload must be a JSON object.")]
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # UTF-8 bytes, as stored; a lone surrogate (JSON lets one write "\ud800") cannot be encoded
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
     except (TypeError, ValueError):
-        return [Reason(PAYLOAD_NOT_JSON, "The payload must be plain JSON (no NaN or Infinity).")]
-    size = len(text.encode())
+        return [Reason(PAYLOAD_NOT_JSON, "The payload must be plain JSON text (no NaN, Infinity or lone "
+                                         "surrogates).")]
     if size > MAX_PAYLOAD_BYTES:
         return [Reason(PAYLOAD_TOO_LARGE, f"The payload is {size} bytes of JSON; at most {MAX_PAYLOAD_BYTES} are "
                                           "kept.")]

@@ -98,6 +98,14 @@ def test_a_wrong_signal_is_refused_with_a_clear_code_and_nothing_written(world, 
     assert not PlanLedgerEntry.objects.filter(tenant=world.tenant).exists()
 
 
+@pytest.mark.parametrize("payload", ['{"a": "\\ud800"}', '{"a": 1e400}', '{"a": NaN}'])
+def test_a_payload_postgresql_cannot_store_is_refused(world, payload):
+    raw = f'{{"signal_type": "SUPPORT_RISK", "source": "crm", "payload": {payload}}}'
+    response = client_for(world.seller).post(signals_url(world.account), raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert not AccountSignal.objects.exists()
+
+
 def test_an_external_id_reused_for_another_account_is_a_conflict(world):
     api = client_for(world.seller)
     api.post(signals_url(world.account), COMMITTED, format="json")
