@@ -30,6 +30,7 @@ from plans.services.signals import (
     insert_signals,
     plans_wake,
     signal_problems,
+    storable_text,
 )
 
 FORMATS = ("csv", "jsonl")
@@ -221,7 +222,7 @@ def _accounts(parsed: list[_Parsed], tenant: Tenant) -> tuple[dict, dict]:
         if isinstance(value, str) and _uuid(value.strip()):
             ids.add(_uuid(value.strip()))
         value = item.fields.get("account_external_id")
-        if isinstance(value, str) and value.strip() and "\x00" not in value:  # PostgreSQL text holds no NUL
+        if isinstance(value, str) and value.strip() and storable_text(value):
             external_ids.add(value.strip())
     accounts = Account.objects.filter(tenant=tenant).only("id", "external_id")
     by_id = {account.id: account for account in accounts.filter(id__in=ids)} if ids else {}

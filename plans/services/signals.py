@@ -98,7 +98,7 @@ def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> 
     elif from_outside and item.source == SYSTEM_SOURCE:
         problems.append(Reason(INVALID_SOURCE, f"The source {SYSTEM_SOURCE!r} is revplan's own; name your system."))
     if not isinstance(item.external_id, str) or len(item.external_id) > MAX_EXTERNAL_ID_LENGTH or (
-        item.external_id != item.external_id.strip() or "\x00" in item.external_id
+        item.external_id != item.external_id.strip() or not storable_text(item.external_id)
     ):
         problems.append(Reason(INVALID_EXTERNAL_ID, f"The external id must be text of at most {MAX_EXTERNAL_ID_LENGTH}"
                                                     " characters, without surrounding spaces."))
@@ -110,6 +110,15 @@ def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> 
             problems.append(Reason(OBSERVED_IN_FUTURE, f"observed_at {item.observed_at.isoformat()} is in the "
                                                        "future; a signal records what was observed."))
     return problems
+
+
+def storable_text(text: str) -> bool:
+    """PostgreSQL text holds no NUL, and UTF-8 no lone surrogate (JSON lets one write "\\ud800")."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _holds_nul(value) -> bool:

@@ -178,3 +178,14 @@ def test_a_file_csv_cannot_read_imports_nothing_and_says_where(world, rows, tmp_
     assert [problem.line for problem in report.problems] == [5]
     assert "not readable as CSV" in report.problems[0].detail
     assert not AccountSignal.objects.exists()
+
+
+def test_text_postgresql_cannot_store_is_a_bad_line_not_a_crash(world, tmp_path):
+    rows = [{"account_external_id": "x\ud800", "signal_type": "SUPPORT_RISK", "source": "crm", "external_id": "a"},
+            {"account_id": str(world.account.id), "signal_type": "SUPPORT_RISK", "source": "crm",
+             "external_id": "b\ud800"}]
+    path = tmp_path / "signals.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))  # ASCII JSON with "\ud800" escapes
+    report = services.signals_import(tenant_slug=world.tenant.slug, path=path)
+    assert [problem.line for problem in report.problems] == [1, 2]
+    assert not AccountSignal.objects.exists()
