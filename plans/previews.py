@@ -5,8 +5,9 @@ orchestrator registers its describer when its app is ready (OrchestratorConfig.r
 page, the inbox and the API ask through `previews_for`. Without a describer (plans/ on its own) steps
 have no preview, which every caller shows as "no preview".
 
-Only steps that have yet to run are described (PREVIEWED_STATUSES: PENDING, PENDING_APPROVAL, of a plan
-that has not ended); a finished step's effect is in its execution and the ledger. A preview is a JSON-serialisable dict,
+Only steps that have yet to run are described (PREVIEWED_STATUSES: PENDING, PENDING_APPROVAL, and FAILED,
+whose preview is what a person's retry would send; of a plan that has not ended); a finished step's
+effect is in its execution and the ledger. A preview is a JSON-serialisable dict,
 always with the same keys:
 
 - `connector`: "internal", "calendar" or "crm" (the tenant's route, else the catalogue's); "" when no
@@ -28,12 +29,13 @@ from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from plans.lifecycle import TERMINAL
-from plans.models import PlanStep, StepStatus
+from plans.models import FINISHED_STEP_STATUSES, PlanStep, StepStatus
 
 Describer = Callable[[list[PlanStep]], dict[UUID, dict]]
 _describer: Describer | None = None
 
-PREVIEWED_STATUSES = frozenset({StepStatus.PENDING, StepStatus.PENDING_APPROVAL})
+# Every status but the finished ones (FINISHED_STEP_STATUSES): a FAILED step runs again if a person retries it.
+PREVIEWED_STATUSES = frozenset(set(StepStatus) - FINISHED_STEP_STATUSES)
 
 
 def register(describer: Describer) -> None:

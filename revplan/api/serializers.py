@@ -189,8 +189,8 @@ class PlanStepV1Serializer(serializers.Serializer):
         allow_null=True, help_text="The execution of the current attempt (attempt = attempts); null before any."
     )
     preview = StepPreviewSerializer(allow_null=True, help_text=(
-        "What the step will send, for a step yet to run (PENDING, PENDING_APPROVAL), so a person approves what "
-        "will be sent; null for the others."))
+        "What the step will send, for a step yet to run (PENDING, PENDING_APPROVAL; FAILED: what a retry would "
+        "send) of a plan that has not ended, so a person approves what will be sent; null for the others."))
 
 
 class StopReasonSerializer(serializers.Serializer):

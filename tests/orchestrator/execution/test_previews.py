@@ -198,10 +198,11 @@ def test_a_parameter_the_connector_would_refuse_is_said_before_approval(world, r
 
 def test_only_steps_yet_to_run_are_described(world, radicale, calendar_for):
     calendar_for(world.tenant)
-    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, action_types=(MEETING, BRIEF, ESCALATE))
+    plan = make_plan(account=world.account, status=PlanStatus.PAUSED, action_types=(MEETING, BRIEF, ESCALATE))
     meeting, brief, escalate = plan.steps.order_by("sequence")
     PlanStep.objects.filter(pk=meeting.pk).update(status=StepStatus.DONE)
     PlanStep.objects.filter(pk=brief.pk).update(status=StepStatus.PENDING_APPROVAL)
+    PlanStep.objects.filter(pk=escalate.pk).update(status=StepStatus.FAILED)  # a person's retry would send it
 
     previews = previews_for(plan.steps.all())
 
