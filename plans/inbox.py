@@ -14,6 +14,8 @@ Reads only: every verb still goes through plans.services, which checks the same 
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from typing import NamedTuple
 from uuid import UUID
 
 from django.db.models import F, OuterRef, Q, Subquery
@@ -67,10 +69,34 @@ PERSON_LIFTED_LAYERS: dict[str, Verb] = {
 # The verbs whose "may" also depends on the plan's risk (a HIGH-risk plan needs a tenant admin: the gate).
 _APPROVAL_VERBS = frozenset({Verb.APPROVE, Verb.REAPPROVE})
 
-# What the first phase reads of a plan: enough for plans.authority's Subject and the wait's start.
-_PLAN_FIELDS = ("id", "tenant_id", "plan_type", "plan_status", "risk_level", "created_by",
-                "edited_by_since_approval", "owner_id", "updated_at", "activated_at", "paused_at",
+# What the first phase reads of a plan, as plain values (model instances cost ten times as much at a few
+# thousand rows): enough for plans.authority's Subject, the risk and the SLA.
+_PLAN_VALUES = ("id", "tenant_id", "plan_type", "risk_level", "created_by", "edited_by_since_approval", "owner_id",
                 "account__owner_id")
+
+
+class _Candidate(NamedTuple):
+    plan_id: UUID
+    tenant_id: UUID
+    plan_type: str
+    risk_level: str
+    subject: Subject
+
+
+def _candidate(row: tuple) -> _Candidate:
+    """A plan's values as plans.services.common.plan_subject would see the plan."""
+    plan_id, tenant_id, plan_type, risk_level, created_by, editors, owner_id, account_owner_id = row[:8]
+    return _Candidate(plan_id, tenant_id, plan_type, risk_level,
+                      Subject(account_owner_id=account_owner_id, plan_owner_id=owner_id, plan_created_by=created_by,
+                              plan_editors=frozenset(editors or ())))
+
+
+class _Layer(NamedTuple):
+    """An open pause layer's values: what liftable_layers reads of a PauseLayer."""
+
+    kind: str
+    scope: str
+    set_at: datetime
 
 
 def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime) -> datetime:
@@ -126,12 +152,16 @@ class InboxItem:
 # --- who may: plans.authority's rules, asked, not restated ------------------------------------------
 
 
-def _may(verb: Verb, *, role: Role, user_id: int, plan: RevenuePlan) -> bool:
-    """Whether plans.authority lets `role`/`user_id` use `verb` on `plan` (and, for an approval, whether
-    its risk allows this role: plans.why.approvers_of, the policy gate's rule)."""
-    if denial(verb, role=role, user_id=user_id, subject=plan_subject(plan)) is not None:
+def _may(verb: Verb, *, role: Role, user_id: int, subject: Subject, risk_level: str) -> bool:
+    """Whether plans.authority lets `role`/`user_id` use `verb` on the plan `subject` describes (and, for an
+    approval, whether a plan of `risk_level` allows this role: plans.why.approvers_of, the gate's rule)."""
+    if denial(verb, role=role, user_id=user_id, subject=subject) is not None:
         return False
-    return verb not in _APPROVAL_VERBS or role in why.approvers_of(plan)
+    return verb not in _APPROVAL_VERBS or risk_level in _approvable_risks(role)
+
+
+def _may_on(verb: Verb, *, role: Role, user_id: int, plan: RevenuePlan) -> bool:
+    return _may(verb, role=role, user_id=user_id, subject=plan_subject(plan), risk_level=plan.risk_level)
 
 
 def _reach(verb: Verb, role: Role, user_id: int, prefix: str) -> Q | None:
@@ -146,6 +176,7 @@ def _reach(verb: Verb, role: Role, user_id: int, prefix: str) -> Q | None:
     return None
 
 
+@cache
 def _approvable_risks(role: Role) -> tuple[str, ...]:
     """The risk levels whose plans `role` may approve (plans.why.approvers_of: HIGH needs a tenant admin)."""
     return tuple(risk.value for risk in RiskLevel if role in why.approvers_of(RevenuePlan(risk_level=risk)))
@@ -175,15 +206,20 @@ def _scope(roles: dict[UUID, Role], user_id: int, verbs: tuple[Verb, ...], *, pr
     return scope
 
 
-def liftable_layers(layers: list[PauseLayer], *, role: Role, user_id: int, plan: RevenuePlan) -> list[PauseLayer]:
-    """The open layers this person may lift now. A resume lifts PERSON and POLICY layers only when nothing
-    else holds the plan (plans.services.pauses.plan_resume refuses otherwise), so those count only then."""
+def liftable_layers(layers: list, *, role: Role, user_id: int, subject: Subject, risk_level: str) -> list:
+    """The open layers (PauseLayer rows, or _Layer values) this person may lift now. A resume lifts PERSON and
+    POLICY layers only when nothing else holds the plan (plans.services.pauses.plan_resume refuses
+    otherwise), so those count only then."""
     resume_lifts_all = all(layer.kind in LIFTED_BY_RESUME for layer in layers)
     return [
         layer for layer in layers
         if layer.kind in PERSON_LIFTED_LAYERS and (layer.kind not in LIFTED_BY_RESUME or resume_lifts_all)
-        and _may(PERSON_LIFTED_LAYERS[layer.kind], role=role, user_id=user_id, plan=plan)
+        and _may(PERSON_LIFTED_LAYERS[layer.kind], role=role, user_id=user_id, subject=subject, risk_level=risk_level)
     ]
+
+
+def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, user_id: int) -> list[PauseLayer]:
+    return liftable_layers(layers, role=role, user_id=user_id, subject=plan_subject(plan), risk_level=plan.risk_level)
 
 
 # --- phase 1: what waits, sorted -----------------------------------------------------------------------
@@ -206,20 +242,23 @@ def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id:
     return sorted(entries, key=lambda entry: entry.sort_key)
 
 
-def _entry(kind: InboxKind, plan: RevenuePlan, *, role: Role, since: datetime, step_id: UUID | None = None
+def _entry(kind: InboxKind, plan: _Candidate, *, role: Role, since: datetime, step_id: UUID | None = None
            ) -> InboxEntry:
-    return InboxEntry(kind, plan.id, step_id, role, since, due_at(kind, plan.plan_type, since))
+    return InboxEntry(kind, plan.plan_id, step_id, role, since, due_at(kind, plan.plan_type, since))
 
 
 def _draft_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
     scope = _scope(roles, user.pk, (Verb.APPROVE,), by_risk=True)
     if scope is None:
         return []
-    drafts = (RevenuePlan.objects.filter(scope, plan_status=PlanStatus.DRAFT)
-              .select_related("account").only(*_PLAN_FIELDS))
     # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT): updated_at.
-    return [_entry(InboxKind.DRAFT_APPROVAL, plan, role=roles[plan.tenant_id], since=plan.updated_at)
-            for plan in drafts if _may(Verb.APPROVE, role=roles[plan.tenant_id], user_id=user.pk, plan=plan)]
+    rows = RevenuePlan.objects.filter(scope, plan_status=PlanStatus.DRAFT).values_list(*_PLAN_VALUES, "updated_at")
+    entries = []
+    for row in rows:
+        plan, role = _candidate(row), roles[row[1]]
+        if _may(Verb.APPROVE, role=role, user_id=user.pk, subject=plan.subject, risk_level=plan.risk_level):
+            entries.append(_entry(InboxKind.DRAFT_APPROVAL, plan, role=role, since=row[-1]))
+    return entries
 
 
 def _step_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
@@ -231,39 +270,46 @@ def _step_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
     awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
                                                      event_type=EventType.STEP_AWAITING_APPROVAL)
                       .order_by("-chain_seq").values("occurred_at")[:1])
-    steps = (PlanStep.objects.filter(scope, status=StepStatus.PENDING_APPROVAL, plan__plan_status=PlanStatus.ACTIVE)
-             .select_related("plan__account")
-             .only("step_id", "plan", "status", *(f"plan__{name}" for name in _PLAN_FIELDS))
-             .annotate(waiting_since=Coalesce(Subquery(awaiting_since), F("plan__activated_at"),
-                                              F("plan__updated_at"))))
-    return [_entry(InboxKind.STEP_APPROVAL, step.plan, role=roles[step.plan.tenant_id], since=step.waiting_since,
-                   step_id=step.step_id)
-            for step in steps
-            if _may(Verb.APPROVE_STEP, role=roles[step.plan.tenant_id], user_id=user.pk, plan=step.plan)]
+    rows = (PlanStep.objects.filter(scope, status=StepStatus.PENDING_APPROVAL, plan__plan_status=PlanStatus.ACTIVE)
+            .annotate(waiting_since=Coalesce(Subquery(awaiting_since), F("plan__activated_at"),
+                                             F("plan__updated_at")))
+            .order_by().values_list(*(f"plan__{name}" for name in _PLAN_VALUES), "step_id", "waiting_since"))
+    entries = []
+    for row in rows:
+        plan, role = _candidate(row), roles[row[1]]
+        if _may(Verb.APPROVE_STEP, role=role, user_id=user.pk, subject=plan.subject, risk_level=plan.risk_level):
+            entries.append(_entry(InboxKind.STEP_APPROVAL, plan, role=role, since=row[-1], step_id=row[-2]))
+    return entries
 
 
 def _paused_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
     scope = _scope(roles, user.pk, tuple(dict.fromkeys(PERSON_LIFTED_LAYERS.values())))
     if scope is None:
         return []
-    paused = (RevenuePlan.objects.filter(scope, plan_status=PlanStatus.PAUSED)
-              .select_related("account").only(*_PLAN_FIELDS).prefetch_related(selectors.open_layers_prefetch()))
+    paused = RevenuePlan.objects.filter(scope, plan_status=PlanStatus.PAUSED)
+    layers: dict[UUID, list[_Layer]] = {}
+    for plan_id, kind, scope_value, set_at in (
+            PauseLayer.objects.filter(plan_id__in=paused.values("id"), lifted_at__isnull=True)
+            .order_by("set_at", "id").values_list("plan_id", "kind", "scope", "set_at")):
+        layers.setdefault(plan_id, []).append(_Layer(kind, scope_value, set_at))
     entries = []
-    for plan in paused:
-        role = roles[plan.tenant_id]
-        entry = _paused_entry(plan, getattr(plan, selectors.OPEN_LAYERS), role=role, user_id=user.pk)
+    for row in paused.values_list(*_PLAN_VALUES, "paused_at", "updated_at"):
+        plan = _candidate(row)
+        entry = _paused_entry(plan, layers.get(plan.plan_id, []), role=roles[plan.tenant_id], user_id=user.pk,
+                              paused_since=row[-2] or row[-1])
         if entry is not None:
             entries.append(entry)
     return entries
 
 
-def _paused_entry(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, user_id: int) -> InboxEntry | None:
+def _paused_entry(plan: _Candidate, layers: list[_Layer], *, role: Role, user_id: int, paused_since: datetime
+                  ) -> InboxEntry | None:
     if not layers:
         # PAUSED before the layers existed: its stop reason holds it until a resume (plans.why.blocking).
-        if not _may(Verb.RESUME, role=role, user_id=user_id, plan=plan):
+        if not _may(Verb.RESUME, role=role, user_id=user_id, subject=plan.subject, risk_level=plan.risk_level):
             return None
-        return _entry(InboxKind.PAUSED, plan, role=role, since=plan.paused_at or plan.updated_at)
-    liftable = liftable_layers(layers, role=role, user_id=user_id, plan=plan)
+        return _entry(InboxKind.PAUSED, plan, role=role, since=paused_since)
+    liftable = liftable_layers(layers, role=role, user_id=user_id, subject=plan.subject, risk_level=plan.risk_level)
     if not liftable:
         return None
     stale = any(layer.kind == PauseKind.APPROVAL_STALE for layer in liftable)
@@ -271,7 +317,7 @@ def _paused_entry(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, us
                   since=min(layer.set_at for layer in liftable), step_id=_failed_step_id(liftable))
 
 
-def _failed_step_id(layers: list[PauseLayer]) -> UUID | None:
+def _failed_step_id(layers: list) -> UUID | None:
     """The step a RETRY_LIMIT layer names (its scope), for the step's retry and skip."""
     scoped = next((layer.scope for layer in layers if layer.kind == PauseKind.RETRY_LIMIT and layer.scope), None)
     return UUID(scoped) if scoped else None
@@ -325,7 +371,7 @@ def _open_layers(plan: RevenuePlan) -> list[PauseLayer]:
 
 def _waiting_for(entry: InboxEntry, plan: RevenuePlan, step: PlanStep | None, answer: why.PlanWhy, user) -> str:
     if entry.kind in (InboxKind.APPROVAL_STALE, InboxKind.PAUSED) and _open_layers(plan):
-        layers = liftable_layers(_open_layers(plan), role=entry.role, user_id=user.pk, plan=plan)
+        layers = _liftable_on(plan, _open_layers(plan), role=entry.role, user_id=user.pk)
         return " ".join(why.layer_answer(plan, layer).sentence for layer in layers)
     wanted = {InboxKind.DRAFT_APPROVAL: "AWAITING_PLAN_APPROVAL"}.get(entry.kind)
     for candidate in [*answer.blocking, *answer.waiting]:
@@ -351,15 +397,15 @@ def _verbs(entry: InboxEntry, plan: RevenuePlan, step: PlanStep | None, user) ->
     else:
         layers = _open_layers(plan)
         lifting = ([PERSON_LIFTED_LAYERS[layer.kind].value
-                    for layer in liftable_layers(layers, role=entry.role, user_id=user.pk, plan=plan)]
+                    for layer in _liftable_on(plan, layers, role=entry.role, user_id=user.pk)]
                    if layers else [Verb.RESUME.value])
         for verb in dict.fromkeys(lifting):
             if verb == Verb.RETRY_STEP.value:
                 verbs += step_verbs
             elif verb == Verb.REAPPROVE.value:
-                verbs += [verb] if verb in plan_verbs and entry.role in why.approvers_of(plan) else []
+                verbs += [verb] if verb in plan_verbs and plan.risk_level in _approvable_risks(entry.role) else []
             elif verb == Verb.TRANSFER_ACCOUNT.value:
-                verbs += [verb] if _may(Verb.TRANSFER_ACCOUNT, role=entry.role, user_id=user.pk, plan=plan) else []
+                verbs += [verb] if _may_on(Verb.TRANSFER_ACCOUNT, role=entry.role, user_id=user.pk, plan=plan) else []
             elif verb in plan_verbs:
                 verbs.append(verb)
     if "abort" in plan_verbs:
