@@ -15,6 +15,7 @@ from plans.errors import NotFound
 from plans.inbox import InboxKind, inbox_entries, inbox_items
 from plans.models import PlanStatus, RiskLevel, StepStatus
 from revplan.api.common import ApiPagination, errors
+from revplan.api.serializers import StepPreviewSerializer
 
 VERBS = ("approve", "reapprove", "resume", "approve_step", "skip_step", "retry_step", "transfer_account", "abort")
 
@@ -43,9 +44,9 @@ class InboxPreviewSerializer(serializers.Serializer):
     step_id = serializers.UUIDField()
     sequence = serializers.IntegerField()
     action_type = serializers.CharField()
-    preview = serializers.DictField(allow_null=True, help_text=(
-        "What the step will send, described by its connector without sending: the same shape as a plan's "
-        "steps[].preview; null when nothing describes it."))
+    preview = StepPreviewSerializer(allow_null=True, help_text=(
+        "What the step will send, described by its connector without sending (a plan's steps[].preview); null "
+        "when nothing describes it."))
 
 
 class InboxItemSerializer(serializers.Serializer):

@@ -56,6 +56,9 @@ def test_an_approver_sees_their_waits_with_ages_due_times_verbs_and_previews(wor
     assert [preview["action_type"] for preview in draft_item["previews"]] == ["REQUEST_RENEWAL_MEETING",
                                                                               "PREP_RENEWAL_BRIEF"]
     assert "waits for a plan approver" in draft_item["waiting_for"]
+    # what approving lets happen, as each step's connector describes it (plans.previews)
+    assert all(preview["preview"]["summary"] for preview in draft_item["previews"])
+    assert overdue_step["previews"][0]["preview"]["connector"] == "calendar"
 
 
 def test_a_viewer_sees_nothing_and_a_seller_only_their_own_plans_waits(world):
