@@ -256,6 +256,9 @@ class PlanStep(models.Model):
                 name="required_step_skipped_only_with_its_plan",
             ),
         ]
+        # The inbox's steps waiting for a person: few rows of a large table.
+        indexes = [models.Index(fields=["plan"], condition=Q(status="PENDING_APPROVAL"),
+                                name="step_pending_approval_idx")]
 
     def __str__(self) -> str:
         return f"{self.sequence}. {self.action_type} ({self.status})"
@@ -341,6 +344,7 @@ class EventType(models.TextChoices):
     ACTION_EXPIRED = "ACTION_EXPIRED"
     ACTION_CANCELLED = "ACTION_CANCELLED"
     ACTION_COMPENSATED = "ACTION_COMPENSATED"
+    ACTION_COMPENSATION_FAILED = "ACTION_COMPENSATION_FAILED"
     STEP_ATTEMPT_STARTED = "STEP_ATTEMPT_STARTED"
     STEP_AWAITING_APPROVAL = "STEP_AWAITING_APPROVAL"
     STEP_RETRY_SCHEDULED = "STEP_RETRY_SCHEDULED"

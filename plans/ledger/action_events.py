@@ -86,14 +86,14 @@ def action_compensated(intent, *, actor: str, reason: str = ""):
     )
 
 
-# No event type of its own yet (a new one needs a plans migration): an ACTION_FAILED entry whose reason
-# code says it was the undo that failed. `failure` is the connector's classified sentence, never its raw text.
+# Its own event type, not ACTION_FAILED: the action did run, and what failed is the undo (counts of failed
+# actions must not include it). `failure` is the connector's classified sentence, never its raw text.
 COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 
 def action_compensation_failed(intent, *, actor: str, failure: str):
     return _intent_entry(
-        intent, EventType.ACTION_FAILED, actor=actor, reason_code=COMPENSATION_FAILED,
+        intent, EventType.ACTION_COMPENSATION_FAILED, actor=actor, reason_code=COMPENSATION_FAILED,
         explanation=f"{intent.action_type} could not be undone through the {intent.connector} connector: "
                     f"{failure.rstrip('.')}. Its effect stands.",
         data={"undo": True, "failure_reason": failure, "external_ids": intent.external_ids},

@@ -161,7 +161,7 @@ def test_a_crm_that_cannot_be_reached_is_reported_and_ledgered_not_a_500(world, 
     assert "connection refused" in body["reason"]
     assert "127.0.0.1" not in body["reason"]
     [failed] = [entry for entry in entries_of(intent) if entry.reason_code == "COMPENSATION_FAILED"]
-    assert failed.event_type == EventType.ACTION_FAILED
+    assert failed.event_type == EventType.ACTION_COMPENSATION_FAILED
     assert "could not be undone" in failed.explanation
     intent.refresh_from_db()
     assert intent.compensated_at is None
