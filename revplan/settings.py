@@ -227,6 +227,8 @@ SPECTACULAR_SETTINGS = {
         "PlanStatusEnum": "plans.models.PlanStatus",
         "StepStatusEnum": "plans.models.StepStatus",
         "IntentStatusEnum": "orchestrator.execution.models.IntentStatus",
+        "PauseKindEnum": "plans.models.PauseKind",
+        "InboxKindEnum": "plans.inbox.InboxKind",
     },
 }
 

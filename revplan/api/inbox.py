@@ -13,7 +13,7 @@ from rest_framework.generics import GenericAPIView
 from plans import selectors
 from plans.errors import NotFound
 from plans.inbox import InboxKind, inbox_entries, inbox_items
-from plans.models import PlanStatus, RiskLevel, StepStatus
+from plans.models import PlanStatus, RevenuePlan, RiskLevel, StepStatus
 from revplan.api.common import ApiPagination, errors
 from revplan.api.serializers import StepPreviewSerializer
 
@@ -83,6 +83,8 @@ class InboxView(GenericAPIView):
 
     pagination_class = ApiPagination
     serializer_class = InboxItemSerializer
+    # Read by the schema generator only; the items come from plans.inbox, not from a queryset.
+    queryset = RevenuePlan.objects.none()
 
     @extend_schema(
         parameters=[
