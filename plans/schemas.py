@@ -13,6 +13,23 @@ MAX_STEPS = 20
 MAX_JSON_KEYS = 50
 
 
+def nests_deeper_than(value, limit: int) -> bool:
+    """Whether JSON-like `value` has more than `limit` levels of nesting (a scalar is 0, {} or [] is 1).
+
+    Iterative and stopping at the first level past the limit, so a hostile document nested thousands
+    deep costs no recursion (Python's stack would overflow first: a 500 instead of a 400).
+    """
+    level = [value]
+    for depth in range(limit + 1):
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            return False
+        if depth == limit:
+            return True
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return False
+
+
 class PlanStepV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

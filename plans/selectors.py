@@ -79,8 +79,10 @@ CONFLICTS_AT_ACTIVATION = frozenset({PlanStatus.ACTIVE})
 
 
 def owner_is_active_member(user_id: int | None, tenant_id) -> QuerySet[Membership]:
-    """The owner's active membership that may own accounts (a queryset: .exists(), or Exists() in a query)."""
-    return Membership.objects.filter(user_id=user_id, tenant_id=tenant_id, is_active=True).exclude(role=Role.VIEWER)
+    """The owner's active membership that may own accounts (a queryset: .exists(), or Exists() in a query).
+    A user whose login is disabled owns nothing actively either."""
+    return Membership.objects.filter(user_id=user_id, tenant_id=tenant_id, is_active=True,
+                                     user__is_active=True).exclude(role=Role.VIEWER)
 
 
 def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None,

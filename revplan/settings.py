@@ -183,6 +183,12 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REVPLAN_MAX_REQUEST_BYTES", str(256 * 1024)))
 
 REST_FRAMEWORK = {
+    # DRF's JSON parser bounded in nesting (a deep body is a 400, not a RecursionError); forms for the browsable API.
+    "DEFAULT_PARSER_CLASSES": [
+        "revplan.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # DRF's token, refused once it is REVPLAN_TOKEN_TTL_HOURS old; revoked by DELETE /api/v1/auth/token/.
         "revplan.api.authentication.ExpiringTokenAuthentication",

@@ -23,6 +23,7 @@ from plans.authority import Verb
 from plans.errors import Conflict, DomainError, NotFound
 from plans.locking import lock_plan
 from plans.models import RevenuePlan
+from plans.selectors import visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,12 @@ def plan_abort_compensating(*, plan_id: UUID, user, reason: str, expected_versio
     its still PENDING attempts are cancelled, so none can start; then each SUCCEEDED, not yet undone intent
     is undone and ledgered. One that cannot be undone — irreversible, a connector failure, an attempt still
     running — is reported with why, and the others still go."""
-    tenant_id = RevenuePlan.objects.filter(pk=plan_id).values_list("tenant_id", flat=True).first()
-    if tenant_id is None:
+    # Through the one visibility rule: another tenant's plan is the same 404 as one that does not exist.
+    plan = visible_to(RevenuePlan.objects.filter(pk=plan_id), user).first()
+    if plan is None:
         raise NotFound("NOT_FOUND", "The plan does not exist.")
     # Before the abort: a caller who may abort but not undo gets a 403 and the plan stays as it was.
-    services.require_may_act_on_action(Verb.COMPENSATE_ACTION, user=user, tenant_id=tenant_id)
+    services.require_may_act_on_action(Verb.COMPENSATE_ACTION, user=user, tenant_id=plan.tenant_id, plan=plan)
     plan = services.plan_abort(plan_id=plan_id, user=user, reason=reason, expected_version=expected_version)
     actor = ledger.user_actor(user)
     cancelled = []

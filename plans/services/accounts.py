@@ -28,7 +28,7 @@ def account_transfer(*, account_id: UUID, new_owner_id: int | None, user, reason
             raise ValidationFailed("VALIDATION_ERROR", "A change of owner needs a reason.")
         new_owner = get_user_model().objects.filter(pk=new_owner_id).first() if new_owner_id else None
         new_membership = new_owner and selectors.membership_for(new_owner, account.tenant_id)
-        if not new_membership or new_membership.role == Role.VIEWER:
+        if not new_membership or new_membership.role == Role.VIEWER or not new_owner.is_active:
             raise ValidationFailed(
                 "VALIDATION_ERROR", "The new owner must be an active member of the tenant who may own accounts."
             )

@@ -86,7 +86,10 @@ def _refuse_constant(name: str):
 
 def _json(text: str):
     """Strict JSON: NaN and Infinity (which Python's json takes) are refused, as PostgreSQL would."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:  # nested thousands deep: a bad line like any other, not a crash
+        raise ValueError("nested too deep to read") from None
 
 
 def _read_csv(handle) -> Iterator[_Parsed | LineProblem]:

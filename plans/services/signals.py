@@ -17,6 +17,7 @@ from plans.authority import Verb
 from plans.errors import Conflict, NotFound, Reason, ValidationFailed
 from plans.models import Account, AccountSignal, IntegrationToken, PlanStatus, RevenuePlan
 from plans.plan_types import PLAN_TYPES
+from plans.schemas import nests_deeper_than
 from plans.services.common import SystemActor, require_authority
 from plans.signals import OUTSIDE_SIGNAL_TYPES, SYSTEM_SIGNAL_TYPES, SYSTEM_SOURCE, TAXONOMY
 
@@ -74,15 +75,6 @@ def is_from_outside(actor) -> bool:
     return not isinstance(actor, SystemActor)
 
 
-def payload_depth(value) -> int:
-    """Levels of nesting: a scalar is 0, {} or [] is 1, {"a": {}} is 2."""
-    if isinstance(value, dict):
-        return 1 + max((payload_depth(item) for item in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((payload_depth(item) for item in value), default=0)
-    return 0
-
-
 def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> list[Reason]:
     """Everything wrong with a signal before it is written (pure; the import checks each row with it)."""
     problems = []
@@ -95,7 +87,7 @@ def signal_problems(item: SignalInput, *, from_outside: bool, now: datetime) -> 
     if not isinstance(item.source, str) or not SOURCE_PATTERN.fullmatch(item.source):
         problems.append(Reason(INVALID_SOURCE, "The source must be 1 to 64 letters, digits, '_', '.', ':' or '-', "
                                                "starting with a letter or digit."))
-    elif from_outside and item.source == SYSTEM_SOURCE:
+    elif from_outside and item.source.casefold() == SYSTEM_SOURCE:
         problems.append(Reason(INVALID_SOURCE, f"The source {SYSTEM_SOURCE!r} is revplan's own; name your system."))
     if not isinstance(item.external_id, str) or len(item.external_id) > MAX_EXTERNAL_ID_LENGTH or (
         item.external_id != item.external_id.strip() or not storable_text(item.external_id)
@@ -134,6 +126,9 @@ def _holds_nul(value) -> bool:
 def payload_problems(payload) -> list[Reason]:
     if not isinstance(payload, dict):
         return [Reason(PAYLOAD_NOT_OBJECT, "The payload must be a JSON object.")]
+    # First: measuring the size serialises the payload, which recurses once per level.
+    if nests_deeper_than(payload, MAX_PAYLOAD_DEPTH):
+        return [Reason(PAYLOAD_TOO_DEEP, f"The payload nests deeper than {MAX_PAYLOAD_DEPTH} levels.")]
     try:
         # UTF-8 bytes, as stored; a lone surrogate (JSON lets one write "\ud800") cannot be encoded
         size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
@@ -143,8 +138,6 @@ def payload_problems(payload) -> list[Reason]:
     if size > MAX_PAYLOAD_BYTES:
         return [Reason(PAYLOAD_TOO_LARGE, f"The payload is {size} bytes of JSON; at most {MAX_PAYLOAD_BYTES} are "
                                           "kept.")]
-    if payload_depth(payload) > MAX_PAYLOAD_DEPTH:
-        return [Reason(PAYLOAD_TOO_DEEP, f"The payload nests deeper than {MAX_PAYLOAD_DEPTH} levels.")]
     if _holds_nul(payload):  # PostgreSQL's jsonb cannot store U+0000
         return [Reason(PAYLOAD_NOT_JSON, "The payload may not contain the NUL character (U+0000).")]
     return []

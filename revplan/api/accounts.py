@@ -4,12 +4,12 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from plans import selectors, services
 from plans.models import Account
 from revplan.api.common import WRITE_ERRORS, ApiPagination, StrictSerializer, UserIdFilter, errors, validated
+from revplan.api.parsers import JSONParser
 from revplan.api.serializers import MAX_REASON_LENGTH, AccountSerializer
 
 

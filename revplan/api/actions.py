@@ -3,13 +3,13 @@ aborting a plan with its effects undone (thin: orchestrator.execution.cancel and
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from orchestrator.execution.cancel import intent_cancel
 from orchestrator.execution.compensation import intent_compensate
 from orchestrator.execution.selectors import intents_for_user
 from revplan.api.common import StrictSerializer, errors, validated
+from revplan.api.parsers import JSONParser
 from revplan.api.serializers import MAX_REASON_LENGTH, ActionIntentDetailSerializer, RevenuePlanV1Serializer
 
 ACTION_WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413)

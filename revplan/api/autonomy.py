@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import renderers, serializers
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from orchestrator.autonomy import selectors
@@ -23,6 +22,7 @@ from orchestrator.execution.models import ActionIntent
 from plans import services
 from plans.plan_types import ACTION_TYPES
 from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, errors, validated
+from revplan.api.parsers import JSONParser
 from revplan.api.serializers import LedgerEntrySerializer
 
 TENANT_PARAMETER = OpenApiParameter("tenant", OpenApiTypes.UUID, description="The tenant, if you belong to several.")

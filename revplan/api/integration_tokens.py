@@ -10,7 +10,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from orchestrator.autonomy.selectors import tenant_for_user
@@ -18,6 +17,7 @@ from plans import services
 from plans.models import IntegrationToken
 from plans.services.integration_tokens import NAME_MAX_LENGTH, integration_token_state
 from revplan.api.common import ApiPagination, StrictSerializer, UuidStringField, errors, validated
+from revplan.api.parsers import JSONParser
 
 TENANT_PARAMETER = OpenApiParameter("tenant", OpenApiTypes.UUID, description="Only this tenant's tokens.")
 
@@ -74,7 +74,9 @@ class IntegrationTokenCreateSerializer(StrictSerializer):
 
 def issued(token: IntegrationToken, secret: str) -> Response:
     """201 with the token and, this once, its secret."""
-    return Response({**IntegrationTokenSerializer(token).data, "secret": secret}, status=status.HTTP_201_CREATED)
+    response = Response({**IntegrationTokenSerializer(token).data, "secret": secret}, status=status.HTTP_201_CREATED)
+    response["Cache-Control"] = "no-store"  # the secret must not stay in a cache on the way
+    return response
 
 
 class IntegrationTokenListCreateView(GenericAPIView):

@@ -11,7 +11,6 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from orchestrator.blocked_by import blocked_by_for
@@ -25,6 +24,7 @@ from plans.services import approvals
 from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB
 from revplan.api.actions import PlanAbortReportSerializer
 from revplan.api.common import READ_ERRORS, WRITE_ERRORS, ApiPagination, UserIdFilter, errors, validated
+from revplan.api.parsers import JSONParser
 from revplan.api.serializers import (
     LedgerEntrySerializer,
     OptionalReasonInputSerializer,

@@ -102,3 +102,14 @@ def test_the_current_owner_again_changes_nothing(world):
                                                                           "reason": "no-op"}, format="json")
     assert response.status_code == 200
     assert state_of(world) == before
+
+
+def test_a_member_whose_login_is_disabled_cannot_be_made_owner(world, heir):
+    heir.is_active = False
+    heir.save(update_fields=["is_active"])
+    before = state_of(world)
+    body = assert_error(client_for(world.approver).post(
+        transfer_url(world.account), {"new_owner": heir.username, "reason": "x"}, format="json"), 400,
+        "VALIDATION_ERROR")
+    assert "active member" in body["detail"]
+    assert state_of(world) == before

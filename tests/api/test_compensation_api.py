@@ -3,6 +3,7 @@
 the internal connector's records; every role, another tenant, the wrong state, the ledger entries, and what
 is reported when an undo fails (a classified reason, never the other side's text)."""
 import socket
+import uuid
 from datetime import timedelta
 
 import caldav
@@ -254,7 +255,10 @@ def test_abort_without_compensate_keeps_its_shape_and_undoes_nothing(world, fini
 
 def test_abort_with_compensate_of_another_tenants_plan_is_404_and_of_a_finished_plan_409(world, other_world):
     theirs = make_plan(account=other_world.account, status=PlanStatus.ACTIVE)
-    assert_error(abort(world.admin, theirs, compensate=True), 404, "NOT_FOUND")
+    theirs_body = assert_error(abort(world.admin, theirs, compensate=True), 404, "NOT_FOUND")
+    missing = RevenuePlan(pk=uuid.uuid4())
+    # word for word what a plan that does not exist gets: nothing tells the two apart
+    assert theirs_body == assert_error(abort(world.admin, missing, compensate=True), 404, "NOT_FOUND")
     assert RevenuePlan.objects.get(pk=theirs.pk).plan_status == PlanStatus.ACTIVE
     done = make_plan(account=world.account, status=PlanStatus.COMPLETED)
     count = PlanLedgerEntry.objects.count()

@@ -48,6 +48,7 @@ def test_create_answers_the_secret_once_and_the_list_never(world):
     api = client_for(world.admin)
 
     created = api.post(TOKENS_URL, {"name": "Salesforce sync"}, format="json")
+    assert created["Cache-Control"] == "no-store"  # the secret stays in no cache on the way
 
     assert created.status_code == 201, created.content
     body = created.json()

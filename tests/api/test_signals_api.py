@@ -163,3 +163,21 @@ def test_the_schema_documents_both_operations_and_their_errors(db):
     for status_code in ("400", "403", "404", "409"):
         assert operations["post"]["responses"][status_code]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"}
+
+
+@pytest.mark.parametrize("source", ["System", "SYSTEM"])
+def test_revplans_own_source_is_refused_whatever_its_case(world, source):
+    response = client_for(world.seller).post(signals_url(world.account), {**COMMITTED, "source": source},
+                                             format="json")
+    assert_error(response, 400, "INVALID_SOURCE")
+    assert not AccountSignal.objects.exists()
+
+
+@pytest.mark.parametrize("depth", [6, 450, 5_000, 100_000])
+def test_a_deeply_nested_payload_is_a_400_not_a_500(world, depth):
+    payload = "[" * depth + "]" * depth
+    body = '{"signal_type": "SUPPORT_RISK", "source": "crm", "payload": {"a": ' + payload + "}}"
+    response = client_for(world.seller).post(signals_url(world.account), body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] in {"PAYLOAD_TOO_DEEP", "MALFORMED_REQUEST"}
+    assert not AccountSignal.objects.exists()

@@ -111,6 +111,8 @@ def test_a_good_jsonl_file_is_imported_and_a_second_run_counts_duplicates(world,
     ({"external_id": ""}, "external_id is required"),
     ({"observed_at": "yesterday"}, "not an ISO 8601"),
     ({"source": "system"}, "INVALID_SOURCE"),
+    ({"payload": '{"a": ' + "[" * 5_000 + "]" * 5_000 + "}"}, "payload is not valid JSON"),
+    ({"payload": '{"a": ' + "[" * 400 + "]" * 400 + "}"}, "PAYLOAD_TOO_DEEP"),
 ])
 def test_a_file_with_one_bad_row_imports_nothing_and_names_the_line(world, rows, tmp_path, bad, says):
     rows[1] = {**rows[1], **bad}

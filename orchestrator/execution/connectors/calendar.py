@@ -210,7 +210,9 @@ class CalendarConnector:
         if not intent.parameters.get("start"):
             when += " (no start was given: two weekdays after the step runs, at 15:00 UTC)"
         body = {**fields, "start": fields["start"].isoformat(), "end": fields["end"].isoformat(),
-                "calendar": self.calendar_id, "calendar_url": excerpt(self.calendar_url, secrets=(self.password,))}
+                "calendar": self.calendar_id}
+        if self.tenant_endpoint:  # the tenant's own server; the deployment's address is not told to tenants
+            body["calendar_url"] = excerpt(self.calendar_url, secrets=(self.password,))
         return described(self.name, target=f"calendar {self.calendar_id}", body=body, summary=(
             f'Drafts the tentative meeting "{fields["summary"]}" on {when} in calendar {self.calendar_id}. It has no '
             "attendees, so no one is invited."))

@@ -91,6 +91,20 @@ def test_the_deployments_crm_is_not_named_to_a_tenant(settings, world):
     assert CRM_KEY not in json.dumps(preview)
 
 
+def test_the_deployments_calendar_server_is_not_named_to_a_tenant(settings, world):
+    settings.REVPLAN_CONNECTOR_DEFAULTS = {**settings.REVPLAN_CONNECTOR_DEFAULTS, "calendar": {
+        "url": "http://caldav.operator.internal:5232/", "username": "svc-revplan", "password": CALDAV_PASSWORD}}
+    step = step_of(world, MEETING)
+
+    preview = preview_of(step)
+
+    assert not preview["unavailable"], preview
+    assert preview["body"]["calendar"] == f"revplan-{world.tenant.slug}"
+    assert "calendar_url" not in preview["body"]
+    assert "operator.internal" not in json.dumps(preview)
+    assert "svc-revplan" not in json.dumps(preview)
+
+
 def vevent(radicale, calendar_url: str, uid: str):
     client = caldav.DAVClient(url=radicale.url, username="revplan", password="")
     return client.calendar(url=calendar_url).event_by_uid(uid).icalendar_component
