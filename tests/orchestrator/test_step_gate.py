@@ -52,6 +52,19 @@ def run_until_quiet(plan_id, keys):
             pending += engine.advance_plan(plan_id)
 
 
+def test_an_owner_whose_login_is_disabled_holds_the_next_step_as_one_who_left(world):
+    plan, key = running_plan(world)
+    world.seller.is_active = False  # the membership stays; the person can no longer log in
+    world.seller.save(update_fields=["is_active"])
+
+    follow_up = engine.execute_step(key)
+
+    assert follow_up.keys == []
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
+
+
 def test_owner_deactivated_then_transfer_then_reapproval(world):
     # given: the first step is under way when the owner leaves the tenant
     plan, key = running_plan(world)
