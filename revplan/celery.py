@@ -2,9 +2,25 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revplan.settings")
 
 app = Celery("revplan")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_connections(sender=None, **_kwargs) -> None:
+    """Django's request rule for every task: keep the connection (CONN_MAX_AGE, health-checked before reuse
+    since CONN_HEALTH_CHECKS is on), close it only when it is broken or too old.
+
+    Celery's Django fixup would otherwise close every connection before and after every task (unless
+    CELERY_DB_REUSE_MAX is set, see settings), so each task began a new PostgreSQL backend."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # an eager task runs inside its caller's transaction
+    from django.db import close_old_connections as close_if_unusable_or_obsolete
+
+    close_if_unusable_or_obsolete()

@@ -252,6 +252,10 @@ CACHES = {
 }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+# Celery's Django fixup closes every database connection before and after each task unless this is set; it
+# then closes them only every that many tasks. revplan.celery applies Django's own rule after each task
+# instead (closed when broken or older than CONN_MAX_AGE), so a task reuses its process's connection.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "10000"))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
