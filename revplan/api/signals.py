@@ -1,8 +1,9 @@
 """Signals API: tell revplan what happened to an account (POST), and read what it was told (GET).
 
 POST is open to a person with RECORD_SIGNAL authority (SELLER and up) or to an integration token of the
-account's tenant; a token may do nothing else, so every other method refuses it (403). Whether a request
-came with a token is decided in one place, `integration_token_of`.
+account's tenant; a token may do nothing else: its authentication class reads it for POST only, and every
+other method and route answers a Bearer credential 401. Whether a request came with a token is decided in
+one place, `integration_token_of`.
 """
 import django_filters
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
