@@ -84,7 +84,10 @@ def rows(items: list[InboxItem]) -> list[dict]:
         "what": what_words(item),
         "age": age_words(item),
         "buttons": buttons(item),
-        "bulk_value": f"{item.plan.pk}:{item.step.step_id}" if item.kind == InboxKind.STEP_APPROVAL
+        # The plan's version as shown: a plan that changed since (revised, re-approved, its step again waiting
+        # with other content) is refused, as on the confirmation page — one approves what one saw.
+        "bulk_value": f"{item.plan.pk}:{item.step.step_id}:{item.plan.version}"
+        if item.kind == InboxKind.STEP_APPROVAL
         and "approve_step" in item.verbs else "",
         "previews": [preview for preview in item.previews if preview["preview"]],
     } for item in items]
@@ -116,7 +119,8 @@ def approve_steps(request: HttpRequest, values: list[str]) -> None:
         return
     for value in dict.fromkeys(values):
         try:
-            plan_id, step_id = (UUID(part) for part in value.split(":"))
+            plan_part, step_part, version_part = value.split(":")
+            plan_id, step_id, shown_version = UUID(plan_part), UUID(step_part), int(version_part)
         except ValueError:
             messages.error(request, f"{value!r} names no step.")
             continue
@@ -127,7 +131,7 @@ def approve_steps(request: HttpRequest, values: list[str]) -> None:
             continue
         label = f"{step.plan.account.name}: step {step.sequence + 1} ({step.action_type})"
         try:
-            services.step_approve(plan_id=plan_id, step_id=step_id, user=request.user)
+            services.step_approve(plan_id=plan_id, step_id=step_id, user=request.user, expected_version=shown_version)
         except DomainError as error:
             messages.error(request, f"{label}: not approved — {admin_views.refusal_message(error)}")
         else:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from plans import services
 from plans.admin_inbox import age_words, duration_words
 from plans.inbox import inbox_items
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, StepStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan, StepStatus
 from tests.factories import AccountFactory, make_plan
 from tests.plans.test_admin import action_url, console, messages_of, step_url
 
@@ -53,7 +53,7 @@ def test_the_page_lists_each_wait_with_its_confirmation_buttons(world):
     assert action_url(draft, "approve") in html
     assert action_url(draft, "abort") in html
     assert step_url(step_plan, step, "approve") in html
-    assert f'value="{step_plan.pk}:{step.step_id}"' in html  # the step can be approved in bulk
+    assert f'value="{step_plan.pk}:{step.step_id}:{step_plan.version}"' in html  # the step can be approved in bulk
     assert "waiting 5 min, due in 48 h" in html  # the factory's DRAFT was proposed 5 min ago
     assert "waiting less than a minute, due in 24 h" in html
 
@@ -100,7 +100,8 @@ def test_bulk_approval_approves_each_step_on_its_own_and_reports_the_refusal(wor
     # paused after the page was shown: its step can no longer be approved
     services.plan_pause(plan_id=paused.id, user=world.admin, reason="customer asked for a break")
     paused.refresh_from_db()
-    picked = [f"{plan.pk}:{plan.steps.get().step_id}" for plan in (first, paused, second, theirs)]
+    picked = [f"{plan.pk}:{plan.steps.get().step_id}:{RevenuePlan.objects.get(pk=plan.pk).version}"
+              for plan in (first, paused, second, theirs)]
 
     response = client.post(INBOX, {"step": picked}, follow=True)
 
@@ -127,7 +128,8 @@ def test_bulk_approval_approves_each_step_on_its_own_and_reports_the_refusal(wor
 def test_a_viewers_bulk_approval_is_refused_and_changes_nothing(world):
     plan = waiting_step_plan(world)
 
-    response = console(world.viewer).post(INBOX, {"step": [f"{plan.pk}:{plan.steps.get().step_id}"]}, follow=True)
+    response = console(world.viewer).post(INBOX, {"step": [f"{plan.pk}:{plan.steps.get().step_id}:{plan.version}"]},
+                                          follow=True)
 
     assert "NOT_ALLOWED" in messages_of(response)[0]
     assert plan.steps.get().status == StepStatus.PENDING_APPROVAL
@@ -147,3 +149,19 @@ def test_the_page_takes_the_same_number_of_queries_for_1_and_20_items_of_each_ki
 
     assert [rows for rows, _ in counts] == [2, 40]
     assert counts[0][1] == counts[1][1], counts
+
+
+def test_bulk_approval_refuses_a_plan_that_changed_since_the_page_was_shown(world):
+    plan = waiting_step_plan(world)
+    client = console(world.approver)
+    [shown] = [row["bulk_value"] for row in client.get(INBOX).context["rows"] if row["bulk_value"]]
+    # changed meanwhile: paused and resumed by someone else (the step still waits)
+    services.plan_pause(plan_id=plan.id, user=world.admin, reason="checking with the customer")
+    services.plan_resume(plan_id=plan.id, user=world.admin)
+    assert plan.steps.get().status == StepStatus.PENDING_APPROVAL
+
+    response = client.post(INBOX, {"step": [shown]}, follow=True)
+
+    assert "VERSION_CONFLICT" in messages_of(response)[0]
+    assert plan.steps.get().status == StepStatus.PENDING_APPROVAL
+    assert not PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.STEP_APPROVED).exists()
