@@ -9,6 +9,7 @@
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
   token_events   writers for a tenant's chain: an integration token created, rotated, revoked
   signal_events  writers for a tenant's chain: signals taken from outside, one by one or an import's batch
+  operator_events  writers for a plan's chain: an incident's redrive, a move to another plan-type version
   verify         walk the chains, report what was changed or cut
 
 Callers use `from plans import ledger` and the names below; entries are written only through the
@@ -27,6 +28,7 @@ from plans.ledger.action_events import (
 )
 from plans.ledger.approval_events import approval_voided, plan_reapproved, step_reset
 from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
+from plans.ledger.operator_events import incident_redriven, plan_type_migrated
 from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
 from plans.ledger.plan_events import (
     STOP_EVENTS,
@@ -82,6 +84,7 @@ __all__ = [
     "canonical_fields",
     "compute_hash",
     "connector_config_changed",
+    "incident_redriven",
     "integration_token_created",
     "integration_token_revoked",
     "integration_token_rotated",
@@ -94,6 +97,7 @@ __all__ = [
     "plan_moved",
     "plan_owner_changed",
     "plan_reapproved",
+    "plan_type_migrated",
     "policy_rejected",
     "signal_recorded",
     "signals_imported",
