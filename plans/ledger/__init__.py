@@ -5,6 +5,7 @@
   pause_events   writers for a plan's chain: a pause layer set or lifted
   approval_events  writers for a plan's chain: an approval voided, a reapproval, a changed FAILED step reset
   tenant_events  writers for a tenant's chain (ownership, kill switches, autonomy, digests)
+  breaker_events writers for a tenant's chain: a connector's circuit breaker changed state
   action_events  writers for the execution spine's intent events
   settings_events  writers for a tenant's chain: connector settings, action routes, memberships
   token_events   writers for a tenant's chain: an integration token created, rotated, revoked
@@ -27,6 +28,7 @@ from plans.ledger.action_events import (
     action_retry_scheduled,
 )
 from plans.ledger.approval_events import approval_voided, plan_reapproved, step_reset
+from plans.ledger.breaker_events import breaker_closed, breaker_forced, breaker_half_opened, breaker_opened
 from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
 from plans.ledger.operator_events import incident_redriven, plan_type_migrated
 from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
@@ -81,6 +83,10 @@ __all__ = [
     "activation_blocked",
     "approval_voided",
     "autonomy_changed",
+    "breaker_closed",
+    "breaker_forced",
+    "breaker_half_opened",
+    "breaker_opened",
     "canonical_fields",
     "compute_hash",
     "connector_config_changed",
