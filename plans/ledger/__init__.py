@@ -11,6 +11,7 @@
   token_events   writers for a tenant's chain: an integration token created, rotated, revoked
   signal_events  writers for a tenant's chain: signals taken from outside, one by one or an import's batch
   operator_events  writers for a plan's chain: an incident's redrive, a move to another plan-type version
+  deadline_events  reminders and escalations (tenant chain, one entry per run), a missed deadline, a stuck plan
   verify         walk the chains, report what was changed or cut
 
 Callers use `from plans import ledger` and the names below; entries are written only through the
@@ -30,6 +31,7 @@ from plans.ledger.action_events import (
 from plans.ledger.approval_events import approval_voided, plan_reapproved, step_reset
 from plans.ledger.breaker_events import breaker_closed, breaker_forced, breaker_half_opened, breaker_opened
 from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
+from plans.ledger.deadline_events import deadline_missed, deadlines_noticed, stuck_detected
 from plans.ledger.operator_events import incident_redriven, plan_type_migrated
 from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
 from plans.ledger.plan_events import (
@@ -90,6 +92,8 @@ __all__ = [
     "canonical_fields",
     "compute_hash",
     "connector_config_changed",
+    "deadline_missed",
+    "deadlines_noticed",
     "incident_redriven",
     "integration_token_created",
     "integration_token_revoked",
@@ -115,6 +119,7 @@ __all__ = [
     "step_retried",
     "step_retry_scheduled",
     "step_skipped",
+    "stuck_detected",
     "system_actor",
     "tenant_digest",
     "user_actor",

@@ -5,6 +5,7 @@
   moves          plan_transition (the one place that assigns plan_status) and people's plan verbs
   approvals      what an approval covers (content digest, facts) and what changed since (pure)
   reapproval     a fresh approval of a plan whose approval's facts drifted
+  plan_versions  moving in-flight plans to another version of their plan type's config (migrate_plans)
   steps          step_transition (the one place that assigns a step's status) and people's step verbs
   accounts       ownership change
   signals        signals observed about an account: the one way to record them (bounded, idempotent)
@@ -58,6 +59,7 @@ from plans.services.pauses import (
     plan_pause,
     plan_resume,
 )
+from plans.services.plan_versions import plans_migrate_plan_type
 from plans.services.reapproval import APPROVAL_NOT_STALE, plan_reapprove
 from plans.services.signal_import import signals_import
 from plans.services.signals import RecordedSignal, signal_record
@@ -67,6 +69,7 @@ from plans.services.system import (
     plan_activate_locked,
     plan_pause_by_policy,
     plan_settle_locked,
+    step_skip_by_policy,
 )
 from plans.services.tenancy import membership_add, membership_update
 
@@ -108,6 +111,7 @@ __all__ = [
     "plan_pause_by_policy",
     "plan_propose",
     "plan_reapprove",
+    "plans_migrate_plan_type",
     "plan_resume",
     "plan_revise",
     "plan_settle_locked",
@@ -120,5 +124,6 @@ __all__ = [
     "step_approve",
     "step_retry",
     "step_skip",
+    "step_skip_by_policy",
     "step_transition",
 ]

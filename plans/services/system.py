@@ -6,13 +6,14 @@ from django.utils import timezone
 
 from plans import ledger, policy, selectors
 from plans.evaluator import Evaluation, Outcome
-from plans.lifecycle import Move
+from plans.lifecycle import Move, StepMove
 from plans.locking import lock_plan
 from plans.models import PauseKind, PlanStatus, PlanStep, RevenuePlan
 from plans.schemas import plan_to_schema
-from plans.services.common import require_move
+from plans.services.common import require_move, touch
 from plans.services.moves import plan_transition
 from plans.services.pauses import pause_layer_add_locked
+from plans.services.steps import step_of, step_transition
 
 
 def plan_activate_locked(
@@ -80,3 +81,15 @@ def plan_abort_by_policy(
         plan = lock_plan(plan_id)
         return plan_transition(plan, Move.ABORT, actor=ledger.system_actor(component), reason_code=reason_code,
                                explanation=explanation, facts=facts)
+
+
+def step_skip_by_policy(*, plan_id: UUID, step_id: UUID, component: str, reason: str) -> RevenuePlan:
+    """The system skips an optional step (a deadline's rule): the same move as a person's skip
+    (plans.lifecycle refuses a required one with REQUIRED_STEP), ledgered as the component's."""
+    with transaction.atomic():
+        plan = lock_plan(plan_id)
+        step = step_of(plan, step_id)
+        step_transition(step, StepMove.SKIP, plan=plan, changes={"skip_reason": reason})
+        touch(plan)
+        ledger.step_skipped(plan, step_id=step.step_id, actor=ledger.system_actor(component), reason=reason)
+        return plan
