@@ -6,6 +6,7 @@ from orchestrator.autonomy.models import (  # noqa: F401
     ProposalDecision,
     TenantAutonomy,
 )
+from orchestrator.breakers.models import BreakerState, CircuitBreaker  # noqa: F401
 from orchestrator.deadlines.models import DeadlineNotice, StuckEpisode  # noqa: F401
 from orchestrator.execution.models import (  # noqa: F401
     ActionIntent,

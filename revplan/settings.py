@@ -1,4 +1,5 @@
 """All revplan settings, read from the environment (defaults suit a developer machine)."""
+import json
 import os
 import secrets
 from pathlib import Path
@@ -309,6 +310,10 @@ ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = float(os.environ.get("ORCHESTRATOR_STEP_R
 ORCHESTRATOR_MAX_DELIVERIES = int(os.environ.get("ORCHESTRATOR_MAX_DELIVERIES", "5"))
 ORCHESTRATOR_PLAN_LOCK_SECONDS = float(os.environ.get("ORCHESTRATOR_PLAN_LOCK_SECONDS", "60"))
 ORCHESTRATOR_ADVANCE_LOCK_RETRIES = 5
+# A worker that finishes a step runs the plan's next runnable step itself, up to this many in a row and for
+# this long, then hands the next one to the queue (DESIGN §4): a chain does not hog a worker, nor wait for one.
+ORCHESTRATOR_INLINE_STEPS = int(os.environ.get("ORCHESTRATOR_INLINE_STEPS", "20"))
+ORCHESTRATOR_INLINE_SECONDS = float(os.environ.get("ORCHESTRATOR_INLINE_SECONDS", "10"))
 ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS = 0.2
 
 CELERY_BEAT_SCHEDULE = {
@@ -363,6 +368,28 @@ REVPLAN_TENANT_ENDPOINT_ALLOWLIST = env_list("REVPLAN_TENANT_ENDPOINT_ALLOWLIST"
 # Transient connector failures: equal-jitter exponential backoff from this base, capped.
 REVPLAN_RETRY_BASE_SECONDS = float(os.environ.get("REVPLAN_RETRY_BASE_SECONDS", "1"))
 REVPLAN_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("REVPLAN_RETRY_MAX_DELAY_SECONDS", "30"))
+# Circuit breakers per (tenant, connector) (orchestrator/breakers; README "Circuit breakers"): one opens when at
+# least failure_rate of at least min_tries tries in the last window_seconds failed transiently (5xx, 429,
+# timeouts, connection errors), stays open cool_down_seconds, then lets one probe through. min_tries 20: one
+# plan's whole retry series (3 attempts x 4 tries) never opens it alone; that plan's retry limit is for that.
+REVPLAN_BREAKERS_ENABLED = env_bool("REVPLAN_BREAKERS_ENABLED", True)
+REVPLAN_BREAKER_DEFAULTS = {
+    "failure_rate": float(os.environ.get("REVPLAN_BREAKER_FAILURE_RATE", "0.5")),
+    "min_tries": int(os.environ.get("REVPLAN_BREAKER_MIN_TRIES", "20")),
+    "window_seconds": int(os.environ.get("REVPLAN_BREAKER_WINDOW_SECONDS", "300")),
+    "cool_down_seconds": float(os.environ.get("REVPLAN_BREAKER_COOL_DOWN_SECONDS", "60")),
+}
+# Per-connector overrides of those, as JSON: {"crm": {"min_tries": 50, "cool_down_seconds": 120}}.
+REVPLAN_BREAKER_CONNECTORS = json.loads(os.environ.get("REVPLAN_BREAKER_CONNECTORS") or "{}")
+# The sweep half-opens breakers past their cool-down and lifts the plans of closed ones; the cool-down's resolution.
+REVPLAN_BREAKER_SWEEP_SECONDS = float(os.environ.get("REVPLAN_BREAKER_SWEEP_SECONDS", "10"))
+CELERY_IMPORTS = ("orchestrator.breakers.tasks",)  # not an app's tasks.py: autodiscovery would not find it
+CELERY_TASK_ROUTES["orchestrator.breakers_sweep"] = {"queue": "ticks"}
+CELERY_BEAT_SCHEDULE["breakers-sweep"] = {
+    "task": "orchestrator.breakers_sweep",
+    "schedule": REVPLAN_BREAKER_SWEEP_SECONDS,
+    "options": {"expires": REVPLAN_BREAKER_SWEEP_SECONDS},
+}
 # The plan proposal generator: "rules" (deterministic, the default) or "llm" (an OpenAI-compatible
 # chat endpoint; its answer is bounded by a schema and sanitised, and it only ever drafts).
 REVPLAN_PROPOSER = os.environ.get("REVPLAN_PROPOSER", "rules")
