@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from plans.lifecycle import is_terminal
 from plans.models import PlanStatus, StepStatus
-from plans.plan_types import PlanTypeConfig, get_plan_type_config
+from plans.plan_types import PlanTypeConfig, plan_type_config_for
 from plans.schemas import RevenuePlanV1
 
 OBJECTIVE_MET = "objective_met"
@@ -91,7 +91,7 @@ def evaluate(
     plan: RevenuePlanV1, *, signals: Sequence[SignalFact], renewal_date: date | None, now: datetime
 ) -> Evaluation:
     """Objective first, then all steps done (ACTIVE plans only), then expiry (any non-terminal plan)."""
-    config = get_plan_type_config(plan.plan_type)
+    config = plan_type_config_for(plan)
     facts: dict = {"evaluated_at": now.isoformat(), "expires_at": plan.expires_at.isoformat()}
     if config is not None and plan.plan_status == PlanStatus.ACTIVE:
         met, objective_facts = objective_met(plan, config, signals, renewal_date)

@@ -1,10 +1,18 @@
-"""Plan type configs and the action-type catalogue (DESIGN §3.7). Static: a change is a deploy."""
+"""Plan type configs and the action-type catalogue (DESIGN §3.7). Static: a change is a deploy.
+
+Every version of a plan type's config stays in the catalogue: a plan runs on the version it was approved
+with (RevenuePlan.plan_type_version, stamped at approval), so a deploy that adds a version changes only the
+plans approved after it. A DRAFT has no approved version yet: it is checked against the latest, which its
+approval will stamp. `manage.py migrate_plans` moves in-flight plans to another version explicitly.
+"""
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from plans.models import RiskLevel
+from plans.models import PlanStatus, RiskLevel
 
 
 class StepParameters(BaseModel):
@@ -110,18 +118,76 @@ RENEWAL_DEFENSE = PlanTypeConfig(
                              approval_stale=timedelta(hours=24), paused=timedelta(hours=72)),
 )
 
-PLAN_TYPES: dict[str, PlanTypeConfig] = {RENEWAL_DEFENSE.plan_type: RENEWAL_DEFENSE}
+# Every version of every plan type, oldest first: a new version is appended, never edited in place (a plan
+# approved on an old one keeps running on it until migrate_plans moves it).
+PLAN_TYPE_VERSIONS: dict[str, dict[int, PlanTypeConfig]] = {
+    RENEWAL_DEFENSE.plan_type: {RENEWAL_DEFENSE.version: RENEWAL_DEFENSE},
+}
+
+# The latest version of each plan type: what a new plan is proposed and approved on.
+PLAN_TYPES: dict[str, PlanTypeConfig] = {
+    plan_type: versions[max(versions)] for plan_type, versions in PLAN_TYPE_VERSIONS.items()
+}
 
 _RISK_ORDER = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2}
 
 
-def get_plan_type_config(plan_type: str) -> PlanTypeConfig | None:
-    return PLAN_TYPES.get(plan_type)
+def get_plan_type_config(plan_type: str, version: int | None = None) -> PlanTypeConfig | None:
+    """The config of `plan_type` at `version` (None: the latest). None for a type, or a version of it, this
+    deploy does not know: the gates refuse such a plan (INVALID_PLAN_TYPE) rather than guess its rules."""
+    latest = PLAN_TYPES.get(plan_type)
+    if version is None or (latest is not None and latest.version == version):
+        return latest
+    return PLAN_TYPE_VERSIONS.get(plan_type, {}).get(version)
 
 
-def approval_sla(plan_type: str) -> ApprovalSla:
-    """The plan type's approval SLA; the default one for a type this deploy does not know."""
-    config = get_plan_type_config(plan_type)
+def plan_type_config_for(plan) -> PlanTypeConfig | None:
+    """The config `plan` runs on (a RevenuePlan or a RevenuePlanV1): its approved version; for a DRAFT, the
+    latest (the one its approval would stamp)."""
+    if plan.plan_status == PlanStatus.DRAFT:
+        return get_plan_type_config(plan.plan_type)
+    return get_plan_type_config(plan.plan_type, plan.plan_type_version)
+
+
+def plan_type_versions(plan_type: str) -> list[int]:
+    """The versions of `plan_type` this deploy knows, oldest first."""
+    return sorted(PLAN_TYPE_VERSIONS.get(plan_type, {}))
+
+
+def objective_signal_types_of_any_version(plan_type: str) -> frozenset[str]:
+    """The signal types that may meet the objective of a plan of `plan_type`, whichever version it runs on."""
+    return frozenset(signal_type for config in PLAN_TYPE_VERSIONS.get(plan_type, {}).values()
+                     for signal_type in config.objective_signal_types)
+
+
+@contextlib.contextmanager
+def catalogue_with(config: PlanTypeConfig) -> Iterator[PlanTypeConfig]:
+    """For tests: the catalogue with `config` added as a version of its plan type (the latest if its number
+    is the highest), as a deploy that adds it would have it; the catalogue as it was afterwards. Only in
+    this process: a worker started meanwhile does not see it."""
+    versions = PLAN_TYPE_VERSIONS.setdefault(config.plan_type, {})
+    replaced_version, replaced_latest = versions.get(config.version), PLAN_TYPES.get(config.plan_type)
+    versions[config.version] = config
+    PLAN_TYPES[config.plan_type] = versions[max(versions)]
+    try:
+        yield config
+    finally:
+        if replaced_version is None:
+            del versions[config.version]
+        else:
+            versions[config.version] = replaced_version
+        if not versions:
+            del PLAN_TYPE_VERSIONS[config.plan_type]
+        if replaced_latest is None:
+            PLAN_TYPES.pop(config.plan_type, None)
+        else:
+            PLAN_TYPES[config.plan_type] = replaced_latest
+
+
+def approval_sla(plan_type: str, version: int | None = None) -> ApprovalSla:
+    """The plan type's approval SLA (at `version`; None: the latest); the default one for a type or version
+    this deploy does not know."""
+    config = get_plan_type_config(plan_type, version)
     return config.approval_sla if config else DEFAULT_APPROVAL_SLA
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from plans.errors import Reason
 from plans.models import PauseKind, PlanStatus, Role
-from plans.plan_types import get_action_type, get_plan_type_config, highest_risk
+from plans.plan_types import get_action_type, get_plan_type_config, highest_risk, plan_type_config_for
 from plans.schemas import RevenuePlanV1
 
 INVALID_PLAN_TYPE = "INVALID_PLAN_TYPE"
@@ -58,13 +58,16 @@ Check = Callable[[RevenuePlanV1, GateFacts], list[Reason]]
 
 
 def check_plan_type(plan: RevenuePlanV1, facts: GateFacts) -> list[Reason]:
-    if get_plan_type_config(plan.plan_type) is None:
+    if plan_type_config_for(plan) is None:
+        if get_plan_type_config(plan.plan_type) is not None:
+            return [Reason(INVALID_PLAN_TYPE, f"{plan.plan_type} has no version {plan.plan_type_version} in this "
+                                              "deploy's catalogue.")]
         return [Reason(INVALID_PLAN_TYPE, f"Plan type {plan.plan_type!r} is not an allowed plan type.")]
     return []
 
 
 def check_steps(plan: RevenuePlanV1, facts: GateFacts) -> list[Reason]:
-    config = get_plan_type_config(plan.plan_type)
+    config = plan_type_config_for(plan)
     if config is None:
         return []  # check_plan_type already said why
     if not plan.steps:
@@ -294,8 +297,12 @@ def check_step_not_expired(plan, step, facts: StepGateFacts) -> list[Reason]:
 
 
 def check_step_action_allowed(plan, step, facts: StepGateFacts) -> list[Reason]:
-    config = get_plan_type_config(plan.plan_type)
+    # A plan whose steps run was approved: it runs on the version its approval stamped.
+    config = get_plan_type_config(plan.plan_type, plan.plan_type_version)
     if config is None:
+        if get_plan_type_config(plan.plan_type) is not None:
+            return [Reason(INVALID_PLAN_TYPE, f"{plan.plan_type} has no version {plan.plan_type_version} in this "
+                                              "deploy's catalogue.")]
         return [Reason(INVALID_PLAN_TYPE, f"Plan type {plan.plan_type!r} is not an allowed plan type.")]
     if step.action_type not in config.allowed_action_types:
         return [Reason(STEP_ORDER_VIOLATION, f"{step.action_type} is not an action type {plan.plan_type} "
@@ -316,6 +323,6 @@ STEP_CHECKS: tuple[StepCheck, ...] = (
 
 def check_step(plan, step, facts: StepGateFacts) -> StepGateResult:
     """May this step attempt start? `plan` and `step`: a RevenuePlanV1 and its step, or the model rows
-    (only plan_type, owner_id, expires_at and the step's action_type are read)."""
+    (only plan_type, plan_type_version, owner_id, expires_at and the step's action_type are read)."""
     holds = tuple((item.layer, reason) for item in STEP_CHECKS for reason in item.check(plan, step, facts))
     return StepGateResult(reasons=tuple(reason for _, reason in holds), holds=holds)

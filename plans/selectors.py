@@ -20,7 +20,7 @@ from plans.models import (
     Role,
     Tenant,
 )
-from plans.plan_types import get_plan_type_config
+from plans.plan_types import get_plan_type_config, plan_type_config_for
 from plans.policy import GateFacts
 
 # --- the one tenant-visibility rule: a user sees the tenants they are an active member of -------------
@@ -126,7 +126,7 @@ def advance_facts(plan: RevenuePlan) -> tuple[frozenset[str], bool]:
 
 
 def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
-    config = get_plan_type_config(plan.plan_type)
+    config = plan_type_config_for(plan)
     if config is None:
         return []
     rows = AccountSignal.objects.filter(
@@ -188,7 +188,8 @@ def ledger_for_plan(plan: RevenuePlan) -> QuerySet[PlanLedgerEntry]:
 
 
 def accounts_in_renewal_window(tenant_id, *, plan_type: str, today) -> QuerySet[Account]:
-    """Accounts whose renewal is within the plan type's proposal window and past its cut-off."""
+    """Accounts whose renewal is within the plan type's proposal window and past its cut-off (the latest
+    version's: the one a new proposal is made on)."""
     config = get_plan_type_config(plan_type)
     return Account.objects.filter(
         tenant_id=tenant_id,

@@ -14,7 +14,7 @@ For the data migration (helper A, plans/migrations), which inlines these and mus
                   "depends_on": sorted(str(d) for d in step.depends_on), "risk_level": step.risk_level}
   facts        = {"owner_id": plan.owner_id, "renewal_date": plan.account.renewal_date.isoformat() or None,
                   "risk_level": plan.risk_level,
-                  "plan_type_version": get_plan_type_config(plan.plan_type).version (None for an unknown type)}
+                  "plan_type_version": plan.plan_type_version (None for an unknown type or version)}
 
   plan.approval_record = {"digest": digest(plan content), "content": plan content, "facts": facts,
                           "approved_by": plan.approved_by_id, "approved_at": plan.approved_at.isoformat()}
@@ -29,7 +29,7 @@ import json
 from datetime import datetime
 
 from plans.models import PlanStatus, PlanStep, RevenuePlan, RiskLevel
-from plans.plan_types import get_plan_type_config
+from plans.plan_types import get_plan_type_config, plan_type_config_for
 
 CURRENT = "CURRENT"
 VOID = "VOID"
@@ -66,8 +66,10 @@ def plan_content(plan: RevenuePlan, steps: list[PlanStep]) -> dict:
 
 def approval_facts(plan: RevenuePlan) -> dict:
     """The facts an approval is given on. Not the autonomy policy's version: that is decided afresh at
-    every attempt. `plan.account` is read (the engine's and the API's plans carry it already)."""
-    config = get_plan_type_config(plan.plan_type)
+    every attempt. `plan.account` is read (the engine's and the API's plans carry it already). The version is
+    the one the plan runs on (plans.plan_types.plan_type_config_for): a deploy that adds a version changes no
+    approved plan's facts; only migrate_plans moves a plan to another version."""
+    config = plan_type_config_for(plan)
     renewal_date = plan.account.renewal_date
     return {
         "owner_id": plan.owner_id,
@@ -90,9 +92,11 @@ def plan_record(plan: RevenuePlan, steps: list[PlanStep], *, approved_by_id: int
 def record_plan_approval(plan: RevenuePlan, steps: list[PlanStep], *, user, approved_at: datetime) -> None:
     """What an approval and a reapproval both write on the plan (unsaved): who approved, under which
     config version, the record of its content and facts; the editors since the last approval are
-    forgotten."""
+    forgotten. A DRAFT's approval stamps the plan type's latest version, which the plan then runs on; a
+    reapproval keeps the version the plan runs on (moving it is migrate_plans' explicit, checked job)."""
     plan.approved_by, plan.approved_at = user, approved_at
-    plan.plan_type_version = get_plan_type_config(plan.plan_type).version
+    if plan.plan_status == PlanStatus.DRAFT:
+        plan.plan_type_version = get_plan_type_config(plan.plan_type).version
     plan.approval_record = plan_record(plan, steps, approved_by_id=user.pk, approved_at=approved_at)
     plan.edited_by_since_approval = []
 

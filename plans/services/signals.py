@@ -16,7 +16,7 @@ from plans import ledger
 from plans.authority import Verb
 from plans.errors import Conflict, NotFound, Reason, ValidationFailed
 from plans.models import Account, AccountSignal, IntegrationToken, PlanStatus, RevenuePlan
-from plans.plan_types import PLAN_TYPES
+from plans.plan_types import PLAN_TYPES, objective_signal_types_of_any_version
 from plans.schemas import nests_deeper_than
 from plans.services.common import SystemActor, require_authority
 from plans.signals import OUTSIDE_SIGNAL_TYPES, SYSTEM_SIGNAL_TYPES, SYSTEM_SOURCE, TAXONOMY
@@ -272,9 +272,11 @@ def plans_wake(*, account_signal_types: Iterable[tuple[UUID, str]], now: datetim
     cannot clear the wake-up."""
     woken = []
     pairs = list(account_signal_types)
-    for config in PLAN_TYPES.values():
+    for plan_type in PLAN_TYPES:
+        # A plan runs on the version it was approved with: the signals of any version may meet its objective.
+        objective_signal_types = objective_signal_types_of_any_version(plan_type)
         account_ids = sorted({account_id for account_id, signal_type in pairs
-                              if signal_type in config.objective_signal_types}, key=str)
+                              if signal_type in objective_signal_types}, key=str)
         if not account_ids:
             continue
         table = RevenuePlan._meta.db_table
@@ -282,7 +284,7 @@ def plans_wake(*, account_signal_types: Iterable[tuple[UUID, str]], now: datetim
             cursor.execute(
                 f"UPDATE {table} SET next_run_at = %s WHERE account_id = ANY(%s) AND plan_type = %s "
                 "AND plan_status = %s RETURNING id",
-                [now, account_ids, config.plan_type, PlanStatus.ACTIVE.value],
+                [now, account_ids, plan_type, PlanStatus.ACTIVE.value],
             )
             woken.extend(str(plan_id) for (plan_id,) in cursor.fetchall())
     return sorted(woken)

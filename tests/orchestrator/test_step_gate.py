@@ -130,16 +130,16 @@ def test_a_moved_renewal_date_holds_the_plan_with_the_drift_until_reapproved(wor
     assert plan.plan_status == PlanStatus.COMPLETED
 
 
-def test_a_new_config_version_makes_the_approval_stale(world, monkeypatch):
+def test_a_new_config_version_leaves_a_running_plans_approval_standing(world):
+    # A plan runs on the version it was approved with (issue 17): a deploy that adds a version stales nothing;
+    # only migrate_plans moves a plan to it (tests/plans/test_plan_type_versions.py), and that stales it.
     plan, key = running_plan(world)
-    monkeypatch.setitem(plan_types.PLAN_TYPES, "RENEWAL_DEFENSE",
-                        dataclasses.replace(plan_types.RENEWAL_DEFENSE, version=2))
+    with plan_types.catalogue_with(dataclasses.replace(plan_types.RENEWAL_DEFENSE, version=2)):
+        engine.execute_step(key)
 
-    engine.execute_step(key)
-
-    (layer,) = PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True)
-    assert layer.kind == PauseKind.APPROVAL_STALE
-    assert layer.evidence["changed"] == [{"field": "plan_type_version", "before": 1, "after": 2}]
+    assert not PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).exists()
+    plan.refresh_from_db()
+    assert (plan.plan_status, plan.plan_type_version) == (PlanStatus.ACTIVE, 1)
 
 
 def test_an_action_type_the_config_no_longer_allows_holds_the_plan_by_policy(world, monkeypatch):
@@ -161,6 +161,7 @@ def test_an_action_type_the_config_no_longer_allows_holds_the_plan_by_policy(wor
 @dataclasses.dataclass
 class FakePlan:
     plan_type: str = "RENEWAL_DEFENSE"
+    plan_type_version: int = 1
     owner_id: int = 7
     expires_at: object = NOW + timedelta(days=1)
 
@@ -185,6 +186,8 @@ STEP_GATE_CASES = [
                  [(PauseKind.POLICY, "STEP_ORDER_VIOLATION")], id="action-not-allowed"),
     pytest.param(FakePlan(plan_type="NOPE"), FakeStep(), dict(owner_is_active_member=True),
                  [(PauseKind.POLICY, "INVALID_PLAN_TYPE")], id="unknown-plan-type"),
+    pytest.param(FakePlan(plan_type_version=99), FakeStep(), dict(owner_is_active_member=True),
+                 [(PauseKind.POLICY, "INVALID_PLAN_TYPE")], id="unknown-plan-type-version"),
     pytest.param(FakePlan(), FakeStep(), dict(owner_is_active_member=False, approval_drift=DRIFT),
                  [(PauseKind.OWNER_INACTIVE, "PRECONDITION_FAILED"), (PauseKind.APPROVAL_STALE, "PRECONDITION_FAILED")],
                  id="inactive-and-drifted"),
