@@ -316,6 +316,19 @@ ORCHESTRATOR_INLINE_STEPS = int(os.environ.get("ORCHESTRATOR_INLINE_STEPS", "20"
 ORCHESTRATOR_INLINE_SECONDS = float(os.environ.get("ORCHESTRATOR_INLINE_SECONDS", "10"))
 ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS = 0.2
 
+# Deadlines (orchestrator.deadlines): how often the job looks; the final rule comes at least this long after the
+# escalation (nobody loses a plan without a warning), and at most this many final rules per run (each is a move).
+REVPLAN_DEADLINES_SECONDS = float(os.environ.get("REVPLAN_DEADLINES_SECONDS", "300"))
+REVPLAN_DEADLINE_FINAL_NOTICE_SECONDS = float(os.environ.get("REVPLAN_DEADLINE_FINAL_NOTICE_SECONDS", str(4 * 3600)))
+REVPLAN_DEADLINE_FINAL_BATCH = int(os.environ.get("REVPLAN_DEADLINE_FINAL_BATCH", "200"))
+# Stuck plans: an ACTIVE plan with no ledger entry for this long that waits on no person and no clock is flagged
+# and re-driven once; longer than a step's lease (REVPLAN_EXECUTION_LEASE_SECONDS), so a slow step is not stuck.
+REVPLAN_STUCK_AFTER_SECONDS = float(os.environ.get("REVPLAN_STUCK_AFTER_SECONDS", "1800"))
+REVPLAN_STUCK_CHECK_SECONDS = float(os.environ.get("REVPLAN_STUCK_CHECK_SECONDS", "300"))
+REVPLAN_STUCK_BATCH = int(os.environ.get("REVPLAN_STUCK_BATCH", "500"))
+# Task modules outside an app's tasks.py (which autodiscover_tasks finds), for the worker to register.
+CELERY_IMPORTS = ("orchestrator.deadlines.tasks",)
+
 CELERY_BEAT_SCHEDULE = {
     "orchestrator-tick": {
         "task": "orchestrator.tick",
@@ -338,6 +351,17 @@ CELERY_BEAT_SCHEDULE = {
     "proposal-triggers": {
         "task": "orchestrator.proposal_triggers",
         "schedule": crontab(hour=6, minute=30),
+    },
+    # Reminders, escalations and the final rule of waits for people; the stuck-plan detector (orchestrator.deadlines).
+    "deadlines": {
+        "task": "orchestrator.deadlines",
+        "schedule": REVPLAN_DEADLINES_SECONDS,
+        "options": {"expires": REVPLAN_DEADLINES_SECONDS},
+    },
+    "stuck-plans": {
+        "task": "orchestrator.stuck_plans",
+        "schedule": REVPLAN_STUCK_CHECK_SECONDS,
+        "options": {"expires": REVPLAN_STUCK_CHECK_SECONDS},
     },
 }
 
