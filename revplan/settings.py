@@ -326,8 +326,6 @@ REVPLAN_DEADLINE_FINAL_BATCH = int(os.environ.get("REVPLAN_DEADLINE_FINAL_BATCH"
 REVPLAN_STUCK_AFTER_SECONDS = float(os.environ.get("REVPLAN_STUCK_AFTER_SECONDS", "1800"))
 REVPLAN_STUCK_CHECK_SECONDS = float(os.environ.get("REVPLAN_STUCK_CHECK_SECONDS", "300"))
 REVPLAN_STUCK_BATCH = int(os.environ.get("REVPLAN_STUCK_BATCH", "500"))
-# Task modules outside an app's tasks.py (which autodiscover_tasks finds), for the worker to register.
-CELERY_IMPORTS = ("orchestrator.deadlines.tasks",)
 
 CELERY_BEAT_SCHEDULE = {
     "orchestrator-tick": {
@@ -408,6 +406,7 @@ REVPLAN_BREAKER_CONNECTORS = json.loads(os.environ.get("REVPLAN_BREAKER_CONNECTO
 # The sweep half-opens breakers past their cool-down and lifts the plans of closed ones; the cool-down's resolution.
 REVPLAN_BREAKER_SWEEP_SECONDS = float(os.environ.get("REVPLAN_BREAKER_SWEEP_SECONDS", "10"))
 CELERY_IMPORTS = ("orchestrator.breakers.tasks",)  # not an app's tasks.py: autodiscovery would not find it
+CELERY_IMPORTS += ("orchestrator.deadlines.tasks",)  # the deadline job and the stuck-plan detector, likewise
 CELERY_TASK_ROUTES["orchestrator.breakers_sweep"] = {"queue": "ticks"}
 CELERY_BEAT_SCHEDULE["breakers-sweep"] = {
     "task": "orchestrator.breakers_sweep",
