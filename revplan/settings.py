@@ -204,6 +204,9 @@ REST_FRAMEWORK = {
         # Password guessing: each limit on its own stops one address trying many users and many addresses one user.
         "token_address": env_rate("REVPLAN_THROTTLE_TOKEN", "10/minute"),
         "token_username": env_rate("REVPLAN_THROTTLE_TOKEN", "10/minute"),
+        # An incident's bulk redrive (orchestrator.incidents), per user: each call retries up to
+        # REVPLAN_REDRIVE_MAX_PLANS plans, so this bounds how fast a recovering connector is handed them.
+        "incident_redrive": env_rate("REVPLAN_THROTTLE_REDRIVE", "6/minute"),
     },
     # Proxies in front of the app that append the client's address to X-Forwarded-For. 0: the connection's
     # address is the client's, and a client-sent X-Forwarded-For is ignored (it could dodge every limit).
@@ -326,6 +329,8 @@ REVPLAN_DEADLINE_FINAL_BATCH = int(os.environ.get("REVPLAN_DEADLINE_FINAL_BATCH"
 REVPLAN_STUCK_AFTER_SECONDS = float(os.environ.get("REVPLAN_STUCK_AFTER_SECONDS", "1800"))
 REVPLAN_STUCK_CHECK_SECONDS = float(os.environ.get("REVPLAN_STUCK_CHECK_SECONDS", "300"))
 REVPLAN_STUCK_BATCH = int(os.environ.get("REVPLAN_STUCK_BATCH", "500"))
+# The most plans one incident redrive retries (the longest paused first; the rest wait for the next call).
+REVPLAN_REDRIVE_MAX_PLANS = int(os.environ.get("REVPLAN_REDRIVE_MAX_PLANS", "100"))
 
 CELERY_BEAT_SCHEDULE = {
     "orchestrator-tick": {
