@@ -2,7 +2,7 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
-from revplan.api import accounts, actions, autonomy, executions, plans, signals
+from revplan.api import accounts, actions, autonomy, breakers, executions, incidents, plans, signals
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 from revplan.api.inbox import InboxView
@@ -18,6 +18,8 @@ urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
     path("inbox/", InboxView.as_view(), name="inbox"),
+    path("incidents/", incidents.IncidentListView.as_view(), name="incident-list"),
+    path("incidents/retry/", incidents.IncidentRetryView.as_view(), name="incident-retry"),
     path("plans/", plans.PlanListCreateView.as_view(), name="plan-list"),
     path("plans/propose/", plans.PlanProposeView.as_view(), name="plan-propose"),
     path("plans/<uuid:plan_id>/", plans.PlanDetailView.as_view(), name="plan-detail"),
@@ -46,6 +48,8 @@ urlpatterns = [
     path("autonomy/action-types/<str:action_type>/", autonomy.ActionTypeAutonomyView.as_view(),
          name="autonomy-action-type"),
     path("kill-switches/", autonomy.KillSwitchesView.as_view(), name="kill-switches"),
+    path("breakers/", breakers.BreakersView.as_view(), name="breakers"),
+    path("breakers/<str:connector>/force/", breakers.BreakerForceView.as_view(), name="breaker-force"),
     path("autopilot/timeline/", autonomy.AutopilotTimelineView.as_view(), name="autopilot-timeline"),
     path("autopilot/digests/", autonomy.DigestListView.as_view(), name="autopilot-digests"),
     path("ledger/export/", autonomy.LedgerExportView.as_view(), name="ledger-export"),
