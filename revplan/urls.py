@@ -7,6 +7,7 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from orchestrator.admin_incidents import incidents_page
 from revplan.api.errors import error_body
 
 
@@ -34,6 +35,8 @@ handler404 = "revplan.api.errors.not_found_view"
 
 urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
+    # Before admin/: a page of the admin's (its login, its look) that is no model's (orchestrator.admin_incidents).
+    path("admin/incidents/", admin.site.admin_view(incidents_page), name="admin-incidents"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("revplan.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
