@@ -14,17 +14,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestrator.autonomy.models import AutonomyDigest, ProposalDecision, TenantAutonomy
+from orchestrator.deadlines.items import waiting_items
 from orchestrator.execution.models import ActionIntent
+from plans.inbox import InboxKind
 from plans.models import (
     AccountSignal,
     EventType,
     KillSwitch,
     Membership,
     PlanLedgerEntry,
-    PlanStatus,
-    PlanStep,
     Role,
-    StepStatus,
     Tenant,
 )
 
@@ -89,9 +88,11 @@ def build_summary(tenant_id: UUID, *, day: date) -> dict:
     autonomous = (ActionIntent.objects.filter(tenant_id=tenant_id, plan__isnull=False, approved_by__isnull=True,
                                               created_at__gte=start, created_at__lt=end)
                   .select_related("account").order_by("created_at"))
-    waiting = (PlanStep.objects.filter(plan__tenant_id=tenant_id, plan__plan_status=PlanStatus.ACTIVE,
-                                       status=StepStatus.PENDING_APPROVAL)
-               .select_related("plan__account").order_by("plan__account__name", "sequence"))
+    # Everything that waits for a person at the day's end, soonest due first: overdue items lead (the
+    # deadline job's own due times, renewal cut-off included).
+    waiting_now = waiting_items(now=end, tenant_id=tenant_id, due_soon_only=False)
+    overdue = [item for item in waiting_now if item.overdue(end)]
+    waiting_steps = [item for item in waiting_now if item.kind == InboxKind.STEP_APPROVAL]
     blocked = (PlanLedgerEntry.objects.filter(tenant_id=tenant_id, occurred_at__gte=start, occurred_at__lt=end)
                .filter(event_type__in=[EventType.PLAN_PAUSED, EventType.ACTION_BLOCKED],
                        reason_code__in=[*BLOCKING_REASONS, "RETRY_LIMIT_EXCEEDED"])
@@ -99,7 +100,6 @@ def build_summary(tenant_id: UUID, *, day: date) -> dict:
     decisions = ProposalDecision.objects.filter(tenant_id=tenant_id, decided_at__gte=start, decided_at__lt=end)
     autonomy = TenantAutonomy.objects.filter(tenant_id=tenant_id).first()
     autonomous_rows = list(autonomous)
-    waiting_rows = list(waiting)
     blocked_rows = list(blocked)
     return {
         "day": day.isoformat(),
@@ -113,10 +113,17 @@ def build_summary(tenant_id: UUID, *, day: date) -> dict:
             "items": [{"intent_id": str(i.id), "action_type": i.action_type, "account": i.account.name,
                        "status": i.status} for i in autonomous_rows[:LISTED]],
         },
+        "overdue": {
+            "count": len(overdue),
+            "items": [{**item.as_dict(),
+                       "overdue_hours": round((end - item.deadlines.due_at).total_seconds() / 3600, 1)}
+                      for item in overdue[:LISTED]],
+        },
         "waiting_for_people": {
-            "count": len(waiting_rows),
-            "items": [{"plan_id": str(s.plan_id), "step_id": str(s.step_id), "action_type": s.action_type,
-                       "account": s.plan.account.name} for s in waiting_rows[:LISTED]],
+            "count": len(waiting_steps),
+            "items": [{"plan_id": str(item.plan_id), "step_id": str(item.step_id), "action_type": item.what,
+                       "account": item.account_name, "due_at": item.deadlines.due_at.isoformat(),
+                       "overdue": item.overdue(end)} for item in waiting_steps[:LISTED]],
         },
         "blocked": {
             "count": len(blocked_rows),
@@ -162,9 +169,14 @@ def render_text(summary: dict) -> str:
     ran = summary["ran_on_its_own"]
     lines += ["", f"Ran on its own: {ran['count']}"]
     lines += [f"  - {item['action_type']} for {item['account']}: {item['status']}" for item in ran["items"]]
+    overdue = summary.get("overdue") or {"count": 0, "items": []}
+    lines += ["", f"Overdue for a person: {overdue['count']}"]
+    lines += [f"  - {item['kind']} for {item['account']} ({item['plan_type']}, plan {item['plan_id']}): due "
+              f"{item['due_at']}, {item['overdue_hours']} h ago" for item in overdue["items"]]
     waiting = summary["waiting_for_people"]
-    lines += ["", f"Waiting for a person now: {waiting['count']}"]
-    lines += [f"  - {item['action_type']} for {item['account']}" for item in waiting["items"]]
+    lines += ["", f"Steps waiting for a person now: {waiting['count']}"]
+    lines += [f"  - {item['action_type']} for {item['account']}" + (" (OVERDUE)" if item.get("overdue") else "")
+              for item in waiting["items"]]
     blocked = summary["blocked"]
     lines += ["", f"Blocked or stopped: {blocked['count']}"]
     lines += [f"  - {item['reason']}: {item['explanation']}" for item in blocked["items"]]

@@ -204,3 +204,24 @@ def test_the_job_runs_in_the_same_number_of_queries_for_few_and_many_waiting_ite
     assert many == few
     if hours == 18:
         assert DeadlineNotice.objects.filter(stage=DeadlineStage.REMINDED).count() == 33
+
+
+def test_the_digest_and_the_inbox_show_overdue_items_first(world, addresses):
+    from orchestrator.autonomy.digest import build_summary, render_text
+    from plans.inbox import inbox_entries
+
+    day = date(2026, 3, 1)
+    end = datetime(2026, 3, 2, tzinfo=UTC)
+    fresh = waiting_step_plan(world, "ESCALATE_SUPPORT_RISK", since=end - timedelta(hours=1))
+    late = waiting_step_plan(world, "ESCALATE_SUPPORT_RISK", since=end - timedelta(days=3),
+                             account=AccountFactory(tenant=world.tenant, owner=world.seller, renewal_date=FAR_RENEWAL))
+    later = waiting_step_plan(world, "ESCALATE_SUPPORT_RISK", since=end - timedelta(days=4),
+                              account=AccountFactory(tenant=world.tenant, owner=world.seller, renewal_date=FAR_RENEWAL))
+    summary = build_summary(world.tenant.id, day=day)
+    assert [item["plan_id"] for item in summary["overdue"]["items"]] == [str(later.id), str(late.id)]
+    assert [(item["plan_id"], item["overdue"]) for item in summary["waiting_for_people"]["items"]] == [
+        (str(later.id), True), (str(late.id), True), (str(fresh.id), False)]
+    text = render_text(summary)
+    assert "Overdue for a person: 2" in text
+    assert text.index(str(later.id)) < text.index(str(late.id))
+    assert [entry.plan_id for entry in inbox_entries(world.seller)] == [later.id, late.id, fresh.id]
