@@ -384,3 +384,6 @@ class RevenuePlanWithBlockedByAdmin(RevenuePlanAdmin):
 
 admin.site.unregister(RevenuePlan)
 admin.site.register(RevenuePlan, RevenuePlanWithBlockedByAdmin)
+
+# Circuit breakers: their own page (registered on import).
+from orchestrator import admin_breakers  # noqa: E402, F401

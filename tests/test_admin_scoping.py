@@ -28,6 +28,7 @@ from orchestrator.autonomy.models import (
     ProposalDecision,
     TenantAutonomy,
 )
+from orchestrator.breakers.services import breaker_force
 from orchestrator.execution.models import (
     ActionIntent,
     ActionRoute,
@@ -99,6 +100,7 @@ def demo_rows_for(tenant: Tenant) -> None:
     TenantAutonomy.objects.get_or_create(tenant=tenant)
     ActionTypeAutonomy.objects.get_or_create(tenant=tenant, action_type="PREP_RENEWAL_BRIEF")
     services.integration_token_create(tenant_id=tenant.id, name=f"crm sync of {tenant.slug}", user=admin_user)
+    breaker_force(tenant_id=tenant.id, connector="crm", state="OPEN", user=admin_user, reason="drill")
 
 
 @pytest.fixture
