@@ -288,3 +288,13 @@ def test_breaker_open_is_a_domain_error_naming_the_connector():
     assert isinstance(stopped, BreakerOpen)
     assert (stopped.code, stopped.connector, stopped.state) == ("BREAKER_OPEN", CRM, HALF_OPEN)
     assert "another step is its probe" in stopped.detail
+
+
+def test_every_move_is_a_metric_once_committed(world, django_capture_on_commit_callbacks):
+    from orchestrator.metrics import render
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trip(world, timezone.now())
+    text = render().decode()
+    assert f'revplan_breaker_state{{connector="crm",tenant_id="{world.tenant.id}"}} 2.0' in text
+    assert 'revplan_breaker_transitions_total{cause="FAILURE_RATE_EXCEEDED",connector="crm",to_state="OPEN"}' in text
