@@ -1,4 +1,4 @@
-"""Prometheus metrics for ticks, advances, step outcomes and queue lag.
+"""Prometheus metrics for ticks, advances, step outcomes, queue lag and queue lengths.
 
 Web, workers and beat are separate processes: with PROMETHEUS_MULTIPROC_DIR set (the Makefile
 and docker compose set it), each writes its samples there and /metrics adds them up.
@@ -7,6 +7,8 @@ import os
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from orchestrator import queue_metrics
 
 TICKS = Counter("revplan_ticks_total", "Orchestrator ticks run")
 TICK_DUE_PLANS = Counter("revplan_tick_due_plans_total", "Plans a tick found needing attention")
@@ -20,8 +22,9 @@ QUEUE_LAG = Histogram(
 
 
 def render() -> bytes:
+    # The queue lengths are read from the broker at each scrape (orchestrator.queue_metrics), not counted here.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(DEFAULT_REGISTRY)
+        return generate_latest(registry) + queue_metrics.render()
+    return generate_latest(DEFAULT_REGISTRY) + queue_metrics.render()
