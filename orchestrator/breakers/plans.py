@@ -33,11 +33,12 @@ class BreakerOpen(DomainError):
         self.connector, self.state = connector, state
 
 
-def hand_back(intent_id: UUID, lease_token: UUID) -> bool:
-    """The spine's claim on an intent the breaker stopped, released: PENDING again (tries made so far
-    kept), so it is sent once the breaker lets it. Conditional on the claim, as every finish is."""
+def hand_back(intent_id: UUID, lease_token: UUID, *, tries_made: int) -> bool:
+    """The spine's claim on an intent the breaker stopped, released: PENDING again with the number of tries
+    it really made (an intent created claimed counts its first try before making it), so it is sent once
+    the breaker lets it. Conditional on the claim, as every finish is."""
     return bool(ActionIntent.objects.filter(pk=intent_id, lease_token=lease_token, status=IntentStatus.EXECUTING)
-                .update(status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None))
+                .update(status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None, attempts=tries_made))
 
 
 def refusal(connector: str, state: str, action_type: str) -> BreakerOpen:

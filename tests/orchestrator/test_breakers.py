@@ -298,3 +298,21 @@ def test_every_move_is_a_metric_once_committed(world, django_capture_on_commit_c
     text = render().decode()
     assert f'revplan_breaker_state{{connector="crm",tenant_id="{world.tenant.id}"}} 2.0' in text
     assert 'revplan_breaker_transitions_total{cause="FAILURE_RATE_EXCEEDED",connector="crm",to_state="OPEN"}' in text
+
+
+def test_hand_back_returns_a_claimed_intent_to_pending_with_the_tries_it_made(world):
+    import uuid
+
+    from orchestrator.breakers.plans import hand_back
+    from orchestrator.execution.models import ActionIntent, IntentStatus
+    from orchestrator.execution.service import intent_create
+
+    intent = intent_create(tenant_id=world.tenant.id, account_id=world.account.id,
+                           action_type="ESCALATE_SUPPORT_RISK", expires_at=timezone.now() + timedelta(hours=1),
+                           approved_by=world.approver)
+    token = uuid.uuid4()
+    ActionIntent.objects.filter(pk=intent.pk).update(status=IntentStatus.EXECUTING, lease_token=token, attempts=2)
+    assert not hand_back(intent.pk, uuid.uuid4(), tries_made=1)  # not the claim's holder
+    assert hand_back(intent.pk, token, tries_made=1)
+    intent.refresh_from_db()
+    assert (intent.status, intent.lease_token, intent.attempts) == (IntentStatus.PENDING, None, 1)
