@@ -387,3 +387,6 @@ admin.site.register(RevenuePlan, RevenuePlanWithBlockedByAdmin)
 
 # Circuit breakers: their own page (registered on import).
 from orchestrator import admin_breakers  # noqa: E402, F401
+
+# Stuck plans and deadline notices: their own lists (orchestrator.deadlines.admin, registered on import).
+from orchestrator.deadlines import admin as deadlines_admin  # noqa: E402, F401

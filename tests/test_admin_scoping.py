@@ -29,6 +29,7 @@ from orchestrator.autonomy.models import (
     TenantAutonomy,
 )
 from orchestrator.breakers.services import breaker_force
+from orchestrator.deadlines.models import DeadlineNotice, StuckEpisode
 from orchestrator.execution.models import (
     ActionIntent,
     ActionRoute,
@@ -38,7 +39,7 @@ from orchestrator.execution.models import (
 )
 from plans import services
 from plans.admin import AccountAdmin
-from plans.models import Account, Role, Tenant
+from plans.models import Account, RevenuePlan, Role, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +102,12 @@ def demo_rows_for(tenant: Tenant) -> None:
     ActionTypeAutonomy.objects.get_or_create(tenant=tenant, action_type="PREP_RENEWAL_BRIEF")
     services.integration_token_create(tenant_id=tenant.id, name=f"crm sync of {tenant.slug}", user=admin_user)
     breaker_force(tenant_id=tenant.id, connector="crm", state="OPEN", user=admin_user, reason="drill")
+    plan = RevenuePlan.objects.filter(tenant=tenant).order_by("created_at").first()
+    StuckEpisode.objects.create(tenant=tenant, plan=plan, plan_version=plan.version, last_seen_seq=1,
+                                last_progress_at=now, detected_at=now, last_seen={"plan": str(plan.id)})
+    DeadlineNotice.objects.create(tenant=tenant, plan=plan, item_key=f"DRAFT_APPROVAL:{plan.id}:-:x",
+                                  kind="DRAFT_APPROVAL",
+                                  stage="REMINDED", waiting_since=now, due_at=now, final_at=now, noticed_at=now)
 
 
 @pytest.fixture
