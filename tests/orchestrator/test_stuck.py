@@ -94,3 +94,31 @@ def test_the_quiet_time_is_a_setting(world, settings):
     assert stuck_plans_detect(now=timezone.now()) == []  # 30 minutes by default
     settings.REVPLAN_STUCK_AFTER_SECONDS = 600
     assert stuck_plans_detect(now=timezone.now()) == [plan.id]
+
+
+def test_the_admin_lists_stuck_plans_open_ones_first(world, other_world):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    plan = active_plan(world)
+    stuck_plans_detect(now=timezone.now() - timedelta(minutes=10))
+    moved = active_plan(world, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+    stuck_plans_detect(now=timezone.now())  # flagged after `plan`
+    moved.steps.update(status=StepStatus.PENDING_APPROVAL)  # it now waits for a person: the episode is over
+    theirs = active_plan(other_world)
+    stuck_plans_detect(now=timezone.now() + timedelta(minutes=1))
+    assert StuckEpisode.objects.filter(plan=theirs).exists()
+    assert StuckEpisode.objects.get(plan=moved).resolved_at is not None
+
+    world.admin.is_staff = True
+    world.admin.save()
+    world.admin.user_permissions.add(Permission.objects.get(codename="view_stuckepisode"))
+    client = Client()
+    client.force_login(world.admin)
+    response = client.get(reverse("admin:orchestrator_stuckepisode_changelist"))
+    assert response.status_code == 200
+    # open episodes first, however old; another tenant's not at all
+    assert [row.plan_id for row in response.context["cl"].result_list] == [plan.id, moved.id]
+    still = client.get(reverse("admin:orchestrator_stuckepisode_changelist") + "?open=yes")
+    assert [row.plan_id for row in still.context["cl"].result_list] == [plan.id]
