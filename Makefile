@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # set, this checkout uses a random key of its own, made on first use under the git-ignored var/.
 export SECRET_KEY_FILE ?= $(CURDIR)/var/secret_key
 
-.PHONY: run stop test bench lint install services chromium secret-key database migrate seed clean
+.PHONY: run stop test bench lint install services chromium promtool secret-key database migrate seed clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ services: install
 
 chromium:
 	bash scripts/ensure-chromium.sh
+
+# The alert rules' unit tests (deploy/prometheus/alerts_test.yml) need promtool: Debian's prometheus package.
+promtool:
+	bash scripts/ensure-promtool.sh
 
 secret-key:
 	@[ -n "$${SECRET_KEY:-}" ] || sh scripts/ensure-secret-key.sh "$(SECRET_KEY_FILE)"
@@ -58,7 +62,7 @@ stop:
 lint: install
 	$(BIN)/ruff check .
 
-test: install services chromium secret-key
+test: install services chromium promtool secret-key
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
