@@ -7,6 +7,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from orchestrator.deadlines import rules
 from orchestrator.deadlines.items import waiting_items
@@ -225,3 +226,49 @@ def test_the_digest_and_the_inbox_show_overdue_items_first(world, addresses):
     assert "Overdue for a person: 2" in text
     assert text.index(str(later.id)) < text.index(str(late.id))
     assert [entry.plan_id for entry in inbox_entries(world.seller)] == [later.id, late.id, fresh.id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beats_at_once_remind_once(world, addresses):
+    import threading
+
+    from django.db import connections
+
+    plan = waiting_step_plan(world, "ESCALATE_SUPPORT_RISK")
+    barrier = threading.Barrier(2)
+    results = []
+
+    def beat():
+        try:
+            barrier.wait(timeout=10)
+            results.append(deadlines_run(now=T0 + timedelta(hours=18)).done[DeadlineStage.REMINDED])
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=beat) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [0, 1]
+    assert stages(plan) == ["REMINDED"]
+    assert len(tenant_entries(world, EventType.DEADLINE_REMINDED)) == 1
+    assert [message.to for message in mail.outbox] == [[addresses["SELLER"]]]
+
+
+def test_the_worker_registers_the_tasks_and_beat_runs_them():
+    from django.conf import settings
+
+    from revplan.celery import app
+
+    app.loader.import_default_modules()
+    assert {"orchestrator.deadlines", "orchestrator.stuck_plans"} <= set(app.tasks)
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"orchestrator.deadlines", "orchestrator.stuck_plans"} <= scheduled
+
+
+def test_the_task_runs_the_job(world, addresses):
+    from orchestrator.deadlines.tasks import deadlines
+
+    waiting_step_plan(world, "ESCALATE_SUPPORT_RISK", since=timezone.now() - timedelta(days=1, hours=1))
+    assert deadlines.run() == {"waiting": 1, "overdue": 1, "REMINDED": 1, "ESCALATED": 0, "MISSED": 0}
