@@ -117,6 +117,8 @@ def _key_of(layer: dict, step: dict | None, intent: dict | None) -> IncidentKey:
     spec = get_action_type(action_type)
     connector = (intent or {}).get("connector") or evidence.get("connector") or (spec.connector if spec else UNKNOWN)
     if layer["kind"] == PauseKind.BREAKER:
+        # A breaker's layer is scoped to its connector (orchestrator.breakers.plans.hold_plan).
+        connector = layer["scope"] or connector
         failure_class = BREAKER_OPEN
     else:
         # The engine writes "<failure class>: <reason>" into last_error; the attempt's own column comes first.
