@@ -7,6 +7,7 @@ PERSON_LIFTED_LAYERS); this reads them for all users at once, the inbox for one.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from uuid import UUID
 
 from django.db.models import F, OuterRef, Q, Subquery
@@ -48,7 +49,7 @@ class WaitingItem:
     what: str = ""  # the step's action type, or the layers that hold the plan
     step_required: bool = False
 
-    @property
+    @cached_property  # read several times per item and run, at 10,000 items it shows
     def key(self) -> str:
         """The wait's identity: a wait that ends and begins again is a new item."""
         return f"{self.kind}:{self.plan_id}:{self.step_id or '-'}:{self.waiting_since.isoformat()}"

@@ -38,6 +38,7 @@ COMPONENT = "deadlines"
 ACTOR = ledger.system_actor(COMPONENT)
 DEADLINE_MISSED = "DEADLINE_MISSED"
 
+_NOTICES = DeadlineNotice._meta.db_table
 _NOTICE_EVENTS = {DeadlineStage.REMINDED: EventType.DEADLINE_REMINDED,
                   DeadlineStage.ESCALATED: EventType.DEADLINE_ESCALATED}
 
@@ -68,8 +69,7 @@ def deadlines_run(*, now: datetime | None = None) -> RunResult:
     now = now or timezone.now()
     items = waiting_items(now=now)
     noticed: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for item_key, stage, noticed_at in DeadlineNotice.objects.filter(
-            item_key__in=[item.key for item in items]).values_list("item_key", "stage", "noticed_at"):
+    for item_key, stage, noticed_at in _notices_of(items):
         noticed[item_key][stage] = noticed_at
     result = RunResult(waiting=len(items), overdue=sum(item.overdue(now) for item in items))
     due: dict[DeadlineStage, list[WaitingItem]] = defaultdict(list)
@@ -100,10 +100,28 @@ def deadlines_run(*, now: datetime | None = None) -> RunResult:
     return result
 
 
+def _notices_of(items: list[WaitingItem]) -> list[tuple[str, str, datetime]]:
+    """(item_key, stage, noticed_at) of the items' notices: one array parameter, not one per key (at 10,000
+    keys the driver's splicing of an IN list costs more than the query)."""
+    if not items:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT item_key, stage, noticed_at FROM {_NOTICES} WHERE item_key = ANY(%s)",
+                       [[item.key for item in items]])
+        return cursor.fetchall()
+
+
+def _link_notices(notice_ids, *, ledger_entry_id: int, outcome: str | None = None) -> None:
+    """The notices' ledger entry (and a final rule's outcome), one array parameter for the ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {_NOTICES} SET ledger_entry_id = %s, outcome = COALESCE(%s, outcome) "
+                       "WHERE id = ANY(%s)", [ledger_entry_id, outcome, list(notice_ids)])
+
+
 # The notices of one stage for many items in one statement; the rows another run inserted first are not
 # returned (and so not ledgered or mailed twice).
-_INSERT_NOTICES = """
-INSERT INTO orchestrator_deadlinenotice
+_INSERT_NOTICES = f"""
+INSERT INTO {_NOTICES}
     (tenant_id, plan_id, item_key, kind, step_id, stage, waiting_since, due_at, final_at, noticed_at, recipient_ids,
      outcome)
 SELECT tenant_id, plan_id, item_key, kind, step_id, %(stage)s, waiting_since, due_at, final_at, %(now)s,
@@ -149,7 +167,7 @@ def _notify(tenant_id, stage: DeadlineStage, items: list[WaitingItem], members: 
         entry = ledger.deadlines_noticed(
             tenant_id, event_type=_NOTICE_EVENTS[stage], actor=ACTOR, items=[item.as_dict() for item in noticed],
             recipient_ids=sorted({member.user_id for item in noticed for member in people[item.key]}))
-        DeadlineNotice.objects.filter(id__in=inserted.values()).update(ledger_entry_id=entry.id)
+        _link_notices(inserted.values(), ledger_entry_id=entry.id)
         batch = [(item, people[item.key], "") for item in noticed]
         transaction.on_commit(lambda: sent.append(mail.send(stage, batch, now=now)))
     return len(noticed), sum(sent)
@@ -217,7 +235,7 @@ def _apply_final(item: WaitingItem, members: list[mail.Member], *, now: datetime
             outcome = f"The rule {rule} could not be applied: {error.code} ({error.detail})"
             logger.warning("deadline rule refused", extra={"plan_id": str(item.plan_id), "code": error.code})
         entry = ledger.deadline_missed(plan, actor=ACTOR, item=item.as_dict(), rule=rule.value, outcome=outcome)
-        DeadlineNotice.objects.filter(id__in=inserted.values()).update(outcome=outcome[:300], ledger_entry_id=entry.id)
+        _link_notices(inserted.values(), ledger_entry_id=entry.id, outcome=outcome[:300])
         batch = [(item, people, outcome)]
         transaction.on_commit(lambda: sent.append(mail.send(DeadlineStage.MISSED, batch, now=now)))
     logger.info("deadline missed", extra={"plan_id": str(item.plan_id), "step_id": str(item.step_id or ""),
