@@ -5,7 +5,7 @@ Celery-free on purpose: orchestrator.tasks calls these and does the enqueueing, 
 runs the same in a unit test and in a worker.
 """
 import logging
-from contextlib import suppress
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -17,18 +17,19 @@ from django.utils import timezone
 from orchestrator import holds, metrics
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
-from orchestrator.execution.intents import step_intent_fields
+from orchestrator.execution.connectors import Connector, PermanentError, build_connector
+from orchestrator.execution.intents import step_intent_fields, step_intent_preview
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
-from orchestrator.execution.service import ExecutionBlocked, ExecutionService, intent_create
+from orchestrator.execution.service import intent_create
 from plans import ledger, policy, services
-from plans.errors import Conflict, DomainError
+from plans.errors import Conflict
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
 from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import advance_facts, engaged_kill_switches, killed_by, objective_signals
+from plans.selectors import advance_facts, killed_by, objective_signals
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ COMPONENT = "orchestrator"
 ACTOR = ledger.system_actor(COMPONENT)
 RETRY_LIMIT_EXCEEDED = "RETRY_LIMIT_EXCEEDED"
 KILL_SWITCH = "KILL_SWITCH"
-
-
-@dataclass(frozen=True)
-class FollowUp:
-    """What the task sends once execute_step committed: the next step attempts it started, or (when
-    the in-transaction advance failed) one advance_plan message."""
-
-    keys: list["StepKey"] = field(default_factory=list)
-    advance: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,14 +48,41 @@ class StepKey:
     attempt: int
 
 
+@dataclass(frozen=True)
+class ClaimedStep:
+    """A step attempt created already claimed by this worker (its intent EXECUTING under `token`): the
+    worker carries it out next, in the same task (run_claimed), instead of sending a message."""
+
+    key: StepKey
+    intent: ActionIntent
+    token: UUID
+    connector: Connector | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What the task does once an advance or a step committed: send the step attempts it started, or
+    (when the in-transaction advance failed) one advance_plan message; and run `inline` itself."""
+
+    keys: list[StepKey] = field(default_factory=list)
+    advance: bool = False
+    inline: ClaimedStep | None = None
+
+
 # --- advance ------------------------------------------------------------------------------------
 
 
 def advance_plan(plan_id: UUID) -> list[StepKey]:
     """Activate, settle or advance one plan in one transaction; returns the step attempts to enqueue (committed)."""
+    return advance(plan_id).keys
+
+
+def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
+    """advance_plan; with `inline`, the first step it starts is created claimed by the caller, who runs it
+    (FollowUp.inline) — the others, as always, go to workers by message (FollowUp.keys)."""
     row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
     if row is None or row[0] in TERMINAL:
-        return []
+        return FollowUp()
     status, account_id = row
     # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
     may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
@@ -71,7 +90,7 @@ def advance_plan(plan_id: UUID) -> list[StepKey]:
         if may_activate:
             lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate)
+        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate, inline=inline)
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> None:
@@ -93,10 +112,10 @@ def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: froz
 
 
 def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
-                    may_activate: bool = False) -> list[StepKey]:
+                    may_activate: bool = False, inline: bool = False) -> FollowUp:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
     account's first: the plan may then move into ACTIVE) in an open transaction. `steps`: the plan's
-    steps if the caller has them."""
+    steps if the caller has them. `inline`: see advance."""
     steps = list(plan.steps.all()) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active = advance_facts(plan)
@@ -109,7 +128,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         if plan.plan_status in NON_TERMINAL and now >= plan.expires_at:
             evaluation = evaluate(plan_to_schema(plan, steps), signals=[], renewal_date=None, now=now)
             services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
-        return []
+        return FollowUp()
     config = get_plan_type_config(plan.plan_type)
     intents = {(intent.step_id, intent.attempt): intent for intent in ActionIntent.objects.filter(plan_id=plan.id)}
     # Outcomes a worker finished but did not get to record (it died in between).
@@ -118,17 +137,17 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         if step.status == StepStatus.PENDING and intent and intent.status in FINISHED_INTENT_STATUSES:
             _apply_outcome(plan, step, intent, config, now=now)
             if plan.plan_status != PlanStatus.ACTIVE:
-                return []
+                return FollowUp()
     evaluation = evaluate(
         plan_to_schema(plan, steps), signals=objective_signals(plan), renewal_date=plan.account.renewal_date, now=now
     )
     if evaluation.outcome != Outcome.CONTINUE:
         services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
-        return []
+        return FollowUp()
     failed_steps = [step for step in steps if step.status == StepStatus.FAILED]
     if failed_steps:
         holds.hold_for_failed_steps(plan, failed_steps)
-        return []
+        return FollowUp()
     tenant_killed_by = killed_by(switches)
     if tenant_killed_by:
         kind, scope = holds.kill_layer(switches)
@@ -137,8 +156,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             explanation=f"Execution is switched off ({tenant_killed_by}); the plan runs on once it is back on.",
             facts={"killed_by": tenant_killed_by},
         )
-        return []
-    to_enqueue, wake_at = [], []
+        return FollowUp()
+    to_enqueue, wake_at, claimed = [], [], None
     gate = None  # the step gate's facts, gathered when the first step is about to start
     finished = {step.step_id for step in steps if step.status in FINISHED_STEP_STATUSES}
     for step in sorted(steps, key=lambda s: s.sequence):
@@ -155,7 +174,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
                     verdict = policy.check_step(plan, step, gate)
                     if not verdict.valid:
                         holds.hold_at_gate(plan, step, verdict, gate)
-                        return []
+                        return FollowUp()
                 to_enqueue.append(StepKey(plan.id, step.step_id, step.attempts))
             wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
             continue
@@ -165,17 +184,21 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             wake_at.append(step.next_attempt_at)
             continue
         gate = gate or holds.step_gate_facts(plan, steps, now=now, owner_active=owner_active)
-        key = _start_step(plan, step, previous=intent, switches=switches, gate=gate)
-        if key is None and plan.plan_status != PlanStatus.ACTIVE:
-            return []
-        if key is not None:
-            to_enqueue.append(key)
+        started = _start_step(plan, step, previous=intent, switches=switches, gate=gate,
+                              claim=inline and claimed is None)
+        if started is None and plan.plan_status != PlanStatus.ACTIVE:
+            return FollowUp()
+        if isinstance(started, ClaimedStep):
+            claimed = started
+        elif started is not None:
+            to_enqueue.append(started)
+        if started is not None:
             wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
     # The tick's safety net: come back when a retry is due or a lost message should be re-sent;
     # a plan waiting only for people needs no tick at all.
     plan.next_run_at = min(wake_at) if wake_at else None
     RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=plan.next_run_at)
-    return to_enqueue
+    return FollowUp(keys=to_enqueue, inline=claimed)
 
 
 def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
@@ -186,8 +209,10 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
 
 
 def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
-                switches: frozenset[str], gate: policy.StepGateFacts) -> StepKey | None:
-    """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt.
+                switches: frozenset[str], gate: policy.StepGateFacts,
+                claim: bool = False) -> StepKey | ClaimedStep | None:
+    """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt
+    (with `claim`, created claimed by the caller: a ClaimedStep).
 
     `previous`: the step's last attempt, if any; a retry of a step that ran on its own (the next attempt
     of a series, or a person's new series) does not take a second unit of the autonomy budget (the
@@ -216,12 +241,16 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
         return None
     attempt = step.attempts + 1
+    token = uuid.uuid4() if claim else None
+    connector = _connector_for(plan, step) if claim else None
     intent = intent_create(
         **step_intent_fields(plan, step),  # the same mapping the step's preview is built from
         approved_by_id=approved_by_id,
         approving_policy="" if approved_by_id is not None else decision.policy_version,
         attempt=attempt,
         autonomy_decision=step_decision.as_dict(),
+        claimed_by=token,
+        connector=connector.name if connector else "",
     )
     step.attempts = attempt
     step.next_attempt_at = None
@@ -229,7 +258,20 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     ledger.step_attempt_started(plan, step=step, intent=intent, actor=ACTOR)
     logger.info("step attempt started", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
                                                "attempt": attempt, "action_type": step.action_type})
-    return StepKey(plan.id, step.step_id, attempt)
+    key = StepKey(plan.id, step.step_id, attempt)
+    if token is None or intent.lease_token != token:
+        return key
+    intent.plan, intent.account = plan, plan.account  # what the connector reads; the tenant is read if needed
+    return ClaimedStep(key, intent, token, connector)
+
+
+def _connector_for(plan: RevenuePlan, step: PlanStep) -> Connector | None:
+    """The connector a step run in this task will use, built in the transaction that starts it; None when it
+    cannot be built (the execution then builds it again and records why it failed, as for any attempt)."""
+    try:
+        return build_connector(step_intent_preview(plan, step))
+    except PermanentError:
+        return None
 
 
 # --- outcomes ----------------------------------------------------------------------------------
@@ -274,19 +316,19 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
     return True
 
 
-def record_step_outcome(intent_id: UUID) -> FollowUp:
-    """Apply a finished attempt to its step and advance the plan on from it."""
+def record_step_outcome(intent_id: UUID, *, inline: bool = False) -> FollowUp:
+    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see advance)."""
     with transaction.atomic():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)
-        follow_up = _record_outcome_locked(plan, intent)
+        follow_up = record_outcome_locked(plan, intent, inline=inline)
     if follow_up is None:
         return FollowUp()
-    _outcome_recorded(intent)
+    outcome_recorded(intent)
     return follow_up
 
 
-def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp | None:
+def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bool = False) -> FollowUp | None:
     """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction.
     None when the outcome was applied before (a duplicate)."""
     # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
@@ -307,10 +349,10 @@ def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp 
         # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
         # the outcome still commits and an advance message (or the tick) does the rest.
         with transaction.atomic():
-            keys = _advance_locked(plan, now=now, steps=steps)
-            result = "steps_enqueued" if keys else "nothing_to_run"
+            follow_up = _advance_locked(plan, now=now, steps=steps, inline=inline)
+            result = "steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run"
             transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
-            return FollowUp(keys=keys)
+            return follow_up
     except Exception:
         logger.exception("follow-up advance failed; an advance message will retry it",
                          extra={"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
@@ -320,84 +362,7 @@ def _record_outcome_locked(plan: RevenuePlan, intent: ActionIntent) -> FollowUp 
         return FollowUp(advance=True)
 
 
-def _outcome_recorded(intent: ActionIntent) -> None:
+def outcome_recorded(intent: ActionIntent) -> None:
     metrics.STEP_OUTCOMES.labels(intent.action_type, intent.status).inc()
     logger.info("step outcome recorded", extra={"plan_id": str(intent.plan_id), "step_id": str(intent.step_id),
                                                 "attempt": intent.attempt, "outcome": intent.status})
-
-
-# --- execute ----------------------------------------------------------------------------------
-
-def execute_step(key: StepKey, *, service: ExecutionService | None = None) -> FollowUp:
-    """Run one step attempt through the execution spine and advance its plan on from the outcome."""
-    service = service or ExecutionService()
-    # One read for the intent, its plan's status and what the connector needs (account, its owner, tenant).
-    intent = (
-        ActionIntent.objects.select_related("plan", "account__owner", "tenant")
-        .filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt)
-        .first()
-    )
-    if intent is None:
-        logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
-                                                      "attempt": key.attempt})
-        return FollowUp()
-    if intent.status in FINISHED_INTENT_STATUSES:
-        return record_step_outcome(intent.id)  # a duplicate or redelivered message: nothing is sent
-    plan_status = intent.plan.plan_status
-    if plan_status in TERMINAL:
-        _cancel_quietly(service, intent)
-        return FollowUp()
-    if plan_status != PlanStatus.ACTIVE:
-        return FollowUp()  # a paused plan's attempt waits; the advance after resume sends it again
-    paused_at = intent.plan.paused_at
-    if intent.status == IntentStatus.PENDING and paused_at and paused_at > intent.created_at \
-            and not _gate_allows_late_start(key):
-        return FollowUp()
-    recorded = []
-
-    def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
-        # In the success's own transaction, under the plan lock it already holds: one transaction,
-        # one lock instead of two. A failure keeps the separate record_step_outcome below.
-        recorded.append(_record_outcome_locked(plan, finished))
-
-    try:
-        service.execute(intent.id, intent=intent, on_succeeded=on_succeeded,
-                        max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES)
-    except ExecutionBlocked as blocked:
-        with suppress(DomainError):  # the plan moved meanwhile (revised, aborted)
-            kind, scope = holds.kill_layer(engaged_kill_switches(intent.tenant_id), intent.action_type)
-            services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", kind=kind, scope=scope,
-                                          reason_code=KILL_SWITCH, explanation=blocked.detail,
-                                          facts={"intent_id": str(intent.id)})
-        return FollowUp()
-    if not recorded:
-        return record_step_outcome(intent.id)
-    if recorded[0] is None:
-        return FollowUp()
-    _outcome_recorded(intent)
-    return recorded[0]
-
-
-def _gate_allows_late_start(key: StepKey) -> bool:
-    """The plan was paused after this attempt was made and has been resumed since: what it was approved
-    on may have drifted meanwhile, so the gate before every attempt runs again before it starts (and
-    holds the plan if it refuses). Rare, so its few queries do not weigh on a step's cost."""
-    with transaction.atomic():
-        plan = lock_plan(key.plan_id)
-        if plan.plan_status != PlanStatus.ACTIVE:
-            return False
-        steps = list(plan.steps.all())
-        step = next((step for step in steps if step.step_id == key.step_id), None)
-        if step is None:
-            return False
-        _, owner_active = advance_facts(plan)
-        gate = holds.step_gate_facts(plan, steps, now=timezone.now(), owner_active=owner_active)
-        verdict = policy.check_step(plan, step, gate)
-        if not verdict.valid:
-            holds.hold_at_gate(plan, step, verdict, gate)
-        return verdict.valid
-
-
-def _cancel_quietly(service: ExecutionService, intent: ActionIntent) -> None:
-    with suppress(DomainError):  # it started or finished meanwhile; its outcome stands
-        service.cancel(intent.id, actor=ACTOR)

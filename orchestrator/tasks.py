@@ -6,7 +6,7 @@ from uuid import UUID
 from celery import shared_task
 from django.conf import settings
 
-from orchestrator import claims, engine, metrics
+from orchestrator import claims, engine, metrics, step_runner
 from orchestrator.autonomy import digest, triggers
 from orchestrator.locks import plan_lock, step_lock
 
@@ -48,9 +48,9 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
                                          countdown=settings.ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS)
             metrics.ADVANCES.labels("locked").inc()
             return
-        keys = engine.advance_plan(UUID(plan_id))
-    _send_steps(keys)
-    metrics.ADVANCES.labels("steps_enqueued" if keys else "nothing_to_run").inc()
+        follow_up = engine.advance(UUID(plan_id), inline=True)
+    metrics.ADVANCES.labels("steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run").inc()
+    _follow(plan_id, follow_up)  # after the plan's lock is let go: the steps take the row lock as they finish
 
 
 @shared_task(name="orchestrator.execute_step", ignore_result=True)
@@ -60,7 +60,13 @@ def execute_step(plan_id: str, step_id: str, attempt: int, enqueued_at: float | 
     with step_lock(plan_id, step_id, attempt) as acquired:
         if not acquired:
             return  # another worker is on this attempt right now; the database would refuse us anyway
-        follow_up = engine.execute_step(key)
+        follow_up = step_runner.execute_step(key, inline=True)
+    _follow(plan_id, follow_up)
+
+
+def _follow(plan_id: str, follow_up: engine.FollowUp) -> None:
+    """Run the steps claimed for this worker (within the inline budget), send what else was started."""
+    follow_up = step_runner.run_inline(follow_up, send=_send_steps)
     _send_steps(follow_up.keys)
     if follow_up.advance:
         advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})

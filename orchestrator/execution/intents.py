@@ -1,11 +1,13 @@
 """Recording an approved ActionIntent: the one way an intent comes to exist (the spine then executes it)."""
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from orchestrator.execution.models import ActionIntent
+from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.errors import ValidationFailed
 from plans.models import PlanStep, RevenuePlan
 from plans.plan_types import get_action_type
@@ -64,8 +66,17 @@ def intent_create(
     step_id: UUID | None = None,
     attempt: int | None = None,
     autonomy_decision: dict | None = None,
+    claimed_by: UUID | None = None,
+    connector: str = "",
 ) -> ActionIntent:
-    """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first."""
+    """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first.
+
+    `claimed_by`: a lease token — the intent is created EXECUTING, claimed by the caller, who carries it
+    out at once (ExecutionService.execute_claimed) rather than sending it to a worker; a repeat returns
+    the first row, whose `lease_token` then is not the caller's. With `connector` (the one the caller
+    built for it) its first try is counted on the row already, as the execution's renewal before a try
+    would: a worker that dies before its outcome leaves the try counted.
+    """
     if get_action_type(action_type) is None:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
     if approved_by is not None:
@@ -81,6 +92,12 @@ def intent_create(
         "approving_policy": approving_policy,
         "autonomy_decision": autonomy_decision or {},
     }
+    if claimed_by is not None:
+        now = timezone.now()
+        fields.update(status=IntentStatus.EXECUTING, lease_token=claimed_by, started_at=now, deliveries=1,
+                      lease_expires_at=now + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS))
+        if connector:
+            fields.update(connector=connector, attempts=1)
     if plan_id is None:
         return ActionIntent.objects.create(**fields)
     try:

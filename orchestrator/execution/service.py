@@ -19,7 +19,13 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orchestrator.execution import compensation
-from orchestrator.execution.connectors import ExternalRef, PermanentError, TransientError, build_connector
+from orchestrator.execution.connectors import (
+    Connector,
+    ExternalRef,
+    PermanentError,
+    TransientError,
+    build_connector,
+)
 from orchestrator.execution.connectors.base import ConnectorError
 from orchestrator.execution.intents import effect_key_for, intent_create
 from orchestrator.execution.models import (
@@ -80,11 +86,19 @@ def _unexpected(intent: ActionIntent, error: Exception, doing: str) -> str:
     return f"{connector} failed unexpectedly while {doing} ({type(error).__name__}); retrying cannot help."
 
 
+def _log_fields(intent: ActionIntent) -> dict:
+    return {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
+            "attempt": intent.attempt, "action_type": intent.action_type}
+
+
 @dataclass(frozen=True)
 class _Claim:
     intent_id: UUID
     token: UUID
     deliveries: int = 1
+    # Created claimed, with its first try's count and connector already on the row and a lease just
+    # taken: the first try needs no renewal.
+    fresh: bool = False
 
 
 class ExecutionService:
@@ -129,15 +143,41 @@ class ExecutionService:
         claim = self._claim(intent)  # on success, `intent` holds the claimed row's state
         if claim is None:
             return self._load(intent_id)  # another worker holds it, or it finished meanwhile
-        log = {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
-               "attempt": intent.attempt, "action_type": intent.action_type}
         if max_deliveries is not None and claim.deliveries > max_deliveries:
             reason = (f"a worker started it {claim.deliveries - 1} times and never finished; "
                       "giving up on this attempt")
+            log = _log_fields(intent)
             logger.error("intent abandoned after repeated worker loss", extra={**log, "deliveries": claim.deliveries})
             return self._finish_failed(intent, claim, FailureClass.WORKER_LOST, reason, log)
+        return self._run(intent, claim, on_succeeded=on_succeeded)
+
+    def execute_claimed(
+        self,
+        intent: ActionIntent,
+        token: UUID,
+        *,
+        connector: Connector | None = None,
+        on_succeeded: Callable[[ActionIntent, RevenuePlan], None] | None = None,
+    ) -> ActionIntent:
+        """Carry out an intent created already claimed by this worker with `token` (a plan's next step, run
+        by the worker that finished the one before it: intents.intent_create(lease_token=...)).
+
+        What `execute` checks before its claim was checked in the transaction that created the intent,
+        under the plan's lock: the kill switches (the engine's advance and the autonomy policy), the
+        plan's expiry (the evaluator). `connector`: built for it there too, saving a read of the routes.
+        From here on it is the same execution: each try renews the lease,
+        each outcome is conditional on the token, a worker that dies leaves it for a takeover once the
+        lease has run out.
+        """
+        claim = _Claim(intent.pk, token, deliveries=intent.deliveries, fresh=intent.attempts == 1)
+        return self._run(intent, claim, on_succeeded=on_succeeded, connector=connector)
+
+    def _run(self, intent: ActionIntent, claim: _Claim, *, on_succeeded, connector=None) -> ActionIntent:
+        """The tries of a claimed intent, and its outcome."""
+        intent_id = intent.pk
+        log = _log_fields(intent)
         try:
-            connector = build_connector(intent)
+            connector = connector or build_connector(intent)
             intent.connector = connector.name
             connector.validate(intent)
         except PermanentError as error:
@@ -151,13 +191,14 @@ class ExecutionService:
             return self._finish_failed(intent, claim, FailureClass.PERMANENT, _unexpected(intent, error, "preparing"),
                                        log)
         spec = get_action_type(intent.action_type)
-        first = number = intent.attempts  # tries made before this delivery (by a worker that died)
+        # Tries made before this delivery (by a worker that died); a fresh claim's count is its first try's.
+        first = number = 0 if claim.fresh else intent.attempts
         delay, last_error = 0.0, ""
         while number < spec.max_attempts:
             number += 1
             if delay:
                 self.sleep(delay)
-            if not self._renew(claim, attempts=number, connector=connector.name):
+            if not (claim.fresh and number == 1) and not self._renew(claim, attempts=number, connector=connector.name):
                 logger.warning("execution claim lost; another worker took over", extra=log)
                 return self._load(intent_id)
             intent.attempts = number
@@ -381,10 +422,11 @@ class ExecutionService:
             ledger.action_retry_scheduled(intent, actor=ACTOR, attempt_number=number, error=error, delay_seconds=delay)
 
     def _signal(self, intent: ActionIntent, signal_type: str, outcome: str, details: dict) -> None:
-        services.signal_record(
+        services.outcome_signal_record(
             account_id=intent.account_id,
+            tenant_id=intent.tenant_id,
             signal_type=signal_type,
-            actor=services.SystemActor("execution"),
+            component="execution",
             observed_at=self.clock(),
             payload={
                 "intent_id": str(intent.id),

@@ -208,6 +208,21 @@ def signal_record(
     return RecordedSignal(signal, created=True)
 
 
+def outcome_signal_record(*, account_id: UUID, tenant_id: UUID, signal_type: str, payload: dict,
+                          observed_at: datetime, component: str) -> None:
+    """The execution spine's own record of an action's outcome (ACTION_EXECUTED, ACTION_FAILED), written in
+    the outcome's transaction as one INSERT: the type is revplan's own (nothing from outside to check),
+    it has no external id (nothing to dedupe) and is no plan's objective (nothing to wake) — so none of
+    signal_record's reads apply, and each step saves them."""
+    if signal_type not in SYSTEM_SIGNAL_TYPES or any(
+            signal_type in objective_signal_types_of_any_version(plan_type) for plan_type in PLAN_TYPES):
+        raise ValueError(f"{signal_type} is not an outcome signal")
+    now = timezone.now()
+    item = SignalInput(signal_type=signal_type, observed_at=observed_at, payload=payload)
+    insert_signals([SignalRow(account_id=account_id, tenant_id=tenant_id, item=item, observed_at=observed_at,
+                              recorded_by=actor_label(SystemActor(component)))], now=now)
+
+
 @dataclass(frozen=True)
 class SignalRow:
     """A checked signal, ready to insert."""

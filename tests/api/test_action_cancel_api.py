@@ -7,7 +7,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from orchestrator import engine
+from orchestrator import engine, step_runner
 from orchestrator.execution.cancel import intent_cancel
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt, IntentStatus, InternalRecord
 from orchestrator.execution.service import ExecutionService
@@ -85,7 +85,7 @@ def test_the_cancelled_step_is_not_retried_on_its_own_and_a_resume_makes_a_new_a
     assert api.post(cancel_url(intent), {}, format="json").status_code == 200
     # when: the attempt's message arrives late, and the orchestrator looks at the plan again
     key = engine.StepKey(intent.plan_id, intent.step_id, intent.attempt)
-    engine.execute_step(key)
+    step_runner.execute_step(key)
     assert engine.advance_plan(intent.plan_id) == []
     # then: nothing was sent, nothing new was tried
     intent.refresh_from_db()
@@ -102,7 +102,7 @@ def test_the_cancelled_step_is_not_retried_on_its_own_and_a_resume_makes_a_new_a
     # when: a person resumes
     assert api.post(f"/api/v1/plans/{intent.plan_id}/resume/", {}, format="json").status_code == 200
     [new_key] = engine.advance_plan(intent.plan_id)
-    engine.execute_step(new_key)
+    step_runner.execute_step(new_key)
     # then: a new attempt ran (through the gate), and the step is done
     assert new_key.attempt == 2
     step = PlanStep.objects.get(plan_id=intent.plan_id)
@@ -132,7 +132,7 @@ def test_another_tenants_action_is_404(world, other_world):
 
 def test_a_finished_or_cancelled_action_is_409_and_nothing_changes(world):
     intent = start_attempt(world)
-    engine.execute_step(engine.StepKey(intent.plan_id, intent.step_id, intent.attempt))
+    step_runner.execute_step(engine.StepKey(intent.plan_id, intent.step_id, intent.attempt))
     before = state_of(intent)
     body = assert_error(client_for(world.admin).post(cancel_url(intent), {}, format="json"), 409,
                         "INTENT_NOT_CANCELLABLE")
@@ -234,7 +234,7 @@ def test_an_action_held_by_a_kill_switch_is_cancelled_and_the_release_does_not_r
     services.kill_switch_set(tenant_id=world.tenant.id, user=world.admin, engaged=True, reason="incident",
                              action_type=BRIEF)
     key = engine.StepKey(intent.plan_id, intent.step_id, intent.attempt)
-    engine.execute_step(key)  # the switch holds it back: still PENDING, the plan held by the switch's layer
+    step_runner.execute_step(key)  # the switch holds it back: still PENDING, the plan held by the switch's layer
     intent.refresh_from_db()
     assert intent.status == IntentStatus.PENDING
     api = client_for(world.approver)

@@ -2,18 +2,21 @@
 `pytest tests/bench -o python_files='bench_*.py' -s -k step_cost`).
 
 N approved 2-step PREP_RENEWAL_BRIEF plans (internal connector, no approval needed) driven to completion
-with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue
-(advance -> execute, which starts the next step itself -> execute ...), and every TICK_EVERY tasks a tick
+with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue (as
+orchestrator.tasks runs them: an advance runs the first step it starts itself, then the next one...), and
+every TICK_EVERY tasks a tick
 (due_plan_ids + one advance per plan it claims), as the beat would under load. Reported per step:
 wall ms, queries, transactions (autocommit statements + committed atomic blocks), advances.
 Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
 """
 import os
 from collections import deque
+from functools import partial
 
 import pytest
 
-from orchestrator import claims, engine
+from orchestrator import claims, engine, step_runner
+from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import PlanStatus, RevenuePlan
 from tests.bench.bench_orchestrator import make_brief_plans
 from tests.bench.db_work import DbWork
@@ -26,24 +29,26 @@ TICK_EVERY = 20
 def drive(plan_ids) -> dict:
     work = DbWork(("advance", "execute", "tick"))
     queue = deque(("advance", plan_id) for plan_id in plan_ids)
-    tasks_run, steps = 0, 0
+    tasks_run = 0
     with work.counting():
         while queue:
             kind, arg = queue.popleft()
+            # As orchestrator.tasks does it: each task runs the steps claimed for it inline, and sends the rest.
             if kind == "advance":
-                for key in work.run("advance", engine.advance_plan, arg):
-                    queue.append(("execute", key))
+                follow_up = work.run("advance", lambda plan_id: engine.advance(plan_id, inline=True), arg)
             else:
-                steps += 1
-                follow_up = work.run("execute", engine.execute_step, arg)
-                queue.extend(("execute", key) for key in follow_up.keys)
-                if follow_up.advance:
-                    queue.append(("advance", arg.plan_id))
+                follow_up = work.run("execute", lambda key: step_runner.execute_step(key, inline=True), arg)
+            sent: list = []
+            follow_up = work.run("execute", partial(step_runner.run_inline, send=sent.extend), follow_up)
+            queue.extend(("execute", key) for key in sent + follow_up.keys)
+            if follow_up.advance:
+                queue.append(("advance", arg if kind == "advance" else arg.plan_id))
             tasks_run += 1
             if tasks_run % TICK_EVERY == 0 or not queue:
                 queue.extend(("advance", plan_id) for plan_id in work.run("tick", claims.due_plan_ids))
     done = RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count()
     assert done == len(plan_ids), f"{done} of {len(plan_ids)} plans completed"
+    steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()
     return {"steps": steps, **work.counts}
 
 

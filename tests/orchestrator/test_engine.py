@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from orchestrator import claims, engine
+from orchestrator import claims, engine, step_runner
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import selectors, services
 from plans.errors import Conflict
@@ -65,7 +65,7 @@ def run_until_quiet(plan_id, *, keys=(), limit=50):
     for _ in range(limit):
         if not pending:
             return
-        follow_up = engine.execute_step(pending.pop(0))
+        follow_up = step_runner.execute_step(pending.pop(0))
         pending += follow_up.keys
         if follow_up.advance:
             pending += engine.advance_plan(plan_id)
@@ -248,7 +248,7 @@ def test_an_execution_blocked_by_a_switch_pauses_the_plan_and_sends_nothing(worl
     plan = approved_plan(world, BRIEF)
     (key,) = engine.advance_plan(plan.id)
     KillSwitch.objects.create(tenant=world.tenant, action_type=BRIEF, engaged=True)
-    assert engine.execute_step(key) == engine.FollowUp()  # nothing to send
+    assert step_runner.execute_step(key) == engine.FollowUp()  # nothing to send
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.PAUSED
     assert ActionIntent.objects.get(plan=plan).status == IntentStatus.PENDING
@@ -257,8 +257,8 @@ def test_an_execution_blocked_by_a_switch_pauses_the_plan_and_sends_nothing(worl
 def test_a_duplicate_or_late_message_is_harmless(world):
     plan = approved_plan(world, BRIEF, ESCALATE)
     (key,) = engine.advance_plan(plan.id)
-    engine.execute_step(key)
-    engine.execute_step(key)  # redelivered
+    step_runner.execute_step(key)
+    step_runner.execute_step(key)  # redelivered
     intent = ActionIntent.objects.get(plan=plan, step_id=key.step_id)
     assert intent.deliveries == 1
     assert PlanLedgerEntry.objects.filter(plan=plan, event_type=EventType.ACTION_EXECUTED).count() == 1
@@ -270,7 +270,7 @@ def test_a_finished_step_starts_the_next_one_in_its_own_transaction(world, djang
     (key,) = engine.advance_plan(plan.id)
     advances = REGISTRY.get_sample_value("revplan_advances_total", {"result": "steps_enqueued"}) or 0
     with django_capture_on_commit_callbacks(execute=True):
-        follow_up = engine.execute_step(key)
+        follow_up = step_runner.execute_step(key)
     assert follow_up == engine.FollowUp(keys=[engine.StepKey(plan.id, second.step_id, 1)])
     assert REGISTRY.get_sample_value("revplan_advances_total", {"result": "steps_enqueued"}) == advances + 1
     events = list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", "step_id"))
@@ -290,7 +290,7 @@ def test_a_failing_follow_up_advance_keeps_the_outcome_and_asks_for_an_advance_m
 
     monkeypatch.setattr(engine, "decide_step", broken)
     started = timezone.now()
-    assert engine.execute_step(key) == engine.FollowUp(advance=True)
+    assert step_runner.execute_step(key) == engine.FollowUp(advance=True)
     # the success is recorded; nothing of the failed advance is
     assert ActionIntent.objects.get(plan=plan, step_id=first.step_id).status == IntentStatus.SUCCEEDED
     assert step_statuses(plan) == [(BRIEF, StepStatus.AUTO_EXECUTED), (BRIEF, StepStatus.PENDING)]
@@ -318,7 +318,7 @@ def test_a_step_whose_worker_keeps_dying_fails_after_bounded_deliveries(world, s
     # two workers started it and died: the last one's claim ran out without an outcome
     ActionIntent.objects.filter(plan=plan).update(deliveries=2, status=IntentStatus.EXECUTING,
                                                   lease_expires_at=timezone.now() - timedelta(seconds=1))
-    retry = engine.execute_step(key)
+    retry = step_runner.execute_step(key)
     intent = ActionIntent.objects.get(plan=plan, attempt=1)
     assert (intent.status, intent.failure_class) == (IntentStatus.FAILED, "WORKER_LOST")
     step = PlanStep.objects.get(plan=plan)
@@ -336,7 +336,7 @@ def test_copies_of_a_message_are_not_counted_as_worker_deaths(world, settings, l
     if lease_left:  # a worker is on it right now
         fields.update(status=IntentStatus.EXECUTING, lease_expires_at=timezone.now() + lease_left)
     ActionIntent.objects.filter(plan=plan).update(**fields)
-    engine.execute_step(key)
+    step_runner.execute_step(key)
     intent = ActionIntent.objects.get(plan=plan)
     assert intent.deliveries == 2
     assert intent.status == (IntentStatus.EXECUTING if lease_left else IntentStatus.SUCCEEDED)

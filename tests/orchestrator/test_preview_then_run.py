@@ -6,7 +6,7 @@ from datetime import datetime
 import caldav
 import pytest
 
-from orchestrator import engine
+from orchestrator import engine, step_runner
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans import services
 from plans.models import PlanStatus, StepStatus
@@ -46,7 +46,7 @@ def previewed(world, plan, step) -> dict:
 def approve_and_run(world, plan, step) -> ActionIntent:
     services.step_approve(plan_id=plan.id, step_id=step.step_id, user=world.admin)
     for key in engine.advance_plan(plan.id):
-        engine.execute_step(key)
+        step_runner.execute_step(key)
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.COMPLETED
     intent = ActionIntent.objects.get(plan=plan, step_id=step.step_id)

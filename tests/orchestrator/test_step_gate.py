@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orchestrator import engine
+from orchestrator import engine, step_runner
 from orchestrator.execution.models import ActionIntent
 from plans import plan_types, policy, services
 from plans.errors import Conflict, Reason
@@ -46,7 +46,7 @@ def open_layers(plan) -> list[tuple[str, str]]:
 def run_until_quiet(plan_id, keys):
     pending = list(keys)
     while pending:
-        follow_up = engine.execute_step(pending.pop(0))
+        follow_up = step_runner.execute_step(pending.pop(0))
         pending += follow_up.keys
         if follow_up.advance:
             pending += engine.advance_plan(plan_id)
@@ -57,7 +57,7 @@ def test_an_owner_whose_login_is_disabled_holds_the_next_step_as_one_who_left(wo
     world.seller.is_active = False  # the membership stays; the person can no longer log in
     world.seller.save(update_fields=["is_active"])
 
-    follow_up = engine.execute_step(key)
+    follow_up = step_runner.execute_step(key)
 
     assert follow_up.keys == []
     plan.refresh_from_db()
@@ -72,7 +72,7 @@ def test_owner_deactivated_then_transfer_then_reapproval(world):
     services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
 
     # when the first step's outcome comes in and the next step is due
-    follow_up = engine.execute_step(key)
+    follow_up = step_runner.execute_step(key)
 
     # then the next attempt does not start, and the plan is held by [OWNER_INACTIVE]
     assert follow_up.keys == []
@@ -114,7 +114,7 @@ def test_a_moved_renewal_date_holds_the_plan_with_the_drift_until_reapproved(wor
     world.account.renewal_date = before + timedelta(days=21)
     world.account.save(update_fields=["renewal_date"])
 
-    engine.execute_step(key)
+    step_runner.execute_step(key)
 
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.PAUSED
@@ -135,7 +135,7 @@ def test_a_new_config_version_leaves_a_running_plans_approval_standing(world):
     # only migrate_plans moves a plan to it (tests/plans/test_plan_type_versions.py), and that stales it.
     plan, key = running_plan(world)
     with plan_types.catalogue_with(dataclasses.replace(plan_types.RENEWAL_DEFENSE, version=2)):
-        engine.execute_step(key)
+        step_runner.execute_step(key)
 
     assert not PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).exists()
     plan.refresh_from_db()
@@ -147,7 +147,7 @@ def test_an_action_type_the_config_no_longer_allows_holds_the_plan_by_policy(wor
     monkeypatch.setitem(plan_types.PLAN_TYPES, "RENEWAL_DEFENSE", dataclasses.replace(
         plan_types.RENEWAL_DEFENSE, allowed_action_types=("REQUEST_RENEWAL_MEETING", "ESCALATE_SUPPORT_RISK")))
 
-    engine.execute_step(key)
+    step_runner.execute_step(key)
 
     plan.refresh_from_db()
     assert plan.plan_status == PlanStatus.PAUSED
@@ -240,7 +240,7 @@ def test_an_owner_back_in_the_tenant_lets_a_resume_lift_owner_inactive(world):
     plan, key = running_plan(world)
     membership = Membership.objects.get(user=world.seller, tenant=world.tenant)
     services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
-    engine.execute_step(key)
+    step_runner.execute_step(key)
     assert open_layers(plan) == [(PauseKind.OWNER_INACTIVE, policy.PRECONDITION_FAILED)]
     # when the same owner is made an active member again, then a person's resume lifts the layer
     services.membership_update(membership_id=membership.id, user=world.admin, is_active=True)
@@ -256,7 +256,7 @@ def test_a_resume_does_not_lift_owner_inactive_while_the_owner_is_still_gone(wor
     plan, key = running_plan(world)
     membership = Membership.objects.get(user=world.seller, tenant=world.tenant)
     services.membership_update(membership_id=membership.id, user=world.admin, is_active=False)
-    engine.execute_step(key)
+    step_runner.execute_step(key)
     with pytest.raises(Conflict) as refused:
         services.plan_resume(plan_id=plan.id, user=world.approver)
     assert refused.value.code == services.PAUSE_LAYERS_REMAIN
@@ -272,7 +272,7 @@ def test_an_old_message_for_an_attempt_made_before_a_pause_goes_through_the_gate
     world.account.save(update_fields=["renewal_date"])
     services.plan_resume(plan_id=plan.id, user=world.approver)
     # when the old message is delivered
-    follow_up = engine.execute_step(key)
+    follow_up = step_runner.execute_step(key)
     # then the attempt does not run: the plan is held by [APPROVAL_STALE]
     assert follow_up.keys == []
     plan.refresh_from_db()

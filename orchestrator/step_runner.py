@@ -1,0 +1,139 @@
+"""Running one step attempt (DESIGN §4): the execute_step message's, and the next step's in the same task.
+
+A step's outcome is recorded, and its plan advanced, by orchestrator.engine in the outcome's own
+transaction; with `inline` that advance creates the next step claimed by this worker, which runs it
+next (run_claimed), within a budget (run_inline). Celery-free, like the engine.
+"""
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator import engine, holds
+from orchestrator.engine import KILL_SWITCH, ClaimedStep, FollowUp, StepKey
+from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
+from orchestrator.execution.service import ExecutionBlocked, ExecutionService
+from plans import policy, services
+from plans.errors import DomainError
+from plans.lifecycle import TERMINAL
+from plans.locking import lock_plan
+from plans.models import PlanStatus, RevenuePlan
+from plans.selectors import advance_facts, engaged_kill_switches
+
+logger = logging.getLogger(__name__)
+
+
+def execute_step(key: StepKey, *, service: ExecutionService | None = None, inline: bool = False) -> FollowUp:
+    """Run one step attempt through the execution spine and advance its plan on from the outcome.
+
+    `inline`: the next step the outcome starts is created claimed by the caller (FollowUp.inline), who
+    runs it next with run_claimed (run_inline does both, within a budget)."""
+    service = service or ExecutionService()
+    # One read for the intent, its plan's status and what the connector needs (account, its owner, tenant).
+    intent = (
+        ActionIntent.objects.select_related("plan", "account__owner", "tenant")
+        .filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt)
+        .first()
+    )
+    if intent is None:
+        logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
+                                                      "attempt": key.attempt})
+        return FollowUp()
+    if intent.status in FINISHED_INTENT_STATUSES:
+        return engine.record_step_outcome(intent.id, inline=inline)  # a duplicate or redelivered message
+    plan_status = intent.plan.plan_status
+    if plan_status in TERMINAL:
+        _cancel_quietly(service, intent)
+        return FollowUp()
+    if plan_status != PlanStatus.ACTIVE:
+        return FollowUp()  # a paused plan's attempt waits; the advance after resume sends it again
+    paused_at = intent.plan.paused_at
+    if intent.status == IntentStatus.PENDING and paused_at and paused_at > intent.created_at \
+            and not _gate_allows_late_start(key):
+        return FollowUp()
+    return _carry_out(key, intent, inline=inline, run=lambda on_succeeded: service.execute(
+        intent.id, intent=intent, on_succeeded=on_succeeded, max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES))
+
+
+def run_claimed(claimed: ClaimedStep, *, service: ExecutionService | None = None, inline: bool = False) -> FollowUp:
+    """Carry out a step attempt this worker created claimed (FollowUp.inline) and advance its plan on."""
+    service = service or ExecutionService()
+    logger.info("running the next step in the same task", extra={
+        "plan_id": str(claimed.key.plan_id), "step_id": str(claimed.key.step_id), "attempt": claimed.key.attempt})
+    return _carry_out(claimed.key, claimed.intent, inline=inline, run=lambda on_succeeded: service.execute_claimed(
+        claimed.intent, claimed.token, connector=claimed.connector, on_succeeded=on_succeeded))
+
+
+def run_inline(follow_up: FollowUp, *, send: Callable[[list[StepKey]], None], max_steps: int | None = None,
+               seconds: float | None = None, service: ExecutionService | None = None) -> FollowUp:
+    """Run the chain of steps `follow_up` claimed for this worker, one after the other, within a budget
+    (ORCHESTRATOR_INLINE_STEPS steps, ORCHESTRATOR_INLINE_SECONDS): the last step run inside it starts its
+    successor unclaimed, and that one goes out by message like any other. Steps started beside the one
+    run here (parallel branches) are handed to `send` at once, for other workers to take. Returns what
+    is left to send."""
+    max_steps = settings.ORCHESTRATOR_INLINE_STEPS if max_steps is None else max_steps
+    deadline = time.monotonic() + (settings.ORCHESTRATOR_INLINE_SECONDS if seconds is None else seconds)
+    ran = 0
+    while follow_up.inline is not None:
+        if follow_up.keys:
+            send(follow_up.keys)
+        ran += 1
+        within_budget = ran < max_steps and time.monotonic() < deadline
+        follow_up = run_claimed(follow_up.inline, service=service, inline=within_budget)
+    return follow_up
+
+
+def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
+               run: Callable[[Callable[[ActionIntent, RevenuePlan], None]], ActionIntent]) -> FollowUp:
+    """`run(on_succeeded)` executes the intent; then its outcome is recorded and the plan advanced."""
+    recorded = []
+
+    def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
+        # In the success's own transaction, under the plan lock it already holds: one transaction,
+        # one lock instead of two. A failure keeps the separate record_step_outcome below.
+        recorded.append(engine.record_outcome_locked(plan, finished, inline=inline))
+
+    try:
+        run(on_succeeded)
+    except ExecutionBlocked as blocked:
+        with suppress(DomainError):  # the plan moved meanwhile (revised, aborted)
+            kind, scope = holds.kill_layer(engaged_kill_switches(intent.tenant_id), intent.action_type)
+            services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", kind=kind, scope=scope,
+                                          reason_code=KILL_SWITCH, explanation=blocked.detail,
+                                          facts={"intent_id": str(intent.id)})
+        return FollowUp()
+    if not recorded:
+        return engine.record_step_outcome(intent.id, inline=inline)
+    if recorded[0] is None:
+        return FollowUp()
+    engine.outcome_recorded(intent)
+    return recorded[0]
+
+
+def _gate_allows_late_start(key: StepKey) -> bool:
+    """The plan was paused after this attempt was made and has been resumed since: what it was approved
+    on may have drifted meanwhile, so the gate before every attempt runs again before it starts (and
+    holds the plan if it refuses). Rare, so its few queries do not weigh on a step's cost."""
+    with transaction.atomic():
+        plan = lock_plan(key.plan_id)
+        if plan.plan_status != PlanStatus.ACTIVE:
+            return False
+        steps = list(plan.steps.all())
+        step = next((step for step in steps if step.step_id == key.step_id), None)
+        if step is None:
+            return False
+        _, owner_active = advance_facts(plan)
+        gate = holds.step_gate_facts(plan, steps, now=timezone.now(), owner_active=owner_active)
+        verdict = policy.check_step(plan, step, gate)
+        if not verdict.valid:
+            holds.hold_at_gate(plan, step, verdict, gate)
+        return verdict.valid
+
+
+def _cancel_quietly(service: ExecutionService, intent: ActionIntent) -> None:
+    with suppress(DomainError):  # it started or finished meanwhile; its outcome stands
+        service.cancel(intent.id, actor=engine.ACTOR)
