@@ -44,7 +44,7 @@ CONSOLE_PLANS_WRITE_PERMISSIONS = ["add_membership", "change_membership", "view_
 # Autonomy pages: everyone may look; a change is saved through the services, which let only tenant admins.
 CONSOLE_AUTONOMY_PERMISSIONS = [
     *(f"view_{model}" for model in ("tenantautonomy", "actiontypeautonomy", "proposaldecision", "autonomydigest",
-                                    "autonomyusage")),
+                                    "autonomyusage", "stuckepisode", "deadlinenotice")),
     "add_tenantautonomy", "change_tenantautonomy", "add_actiontypeautonomy", "change_actiontypeautonomy",
     *(f"{verb}_{model}" for verb in ("view", "add", "change", "delete")
       for model in ("connectorconfig", "actionroute")),
