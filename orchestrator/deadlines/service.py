@@ -83,11 +83,21 @@ def deadlines_run(*, now: datetime | None = None) -> RunResult:
         for item in due[stage]:
             by_tenant[item.tenant_id].append(item)
         for tenant_id, tenant_items in by_tenant.items():
-            done, mails = _notify(tenant_id, stage, tenant_items, members[tenant_id], now=now)
+            try:
+                done, mails = _notify(tenant_id, stage, tenant_items, members[tenant_id], now=now)
+            except Exception:
+                # One tenant's failure must not cost the others their notices; its own come next run.
+                logger.exception("deadline notices failed", extra={"tenant_id": str(tenant_id), "stage": stage})
+                continue
             result.done[stage] += done
             result.mails += mails
     for item in due[DeadlineStage.MISSED][: settings.REVPLAN_DEADLINE_FINAL_BATCH]:
-        mails = _apply_final(item, members[item.tenant_id], now=now)
+        try:
+            mails = _apply_final(item, members[item.tenant_id], now=now)
+        except Exception:
+            logger.exception("deadline rule failed", extra={"plan_id": str(item.plan_id),
+                                                            "step_id": str(item.step_id or "")})
+            continue
         if mails is not None:
             result.done[DeadlineStage.MISSED] += 1
             result.mails += mails

@@ -272,3 +272,26 @@ def test_the_task_runs_the_job(world, addresses):
 
     waiting_step_plan(world, "ESCALATE_SUPPORT_RISK", since=timezone.now() - timedelta(days=1, hours=1))
     assert deadlines.run() == {"waiting": 1, "overdue": 1, "REMINDED": 1, "ESCALATED": 0, "MISSED": 0}
+
+
+def test_one_tenants_failure_does_not_cost_the_others_their_reminders(world, other_world, addresses, run,
+                                                                      monkeypatch):
+    from orchestrator.deadlines import service
+
+    other_world.account.renewal_date = FAR_RENEWAL
+    other_world.account.save(update_fields=["renewal_date"])
+    ours, theirs = waiting_step_plan(world, "ESCALATE_SUPPORT_RISK"), waiting_step_plan(other_world,
+                                                                                       "ESCALATE_SUPPORT_RISK")
+    notify = service._notify
+
+    def failing_for_ours(tenant_id, *args, **kwargs):
+        if tenant_id == world.tenant.id:
+            raise RuntimeError("mail server said no")
+        return notify(tenant_id, *args, **kwargs)
+
+    monkeypatch.setattr(service, "_notify", failing_for_ours)
+    assert run(T0 + timedelta(hours=18)).done[DeadlineStage.REMINDED] == 1
+    assert (stages(ours), stages(theirs)) == ([], ["REMINDED"])
+    monkeypatch.setattr(service, "_notify", notify)
+    assert run(T0 + timedelta(hours=19)).done[DeadlineStage.REMINDED] == 1  # its turn came next run
+    assert stages(ours) == ["REMINDED"]
