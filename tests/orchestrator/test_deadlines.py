@@ -14,6 +14,7 @@ from orchestrator.deadlines.items import waiting_items
 from orchestrator.deadlines.models import DeadlineNotice, DeadlineStage
 from orchestrator.deadlines.service import deadlines_run
 from plans.inbox import InboxKind
+from plans.ledger import verify_ledger
 from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, StepStatus
 from tests.factories import AccountFactory, make_plan
 
@@ -101,6 +102,9 @@ def test_an_optional_step_nobody_approves_is_reminded_escalated_then_skipped_eac
     assert stages(plan) == ["ESCALATED", "MISSED", "REMINDED"]
     assert len(mail.outbox) == 2
     assert all("missed" in message.subject for message in mail.outbox)
+    # every entry sits in an intact chain (the tenant's for the notices, the plan's for the rule)
+    report = verify_ledger(tenant_id=world.tenant.id)
+    assert report.ok, report.broken
 
 
 def test_a_required_step_pauses_the_plan_whose_pause_is_then_a_wait_of_its_own(world, addresses, run):
