@@ -129,7 +129,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             evaluation = evaluate(plan_to_schema(plan, steps), signals=[], renewal_date=None, now=now)
             services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return FollowUp()
-    config = get_plan_type_config(plan.plan_type)
+    config = get_plan_type_config(plan.plan_type, plan.plan_type_version)
     intents = {(intent.step_id, intent.attempt): intent for intent in ActionIntent.objects.filter(plan_id=plan.id)}
     # Outcomes a worker finished but did not get to record (it died in between).
     for step in steps:
@@ -340,7 +340,7 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
             "plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
         return None
     now = timezone.now()
-    if not _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=now):
+    if not _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type, plan.plan_type_version), now=now):
         return None
     if plan.plan_status != PlanStatus.ACTIVE:
         return FollowUp()

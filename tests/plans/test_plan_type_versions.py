@@ -10,13 +10,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from orchestrator.execution.models import ConnectorConfig
 from plans import ledger, plan_types, services
-from plans.models import EventType, PauseKind, PauseLayer, PlanLedgerEntry, PlanStatus
+from plans.models import EventType, PauseKind, PauseLayer, PlanLedgerEntry, PlanStatus, StepStatus
 from plans.plan_types import RENEWAL_DEFENSE, catalogue_with, get_plan_type_config, plan_type_config_for
 from plans.schemas import PlanDraftInput, StepInput
 from plans.services import approvals
 from plans.services.layers import open_layers
 from tests.factories import make_plan
+from tests.orchestrator.test_engine import approved_plan, run_until_quiet
 
 BRIEF, ESCALATE = "PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"
 # v2 of RENEWAL_DEFENSE as a later deploy might ship it: more patience with a failing connector.
@@ -181,3 +183,64 @@ def plan_on_v1(world, status, *, action_types=(BRIEF,)):
 def _steps(*action_types):
     return PlanDraftInput(steps=[StepInput(step_id=uuid.uuid4(), action_type=action_type)
                                  for action_type in action_types])
+
+
+# --- the engine runs a plan on its version ------------------------------------------------------------
+
+
+@pytest.fixture
+def failing_crm(world, crm, settings):
+    """The tenant's CRM refuses every escalation (400: each attempt fails at once, no tries within it)."""
+    settings.ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = 0
+    settings.REVPLAN_TENANT_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
+    ConnectorConfig.objects.create(tenant=world.tenant, connector="crm",
+                                   settings={"base_url": crm.base_url, "api_key": "k", "timeout_seconds": 0.5})
+    crm.state.scripted = [400] * 50
+    return crm
+
+
+def escalate_until_it_fails(world, plan):
+    run_until_quiet(plan.id)
+    escalate = plan.steps.get(action_type=ESCALATE)
+    services.step_approve(plan_id=plan.id, step_id=escalate.step_id, user=world.admin)
+    run_until_quiet(plan.id)
+    plan.refresh_from_db()
+    escalate.refresh_from_db()
+    return escalate
+
+
+def test_a_plan_approved_on_v1_fails_at_v1s_retry_limit_after_v2_is_added(world, failing_crm):
+    # given: approved on v1 (limit 3); then v2 (limit 5) is deployed
+    plan = approved_plan(world, ESCALATE)
+    assert plan.plan_type_version == 1
+    with catalogue_with(V2):
+        # when: its escalation keeps failing
+        escalate = escalate_until_it_fails(world, plan)
+    # then: it stopped at v1's limit, and the plan is paused by it
+    assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, RENEWAL_DEFENSE.retry_limit)
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert [layer.kind for layer in open_layers(plan)] == [PauseKind.RETRY_LIMIT]
+
+
+def test_a_plan_approved_after_v2_is_added_runs_on_v2s_retry_limit(world, failing_crm):
+    with catalogue_with(V2):
+        plan = approved_plan(world, ESCALATE)
+        assert plan.plan_type_version == 2
+        escalate = escalate_until_it_fails(world, plan)
+    assert (escalate.status, escalate.attempts) == (StepStatus.FAILED, V2.retry_limit)
+
+
+def test_a_moved_approved_plan_is_held_by_its_stale_approval_at_its_first_step(world, v2):
+    # given: APPROVED on v1, not yet running (a layer holds only a running plan)
+    plan = plan_on_v1(world, PlanStatus.APPROVED)
+    # when
+    migrate("--plan-type", "RENEWAL_DEFENSE", "--to", "2")
+    plan.refresh_from_db()
+    assert (plan.plan_type_version, plan.plan_status, open_layers(plan)) == (2, PlanStatus.APPROVED, [])
+    run_until_quiet(plan.id)
+    # then: the step gate finds the approval given on v1 and holds the plan until a reapproval
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    [layer] = open_layers(plan)
+    assert layer.kind == PauseKind.APPROVAL_STALE
+    assert layer.evidence["changed"] == [{"field": "plan_type_version", "before": 1, "after": 2}]
