@@ -95,12 +95,16 @@ def send(stage: DeadlineStage, batch: list[tuple[WaitingItem, list[Member], str]
     """One mail per recipient for `batch` [(item, recipients, outcome)], over one connection; returns how many
     were sent. A recipient without an address is skipped (the ledger still names their user id)."""
     by_recipient: dict[str, list[str]] = defaultdict(list)
+    late: dict[str, bool] = defaultdict(bool)
     for item, people, outcome in batch:
         for member in people:
             if member.email:
                 by_recipient[member.email].append(_line(item, now=now, outcome=outcome))
+                late[member.email] |= item.overdue(now)
     messages = [
-        EmailMessage(subject=_SUBJECTS[stage].format(n=len(lines)),
+        # A reminder of a wait first seen when already overdue (the job was down) says so.
+        EmailMessage(subject=_SUBJECTS[stage].format(n=len(lines))
+                     + (" or overdue" if stage == DeadlineStage.REMINDED and late[address] else ""),
                      body="\n".join(["These wait for you in revplan (the inbox lists them, overdue first):", "",
                                      *lines, ""]),
                      from_email=settings.DEFAULT_FROM_EMAIL, to=[address])
