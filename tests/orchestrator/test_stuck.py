@@ -122,3 +122,21 @@ def test_the_admin_lists_stuck_plans_open_ones_first(world, other_world):
     assert [row.plan_id for row in response.context["cl"].result_list] == [plan.id, moved.id]
     still = client.get(reverse("admin:orchestrator_stuckepisode_changelist") + "?open=yes")
     assert [row.plan_id for row in still.context["cl"].result_list] == [plan.id]
+
+
+def test_the_detector_reads_many_quiet_plans_in_the_same_number_of_queries(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def quiet_plans_waiting_for_a_clock(count):
+        for _ in range(count):
+            plan = active_plan(world, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+            plan.steps.update(attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1))
+
+    quiet_plans_waiting_for_a_clock(2)
+    with CaptureQueriesContext(connection) as few:
+        assert stuck_plans_detect(now=timezone.now()) == []
+    quiet_plans_waiting_for_a_clock(10)
+    with CaptureQueriesContext(connection) as many:
+        assert stuck_plans_detect(now=timezone.now()) == []
+    assert len(many) == len(few)
