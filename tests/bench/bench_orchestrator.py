@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from datetime import timedelta
+from functools import partial
 from unittest import mock
 
 import pytest
@@ -20,7 +21,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestrator import claims, engine, tasks
+from orchestrator import claims, engine, step_runner, tasks
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import Account, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.services import approvals
@@ -292,18 +293,24 @@ def stats_delta(before: dict, after: dict) -> dict:
 
 
 def run_in_process(plan_ids) -> dict:
-    """Drive plans to completion with the engine's own functions in this process, counting per task type."""
-    work, steps = DbWork(("advance", "execute")), 0
+    """Drive plans to completion with the engine's own functions in this process, as orchestrator.tasks
+    runs them (an advance runs the first step it starts, and each step the next), counting per task type."""
+    work = DbWork(("advance", "execute"))
     with work.counting():
         for plan_id in plan_ids:
-            keys = list(work.run("advance", engine.advance_plan, plan_id))
-            while keys:
-                steps += 1
-                follow_up = work.run("execute", engine.execute_step, keys.pop())
-                keys += follow_up.keys
+            follow_up = work.run("advance", partial(engine.advance, inline=True), plan_id)
+            pending = [("inline", follow_up)]
+            while pending:
+                kind, item = pending.pop()
+                if kind == "key":
+                    item = work.run("execute", partial(step_runner.execute_step, inline=True), item)
+                sent: list = []
+                follow_up = work.run("execute", partial(step_runner.run_inline, send=sent.extend), item)
+                pending += [("key", key) for key in sent + follow_up.keys]
                 if follow_up.advance:
-                    keys += work.run("advance", engine.advance_plan, plan_id)
+                    pending.append(("inline", work.run("advance", partial(engine.advance, inline=True), plan_id)))
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
+    steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()
     return {"steps": steps, **work.counts}
 
 
