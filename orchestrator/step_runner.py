@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import engine, holds
+from orchestrator.breakers.plans import BreakerOpen, hold_plan
 from orchestrator.engine import KILL_SWITCH, ClaimedStep, FollowUp, StepKey
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService
@@ -105,6 +106,9 @@ def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
             services.plan_pause_by_policy(plan_id=key.plan_id, component="execution", kind=kind, scope=scope,
                                           reason_code=KILL_SWITCH, explanation=blocked.detail,
                                           facts={"intent_id": str(intent.id)})
+        return FollowUp()
+    except BreakerOpen as stopped:  # nothing was sent; the attempt waits, PENDING, for the breaker to close
+        hold_plan(plan_id=key.plan_id, stopped=stopped, intent_id=intent.id)
         return FollowUp()
     if not recorded:
         return engine.record_step_outcome(intent.id, inline=inline)

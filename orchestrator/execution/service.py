@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from orchestrator.breakers import plans as breaker_plans
+from orchestrator.breakers import services as breakers
 from orchestrator.execution import compensation
 from orchestrator.execution.connectors import (
     Connector,
@@ -194,6 +196,8 @@ class ExecutionService:
         # Tries made before this delivery (by a worker that died); a fresh claim's count is its first try's.
         first = number = 0 if claim.fresh else intent.attempts
         delay, last_error = 0.0, ""
+        holder = str(intent.plan_id or intent.id)  # who a half-open breaker lets through as its probe
+        verdict = breakers.ALLOWED
         while number < spec.max_attempts:
             number += 1
             if delay:
@@ -207,6 +211,10 @@ class ExecutionService:
             if blocked_by:
                 self._release_blocked(intent, claim, blocked_by)
                 raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
+            # The connector's circuit breaker, before every try (closed: one Redis GET, no query).
+            verdict = breakers.gate(intent.tenant_id, connector.name, holder=holder)
+            if not verdict.allowed:
+                self._stop_for_breaker(intent, claim, connector.name, verdict.state, tries_made=number - 1)
             started_at = self.clock()
             try:
                 ref = connector.execute(intent)
@@ -214,8 +222,12 @@ class ExecutionService:
                 _log_connector_error(error, {**log, "try": number})
                 last_error = str(error)
                 self._record_attempt(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error)
+                after = breakers.record(intent.tenant_id, connector.name, AttemptOutcome.TRANSIENT_ERROR,
+                                        holder=holder, probe=verdict.probe, error=last_error)
                 if number >= spec.max_attempts:
                     break
+                if not after.allowed:  # this failure opened it (or it opened meanwhile): no retry is spent
+                    self._stop_for_breaker(intent, claim, connector.name, after.state, tries_made=number)
                 delay = backoff_delay(
                     number + 1,
                     base=settings.REVPLAN_RETRY_BASE_SECONDS,
@@ -229,6 +241,8 @@ class ExecutionService:
                 continue
             except PermanentError as error:
                 _log_connector_error(error, {**log, "try": number})
+                breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
+                                probe=verdict.probe, error=str(error))
                 last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log, last_try=last_try)
             except DatabaseError:
@@ -238,8 +252,12 @@ class ExecutionService:
                 # now; escaping would leave the intent EXECUTING until its lease ran out.
                 logger.exception("connector raised unexpectedly", extra={**log, "try": number})
                 reason = _unexpected(intent, error, "carrying it out")
+                breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
+                                probe=verdict.probe, error=reason)
                 last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, reason)
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, reason, log, last_try=last_try)
+            breakers.record(intent.tenant_id, connector.name, AttemptOutcome.SUCCEEDED, holder=holder,
+                            probe=verdict.probe)
             last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
             return self._finish_succeeded(intent, claim, ref, log, last_try=last_try, on_succeeded=on_succeeded)
         if number == first:
@@ -415,6 +433,13 @@ class ExecutionService:
             )
             if released:
                 ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
+
+    @staticmethod
+    def _stop_for_breaker(intent: ActionIntent, claim: _Claim, connector: str, state: str, *, tries_made: int):
+        """The breaker says no: the intent goes back to PENDING (sent once it closes) and BreakerOpen tells
+        the caller to hold its plan [BREAKER]."""
+        breaker_plans.hand_back(intent.pk, claim.token, tries_made=tries_made)
+        raise breaker_plans.refusal(connector, state, intent.action_type)
 
     def _ledger_retry(self, intent: ActionIntent, number: int, error: str, delay: float) -> None:
         with transaction.atomic():
