@@ -34,7 +34,14 @@ from orchestrator.execution.models import (
     ExecutionAttempt,
     InternalRecord,
 )
-from plans.admin import ReadOnlyAdmin, RevenuePlanAdmin, ThroughServicesAdmin, ThroughServicesForm, administers
+from plans.admin import (
+    ReadOnlyAdmin,
+    RevenuePlanAdmin,
+    ThroughServicesAdmin,
+    ThroughServicesForm,
+    administers,
+    known_values_filter,
+)
 from plans.errors import DomainError
 from plans.models import RevenuePlan
 from plans.plan_types import ACTION_TYPES
@@ -54,9 +61,12 @@ class ExecutionAttemptInline(admin.TabularInline):
 @admin.register(ActionIntent)
 class ActionIntentAdmin(ReadOnlyAdmin):
     list_display = ["id", "action_type", "account", "status", "connector", "attempts", "created_at", "finished_at"]
-    list_filter = ["status", "action_type", "connector"]
+    list_filter = ["status", known_values_filter("action_type", ACTION_TYPES, title="action type"),
+                   known_values_filter("connector", ConnectorName.values)]
     list_select_related = ["account"]
     search_fields = ["id", "account__name", "effect_key"]
+    # Newest first through the (tenant, created_at) index.
+    ordering = ["-created_at"]
     inlines = [ExecutionAttemptInline]
     actions = ["cancel_selected"]
 

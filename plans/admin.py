@@ -36,7 +36,9 @@ from plans.models import (
     Role,
     Tenant,
 )
-from plans.selectors import OPEN_LAYERS, active_memberships, open_layers_prefetch, visible_to
+from plans.pagination import BoundedCountPaginator
+from plans.plan_types import PLAN_TYPES
+from plans.selectors import OPEN_LAYERS, active_memberships, open_layers_prefetch, visible_tenant_id_list, visible_to
 from plans.services import approvals
 from plans.services.layers import LIFTED_BY
 from plans.services.tenancy import require_an_admin_stays, require_joinable
@@ -84,6 +86,23 @@ class TenantListFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.tenant_path: self.value()}) if self.value() else queryset
 
 
+def known_values_filter(field_name: str, values, *, title: str | None = None) -> type[admin.SimpleListFilter]:
+    """A list filter on `field_name` offering the values the code knows (a registry), not Django's SELECT DISTINCT
+    over every row of the tenant, which grows with it. Same query parameter as Django's own (`<field>__exact`)."""
+
+    class KnownValuesFilter(admin.SimpleListFilter):
+        parameter_name = f"{field_name}__exact"
+
+        def lookups(self, request, model_admin):
+            return [(value, value) for value in sorted(values)]
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field_name: self.value()}) if self.value() else queryset
+
+    KnownValuesFilter.title = title or field_name.replace("_", " ")
+    return KnownValuesFilter
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Rows, foreign-key choices and the tenant filter of the user's tenants only.
 
@@ -93,9 +112,17 @@ class TenantScopedAdmin(admin.ModelAdmin):
     """
 
     tenant_path = "tenant"
+    # A changelist's cost does not grow with the tenant (plans.pagination): the count stops at its limit, and
+    # the "N total" beside a filtered count (a second count of every row) is not shown.
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
 
     def get_queryset(self, request):
-        return visible_to(super().get_queryset(request), request.user, tenant_field=self.tenant_path)
+        # The user's tenants as values, read once a request: the lists' indexes lead with the tenant, and
+        # PostgreSQL walks one in order only for a tenant id it knows (selectors.visible_tenant_id_list).
+        if not hasattr(request, "_revplan_tenant_ids"):
+            request._revplan_tenant_ids = visible_tenant_id_list(request.user)
+        return super().get_queryset(request).filter(**{f"{self.tenant_path}__in": request._revplan_tenant_ids})
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related = db_field.related_model
@@ -297,8 +324,10 @@ class KillSwitchAdmin(ReadOnlyAdmin):
 class RevenuePlanAdmin(ReadOnlyAdmin):
     list_display = ["account", "plan_type", "plan_status", "pause_layers_column", "risk_level", "owner", "expires_at",
                     "created_at"]
-    list_filter = ["plan_status", "plan_type", "risk_level", TenantListFilter]
+    list_filter = ["plan_status", known_values_filter("plan_type", PLAN_TYPES), "risk_level", TenantListFilter]
     list_select_related = ["account", "owner"]
+    # Each row carries its blocked_by and pause layers: 50 rows keep a page's cost well under 250 ms.
+    list_per_page = 50
     search_fields = ["account__name", "account__external_id", "objective", "owner__username"]
     ordering = ["-created_at"]
     fieldsets = [
@@ -392,7 +421,9 @@ class PlanLedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "event_type", "plan_id", "actor", "reason_code", "chain_seq"]
     list_filter = ["event_type", TenantListFilter]
     search_fields = ["plan__id", "reason_code", "actor"]
-    date_hierarchy = "occurred_at"
+    # Newest first through the (tenant, occurred_at) index. No date hierarchy: its year links are a SELECT DISTINCT
+    # over every entry of the tenant on each page (a second at a few million entries).
+    ordering = ["-occurred_at"]
 
 
 # --- Django's own: users, groups, API tokens -----------------------------------------------------

@@ -20,6 +20,9 @@ from plans import console, selectors, services
 from plans.authority import OWNER_ROLES, Verb, denial
 from plans.errors import DomainError
 from plans.models import Account, PlanStep, RevenuePlan, Role
+from plans.pagination import BoundedCountPaginator
+
+OPEN_PLANS_PER_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,15 @@ def step_action(model_admin, request: HttpRequest, object_id: str, step_id: UUID
 
 
 def open_plans(model_admin, request: HttpRequest) -> HttpResponse:
+    # A page at a time: the page's cost stays that of OPEN_PLANS_PER_PAGE plans, however many are open.
+    page = BoundedCountPaginator(console.open_plans_of(model_admin.get_queryset(request)),
+                                 OPEN_PLANS_PER_PAGE).get_page(request.GET.get("p"))
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "title": "Active plans",
-        "rows": console.open_plans(model_admin.get_queryset(request)),
+        "rows": console.open_plan_rows(page.object_list),
+        "page": page,
     }
     return TemplateResponse(request, "admin/plans/revenueplan/open_plans.html", context)
 

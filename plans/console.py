@@ -130,10 +130,15 @@ class OpenPlanRow:
         return " ".join(answer.sentence for answer in answers)
 
 
-def open_plans(plans: QuerySet) -> list[OpenPlanRow]:
-    """ACTIVE and PAUSED plans with their current step and what each waits for, in constant queries."""
-    plans = list(plans.filter(plan_status__in=[PlanStatus.ACTIVE, PlanStatus.PAUSED])
-                 .select_related("account", "owner").prefetch_related("steps")
-                 .order_by("account__name", "created_at"))
+def open_plans_of(plans: QuerySet) -> QuerySet:
+    """The ACTIVE and PAUSED among `plans`, newest first: the plan_tenant_open_idx index reads only a page's rows,
+    however many finished plans the tenant has."""
+    return (plans.filter(plan_status__in=[PlanStatus.ACTIVE, PlanStatus.PAUSED])
+            .select_related("account", "owner").prefetch_related("steps").order_by("-created_at", "-id"))
+
+
+def open_plan_rows(plans) -> list[OpenPlanRow]:
+    """A page of open_plans_of with each plan's current step and what it waits for, in constant queries."""
+    plans = list(plans)
     answers = plans_why(plans, now=timezone.now())
     return [OpenPlanRow(plan, current_step(list(plan.steps.all())), answers[plan.id]) for plan in plans]

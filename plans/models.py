@@ -207,8 +207,19 @@ class RevenuePlan(models.Model):
         indexes = [
             models.Index(fields=["plan_status", "next_run_at"], name="plan_status_next_run_idx"),
             models.Index(fields=["account", "plan_type"], name="plan_account_type_idx"),
-            models.Index(fields=["tenant", "plan_status"], name="plan_tenant_status_idx"),
             models.Index(fields=["plan_status", "expires_at"], name="plan_status_expires_idx"),
+            # A list page reads only its rows: one index, led by the tenant, per ordering the API and the admin
+            # offer (the key, then its tie-breakers in the key's direction: revplan.api.plans.PlanOrdering).
+            # The status one also serves a status filter in the default order, and the inbox's candidates.
+            models.Index(fields=["tenant", "plan_status", "created_at", "id"], name="plan_tenant_status_idx"),
+            models.Index(fields=["tenant", "created_at", "id"], name="plan_tenant_created_idx"),
+            models.Index(fields=["tenant", "updated_at", "id"], name="plan_tenant_updated_idx"),
+            models.Index(fields=["tenant", "expires_at", "id"], name="plan_tenant_expires_idx"),
+            models.Index(fields=["tenant", "next_run_at", "id"], name="plan_tenant_next_run_idx"),
+            models.Index(fields=["tenant", "risk_level", "created_at", "id"], name="plan_tenant_risk_idx"),
+            # The console's Active plans page: the open plans, newest first, however many finished ones there are.
+            models.Index(fields=["tenant", "-created_at", "-id"], condition=Q(plan_status__in=["ACTIVE", "PAUSED"]),
+                         name="plan_tenant_open_idx"),
         ]
 
     def __str__(self) -> str:

@@ -93,6 +93,8 @@ class ActionIntent(models.Model):
         indexes = [
             models.Index(fields=["account", "status", "created_at"], name="intent_account_status_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="intent_status_lease_idx"),
+            # The admin's list, newest first, in the tenant's rows only.
+            models.Index(fields=["tenant", "created_at", "id"], name="intent_tenant_created_idx"),
         ]
 
     def __str__(self) -> str:

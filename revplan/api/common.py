@@ -3,9 +3,9 @@ import django_filters
 from django import forms
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
-from rest_framework.pagination import PageNumberPagination
 
 from revplan.api.errors import ErrorSerializer
+from revplan.api.pagination import ApiPagination  # noqa: F401  (every list view imports it from here)
 
 INT_MAX = 2**31 - 1
 
@@ -28,11 +28,6 @@ def errors(*statuses: int) -> dict:
 
 READ_ERRORS = errors(401, 404)
 WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413)
-
-
-class ApiPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 def validated(serializer_class, request) -> dict:

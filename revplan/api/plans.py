@@ -92,10 +92,20 @@ def draft_input(data: dict, *, steps: list[StepInput] | None = None) -> PlanDraf
 
 
 class PlanOrdering(django_filters.OrderingFilter):
+    # The keys after each sort key, in its direction: pages neither repeat nor skip plans with equal keys,
+    # and each ordering walks one index of RevenuePlan.Meta.indexes (tenant, key, these) in order.
+    tie_breakers = {"plan_status": ("created_at", "id"), "risk_level": ("created_at", "id")}
+
     def filter(self, qs, value):
         ordered = super().filter(qs, value)
-        # A stable tie-breaker, so pages neither repeat nor skip plans with equal keys.
-        return ordered.order_by(*ordered.query.order_by, "id") if value else ordered
+        if not value:
+            return ordered
+        keys = [str(key) for key in ordered.query.order_by]
+        first = keys[0].lstrip("-")
+        sign = "-" if keys[0].startswith("-") else ""
+        named = {key.lstrip("-") for key in keys}
+        extra = [f"{sign}{name}" for name in self.tie_breakers.get(first, ("id",)) if name not in named]
+        return ordered.order_by(*keys, *extra)
 
 
 class PlanFilter(django_filters.FilterSet):
@@ -105,7 +115,8 @@ class PlanFilter(django_filters.FilterSet):
     owner = UserIdFilter(field_name="owner_id", help_text="User id of the plan's owner.")
     ordering = PlanOrdering(
         fields=("created_at", "updated_at", "expires_at", "next_run_at", "plan_status", "risk_level"),
-        help_text="Sort key; prefix with - for descending. Default: -created_at.",
+        help_text="Sort key; prefix with - for descending. Default: -created_at. Plans with equal keys come in "
+        "creation order (the same direction).",
     )
 
     class Meta:
@@ -125,7 +136,7 @@ class PlanListCreateView(GenericAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no caller
             return RevenuePlan.objects.none()
-        return selectors.plans_for_user(self.request.user)
+        return selectors.plan_list_for_user(self.request.user)
 
     @extend_schema(responses={200: RevenuePlanV1Serializer(many=True), **errors(400, 401, 404)})
     def get(self, request):
