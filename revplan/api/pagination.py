@@ -49,8 +49,8 @@ class ApiPagination(PageNumberPagination):
         except NotFound:
             paginator = self.django_paginator_class(queryset, self.get_page_size(request))
             if not paginator.count_exact:
-                raise NotFound(f"Invalid page: pages reach the first {COUNT_LIMIT} items in this order; a filter, "
-                               "or the reverse order, reaches the others.") from None
+                raise NotFound(f"Invalid page: pages reach the first {paginator.count_limit} items in this order; a "
+                               "filter, or the reverse order, reaches the others.") from None
             raise
 
     def get_paginated_response_schema(self, schema):

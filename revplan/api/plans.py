@@ -109,7 +109,8 @@ class PlanOrdering(django_filters.OrderingFilter):
 
 
 class PlanFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(field_name="plan_status", choices=PlanStatus.choices)
+    # distinct=False: no join here can repeat a plan, and SELECT DISTINCT would read every matching plan.
+    status = django_filters.MultipleChoiceFilter(field_name="plan_status", choices=PlanStatus.choices, distinct=False)
     plan_type = django_filters.ChoiceFilter(choices=[(plan_type, plan_type) for plan_type in sorted(PLAN_TYPES)])
     account = django_filters.UUIDFilter(field_name="account_id")
     owner = UserIdFilter(field_name="owner_id", help_text="User id of the plan's owner.")
