@@ -18,7 +18,7 @@ from orchestrator import holds, metrics
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.connectors import Connector, PermanentError, build_connector
-from orchestrator.execution.intents import step_intent_fields, step_intent_preview
+from orchestrator.execution.intents import step_intent_fields
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import intent_create
 from plans import ledger, policy, services
@@ -269,7 +269,8 @@ def _connector_for(plan: RevenuePlan, step: PlanStep) -> Connector | None:
     """The connector a step run in this task will use, built in the transaction that starts it; None when it
     cannot be built (the execution then builds it again and records why it failed, as for any attempt)."""
     try:
-        return build_connector(step_intent_preview(plan, step))
+        # What routing reads (the tenant's routes and configs); the tenant row only for the calendar's slug.
+        return build_connector(ActionIntent(tenant_id=plan.tenant_id, action_type=step.action_type))
     except PermanentError:
         return None
 

@@ -11,8 +11,10 @@ from plans.models import Account, RevenuePlan
 
 def lock_plan(plan_id: UUID) -> RevenuePlan:
     try:
-        # of=("self",): the join must not lock the account too, or plans of one account would queue.
-        return RevenuePlan.objects.select_for_update(of=("self",)).select_related("account").get(pk=plan_id)
+        # of=("self",): the join must not lock the account too, or plans of one account would queue. The
+        # account's owner comes along: a step run under this lock hands both to its connector.
+        return (RevenuePlan.objects.select_for_update(of=("self",)).select_related("account__owner")
+                .get(pk=plan_id))
     except (RevenuePlan.DoesNotExist, ValueError):
         raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.") from None
 

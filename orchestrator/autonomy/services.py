@@ -102,27 +102,36 @@ def _or_default(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-# Creates the day's row on first use; a second transaction on the same row waits for the first to
-# commit and then sees its count, so two workers can never both take the last unit.
-_TAKE_ACCOUNT_UNIT = """
-INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
-VALUES (%(tenant)s, %(day)s, %(account)s, '', 1)
-ON CONFLICT (tenant_id, day, account_id) WHERE account_id IS NOT NULL
-DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(limit)s
-RETURNING used
-"""
-_TAKE_ACTION_TYPE_UNIT = """
-INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
-VALUES (%(tenant)s, %(day)s, NULL, %(action_type)s, 1)
-ON CONFLICT (tenant_id, day, action_type) WHERE account_id IS NULL
-DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(limit)s
-RETURNING used
+# Both units in one statement (one round trip per step): each INSERT creates the day's row on first use
+# or counts one more unless at its limit; a second transaction on the same row waits for the first to
+# commit and then sees its count, so two workers can never both take the last unit. Both always run
+# (a data-modifying CTE runs whether or not it is read); a NULL says that one was at its limit.
+_TAKE_UNITS = """
+WITH account_unit AS (
+    INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
+    VALUES (%(tenant)s, %(day)s, %(account)s, '', 1)
+    ON CONFLICT (tenant_id, day, account_id) WHERE account_id IS NOT NULL
+    DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(account_limit)s
+    RETURNING used
+), action_type_unit AS (
+    INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
+    VALUES (%(tenant)s, %(day)s, NULL, %(action_type)s, 1)
+    ON CONFLICT (tenant_id, day, action_type) WHERE account_id IS NULL
+    DO UPDATE SET used = orchestrator_autonomyusage.used + 1
+        WHERE orchestrator_autonomyusage.used < %(action_type_limit)s
+    RETURNING used
+)
+SELECT (SELECT used FROM account_unit), (SELECT used FROM action_type_unit)
 """
 
-
+# Hands back the unit one budget gave when the other had none left (this transaction holds its row).
 _RETURN_ACCOUNT_UNIT = """
 UPDATE orchestrator_autonomyusage SET used = used - 1
 WHERE tenant_id = %(tenant)s AND day = %(day)s AND account_id = %(account)s
+"""
+_RETURN_ACTION_TYPE_UNIT = """
+UPDATE orchestrator_autonomyusage SET used = used - 1
+WHERE tenant_id = %(tenant)s AND day = %(day)s AND account_id IS NULL AND action_type = %(action_type)s
 """
 
 
@@ -135,15 +144,15 @@ def _take_budget(*, tenant_id, account_id, action_type: str, day: date, account_
         return False
     params = {"tenant": tenant_id, "day": day, "account": account_id, "action_type": action_type}
     with connection.cursor() as cursor:
-        cursor.execute(_TAKE_ACCOUNT_UNIT, {**params, "limit": account_limit})
-        if cursor.fetchone() is None:
-            return False
-        cursor.execute(_TAKE_ACTION_TYPE_UNIT, {**params, "limit": action_type_limit})
-        if cursor.fetchone() is None:
-            # This transaction holds the account row since it took the unit: handing it back is safe.
+        cursor.execute(_TAKE_UNITS, {**params, "account_limit": account_limit, "action_type_limit": action_type_limit})
+        account_used, action_type_used = cursor.fetchone()
+        if account_used is not None and action_type_used is not None:
+            return True
+        if account_used is not None:
             cursor.execute(_RETURN_ACCOUNT_UNIT, params)
-            return False
-    return True
+        if action_type_used is not None:
+            cursor.execute(_RETURN_ACTION_TYPE_UNIT, params)
+    return False
 
 
 # --- reads for the control API --------------------------------------------------------------------

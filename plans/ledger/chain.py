@@ -79,12 +79,14 @@ def append(
 ) -> PlanLedgerEntry:
     if not connection.in_atomic_block:
         raise RuntimeError("ledger entries are appended inside the transaction that makes the change")
-    if plan_id is None:
-        lock_tenant_chain(tenant_id)
-        head = PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True)
-    else:
-        head = PlanLedgerEntry.objects.filter(plan_id=plan_id)
-    last = head.order_by("-chain_seq").values_list("chain_seq", "entry_hash").first()
+    last = _written_head(plan_id) if plan_id is not None else None
+    if last is None:
+        if plan_id is None:
+            lock_tenant_chain(tenant_id)
+            head = PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True)
+        else:
+            head = PlanLedgerEntry.objects.filter(plan_id=plan_id)
+        last = head.order_by("-chain_seq").values_list("chain_seq", "entry_hash").first()
     last_seq, prev_hash = last if last else (0, GENESIS_HASH)
     entry = PlanLedgerEntry(
         tenant_id=tenant_id,
@@ -101,7 +103,43 @@ def append(
     )
     entry.entry_hash = compute_hash(prev_hash, entry)
     entry.save(force_insert=True)
+    if plan_id is not None:
+        _remember_head(plan_id, entry)
     return entry
+
+
+# --- the plan chain's head, as this transaction last wrote it ---------------------------------------
+# A plan's step writes two or three entries in one transaction under the plan's row lock, which every
+# writer of its chain holds: nobody else can append meanwhile, so the entry written last is the head —
+# the next append needs no read. Unless the savepoint it was written in has been rolled back since: an
+# entry remembered with the savepoints open at its write counts only while all of them still are, and
+# only in the same outermost transaction. (Were it ever wrong, the unique (plan, chain_seq) constraint
+# would refuse the insert: a fork cannot be written.)
+
+
+def _open_savepoints() -> tuple:
+    return tuple(connection.savepoint_ids)
+
+
+def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:
+    heads = getattr(connection, "_revplan_written_heads", None)
+    outermost = connection.atomic_blocks[0]
+    if heads is None or heads["transaction"] is not outermost:
+        heads = connection._revplan_written_heads = {"transaction": outermost, "plans": {}}
+    heads["plans"][plan_id] = (entry.chain_seq, entry.entry_hash, _open_savepoints())
+
+
+def _written_head(plan_id: UUID) -> tuple[int, str] | None:
+    heads = getattr(connection, "_revplan_written_heads", None)
+    if heads is None or not connection.atomic_blocks or heads["transaction"] is not connection.atomic_blocks[0]:
+        return None
+    remembered = heads["plans"].get(plan_id)
+    if remembered is None:
+        return None
+    seq, entry_hash, savepoints = remembered
+    if _open_savepoints()[: len(savepoints)] != savepoints:
+        return None  # written in a savepoint that has ended since: rolled back, or released (then read it)
+    return seq, entry_hash
 
 
 def snapshot(plan: RevenuePlan, steps=None) -> dict:
