@@ -29,7 +29,7 @@ from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import advance_facts, killed_by, objective_signals
+from plans.selectors import advance_facts, killed_by
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ def advance_plan(plan_id: UUID) -> list[StepKey]:
 def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
     """advance_plan; with `inline`, the first step it starts is created claimed by the caller, who runs it
     (FollowUp.inline) — the others, as always, go to workers by message (FollowUp.keys)."""
-    row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
-    if row is None or row[0] in TERMINAL:
-        return FollowUp()
-    status, account_id = row
-    # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
-    may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
     with transaction.atomic():
+        row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
+        if row is None or row[0] in TERMINAL:
+            return FollowUp()
+        status, account_id = row
+        # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
+        may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
         if may_activate:
             lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
@@ -118,7 +118,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     steps if the caller has them. `inline`: see advance."""
     steps = list(plan.steps.all()) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
-    switches, owner_active = advance_facts(plan)
+    switches, owner_active, signals = advance_facts(plan)
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, now=now)
     if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
@@ -139,7 +139,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             if plan.plan_status != PlanStatus.ACTIVE:
                 return FollowUp()
     evaluation = evaluate(
-        plan_to_schema(plan, steps), signals=objective_signals(plan), renewal_date=plan.account.renewal_date, now=now
+        plan_to_schema(plan, steps), signals=signals, renewal_date=plan.account.renewal_date, now=now
     )
     if evaluation.outcome != Outcome.CONTINUE:
         services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)

@@ -130,7 +130,7 @@ def _gate_allows_late_start(key: StepKey) -> bool:
         step = next((step for step in steps if step.step_id == key.step_id), None)
         if step is None:
             return False
-        _, owner_active = advance_facts(plan)
+        owner_active = advance_facts(plan).owner_active
         gate = holds.step_gate_facts(plan, steps, now=timezone.now(), owner_active=owner_active)
         verdict = policy.check_step(plan, step, gate)
         if not verdict.valid:

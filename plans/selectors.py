@@ -1,5 +1,6 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
@@ -112,27 +113,31 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     )
 
 
-def advance_facts(plan: RevenuePlan) -> tuple[frozenset[str], bool]:
-    """The tenant's engaged kill switches and whether the plan's owner is an active member who may own
-    accounts, in one query: what the orchestrator needs before it starts a plan's steps."""
+class AdvanceFacts(NamedTuple):
+    switches: frozenset[str]
+    owner_active: bool
+    objective_signals: list[SignalFact]
+
+
+def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
+    """The tenant's engaged kill switches, whether the plan's owner is an active member who may own
+    accounts, and the account's signals that may meet the plan's objective (objective_signals), in one
+    query: what the orchestrator needs before it evaluates the plan and starts its steps."""
+    config = plan_type_config_for(plan)
+    signals = AccountSignal.objects.filter(
+        account_id=plan.account_id, signal_type__in=config.objective_signal_types if config else ()
+    ).order_by("id")
     row = Tenant.objects.filter(pk=plan.tenant_id).values_list(
         ArraySubquery(KillSwitch.objects.filter(tenant_id=OuterRef("pk"), engaged=True).values("action_type")),
         Exists(owner_is_active_member(plan.owner_id, OuterRef("pk"))) if plan.owner_id is not None else Value(False),
+        ArraySubquery(signals.values("signal_type")),
+        ArraySubquery(signals.values("observed_at")),
     ).first()
     if row is None:
-        return frozenset(), False
-    switches, owner_active = row
-    return frozenset(switches), bool(owner_active)
-
-
-def objective_signals(plan: RevenuePlan) -> list[SignalFact]:
-    config = plan_type_config_for(plan)
-    if config is None:
-        return []
-    rows = AccountSignal.objects.filter(
-        account_id=plan.account_id, signal_type__in=config.objective_signal_types
-    ).values_list("signal_type", "observed_at")
-    return [SignalFact(signal_type, observed_at) for signal_type, observed_at in rows]
+        return AdvanceFacts(frozenset(), False, [])
+    switches, owner_active, signal_types, observed = row
+    return AdvanceFacts(frozenset(switches), bool(owner_active),
+                        [SignalFact(signal_type, at) for signal_type, at in zip(signal_types, observed, strict=True)])
 
 
 # --- API reads: every one is scoped to the caller's tenants ------------------------------------
