@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 
+from orchestrator.breakers.config import GUARDED_CONNECTORS
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
 from orchestrator.breakers.services import FORCIBLE, breaker_force
 from plans.admin import ThroughServicesAdmin, ThroughServicesForm, administered_tenants
@@ -21,6 +22,7 @@ class BreakerActionForm(ActionForm):
 class BreakerForceForm(ThroughServicesForm):
     """The "add" page is "force a breaker": a (tenant, connector) may have no row yet (CLOSED)."""
 
+    connector = forms.ChoiceField(choices=[(name, name) for name in GUARDED_CONNECTORS])
     state = forms.ChoiceField(choices=[(state, state) for state in FORCIBLE])
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 

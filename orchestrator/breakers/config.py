@@ -3,6 +3,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+# The connectors a breaker guards: those that call another system and can fail transiently. The internal
+# connector is our own database: it raises no TransientError (a database error fails the delivery itself),
+# so a breaker could never see an outage there, and would only add two Redis round trips to its steps.
+GUARDED_CONNECTORS = ("crm", "calendar")
+
 # The window is counted in this many buckets: a try leaves it at most window/BUCKETS late (10 s of 5 min).
 BUCKETS = 30
 

@@ -3,20 +3,19 @@ from django.db.models import Count
 from django.utils import timezone
 
 from orchestrator.breakers import window
-from orchestrator.breakers.config import config_for
+from orchestrator.breakers.config import GUARDED_CONNECTORS, config_for
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
-from orchestrator.execution.models import ConnectorName
 from plans.models import PauseKind, PauseLayer
 
 
 def breakers_overview(tenant_id) -> list[dict]:
-    """One item per connector (CLOSED when it has no row): two queries and one Redis round trip each."""
+    """One item per guarded connector (CLOSED when it has no row): two queries and one Redis round trip each."""
     rows = {row.connector: row for row in CircuitBreaker.objects.filter(tenant_id=tenant_id)}
     held = dict(PauseLayer.objects.filter(kind=PauseKind.BREAKER, lifted_at__isnull=True, plan__tenant_id=tenant_id)
                 .values_list("scope").annotate(count=Count("id")).values_list("scope", "count"))
     now = timezone.now().timestamp()
     items = []
-    for connector in ConnectorName.values:
+    for connector in GUARDED_CONNECTORS:
         row = rows.get(connector)
         config = config_for(connector)
         counts = window.window_counts(tenant_id, connector, config, now=now)

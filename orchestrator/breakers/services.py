@@ -17,9 +17,9 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from orchestrator.breakers import machine, window
-from orchestrator.breakers.config import BreakerConfig, config_for
+from orchestrator.breakers.config import GUARDED_CONNECTORS, BreakerConfig, config_for
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
-from orchestrator.execution.models import AttemptOutcome, ConnectorName
+from orchestrator.execution.models import AttemptOutcome
 from plans import ledger
 from plans.errors import ValidationFailed
 from plans.services import require_admin
@@ -44,8 +44,8 @@ class Verdict:
 ALLOWED = Verdict(True)
 
 
-def enabled() -> bool:
-    return settings.REVPLAN_BREAKERS_ENABLED
+def enabled(connector: str) -> bool:
+    return settings.REVPLAN_BREAKERS_ENABLED and connector in GUARDED_CONNECTORS
 
 
 def current_state(tenant_id: UUID, connector: str) -> str:
@@ -65,7 +65,7 @@ def current_state(tenant_id: UUID, connector: str) -> str:
 def gate(tenant_id: UUID, connector: str, *, holder: str) -> Verdict:
     """Before the first try of a delivery. `holder`: the plan's id (a planless intent's own id), which
     a half-open breaker compares with its probe slot."""
-    if not enabled():
+    if not enabled(connector):
         return ALLOWED
     state = current_state(tenant_id, connector)
     if state == CLOSED:
@@ -82,7 +82,7 @@ def record(tenant_id: UUID, connector: str, outcome: str, *, holder: str, probe:
     """Count one try's outcome (an AttemptOutcome) and say whether the caller may try again: after a
     transient failure that opened the breaker (or found it opened meanwhile), it may not. A permanent
     error is a try the connector answered: it counts as a try, not as a failure."""
-    if not enabled():
+    if not enabled(connector):
         return ALLOWED
     now = now or timezone.now()
     config = config_for(connector)
@@ -137,8 +137,9 @@ def breaker_force(*, tenant_id: UUID, connector: str, state: str, user, reason: 
                   now: datetime | None = None) -> CircuitBreaker:
     """Force the breaker OPEN (nothing is sent until a person closes it: no cool-down, no probe) or
     CLOSED (the window forgotten, the plans it held run on now). TENANT_ADMIN; ledgered BREAKER_FORCED."""
-    if connector not in ConnectorName.values:
-        raise ValidationFailed("VALIDATION_ERROR", f"Unknown connector {connector!r}.")
+    if connector not in GUARDED_CONNECTORS:
+        raise ValidationFailed("VALIDATION_ERROR", f"No circuit breaker guards {connector!r}: only "
+                                                   f"{', '.join(GUARDED_CONNECTORS)}.")
     if state not in FORCIBLE:
         raise ValidationFailed("VALIDATION_ERROR", "A breaker is forced OPEN or CLOSED.")
     if not (reason or "").strip():

@@ -1,16 +1,16 @@
-"""Circuit breakers API: every connector's breaker for the tenant (any member reads), and a tenant admin's
-forced open or close (ledgered BREAKER_FORCED). Thin: a serializer checks the form, orchestrator.breakers
-does the work. `?tenant=<id>` picks the tenant when the caller belongs to several."""
+"""Circuit breakers API: every guarded connector's breaker (crm, calendar) for the tenant (any member
+reads), and a tenant admin's forced open or close (ledgered BREAKER_FORCED). Thin: a serializer checks the
+form, orchestrator.breakers does the work. `?tenant=<id>` picks the tenant when the caller belongs to several."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from orchestrator.autonomy.selectors import tenant_for_user
+from orchestrator.breakers.config import GUARDED_CONNECTORS
 from orchestrator.breakers.models import BreakerState
 from orchestrator.breakers.selectors import breakers_overview
 from orchestrator.breakers.services import FORCIBLE, breaker_force
-from orchestrator.execution.models import ConnectorName
 from revplan.api.autonomy import TENANT_PARAMETER
 from revplan.api.common import WRITE_ERRORS, StrictSerializer, errors, validated
 from revplan.api.parsers import JSONParser
@@ -29,7 +29,7 @@ class ThresholdsSerializer(serializers.Serializer):
 
 
 class BreakerSerializer(serializers.Serializer):
-    connector = serializers.ChoiceField(choices=ConnectorName.choices)
+    connector = serializers.ChoiceField(choices=list(GUARDED_CONNECTORS))
     state = serializers.ChoiceField(choices=BreakerState.choices)
     forced = serializers.BooleanField(help_text="forced open by a tenant admin: it stays open until forced closed")
     changed_at = serializers.DateTimeField(allow_null=True)

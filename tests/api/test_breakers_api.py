@@ -21,7 +21,7 @@ def test_any_member_reads_every_connectors_breaker_closed_by_default(world):
     body = response.json()
     assert body["tenant_id"] == str(world.tenant.id)
     assert {item["connector"]: (item["state"], item["forced"], item["held_plans"]) for item in body["breakers"]} == {
-        "internal": ("CLOSED", False, 0), "calendar": ("CLOSED", False, 0), "crm": ("CLOSED", False, 0)}
+        "calendar": ("CLOSED", False, 0), "crm": ("CLOSED", False, 0)}
     crm = next(item for item in body["breakers"] if item["connector"] == "crm")
     assert set(crm["thresholds"]) == {"failure_rate", "min_tries", "window_seconds", "cool_down_seconds"}
     assert crm["window"] == {"tries": 0, "failures": 0}
@@ -54,6 +54,7 @@ def test_any_other_role_is_refused_with_403_and_nothing_changes(world, role):
     ("crm", {"state": "OPEN", "reason": "x", "forced": True}),
     ("crm", {"state": "OPEN", "reason": "   "}),
     ("fax", {"state": "OPEN", "reason": "x"}),
+    ("internal", {"state": "OPEN", "reason": "our own database has no breaker"}),
 ])
 def test_bad_input_is_a_400_and_changes_nothing(world, connector, body):
     response = client_for(world.admin).post(force_url(connector), body, format="json")

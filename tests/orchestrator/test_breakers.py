@@ -316,3 +316,12 @@ def test_hand_back_returns_a_claimed_intent_to_pending_with_the_tries_it_made(wo
     assert hand_back(intent.pk, token, tries_made=1)
     intent.refresh_from_db()
     assert (intent.status, intent.lease_token, intent.attempts) == (IntentStatus.PENDING, None, 1)
+
+
+def test_the_internal_connector_has_no_breaker_and_costs_nothing(world, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert all(verdict.allowed for verdict in tries(world, [TRANSIENT] * 30, now=timezone.now(),
+                                                         connector="internal"))
+        assert services.gate(world.tenant.id, "internal", holder="p") == services.ALLOWED
+    assert window.window_counts(world.tenant.id, "internal", config_for("internal"), now=timezone.now().timestamp()
+                                ).tries == 0
