@@ -50,7 +50,7 @@ INSERT INTO plans_revenueplan (
     id, tenant_id, account_id, plan_type, plan_type_version, objective, plan_status, constraints, owner_id,
     risk_level, expires_at, created_at, updated_at, approved_at, approved_by_id, activated_at, paused_at,
     completed_at, aborted_at, expired_at, completion_reason, stop_reason_code, stop_reason_detail, next_run_at,
-    created_by, version)
+    created_by, version, approval_record, edited_by_since_approval)
 SELECT md5('bench-plan-' || n)::uuid, %(tenant)s, md5('bench-acct-' || n)::uuid, 'RENEWAL_DEFENSE', 1,
        'Secure renewal before day -30', status, '{"no_external_contact_without_approval": true}'::jsonb, %(owner)s,
        'LOW', now() + interval '30 days', now() - interval '2 days', now() - interval '1 day',
@@ -61,7 +61,7 @@ SELECT md5('bench-plan-' || n)::uuid, %(tenant)s, md5('bench-acct-' || n)::uuid,
        CASE WHEN status = 'COMPLETED' THEN 'all_steps_done' ELSE '' END, '', '',
        CASE WHEN %(due)s THEN now() - interval '1 minute'
             WHEN n %% 10 IN (4, 5) THEN now() + interval '1 day' + n * interval '1 second' END,
-       'system:bench', 1
+       'system:bench', 1, '{}'::jsonb, '[]'::jsonb
 FROM (
     SELECT n, CASE WHEN %(due)s THEN 'ACTIVE' WHEN n %% 10 < 4 THEN 'COMPLETED' WHEN n %% 10 < 7 THEN 'ACTIVE'
                    ELSE 'DRAFT' END AS status

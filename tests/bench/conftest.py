@@ -138,6 +138,11 @@ def pytest_terminal_summary(terminalreporter):
               "results": RESULTS, "targets": TARGETS}
     REPORT_PATH.write_text(json.dumps(report, indent=2, default=str))
     write = terminalreporter.write_line
+    from tests.bench import report_docs
+
+    docs = report_docs.write(json.loads(json.dumps(report, default=str)), ROOT)
+    if docs:
+        write(f"chart and table -> {docs.relative_to(ROOT)}/throughput.png, throughput.md (commit them)")
     write("")
     write(f"orchestrator benchmark (BENCH_SCALE={SCALE}, {os.cpu_count()} cpus, load {load[0]:.2f}) "
           f"-> {Path(REPORT_PATH).relative_to(ROOT)}")
