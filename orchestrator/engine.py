@@ -93,9 +93,11 @@ def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
         return _advance_locked(plan, now=timezone.now(), may_activate=may_activate, inline=inline)
 
 
-def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], now: datetime) -> None:
+def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], owner_active: bool,
+                     now: datetime) -> None:
     try:
-        result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches)
+        result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches,
+                                               owner_active=owner_active)
     except Conflict as conflict:
         # Another plan of the type went ACTIVE between the gate and the save (the unique index saw it);
         # nothing was written, and `plan` holds the move that was not made.
@@ -120,7 +122,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
-        _activate_locked(plan, steps=steps, switches=switches, now=now)
+        _activate_locked(plan, steps=steps, switches=switches, owner_active=owner_active, now=now)
     if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
         holds.lift_released_kill_layers(plan, switches=switches, steps=steps)
     if plan.plan_status != PlanStatus.ACTIVE:

@@ -87,11 +87,13 @@ def owner_is_active_member(user_id: int | None, tenant_id) -> QuerySet[Membershi
 
 
 def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None = None,
-               engaged_switches: frozenset[str] | None = None,
+               engaged_switches: frozenset[str] | None = None, owner_active: bool | None = None,
                conflicts_with: frozenset[str] = CONFLICTS_AT_ACTIVATION) -> GateFacts:
-    """`engaged_switches`: the tenant's engaged kill switches when the caller has just read them.
+    """`engaged_switches`, `owner_active`: the tenant's engaged kill switches and whether the owner is an
+    active member, when the caller has just read them (advance_facts).
     `conflicts_with`: the statuses of another plan of the type that conflict with this one."""
-    owner_active = plan.owner_id is not None and owner_is_active_member(plan.owner_id, plan.tenant_id).exists()
+    if owner_active is None:
+        owner_active = plan.owner_id is not None and owner_is_active_member(plan.owner_id, plan.tenant_id).exists()
     conflicting = (
         RevenuePlan.objects.filter(account_id=plan.account_id, plan_type=plan.plan_type,
                                    plan_status__in=sorted(conflicts_with))

@@ -17,7 +17,8 @@ from plans.services.steps import step_of, step_transition
 
 
 def plan_activate_locked(
-    plan: RevenuePlan, *, steps: list[PlanStep], component: str, engaged_switches: frozenset[str] | None = None
+    plan: RevenuePlan, *, steps: list[PlanStep], component: str, engaged_switches: frozenset[str] | None = None,
+    owner_active: bool | None = None,
 ) -> policy.PolicyResult:
     """APPROVED → ACTIVE when the gate says can_activate, for a caller holding the account's and then
     the plan's row lock (the orchestrator activates and starts the first steps in one transaction).
@@ -25,7 +26,8 @@ def plan_activate_locked(
     what to commit. A plan that is not APPROVED is an INVALID_TRANSITION (raised)."""
     require_move(plan, Move.ACTIVATE)
     actor = ledger.system_actor(component)
-    facts = selectors.gate_facts(plan, now=timezone.now(), engaged_switches=engaged_switches)
+    facts = selectors.gate_facts(plan, now=timezone.now(), engaged_switches=engaged_switches,
+                                 owner_active=owner_active)
     result = policy.evaluate_can_activate(plan_to_schema(plan, steps), facts)
     if not result.can_activate:
         ledger.activation_blocked(plan, actor=actor, reasons=result.reasons)
