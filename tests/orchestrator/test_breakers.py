@@ -325,3 +325,16 @@ def test_the_internal_connector_has_no_breaker_and_costs_nothing(world, django_a
         assert services.gate(world.tenant.id, "internal", holder="p") == services.ALLOWED
     assert window.window_counts(world.tenant.id, "internal", config_for("internal"), now=timezone.now().timestamp()
                                 ).tries == 0
+
+
+def test_the_sweep_task_runs_one_sweep_at_a_time(world):
+    from orchestrator.breakers.tasks import breakers_sweep
+    from orchestrator.locks import held_lock
+
+    now = timezone.now() - timedelta(minutes=5)
+    trip(world, now)  # its cool-down is over
+    with held_lock("breakers-sweep", ttl_seconds=30):
+        assert breakers_sweep() == {}
+    assert breaker(world).state == OPEN
+    assert breakers_sweep()["half_opened"] == 1
+    assert breaker(world).state == HALF_OPEN
