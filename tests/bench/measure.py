@@ -61,6 +61,16 @@ class DbCounters:
                          for key in DB_COUNTERS}
         return self.own_cost
 
+    def count_apart(self, action, *, settle: float) -> dict:
+        """Run `action` (something the benchmark does in every window besides reading, like starting a
+        beat) alone, and add what it cost to what window() subtracts; returns that cost."""
+        before = self.read()
+        action()
+        time.sleep(settle)
+        cost = self.window(before, self.read())[0]
+        self.own_cost = {key: value + cost[key] for key, value in self.own_cost.items()}
+        return cost
+
     def window(self, before: tuple[dict, dict], after: tuple[dict, dict]) -> tuple[dict, dict]:
         database = {key: after[0][key] - before[0][key] - self.own_cost[key] for key in DB_COUNTERS}
         tables = {}
