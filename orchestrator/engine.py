@@ -253,6 +253,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         autonomy_decision=step_decision.as_dict(),
         claimed_by=token,
         connector=connector.name if connector else "",
+        plan_locked=True,
     )
     step.attempts = attempt
     step.next_attempt_at = None

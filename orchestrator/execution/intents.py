@@ -68,6 +68,7 @@ def intent_create(
     autonomy_decision: dict | None = None,
     claimed_by: UUID | None = None,
     connector: str = "",
+    plan_locked: bool = False,
 ) -> ActionIntent:
     """Record an approved intent; for a plan step the (plan, step, attempt) key makes a repeat return the first.
 
@@ -75,7 +76,9 @@ def intent_create(
     out at once (ExecutionService.execute_claimed) rather than sending it to a worker; a repeat returns
     the first row, whose `lease_token` then is not the caller's. With `connector` (the one the caller
     built for it) its first try is counted on the row already, as the execution's renewal before a try
-    would: a worker that dies before its outcome leaves the try counted.
+    would: a worker that dies before its outcome leaves the try counted. `plan_locked`: the caller holds
+    the plan's row lock (the engine), under which nobody else starts an attempt of its steps — so no
+    savepoint is kept to catch a repeat; the unique key still refuses one (and the transaction with it).
     """
     if get_action_type(action_type) is None:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
@@ -100,6 +103,8 @@ def intent_create(
             fields.update(connector=connector, attempts=1)
     if plan_id is None:
         return ActionIntent.objects.create(**fields)
+    if plan_locked:
+        return ActionIntent.objects.create(attempt=attempt, **fields)
     try:
         with transaction.atomic():
             return ActionIntent.objects.create(attempt=attempt, **fields)
