@@ -49,11 +49,12 @@ def enabled(connector: str) -> bool:
 
 
 def current_state(tenant_id: UUID, connector: str) -> str:
-    """The breaker's state: cached in Redis, else its row (none: CLOSED), cached again. Redis down: CLOSED."""
+    """The breaker's state: cached in Redis, else its row (none: CLOSED), cached again. With Redis down,
+    the row: a breaker forced open stays open (one query per try, while Redis is down)."""
     try:
         cached = window.cached_state(tenant_id, connector)
     except RedisError:
-        return CLOSED
+        cached = None
     if cached:
         return cached
     state = (CircuitBreaker.objects.filter(tenant_id=tenant_id, connector=connector)

@@ -7,8 +7,8 @@ try would be exact to the millisecond but grow with throughput (300,000 members 
 
 The state is cached for the gate before every step (one GET); the row in PostgreSQL is the record, so
 a cache miss (expiry, a restarted Redis) reads it again. Redis down: the gate lets steps through and
-nothing is counted — the connector's own errors and the retry limit still apply; a breaker must not
-become an outage of its own.
+nothing is counted (the state is read from its row, so a breaker forced open stays open) — the
+connector's own errors and the retry limit still apply; a breaker must not become an outage of its own.
 """
 import logging
 from contextlib import suppress

@@ -338,3 +338,20 @@ def test_the_sweep_task_runs_one_sweep_at_a_time(world):
     assert breaker(world).state == OPEN
     assert breakers_sweep()["half_opened"] == 1
     assert breaker(world).state == HALF_OPEN
+
+
+def test_with_redis_down_steps_go_through_but_a_breaker_forced_open_stays_open(world, settings):
+    from orchestrator.locks import redis_client
+
+    services.breaker_force(tenant_id=world.tenant.id, connector="calendar", state=OPEN, user=world.admin,
+                           reason="calendar maintenance")
+    original = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    redis_client.cache_clear()
+    try:
+        assert services.gate(world.tenant.id, CRM, holder="p").allowed
+        assert services.record(world.tenant.id, CRM, TRANSIENT, holder="p").allowed
+        assert not services.gate(world.tenant.id, "calendar", holder="p").allowed
+    finally:
+        settings.REDIS_URL = original
+        redis_client.cache_clear()
