@@ -5,7 +5,7 @@ connector; each plan's steps chain inline in one task), released in waves so the
 claimed and left waiting past the re-enqueue guard would be sent twice). Every second the pool children's
 VmRSS is sampled with the number of steps done so far (from the worker's log). A short warm-up runs first:
 what a child loads on its first tasks is not growth. On a loaded machine the run is bounded by
-BENCH_RSS_SECONDS (1,200 s x BENCH_SCALE): then the ratio is over the steps that ran, and the report says so.
+BENCH_RSS_SECONDS (1,000 s x BENCH_SCALE): then the ratio is over the steps that ran, and the report says so.
 """
 import os
 import statistics
@@ -24,7 +24,7 @@ STEPS_PER_PLAN = 10
 WAVE_PLANS = 50
 # Released but not finished, in steps, before the next wave goes: a few seconds of work at today's rates.
 BACKLOG_STEPS = 1_000
-RSS_SECONDS = float(os.environ.get("BENCH_RSS_SECONDS", str(1200 * SCALE)))
+RSS_SECONDS = float(os.environ.get("BENCH_RSS_SECONDS", str(1000 * SCALE)))
 
 
 @pytest.mark.timeout(7200)
