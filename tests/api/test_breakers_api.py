@@ -75,3 +75,23 @@ def test_another_tenants_breakers_are_a_404(world, other_world):
 
 def test_unauthenticated_is_a_401(client):
     assert client.get(BREAKERS).status_code == 401
+
+
+def test_the_read_shows_why_it_opened_the_window_and_the_plans_it_holds(world):
+    from orchestrator.breakers import services
+    from orchestrator.breakers.plans import hold_plan, refusal
+    from orchestrator.execution.models import AttemptOutcome
+    from plans.models import PlanStatus
+    from tests.factories import AccountFactory, make_plan
+
+    for _ in range(20):
+        services.record(world.tenant.id, "crm", AttemptOutcome.TRANSIENT_ERROR, holder="p", error="HTTP 503.")
+    plan = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller), status=PlanStatus.ACTIVE)
+    hold_plan(plan_id=plan.id, stopped=refusal("crm", "OPEN", "ESCALATE_SUPPORT_RISK"))
+    body = client_for(world.viewer).get(BREAKERS).json()
+    crm = next(item for item in body["breakers"] if item["connector"] == "crm")
+    assert (crm["state"], crm["reason_code"], crm["held_plans"], crm["times_opened"]) == (
+        "OPEN", "FAILURE_RATE_EXCEEDED", 1, 1)
+    assert crm["window"] == {"tries": 20, "failures": 20}
+    assert crm["retry_at"] is not None
+    assert "20 of the last 20 crm tries" in crm["explanation"]
