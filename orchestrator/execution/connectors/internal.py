@@ -1,5 +1,5 @@
 """The internal connector: draft tasks, notes and renewal briefs written to revplan's own database."""
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -133,8 +133,10 @@ class InternalConnector:
                          body={"kind": kind, "title": title, "body": body})
 
     def execute(self, intent: ActionIntent) -> ExternalRef:
-        kind, title, body = self._record(intent)
-        record_id, record_kind = _insert_once(intent, kind=kind, title=title, body=body)
+        # The brief's reads and its row in one transaction: one commit for the effect.
+        with transaction.atomic():
+            kind, title, body = self._record(intent)
+            record_id, record_kind = _insert_once(intent, kind=kind, title=title, body=body)
         return ExternalRef(self.name, {"record_id": str(record_id), "kind": record_kind})
 
     def compensate(self, intent: ActionIntent, ref: ExternalRef) -> None:
