@@ -10,11 +10,13 @@ from pathlib import Path
 
 from tests.bench.png import Canvas
 
-WIDTH = 1000
+WIDTH = 1080
+# The targets of issue 16 (other benchmarks' targets stay in the JSON report).
+TARGET_PREFIXES = ("throughput", "latency", "cost:", "worker RSS")
 BACKGROUND, INK, GREY, GOVERNED, FLOOR, BARE, COST, MISS = range(8)
 PALETTE = [(255, 255, 255), (30, 30, 30), (150, 150, 150), (31, 119, 180), (255, 127, 14), (120, 120, 120),
            (44, 160, 44), (214, 39, 40)]
-BAR_X, BAR_W = 400, 360
+BAR_X, BAR_W = 410, 350
 ROW_H, SCALE = 24, 2
 
 
@@ -31,10 +33,10 @@ def rate_rows(results: dict) -> list[tuple[str, float, int, str]]:
                          f"{floor['ratio_floor_to_bare']:.3f}x bare"))
         rows.append(("bare no-op tasks (1x2)", bare, BARE, "1x"))
     if workers:
-        rows.append(("governed, 1 worker x2", (workers["one_worker_x2_before_steps_per_s"]
+        rows.append(("governed, 1 worker x2 (batches)", (workers["one_worker_x2_before_steps_per_s"]
                                               + workers["one_worker_x2_after_steps_per_s"]) / 2, GOVERNED,
-                     "mean of before/after"))
-        rows.append(("governed, 2 workers x2", workers["two_workers_x2_steps_per_s"], GOVERNED,
+                     "mean of 2 runs"))
+        rows.append(("governed, 2 workers x2 (batches)", workers["two_workers_x2_steps_per_s"], GOVERNED,
                      f"{workers['ratio_two_workers_to_one']:.2f}x 1 worker"))
     return rows
 
@@ -52,10 +54,10 @@ def cost_rows(results: dict) -> list[tuple[str, float, float | None]]:
         size, costs = level["plans_in_database"], level["per_step"]
         rows += [(f"tuples fetched, {size} plans", costs["tup_fetched"], 100),
                  (f"commits, {size} plans", costs["xact_commit"], 4),
-                 (f"connections x100, {size} plans", costs["sessions"] * 100, 1)]
+                 (f"connections/100 st, {size} plans", costs["sessions"] * 100, 1)]
     rss = results.get("7_worker_rss")
     if rss:
-        rows.append((f"worker RSS growth %, {rss['steps_done']} st", (rss["growth_last_over_first"] - 1) * 100, 10))
+        rows.append((f"worker RSS growth %, {rss['steps_done']} steps", (rss["growth_last_over_first"] - 1) * 100, 10))
     return rows
 
 
@@ -120,7 +122,8 @@ def markdown(report: dict, *, stamp: str) -> str:
                       + "."]
     lines += ["", "| target | value | limit | |", "| --- | --- | --- | --- |"]
     lines += [f"| {t['target']} | {t['value']} | {t['op']} {t['limit']} {t['unit']} | "
-              f"{'PASS' if t['passed'] else 'FAIL'} |" for t in report["targets"]]
+              f"{'PASS' if t['passed'] else 'FAIL'} |" for t in report["targets"]
+              if t["target"].startswith(TARGET_PREFIXES)]
     return "\n".join(lines) + "\n"
 
 
