@@ -6,6 +6,7 @@ from contextlib import suppress
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from orchestrator.breakers import metrics
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
@@ -62,10 +63,16 @@ def hold_plan(*, plan_id: UUID, stopped: BreakerOpen, intent_id: UUID | None = N
         )
 
 
-def held_plan_ids(tenant_id: UUID, connector: str, *, limit: int | None = None) -> list[UUID]:
-    """The plans the breaker holds, longest-held first."""
+def held_plan_ids(tenant_id: UUID, connector: str, *, limit: int | None = None,
+                  only_breaker: bool = False) -> list[UUID]:
+    """The plans the breaker holds, longest-held first. `only_breaker`: those nothing else holds (a probe
+    must be a plan that runs once its BREAKER layer is lifted)."""
     rows = PauseLayer.objects.filter(kind=PauseKind.BREAKER, scope=connector, lifted_at__isnull=True,
                                      plan__tenant_id=tenant_id).order_by("set_at", "id")
+    if only_breaker:
+        other_layers = PauseLayer.objects.filter(plan_id=OuterRef("plan_id"), lifted_at__isnull=True).exclude(
+            kind=PauseKind.BREAKER, scope=connector)
+        rows = rows.exclude(Exists(other_layers))
     return list(rows.values_list("plan_id", flat=True)[:limit])
 
 

@@ -44,8 +44,9 @@ def sweep(*, now: datetime | None = None) -> dict:
 
 
 def half_open(breaker: CircuitBreaker, *, now: datetime) -> CircuitBreaker | None:
-    """OPEN → HALF_OPEN with the longest-held plan as the probe (none held: the first step to come)."""
-    oldest = held_plan_ids(breaker.tenant_id, breaker.connector, limit=1)
+    """OPEN → HALF_OPEN with the longest-held plan as the probe (one that nothing else holds, so it runs;
+    none: the first step to come)."""
+    oldest = held_plan_ids(breaker.tenant_id, breaker.connector, limit=1, only_breaker=True)
     holder = str(oldest[0]) if oldest else ""
     window.set_probe(breaker.tenant_id, breaker.connector, holder)
     moved = machine.move(breaker.tenant_id, breaker.connector, machine.Move(
@@ -62,7 +63,7 @@ def half_open(breaker: CircuitBreaker, *, now: datetime) -> CircuitBreaker | Non
 
 def release_probe(breaker: CircuitBreaker) -> str | None:
     """The probe did not report within its time: the next longest-held plan is let through instead."""
-    oldest = held_plan_ids(breaker.tenant_id, breaker.connector, limit=1)
+    oldest = held_plan_ids(breaker.tenant_id, breaker.connector, limit=1, only_breaker=True)
     if not oldest:
         return None  # nothing held: the first step to come is the probe
     holder = str(oldest[0])

@@ -13,6 +13,7 @@ from orchestrator.breakers.plans import BreakerOpen, hold_plan, refusal
 from orchestrator.breakers.sweep import sweep
 from orchestrator.execution.models import AttemptOutcome
 from plans import ledger
+from plans import services as plan_services
 from plans.errors import NotAllowed
 from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus
 from plans.services import open_layers
@@ -355,3 +356,14 @@ def test_with_redis_down_steps_go_through_but_a_breaker_forced_open_stays_open(w
     finally:
         settings.REDIS_URL = original
         redis_client.cache_clear()
+
+
+def test_the_probe_is_the_longest_held_plan_that_nothing_else_holds(world):
+    now = timezone.now()
+    trip(world, now)
+    plans = active_plans(world, 2)
+    held(plans)
+    plan_services.plan_pause(plan_id=plans[0].id, user=world.admin, reason="on hold for the QBR")
+    sweep(now=now + timedelta(seconds=61))
+    assert breaker(world).probe_holder == str(plans[1].id)
+    assert [p.plan_status for p in reload(plans)] == [PlanStatus.PAUSED, PlanStatus.ACTIVE]
