@@ -8,19 +8,17 @@ sends `intent.effect_key` outside, so an effect made before a crash is found, no
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from orchestrator.breakers import plans as breaker_plans
 from orchestrator.breakers import services as breakers
-from orchestrator.execution import compensation
+from orchestrator.execution import compensation, leases
 from orchestrator.execution.connectors import (
     Connector,
     ExternalRef,
@@ -34,7 +32,6 @@ from orchestrator.execution.models import (
     FINISHED_INTENT_STATUSES,
     ActionIntent,
     AttemptOutcome,
-    ExecutionAttempt,
     FailureClass,
     IntentStatus,
     Outcome,
@@ -54,20 +51,6 @@ logger = logging.getLogger(__name__)
 
 ACTOR = ledger.system_actor("execution")
 KILL_SWITCH = "KILL_SWITCH"
-
-
-# A delivery is counted when it may start the attempt: the first one, or one that finds the last start
-# abandoned (EXECUTING past its lease: that worker died). A PENDING intent claimed again (a kill switch
-# handed it back) is not a death. Copies of a message that arrive while a live worker holds the claim
-# do not get here at all, so a few copies landing at once never fail a healthy attempt as WORKER_LOST.
-_CLAIM = f"""
-UPDATE orchestrator_actionintent
-SET status = '{IntentStatus.EXECUTING}', lease_token = %(token)s, lease_expires_at = %(lease)s, started_at = %(now)s,
-    deliveries = deliveries + CASE WHEN status = '{IntentStatus.EXECUTING}' OR deliveries = 0 THEN 1 ELSE 0 END
-WHERE id = %(id)s AND (status = '{IntentStatus.PENDING}'
-                       OR (status = '{IntentStatus.EXECUTING}' AND lease_expires_at < %(now)s))
-RETURNING attempts, connector, deliveries
-"""
 
 
 class ExecutionBlocked(DomainError):
@@ -91,16 +74,6 @@ def _unexpected(intent: ActionIntent, error: Exception, doing: str) -> str:
 def _log_fields(intent: ActionIntent) -> dict:
     return {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
             "attempt": intent.attempt, "action_type": intent.action_type}
-
-
-@dataclass(frozen=True)
-class _Claim:
-    intent_id: UUID
-    token: UUID
-    deliveries: int = 1
-    # Created claimed, with its first try's count and connector already on the row and a lease just
-    # taken: the first try needs no renewal.
-    fresh: bool = False
 
 
 class ExecutionService:
@@ -142,7 +115,7 @@ class ExecutionService:
         # The kill switches, before the first try of this delivery; _claim and the connector's
         # set-up in between send nothing. Each retry below checks them again.
         self._raise_if_killed(intent)
-        claim = self._claim(intent)  # on success, `intent` holds the claimed row's state
+        claim = leases.claim(intent, now=self.clock())  # on success, `intent` holds the claimed row's state
         if claim is None:
             return self._load(intent_id)  # another worker holds it, or it finished meanwhile
         if max_deliveries is not None and claim.deliveries > max_deliveries:
@@ -171,10 +144,10 @@ class ExecutionService:
         each outcome is conditional on the token, a worker that dies leaves it for a takeover once the
         lease has run out.
         """
-        claim = _Claim(intent.pk, token, deliveries=intent.deliveries, fresh=intent.attempts == 1)
+        claim = leases.Claim(intent.pk, token, deliveries=intent.deliveries, fresh=intent.attempts == 1)
         return self._run(intent, claim, on_succeeded=on_succeeded, connector=connector)
 
-    def _run(self, intent: ActionIntent, claim: _Claim, *, on_succeeded, connector=None) -> ActionIntent:
+    def _run(self, intent: ActionIntent, claim: leases.Claim, *, on_succeeded, connector=None) -> ActionIntent:
         """The tries of a claimed intent, and its outcome."""
         intent_id = intent.pk
         log = _log_fields(intent)
@@ -202,7 +175,10 @@ class ExecutionService:
             number += 1
             if delay:
                 self.sleep(delay)
-            if not (claim.fresh and number == 1) and not self._renew(claim, attempts=number, connector=connector.name):
+            # A fresh claim's row already counts its first try: that one needs no renewal.
+            renewed = (claim.fresh and number == 1) or leases.renew(claim, attempts=number,
+                                                                    connector=connector.name, now=self.clock())
+            if not renewed:
                 logger.warning("execution claim lost; another worker took over", extra=log)
                 return self._load(intent_id)
             intent.attempts = number
@@ -221,7 +197,8 @@ class ExecutionService:
             except TransientError as error:
                 _log_connector_error(error, {**log, "try": number})
                 last_error = str(error)
-                self._record_attempt(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error)
+                leases.record_try(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error,
+                                  now=self.clock())
                 after = breakers.record(intent.tenant_id, connector.name, AttemptOutcome.TRANSIENT_ERROR,
                                         holder=holder, probe=verdict.probe, error=last_error)
                 if number >= spec.max_attempts:
@@ -243,7 +220,8 @@ class ExecutionService:
                 _log_connector_error(error, {**log, "try": number})
                 breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
                                 probe=verdict.probe, error=str(error))
-                last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, str(error))
+                last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR,
+                                              str(error), now=self.clock())
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log, last_try=last_try)
             except DatabaseError:
                 raise  # ours, not the connector's: the delivery fails and is retried
@@ -254,11 +232,13 @@ class ExecutionService:
                 reason = _unexpected(intent, error, "carrying it out")
                 breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
                                 probe=verdict.probe, error=reason)
-                last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, reason)
+                last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, reason,
+                                              now=self.clock())
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, reason, log, last_try=last_try)
             breakers.record(intent.tenant_id, connector.name, AttemptOutcome.SUCCEEDED, holder=holder,
                             probe=verdict.probe)
-            last_try = self._attempt(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "", ref.ids)
+            last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.SUCCEEDED, "",
+                                          now=self.clock(), external_ids=ref.ids)
             return self._finish_succeeded(intent, claim, ref, log, last_try=last_try, on_succeeded=on_succeeded)
         if number == first:
             # No try left for this delivery: the last one was made by a worker that died before its outcome.
@@ -293,97 +273,16 @@ class ExecutionService:
             raise compensation.CompensationFailed(compensation.COMPENSATION_FAILED, f"{undo.reason}.")
         return undo.intent
 
-    # --- the claim -------------------------------------------------------------------------------
-
-    def _claim(self, intent: ActionIntent) -> _Claim | None:
-        """PENDING, or EXECUTING whose lease ran out (its worker died): take it with a fresh token.
-
-        On success `intent` is brought up to the claimed row: the claim sets status, lease and start,
-        and RETURNING hands back what a worker that died since `intent` was read may have changed.
-        """
-        now = self.clock()
-        token = uuid.uuid4()
-        lease_expires_at = now + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS)
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM, {"id": intent.pk, "token": token, "lease": lease_expires_at, "now": now})
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        intent.status, intent.lease_token, intent.lease_expires_at, intent.started_at = (
-            IntentStatus.EXECUTING, token, lease_expires_at, now)
-        intent.attempts, intent.connector, intent.deliveries = row
-        return _Claim(intent.pk, token, deliveries=intent.deliveries)
-
-    def _renew(self, claim: _Claim, *, attempts: int, connector: str) -> bool:
-        return bool(
-            ActionIntent.objects.filter(pk=claim.intent_id, lease_token=claim.token, status=IntentStatus.EXECUTING)
-            .update(
-                attempts=attempts,
-                connector=connector,
-                lease_expires_at=self.clock() + timedelta(seconds=settings.REVPLAN_EXECUTION_LEASE_SECONDS),
-            )
-        )
-
-    def _attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> ExecutionAttempt:
-        return ExecutionAttempt(
-            intent_id=claim.intent_id, number=number, delay_before_seconds=delay, started_at=started_at,
-            finished_at=self.clock(), outcome=outcome, error=error[:2000], external_ids=external_ids or {},
-        )
-
-    @staticmethod
-    def _record_last_try(last_try: ExecutionAttempt | None) -> None:
-        """The try that ended the execution, written in the transaction of the claim-conditional finish:
-        only the claim's holder gets here, so a stale worker's try is never recorded next to the takeover's.
-        ON CONFLICT DO NOTHING: should a takeover have recorded this try already, its record stands.
-        """
-        if last_try is not None:
-            ExecutionAttempt.objects.bulk_create([last_try], ignore_conflicts=True)
-
-    def _record_attempt(self, claim, number, delay, started_at, outcome, error, external_ids=None) -> None:
-        try:
-            with transaction.atomic():
-                # Only the claim's holder records a try: a worker that stalled past its lease and
-                # lost the claim must not add a second outcome next to the takeover's.
-                held = ActionIntent.objects.select_for_update().filter(
-                    pk=claim.intent_id, lease_token=claim.token, status=IntentStatus.EXECUTING
-                ).exists()
-                if not held:
-                    logger.warning("stale worker's attempt not recorded; the claim had moved on",
-                                   extra={"intent_id": str(claim.intent_id), "try": number, "outcome": outcome})
-                    return
-                ExecutionAttempt.objects.create(
-                    intent_id=claim.intent_id, number=number, delay_before_seconds=delay, started_at=started_at,
-                    finished_at=self.clock(), outcome=outcome, error=error[:2000], external_ids=external_ids or {},
-                )
-        except IntegrityError:
-            # A worker that took over already recorded this try; its record stands.
-            logger.warning("attempt already recorded by another worker", extra={"intent_id": str(claim.intent_id),
-                                                                                "try": number})
-
     # --- outcomes --------------------------------------------------------------------------------
-
-    def _finish(self, intent: ActionIntent, claim: _Claim | None, **fields) -> bool:
-        """Conditional on the claim: a stale worker's result is refused (returns False).
-
-        On success `intent` gets the written fields: while the claim held, nobody else wrote the row.
-        """
-        match = {"pk": intent.pk, "lease_token": claim.token, "status": IntentStatus.EXECUTING} if claim else {
-            "pk": intent.pk, "status": IntentStatus.PENDING}
-        fields = {"finished_at": self.clock(), "lease_token": None, "lease_expires_at": None, **fields}
-        if not ActionIntent.objects.filter(**match).update(**fields):
-            return False
-        for name, value in fields.items():
-            setattr(intent, name, value)
-        return True
 
     def _finish_succeeded(self, intent, claim, ref: ExternalRef, log, *, last_try=None,
                           on_succeeded=None) -> ActionIntent:
         with transaction.atomic():
             plan = self._lock_chain(intent)
-            if not self._finish(intent, claim, status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
+            if not leases.finish(intent, claim, now=self.clock(), status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
                 logger.warning("stale worker's success refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            self._record_last_try(last_try)
+            leases.record_last_try(last_try)
             ledger.action_executed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_SUCCEEDED)
             self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
             if on_succeeded is not None and plan is not None:
@@ -394,12 +293,13 @@ class ExecutionService:
     def _finish_failed(self, intent, claim, failure_class: str, reason: str, log, *, last_try=None) -> ActionIntent:
         with transaction.atomic():
             self._lock_chain(intent)
-            finished = self._finish(intent, claim, status=IntentStatus.FAILED, failure_class=failure_class,
-                                    failure_reason=reason[:2000], connector=intent.connector)
+            finished = leases.finish(intent, claim, now=self.clock(), status=IntentStatus.FAILED,
+                                     failure_class=failure_class, failure_reason=reason[:2000],
+                                     connector=intent.connector)
             if not finished:
                 logger.warning("stale worker's failure refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            self._record_last_try(last_try)
+            leases.record_last_try(last_try)
             ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
             self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
                          {"failure_class": failure_class, "failure_reason": reason})
@@ -410,8 +310,9 @@ class ExecutionService:
     def _expire(self, intent: ActionIntent) -> ActionIntent:
         with transaction.atomic():
             self._lock_chain(intent)
-            if self._finish(intent, None, status=IntentStatus.EXPIRED, failure_class=FailureClass.EXPIRED,
-                            failure_reason="the approval expired before the action ran"):
+            if leases.finish(intent, None, now=self.clock(), status=IntentStatus.EXPIRED,
+                             failure_class=FailureClass.EXPIRED,
+                             failure_reason="the approval expired before the action ran"):
                 intent = self._load(intent.pk)
                 ledger.action_expired(intent, actor=ACTOR)
         return self._load(intent.pk)
@@ -424,7 +325,7 @@ class ExecutionService:
                 ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
             raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
 
-    def _release_blocked(self, intent: ActionIntent, claim: _Claim, blocked_by: str) -> None:
+    def _release_blocked(self, intent: ActionIntent, claim: leases.Claim, blocked_by: str) -> None:
         """A switch flipped between tries: hand the intent back (PENDING) so it can run once released."""
         with transaction.atomic():
             self._lock_chain(intent)
@@ -435,7 +336,7 @@ class ExecutionService:
                 ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
 
     @staticmethod
-    def _stop_for_breaker(intent: ActionIntent, claim: _Claim, connector: str, state: str, *, tries_made: int):
+    def _stop_for_breaker(intent: ActionIntent, claim: leases.Claim, connector: str, state: str, *, tries_made: int):
         """The breaker says no: the intent goes back to PENDING (sent once it closes) and BreakerOpen tells
         the caller to hold its plan [BREAKER]."""
         breaker_plans.hand_back(intent.pk, claim.token, tries_made=tries_made)
