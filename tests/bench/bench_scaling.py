@@ -123,6 +123,10 @@ def test_step_cost_vs_plans_in_database(bench_cluster):
                        "wall_seconds": round(seconds, 2), "steps_per_s": rate["steps_per_s"],
                        "backends_started_in_window_still_open": new_backends,
                        "per_step": costs, "window_totals": database,
+                       # Of tup_fetched, what the application's tables gave (the rest: catalog reads, which a
+                       # new backend does for every table it touches; see connections opened).
+                       "user_tables_tup_fetched_per_step": round(sum(row["idx_tup_fetch"]
+                                                                     for row in tables.values()) / steps, 2),
                        "per_table_per_step": {name: per_step(row, steps, ndigits=2) for name, row in tables.items()}})
 
     for level in levels:
@@ -131,6 +135,7 @@ def test_step_cost_vs_plans_in_database(bench_cluster):
             f"{size:>6} plans: tuples fetched / step": costs["tup_fetched"],
             f"{size:>6} plans: commits / step": costs["xact_commit"],
             f"{size:>6} plans: connections opened / step": costs["sessions"],
+            f"{size:>6} plans: tuples fetched / step from the app's tables": level["user_tables_tup_fetched_per_step"],
             f"{size:>6} plans: tuples returned / inserted / updated per step":
                 f"{costs['tup_returned']} / {costs['tup_inserted']} / {costs['tup_updated']}",
             f"{size:>6} plans: governed steps/s": level["steps_per_s"],
