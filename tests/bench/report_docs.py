@@ -53,8 +53,9 @@ def cost_rows(results: dict) -> list[tuple[str, float, float | None]]:
     for level in results.get("5_cost_vs_size", {}).get("levels", []):
         size, costs = level["plans_in_database"], level["per_step"]
         rows += [(f"tuples fetched, {size} plans", costs["tup_fetched"], 100),
+                 (f"of which app tables, {size} plans", level.get("user_tables_tup_fetched_per_step", 0), None),
                  (f"commits, {size} plans", costs["xact_commit"], 4),
-                 (f"connections/100 st, {size} plans", costs["sessions"] * 100, 1)]
+                 (f"connections per 100 steps, {size}", costs["sessions"] * 100, 1)]
     rss = results.get("7_worker_rss")
     if rss:
         rows.append((f"worker RSS growth %, {rss['steps_done']} steps", (rss["growth_last_over_first"] - 1) * 100, 10))
