@@ -221,7 +221,8 @@ def own_ids(world):
                            expires_at=timezone.now() + timedelta(hours=1), approved_by=world.approver)
     token, secret = issue(world)
     return secret, {"plan_id": plan.id, "step_id": plan.steps.first().step_id, "account_id": world.account.id,
-                    "intent_id": intent.id, "action_type": "PREP_RENEWAL_BRIEF", "token_id": token.pk}
+                    "intent_id": intent.id, "action_type": "PREP_RENEWAL_BRIEF", "connector": "crm",
+                    "token_id": token.pk}
 
 
 def test_a_token_is_refused_by_every_route_but_the_signals_post(own_ids):
