@@ -45,11 +45,11 @@ def cost_rows(results: dict) -> list[tuple[str, float, float | None]]:
     """(label, value per step, target or None) for the costs panel."""
     rows = []
     throughput, in_process = results.get("3_throughput", {}), results.get("3_per_step_in_process", {})
+    if in_process:
+        rows.append(("queries (in-process sample)", in_process["queries_per_step_total"], None))
     if throughput:
         rows += [("commits (throughput run)", throughput["xact_commit_per_step"], 4),
                  ("tuples fetched (throughput run)", throughput["tup_fetched_per_step"], 100)]
-    if in_process:
-        rows.append(("queries (in-process sample)", in_process["queries_per_step_total"], None))
     for level in results.get("5_cost_vs_size", {}).get("levels", []):
         size, costs = level["plans_in_database"], level["per_step"]
         rows += [(f"tuples fetched, {size} plans", costs["tup_fetched"], 100),
@@ -65,9 +65,13 @@ def cost_rows(results: dict) -> list[tuple[str, float, float | None]]:
 def _bars(canvas: Canvas, y: int, rows, *, colour_of, limit_of, note_of, shared_scale: bool) -> int:
     """One bar per row: on one scale for all rows (rates), or each on its own, its target at the line."""
     shared_top = max([row[1] for row in rows] + [0]) * 1.1 or 1
+    previous_top = None
     for label, value, *rest in rows:
         limit = limit_of(rest)
         top = shared_top if shared_scale else max(value, limit or 0) * 1.15 or 1
+        if not shared_scale and limit is None and label.startswith("of which") and previous_top:
+            top = previous_top  # a part of the row above, on its scale
+        previous_top = top
         canvas.text(10, y + 5, label, INK, scale=SCALE)
         canvas.rect(BAR_X, y + 2, max(1, round(BAR_W * max(value, 0) / top)), ROW_H - 6, colour_of(value, rest))
         if limit is not None:
@@ -97,7 +101,7 @@ def render(report: dict, *, stamp: str) -> bytes:
     y += 10
     canvas.text(10, y, "per governed step (line: target)", INK, scale=SCALE)
     _bars(canvas, y + 22, costs, limit_of=lambda rest: rest[0],
-          colour_of=lambda value, rest: MISS if rest[0] is not None and value > rest[0] else COST,
+          colour_of=lambda value, rest: GREY if rest[0] is None else MISS if value > rest[0] else COST,
           note_of=lambda value, rest: _fmt(value) + (f" (<= {rest[0]})" if rest[0] is not None else ""),
           shared_scale=False)
     return canvas.png()
