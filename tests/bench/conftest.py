@@ -1,5 +1,6 @@
 """Benchmark plumbing: sizes (BENCH_SCALE), a cluster whose workers also load the no-op task, the
-test process's Celery app pointed at a private broker, and the results table / JSON report.
+test process's Celery app pointed at a private broker, and the results table / JSON report (and, when the
+run measured the governed throughput, docs/bench/throughput.png and .md: tests/bench/report_docs.py).
 
 This conftest is also loaded by a plain `pytest` run (it sits under tests/), so it only defines
 helpers and hooks that do nothing unless a benchmark recorded something.
