@@ -98,7 +98,7 @@ class IncidentListView(GenericAPIView):
     pagination_class = ApiPagination
     queryset = PauseLayer.objects.none()  # read by the schema generator only; the groups come from incidents
 
-    @extend_schema(responses={200: IncidentGroupSerializer(many=True), **errors(400, 401)})
+    @extend_schema(responses={200: IncidentGroupSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request):
         page = self.paginate_queryset(incident_groups(request.user))
         return self.get_paginated_response(IncidentGroupSerializer(page, many=True).data)
