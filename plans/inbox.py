@@ -12,7 +12,7 @@ In two phases, each in a constant number of queries however many items there are
 Reads only: every verb still goes through plans.services, which checks the same rules under the lock.
 """
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import NamedTuple
@@ -50,7 +50,7 @@ class InboxKind(StrEnum):
 
 
 # Which of the plan type's ApprovalSla durations each kind is due by.
-_SLA_FIELD = {
+SLA_FIELD = {
     InboxKind.DRAFT_APPROVAL: "draft_approval",
     InboxKind.STEP_APPROVAL: "step_approval",
     InboxKind.APPROVAL_STALE: "approval_stale",
@@ -72,7 +72,7 @@ _APPROVAL_VERBS = frozenset({Verb.APPROVE, Verb.REAPPROVE})
 # What the first phase reads of a plan, as plain values (model instances cost ten times as much at a few
 # thousand rows): enough for plans.authority's Subject, the risk and the SLA.
 _PLAN_VALUES = ("id", "tenant_id", "plan_type", "risk_level", "created_by", "edited_by_since_approval", "owner_id",
-                "account__owner_id")
+                "account__owner_id", "account__renewal_date")
 
 
 class _Candidate(NamedTuple):
@@ -81,14 +81,15 @@ class _Candidate(NamedTuple):
     plan_type: str
     risk_level: str
     subject: Subject
+    renewal_date: date | None
 
 
 def _candidate(row: tuple) -> _Candidate:
     """A plan's values as plans.services.common.plan_subject would see the plan."""
-    plan_id, tenant_id, plan_type, risk_level, created_by, editors, owner_id, account_owner_id = row[:8]
+    plan_id, tenant_id, plan_type, risk_level, created_by, editors, owner_id, account_owner_id, renewal = row[:9]
     return _Candidate(plan_id, tenant_id, plan_type, risk_level,
                       Subject(account_owner_id=account_owner_id, plan_owner_id=owner_id, plan_created_by=created_by,
-                              plan_editors=frozenset(editors or ())))
+                              plan_editors=frozenset(editors or ())), renewal)
 
 
 class _Layer(NamedTuple):
@@ -99,8 +100,15 @@ class _Layer(NamedTuple):
     set_at: datetime
 
 
-def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime) -> datetime:
-    return waiting_since + getattr(approval_sla(plan_type), _SLA_FIELD[kind])
+def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime, renewal_date: date | None = None) -> datetime:
+    """When a wait is due: the plan type's SLA from when it began, brought forward to the SLA's renewal cut-off
+    for an account that renews (what the inbox shows, and what the deadline job reminds and escalates by)."""
+    sla = approval_sla(plan_type)
+    due = waiting_since + getattr(sla, SLA_FIELD[kind])
+    days = sla.due_before_renewal_days.get(SLA_FIELD[kind])
+    if days is not None and renewal_date is not None:
+        due = min(due, datetime.combine(renewal_date - timedelta(days=days), time(0), tzinfo=UTC))
+    return due
 
 
 @dataclass(frozen=True)
@@ -244,7 +252,7 @@ def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id:
 
 def _entry(kind: InboxKind, plan: _Candidate, *, role: Role, since: datetime, step_id: UUID | None = None
            ) -> InboxEntry:
-    return InboxEntry(kind, plan.plan_id, step_id, role, since, due_at(kind, plan.plan_type, since))
+    return InboxEntry(kind, plan.plan_id, step_id, role, since, due_at(kind, plan.plan_type, since, plan.renewal_date))
 
 
 def _draft_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:

@@ -6,7 +6,7 @@ plans approved after it. A DRAFT has no approved version yet: it is checked agai
 approval will stamp. `manage.py migrate_plans` moves in-flight plans to another version explicitly.
 """
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,6 +64,9 @@ class ApprovalSla:
     step_approval: timedelta  # a step PENDING_APPROVAL (the human touch), since it began to wait
     approval_stale: timedelta  # a PAUSED plan whose approval's facts drifted, since the layer was set
     paused: timedelta  # a PAUSED plan a person can lift (their pause, a policy refusal, a failed step)
+    # Due no later than midnight (UTC) this many days before the account's renewal date, by the field names
+    # above (absent: the duration alone): a wait that is fine in June is not fine a week before the renewal.
+    due_before_renewal_days: Mapping[str, int] = field(default_factory=dict)
 
 
 # For a plan type without its own (and an unknown one): a working day for everything.
@@ -114,8 +117,12 @@ RENEWAL_DEFENSE = PlanTypeConfig(
     # A renewal plan lives ~60 days and its meeting step has the customer waiting: a DRAFT gets two days
     # (a proposal made on Friday is due on Monday's first look, not in the weekend), a waiting step and a
     # stale approval one day, a paused plan three (a person paused it on purpose; it still must not rot).
+    # The plan stops 30 days before the renewal (renewal_cutoff_days): a DRAFT is due by day -40 at the latest
+    # to leave its steps ten days, a waiting step or a stale approval by day -35.
     approval_sla=ApprovalSla(draft_approval=timedelta(hours=48), step_approval=timedelta(hours=24),
-                             approval_stale=timedelta(hours=24), paused=timedelta(hours=72)),
+                             approval_stale=timedelta(hours=24), paused=timedelta(hours=72),
+                             due_before_renewal_days={"draft_approval": 40, "step_approval": 35,
+                                                      "approval_stale": 35}),
 )
 
 # Every version of every plan type, oldest first: a new version is appended, never edited in place (a plan

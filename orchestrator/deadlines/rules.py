@@ -1,16 +1,17 @@
 """The deadline rules: per plan type and kind of wait, when to remind, how long past due the final deadline
-is, what happens then, and how close to the account's renewal the item may be due at the latest.
+is and what happens then.
 
-Built on the plan type's approval SLA (plans.plan_types.ApprovalSla: due = waiting since + the SLA, what the
-inbox shows). Like the SLA these decide when to nag a person and when to stop waiting, never what a plan
-may do, so they are not one of an approval's facts and bump no plan-type version.
+Built on the item's due time (plans.inbox.due_at: the plan type's approval SLA from when the wait began,
+brought forward to its renewal cut-off — what the inbox shows). Like the SLA these decide when to nag a
+person and when to stop waiting, never what a plan may do, so they are not one of an approval's facts and
+bump no plan-type version.
 """
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from plans.inbox import InboxKind, due_at
-from plans.plan_types import PLAN_TYPES
+from plans.inbox import SLA_FIELD, InboxKind, due_at
+from plans.plan_types import PLAN_TYPES, approval_sla
 
 
 class FinalRule(StrEnum):
@@ -33,9 +34,6 @@ class DeadlineRule:
     remind_before: timedelta  # the reminder goes out this long before the item is due
     final_after: timedelta  # the final deadline: this long after due
     final_rule: FinalRule
-    # Due no later than midnight (UTC) this many days before the account's renewal date, when it has one:
-    # a wait that is fine in June is not fine a week before the renewal. None: the SLA alone.
-    due_before_renewal_days: int | None = None
 
     def __post_init__(self):
         if self.remind_before < timedelta(0) or self.final_after < timedelta(0):
@@ -55,9 +53,9 @@ class Deadlines:
 # person decides); a plan stale or paused and left alone a week past due is aborted: by then nobody is going
 # to act on it, and an aborted plan says why, where a forgotten one only expires.
 RENEWAL_DEFENSE_RULES = {
-    InboxKind.DRAFT_APPROVAL: DeadlineRule(timedelta(hours=12), timedelta(days=5), FinalRule.ABORT, 40),
-    InboxKind.STEP_APPROVAL: DeadlineRule(timedelta(hours=6), timedelta(days=2), FinalRule.SKIP_OR_PAUSE, 35),
-    InboxKind.APPROVAL_STALE: DeadlineRule(timedelta(hours=6), timedelta(days=7), FinalRule.ABORT, 35),
+    InboxKind.DRAFT_APPROVAL: DeadlineRule(timedelta(hours=12), timedelta(days=5), FinalRule.ABORT),
+    InboxKind.STEP_APPROVAL: DeadlineRule(timedelta(hours=6), timedelta(days=2), FinalRule.SKIP_OR_PAUSE),
+    InboxKind.APPROVAL_STALE: DeadlineRule(timedelta(hours=6), timedelta(days=7), FinalRule.ABORT),
     InboxKind.PAUSED: DeadlineRule(timedelta(hours=12), timedelta(days=7), FinalRule.ABORT),
 }
 
@@ -87,16 +85,11 @@ def rule_for(plan_type: str, kind: InboxKind) -> DeadlineRule:
     return DEADLINE_RULES.get(plan_type, DEFAULT_RULES)[kind]
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 def deadlines_of(kind: InboxKind, plan_type: str, waiting_since: datetime, renewal_date: date | None) -> Deadlines:
-    """The item's reminder, due and final times: the SLA's due time, brought forward to the renewal cut-off."""
+    """The item's reminder, due and final times around its due time (the inbox's: the SLA's, brought forward
+    to the SLA's renewal cut-off)."""
     rule = rule_for(plan_type, kind)
-    due = due_at(kind, plan_type, waiting_since)
-    if rule.due_before_renewal_days is not None and renewal_date is not None:
-        due = min(due, _midnight(renewal_date - timedelta(days=rule.due_before_renewal_days)))
+    due = due_at(kind, plan_type, waiting_since, renewal_date)
     return Deadlines(remind_at=due - rule.remind_before, due_at=due, final_at=due + rule.final_after)
 
 
@@ -112,9 +105,10 @@ def earliest_reminder_lead(kind: InboxKind) -> timedelta:
 
 def renewal_horizon(kind: InboxKind) -> int | None:
     """Days from today within which a renewal brings some item of `kind` forward to due soon, or None."""
-    days = [rules[kind].due_before_renewal_days for rules in DEADLINE_RULES.values()
-            if rules[kind].due_before_renewal_days is not None]
+    field = SLA_FIELD[kind]
+    days = [approval_sla(plan_type).due_before_renewal_days[field] for plan_type in PLAN_TYPES
+            if field in approval_sla(plan_type).due_before_renewal_days]
     if not days:
         return None
-    reminders = max(rules[kind].remind_before for rules in DEADLINE_RULES.values())
+    reminders = max(rule_for(plan_type, kind).remind_before for plan_type in [*PLAN_TYPES, ""])
     return max(days) + reminders.days + 1

@@ -13,7 +13,7 @@ from orchestrator.deadlines import rules
 from orchestrator.deadlines.items import waiting_items
 from orchestrator.deadlines.models import DeadlineNotice, DeadlineStage
 from orchestrator.deadlines.service import deadlines_run
-from plans.inbox import InboxKind
+from plans.inbox import InboxKind, due_at
 from plans.ledger import verify_ledger
 from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, StepStatus
 from tests.factories import AccountFactory, make_plan
@@ -170,6 +170,11 @@ def test_a_renewal_close_by_brings_the_due_time_forward():
     # A paused plan has no cut-off: the SLA (72 h) alone.
     paused = rules.deadlines_of(InboxKind.PAUSED, "RENEWAL_DEFENSE", waiting_since, date(2026, 6, 5))
     assert paused.due_at == waiting_since + timedelta(hours=72)
+    # The inbox shows the same due time for each (one rule: plans.inbox.due_at).
+    for kind, renewal, deadlines in ((InboxKind.STEP_APPROVAL, date(2026, 6, 10), far),
+                                     (InboxKind.STEP_APPROVAL, date(2026, 6, 5), near),
+                                     (InboxKind.PAUSED, date(2026, 6, 5), paused)):
+        assert deadlines.due_at == due_at(kind, "RENEWAL_DEFENSE", waiting_since, renewal)
 
 
 def test_a_due_soon_renewal_brings_a_fresh_wait_into_the_job(world, addresses, run):

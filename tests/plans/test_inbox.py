@@ -1,6 +1,6 @@
 """The approver's inbox (plans.inbox): the right items for each role, never another tenant's, gone when
 the plan ends, sorted by due time from the plan type's approval SLA, in constant queries."""
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -229,6 +229,21 @@ def test_a_step_waits_since_the_engine_said_so(world):
     assert item.waiting_since == entry.occurred_at
     assert item.due_at == entry.occurred_at + SLA.step_approval
     assert "It contacts the customer" in item.waiting_for
+
+
+def test_a_wait_near_the_renewal_is_due_by_its_cut_off(world):
+    # RENEWAL_DEFENSE: a waiting step is due by midnight UTC 35 days before the renewal at the latest.
+    now = timezone.now()
+    renews = (now + timedelta(days=35, hours=12)).date()
+    account = AccountFactory(tenant=world.tenant, owner=world.seller, renewal_date=renews)
+    plan = waiting_step_plan(account, activated_at=now - timedelta(hours=2))
+    cut_off = datetime.combine(renews - timedelta(days=35), time(0), tzinfo=UTC)
+
+    [item] = inbox_items(world.approver, now=now)
+
+    assert item.plan.id == plan.id
+    assert item.due_at == min(cut_off, plan.activated_at + SLA.step_approval)
+    assert item.due_at == cut_off  # sooner than the 24 h SLA: the renewal is close
 
 
 def add_waits(world, count: int) -> None:
