@@ -74,23 +74,17 @@ class FollowUp:
 
 def advance_plan(plan_id: UUID) -> list[StepKey]:
     """Activate, settle or advance one plan in one transaction; returns the step attempts to enqueue (committed)."""
-    return advance(plan_id).keys
-
-
-def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
-    """advance_plan; with `inline`, the first step it starts is created claimed by the caller, who runs it
-    (FollowUp.inline) — the others, as always, go to workers by message (FollowUp.keys)."""
     with transaction.atomic():
         row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
         if row is None or row[0] in TERMINAL:
-            return FollowUp()
+            return []
         status, account_id = row
         # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
         may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
         if may_activate:
             lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate, inline=inline)
+        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate).keys
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], owner_active: bool,
@@ -117,7 +111,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
                     may_activate: bool = False, inline: bool = False) -> FollowUp:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
     account's first: the plan may then move into ACTIVE) in an open transaction. `steps`: the plan's
-    steps if the caller has them. `inline`: see advance."""
+    steps if the caller has them. `inline`: the first step it starts is created claimed by the caller, who
+    runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys)."""
     steps = list(plan.steps.all()) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
@@ -321,7 +316,7 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
 
 
 def record_step_outcome(intent_id: UUID, *, inline: bool = False) -> FollowUp:
-    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see advance)."""
+    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see _advance_locked)."""
     with transaction.atomic():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)

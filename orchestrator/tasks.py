@@ -48,9 +48,11 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
                                          countdown=settings.ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS)
             metrics.ADVANCES.labels("locked").inc()
             return
-        follow_up = engine.advance(UUID(plan_id), inline=True)
-    metrics.ADVANCES.labels("steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run").inc()
-    _follow(plan_id, follow_up)  # after the plan's lock is let go: the steps take the row lock as they finish
+        # Not inline: an advance is bookkeeping (its queue, its short time limit); the steps it starts go to
+        # the execute queue, and the task that runs one runs the plan's next steps after it.
+        keys = engine.advance_plan(UUID(plan_id))
+    _send_steps(keys)
+    metrics.ADVANCES.labels("steps_enqueued" if keys else "nothing_to_run").inc()
 
 
 @shared_task(name="orchestrator.execute_step", ignore_result=True)

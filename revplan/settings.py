@@ -288,14 +288,19 @@ CELERY_TASK_ROUTES = {
     "orchestrator.advance_plan": {"queue": "advance"},
     "orchestrator.execute_step": {"queue": "execute"},
 }
+# A worker that finishes a step runs the plan's next runnable step itself, up to this many in a row and for
+# this long, then hands the next one to the queue (DESIGN §4): a chain does not hog a worker, nor wait for one.
+ORCHESTRATOR_INLINE_STEPS = int(os.environ.get("ORCHESTRATOR_INLINE_STEPS", "20"))
+ORCHESTRATOR_INLINE_SECONDS = float(os.environ.get("ORCHESTRATOR_INLINE_SECONDS", "10"))
 CELERY_TASK_ANNOTATIONS = {
     "orchestrator.tick": {"soft_time_limit": 50, "time_limit": 60},
     "orchestrator.advance_plan": {"soft_time_limit": 50, "time_limit": 60},
     # A step runs its connector calls and their backoff inside its lease; past the lease another
     # worker may take over (and this one's result is refused), so a hung one is stopped soon after.
+    # It also runs the plan's next steps after it (ORCHESTRATOR_INLINE_*), starting none past its budget.
     "orchestrator.execute_step": {
-        "soft_time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + 20,
-        "time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + 30,
+        "soft_time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 20,
+        "time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 30,
     },
 }
 
@@ -313,10 +318,6 @@ ORCHESTRATOR_STEP_RETRY_BASE_SECONDS = float(os.environ.get("ORCHESTRATOR_STEP_R
 ORCHESTRATOR_MAX_DELIVERIES = int(os.environ.get("ORCHESTRATOR_MAX_DELIVERIES", "5"))
 ORCHESTRATOR_PLAN_LOCK_SECONDS = float(os.environ.get("ORCHESTRATOR_PLAN_LOCK_SECONDS", "60"))
 ORCHESTRATOR_ADVANCE_LOCK_RETRIES = 5
-# A worker that finishes a step runs the plan's next runnable step itself, up to this many in a row and for
-# this long, then hands the next one to the queue (DESIGN §4): a chain does not hog a worker, nor wait for one.
-ORCHESTRATOR_INLINE_STEPS = int(os.environ.get("ORCHESTRATOR_INLINE_STEPS", "20"))
-ORCHESTRATOR_INLINE_SECONDS = float(os.environ.get("ORCHESTRATOR_INLINE_SECONDS", "10"))
 ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS = 0.2
 
 # Deadlines (orchestrator.deadlines): how often the job looks; the final rule comes at least this long after the

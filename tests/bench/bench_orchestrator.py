@@ -295,12 +295,12 @@ def stats_delta(before: dict, after: dict) -> dict:
 
 def run_in_process(plan_ids) -> dict:
     """Drive plans to completion with the engine's own functions in this process, as orchestrator.tasks
-    runs them (an advance runs the first step it starts, and each step the next), counting per task type."""
+    runs them (an advance sends the steps it starts, and the task that runs one runs the next), counting
+    per task type."""
     work = DbWork(("advance", "execute"))
     with work.counting():
         for plan_id in plan_ids:
-            follow_up = work.run("advance", partial(engine.advance, inline=True), plan_id)
-            pending = [("inline", follow_up)]
+            pending = [("key", key) for key in work.run("advance", engine.advance_plan, plan_id)]
             while pending:
                 kind, item = pending.pop()
                 if kind == "key":
@@ -309,7 +309,7 @@ def run_in_process(plan_ids) -> dict:
                 follow_up = work.run("execute", partial(step_runner.run_inline, send=sent.extend), item)
                 pending += [("key", key) for key in sent + follow_up.keys]
                 if follow_up.advance:
-                    pending.append(("inline", work.run("advance", partial(engine.advance, inline=True), plan_id)))
+                    pending += [("key", key) for key in work.run("advance", engine.advance_plan, plan_id)]
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
     steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()
     return {"steps": steps, **work.counts}
