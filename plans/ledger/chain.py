@@ -11,7 +11,7 @@ from datetime import UTC
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from plans.models import EventType, PlanLedgerEntry, RevenuePlan
@@ -111,35 +111,38 @@ def append(
 # --- the plan chain's head, as this transaction last wrote it ---------------------------------------
 # A plan's step writes two or three entries in one transaction under the plan's row lock, which every
 # writer of its chain holds: nobody else can append meanwhile, so the entry written last is the head —
-# the next append needs no read. Unless the savepoint it was written in has been rolled back since: an
-# entry remembered with the savepoints open at its write counts only while all of them still are, and
-# only in the same outermost transaction. (Were it ever wrong, the unique (plan, chain_seq) constraint
-# would refuse the insert: a fork cannot be written.)
+# the next append needs no read. It counts only while the write it remembers is still part of the open
+# transaction: each is remembered with a marker registered through transaction.on_commit, and Django drops
+# a transaction's markers when it commits or rolls back, and a savepoint's when that savepoint rolls back.
+# (Were it ever wrong, the unique (plan, chain_seq) constraint would refuse the insert: no fork is written.)
 
 
-def _open_savepoints() -> tuple:
-    return tuple(connection.savepoint_ids)
+class _Written:
+    """An on_commit callback that does nothing: its presence in the connection's list is what counts."""
+
+    __slots__ = ("entry_hash", "seq")
+
+    def __init__(self, seq: int, entry_hash: str):
+        self.seq, self.entry_hash = seq, entry_hash
+
+    def __call__(self) -> None:
+        pass
 
 
 def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:
+    written = _Written(entry.chain_seq, entry.entry_hash)
+    transaction.on_commit(written)
     heads = getattr(connection, "_revplan_written_heads", None)
-    outermost = connection.atomic_blocks[0]
-    if heads is None or heads["transaction"] is not outermost:
-        heads = connection._revplan_written_heads = {"transaction": outermost, "plans": {}}
-    heads["plans"][plan_id] = (entry.chain_seq, entry.entry_hash, _open_savepoints())
+    if heads is None:
+        heads = connection._revplan_written_heads = {}
+    heads[plan_id] = written
 
 
 def _written_head(plan_id: UUID) -> tuple[int, str] | None:
-    heads = getattr(connection, "_revplan_written_heads", None)
-    if heads is None or not connection.atomic_blocks or heads["transaction"] is not connection.atomic_blocks[0]:
-        return None
-    remembered = heads["plans"].get(plan_id)
-    if remembered is None:
-        return None
-    seq, entry_hash, savepoints = remembered
-    if _open_savepoints()[: len(savepoints)] != savepoints:
-        return None  # written in a savepoint that has ended since: rolled back, or released (then read it)
-    return seq, entry_hash
+    written = getattr(connection, "_revplan_written_heads", {}).get(plan_id)
+    if written is None or not any(callback is written for _, callback, _ in connection.run_on_commit):
+        return None  # not written in this transaction, or rolled back since
+    return written.seq, written.entry_hash
 
 
 def snapshot(plan: RevenuePlan, steps=None) -> dict:

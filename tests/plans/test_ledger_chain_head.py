@@ -9,6 +9,7 @@ from plans.ledger.chain import append
 from plans.ledger.verify import verify_ledger
 from plans.locking import lock_plan
 from plans.models import EventType
+from tests.conftest import build_world
 from tests.factories import make_plan
 
 
@@ -53,4 +54,20 @@ def test_an_entry_of_a_released_savepoint_is_linked_to(world):
         after = _append(plan, "after it")
     assert after.chain_seq == inner.chain_seq + 1
     assert after.prev_hash == inner.entry_hash
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_one_atomic_block_used_twice_does_not_carry_a_rolled_back_head_over(transactional_db):
+    # As a @transaction.atomic decorator does: the same Atomic object for a failed and a later transaction
+    # (real transactions here, not savepoints of a test's).
+    plan = make_plan(account=build_world().account)
+    block = transaction.atomic()
+    with suppress(RuntimeError), block:
+        lock_plan(plan.id)
+        rolled_back = _append(plan, "rolled back")
+        raise RuntimeError("the transaction rolls back")
+    with block:
+        lock_plan(plan.id)
+        after = _append(plan, "the next transaction")
+    assert after.chain_seq == rolled_back.chain_seq  # the rolled-back entry's place, taken afresh
     assert verify_ledger(plan_id=plan.id).ok
