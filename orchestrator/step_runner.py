@@ -16,6 +16,7 @@ from django.utils import timezone
 from orchestrator import engine, holds
 from orchestrator.breakers.plans import BreakerOpen, hold_plan
 from orchestrator.engine import KILL_SWITCH, ClaimedStep, FollowUp, StepKey
+from orchestrator.execution import leases
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import ExecutionBlocked, ExecutionService
 from plans import policy, services
@@ -23,7 +24,7 @@ from plans.errors import DomainError
 from plans.lifecycle import TERMINAL
 from plans.locking import lock_plan
 from plans.models import PlanStatus, RevenuePlan
-from plans.selectors import advance_facts, engaged_kill_switches
+from plans.selectors import advance_facts, engaged_kill_switches, plan_status_and_switches
 
 logger = logging.getLogger(__name__)
 
@@ -61,30 +62,50 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None, inlin
 
 
 def run_claimed(claimed: ClaimedStep, *, service: ExecutionService | None = None, inline: bool = False) -> FollowUp:
-    """Carry out a step attempt this worker created claimed (FollowUp.inline) and advance its plan on."""
+    """Carry out a step attempt this worker created claimed (FollowUp.inline) and advance its plan on.
+
+    First, as the message path does before its claim: the plan must still be ACTIVE and no kill switch
+    on — a person's abort or pause, or a switch, since the commit that created it wins. Then the attempt
+    goes back to PENDING with nothing sent: cancelled if the plan ended, sent again by the advance after a
+    resume, held by the switch's layer."""
     service = service or ExecutionService()
-    logger.info("running the next step in the same task", extra={
-        "plan_id": str(claimed.key.plan_id), "step_id": str(claimed.key.step_id), "attempt": claimed.key.attempt})
+    log = {"plan_id": str(claimed.key.plan_id), "step_id": str(claimed.key.step_id), "attempt": claimed.key.attempt}
+    status, switches = plan_status_and_switches(claimed.key.plan_id)
+    if status != PlanStatus.ACTIVE:
+        leases.release(leases.Claim(claimed.intent.pk, claimed.token), tries_made=0)
+        logger.info("next step not run: the plan is no longer ACTIVE", extra={**log, "plan_status": status})
+        if status in TERMINAL:
+            _cancel_quietly(service, claimed.intent)
+        return FollowUp()
+    logger.info("running the next step in the same task", extra=log)
     return _carry_out(claimed.key, claimed.intent, inline=inline, run=lambda on_succeeded: service.execute_claimed(
-        claimed.intent, claimed.token, connector=claimed.connector, on_succeeded=on_succeeded))
+        claimed.intent, claimed.token, engaged_switches=switches, connector=claimed.connector,
+        on_succeeded=on_succeeded))
 
 
-def run_inline(follow_up: FollowUp, *, send: Callable[[list[StepKey]], None], max_steps: int | None = None,
-               seconds: float | None = None, service: ExecutionService | None = None) -> FollowUp:
+def run_inline(follow_up: FollowUp, *, send: Callable[[list[StepKey]], None], started: float | None = None,
+               max_steps: int | None = None, seconds: float | None = None,
+               service: ExecutionService | None = None) -> FollowUp:
     """Run the chain of steps `follow_up` claimed for this worker, one after the other, within a budget
-    (ORCHESTRATOR_INLINE_STEPS steps, ORCHESTRATOR_INLINE_SECONDS): the last step run inside it starts its
-    successor unclaimed, and that one goes out by message like any other. Steps started beside the one
-    run here (parallel branches) are handed to `send` at once, for other workers to take. Returns what
-    is left to send."""
+    counted from `started` (the task's start, time.monotonic()): ORCHESTRATOR_INLINE_STEPS steps and
+    ORCHESTRATOR_INLINE_SECONDS. No step starts past it: a claimed one is handed back (PENDING) and goes
+    out by message like any other, so the task's time limit covers the last step it started. Steps
+    started beside the one run here (parallel branches) are handed to `send` at once, for other workers
+    to take. Returns what is left to send."""
     max_steps = settings.ORCHESTRATOR_INLINE_STEPS if max_steps is None else max_steps
-    deadline = time.monotonic() + (settings.ORCHESTRATOR_INLINE_SECONDS if seconds is None else seconds)
+    deadline = (time.monotonic() if started is None else started) + (
+        settings.ORCHESTRATOR_INLINE_SECONDS if seconds is None else seconds)
     ran = 0
     while follow_up.inline is not None:
         if follow_up.keys:
             send(follow_up.keys)
+        claimed = follow_up.inline
+        if ran >= max_steps or time.monotonic() >= deadline:
+            leases.release(leases.Claim(claimed.intent.pk, claimed.token), tries_made=0)
+            return FollowUp(keys=[claimed.key])
         ran += 1
         within_budget = ran < max_steps and time.monotonic() < deadline
-        follow_up = run_claimed(follow_up.inline, service=service, inline=within_budget)
+        follow_up = run_claimed(claimed, service=service, inline=within_budget)
     return follow_up
 
 

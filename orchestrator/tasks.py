@@ -58,17 +58,14 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
 @shared_task(name="orchestrator.execute_step", ignore_result=True)
 def execute_step(plan_id: str, step_id: str, attempt: int, enqueued_at: float | None = None) -> None:
     _lag("execute_step", enqueued_at)
+    started = time.monotonic()
     key = engine.StepKey(UUID(plan_id), UUID(step_id), int(attempt))
     with step_lock(plan_id, step_id, attempt) as acquired:
         if not acquired:
             return  # another worker is on this attempt right now; the database would refuse us anyway
         follow_up = step_runner.execute_step(key, inline=True)
-    _follow(plan_id, follow_up)
-
-
-def _follow(plan_id: str, follow_up: engine.FollowUp) -> None:
-    """Run the steps claimed for this worker (within the inline budget), send what else was started."""
-    follow_up = step_runner.run_inline(follow_up, send=_send_steps)
+    # The steps claimed for this worker, within the inline budget from the task's start; then what else started.
+    follow_up = step_runner.run_inline(follow_up, send=_send_steps, started=started)
     _send_steps(follow_up.keys)
     if follow_up.advance:
         advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})

@@ -115,6 +115,16 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     )
 
 
+def plan_status_and_switches(plan_id) -> tuple[str | None, frozenset[str]]:
+    """The plan's status and its tenant's engaged kill switches, in one query: what a step created claimed
+    is checked against after its commit, before its first try (None: no such plan)."""
+    row = RevenuePlan.objects.filter(pk=plan_id).values_list(
+        "plan_status",
+        ArraySubquery(KillSwitch.objects.filter(tenant_id=OuterRef("tenant_id"), engaged=True).values("action_type")),
+    ).first()
+    return (row[0], frozenset(row[1])) if row else (None, frozenset())
+
+
 class AdvanceFacts(NamedTuple):
     switches: frozenset[str]
     owner_active: bool

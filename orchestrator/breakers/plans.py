@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef
 
 from orchestrator.breakers import metrics
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
-from orchestrator.execution.models import ActionIntent, IntentStatus
+from orchestrator.execution import leases
 from plans import ledger, services
 from plans.errors import DomainError
 from plans.locking import lock_account_then_plan
@@ -38,8 +38,7 @@ def hand_back(intent_id: UUID, lease_token: UUID, *, tries_made: int) -> bool:
     """The spine's claim on an intent the breaker stopped, released: PENDING again with the number of tries
     it really made (an intent created claimed counts its first try before making it), so it is sent once
     the breaker lets it. Conditional on the claim, as every finish is."""
-    return bool(ActionIntent.objects.filter(pk=intent_id, lease_token=lease_token, status=IntentStatus.EXECUTING)
-                .update(status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None, attempts=tries_made))
+    return leases.release(leases.Claim(intent_id, lease_token), tries_made=tries_made)
 
 
 def refusal(connector: str, state: str, action_type: str) -> BreakerOpen:

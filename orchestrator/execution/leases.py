@@ -70,6 +70,13 @@ def renew(held: Claim, *, attempts: int, connector: str, now: datetime) -> bool:
     )
 
 
+def release(held: Claim, *, tries_made: int) -> bool:
+    """Hand the claim back: the intent PENDING again, with the number of tries it really made (one created
+    claimed counts its first try before making it), to be sent again later. Conditional on the claim."""
+    return bool(ActionIntent.objects.filter(pk=held.intent_id, lease_token=held.token, status=IntentStatus.EXECUTING)
+                .update(status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None, attempts=tries_made))
+
+
 def attempt_row(held: Claim, number, delay, started_at, outcome, error, *, now: datetime,
                 external_ids=None) -> ExecutionAttempt:
     return ExecutionAttempt(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -42,7 +43,7 @@ from plans.errors import Conflict, DomainError, NotFound
 from plans.locking import lock_plan
 from plans.models import RevenuePlan
 from plans.plan_types import get_action_type
-from plans.selectors import execution_killed_by
+from plans.selectors import execution_killed_by, killed_by
 
 # effect_key_for and intent_create live in intents.py; callers import them from here too.
 __all__ = ["ExecutionBlocked", "ExecutionService", "effect_key_for", "intent_create"]
@@ -131,20 +132,25 @@ class ExecutionService:
         intent: ActionIntent,
         token: UUID,
         *,
+        engaged_switches: frozenset[str],
         connector: Connector | None = None,
         on_succeeded: Callable[[ActionIntent, RevenuePlan], None] | None = None,
     ) -> ActionIntent:
         """Carry out an intent created already claimed by this worker with `token` (a plan's next step, run
-        by the worker that finished the one before it: intents.intent_create(lease_token=...)).
+        by the worker that finished the one before it: intents.intent_create(claimed_by=...)).
 
-        What `execute` checks before its claim was checked in the transaction that created the intent,
-        under the plan's lock: the kill switches (the engine's advance and the autonomy policy), the
-        plan's expiry (the evaluator). `connector`: built for it there too, saving a read of the routes.
-        From here on it is the same execution: each try renews the lease,
-        each outcome is conditional on the token, a worker that dies leaves it for a takeover once the
-        lease has run out.
+        `engaged_switches`: the tenant's kill switches, read by the caller after the commit that created
+        the intent — the check before the first try, as execute makes it: a switch flipped since the
+        intent was made hands it back (PENDING, ExecutionBlocked) with nothing sent. `connector`: built
+        in the transaction that created it, saving a read of the routes. From here on it is the same
+        execution: each try renews the lease, each outcome is conditional on the token, a worker that
+        dies leaves it for a takeover once the lease has run out.
         """
         claim = leases.Claim(intent.pk, token, deliveries=intent.deliveries, fresh=intent.attempts == 1)
+        blocked_by = killed_by(engaged_switches, intent.action_type)
+        if blocked_by:
+            self._release_blocked(intent, claim, blocked_by, tries_made=0)
+            raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
         return self._run(intent, claim, on_succeeded=on_succeeded, connector=connector)
 
     def _run(self, intent: ActionIntent, claim: leases.Claim, *, on_succeeded, connector=None) -> ActionIntent:
@@ -185,7 +191,7 @@ class ExecutionService:
             # A retry: a switch may have been flipped since the check before the first try.
             blocked_by = execution_killed_by(intent.tenant_id, intent.action_type) if number > first + 1 else ""
             if blocked_by:
-                self._release_blocked(intent, claim, blocked_by)
+                self._release_blocked(intent, claim, blocked_by, tries_made=number - 1)
                 raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
             # The connector's circuit breaker, before every try (closed: one Redis GET, no query).
             verdict = breakers.gate(intent.tenant_id, connector.name, holder=holder)
@@ -223,8 +229,10 @@ class ExecutionService:
                 last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR,
                                               str(error), now=self.clock())
                 return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log, last_try=last_try)
-            except DatabaseError:
-                raise  # ours, not the connector's: the delivery fails and is retried
+            except (DatabaseError, SoftTimeLimitExceeded):
+                # Ours, not the connector's: the delivery fails (the task's time limit: the lease's takeover
+                # then finds whatever effect the call made under its effect key).
+                raise
             except Exception as error:
                 # E.g. a 2xx answer the connector cannot read. Recorded as this try's permanent failure
                 # now; escaping would leave the intent EXECUTING until its lease ran out.
@@ -325,14 +333,12 @@ class ExecutionService:
                 ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
             raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
 
-    def _release_blocked(self, intent: ActionIntent, claim: leases.Claim, blocked_by: str) -> None:
-        """A switch flipped between tries: hand the intent back (PENDING) so it can run once released."""
+    def _release_blocked(self, intent: ActionIntent, claim: leases.Claim, blocked_by: str, *,
+                         tries_made: int) -> None:
+        """A switch flipped before a try: hand the intent back (PENDING) so it can run once released."""
         with transaction.atomic():
             self._lock_chain(intent)
-            released = ActionIntent.objects.filter(pk=intent.pk, lease_token=claim.token).update(
-                status=IntentStatus.PENDING, lease_token=None, lease_expires_at=None
-            )
-            if released:
+            if leases.release(claim, tries_made=tries_made):
                 ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
 
     @staticmethod
