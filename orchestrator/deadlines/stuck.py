@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from orchestrator.blocked_by import blocked_by_for
@@ -34,14 +34,18 @@ _NOT_STUCK_WAITS = frozenset({WaitsOn.PERSON.value, WaitsOn.TIME.value})
 
 
 def _candidates(*, quiet_since: datetime) -> list[RevenuePlan]:
-    """ACTIVE plans with no ledger entry (but STUCK_DETECTED) since `quiet_since` and no step waiting for a
-    person, oldest first, at most REVPLAN_STUCK_BATCH; their steps and open layers prefetched."""
+    """ACTIVE plans with no ledger entry (but STUCK_DETECTED) since `quiet_since`, no step waiting for a
+    person and no open episode at their version (flagged already: they would fill every batch and hide
+    the plans stuck since), oldest first, at most REVPLAN_STUCK_BATCH; their steps and open layers
+    prefetched."""
     recent = PlanLedgerEntry.objects.filter(plan_id=OuterRef("pk"), occurred_at__gt=quiet_since).exclude(
         event_type=EventType.STUCK_DETECTED)
     awaiting_person = PlanStep.objects.filter(plan_id=OuterRef("pk"), status=StepStatus.PENDING_APPROVAL)
+    flagged = StuckEpisode.objects.filter(plan_id=OuterRef("pk"), plan_version=OuterRef("version"),
+                                          resolved_at__isnull=True)
     return list(
         RevenuePlan.objects.filter(plan_status=PlanStatus.ACTIVE, updated_at__lte=quiet_since)
-        .exclude(Exists(recent)).exclude(Exists(awaiting_person))
+        .exclude(Exists(recent)).exclude(Exists(awaiting_person)).exclude(Exists(flagged))
         .select_related("account")
         .prefetch_related("steps", Prefetch("pause_layers", queryset=PauseLayer.objects.filter(lifted_at__isnull=True)
                                             .order_by("set_at", "id"), to_attr=selectors.OPEN_LAYERS))
@@ -85,9 +89,15 @@ def stuck_plans_detect(*, now: datetime | None = None) -> list[UUID]:
     flagged = [plan.id for plan in stuck
                if _flag(plan, _last_seen(plan, last_entries.get(plan.id), blocked[plan.id]),
                         last_seq=(last_entries.get(plan.id) or (0,))[0], now=now)]
-    # An open episode whose plan is no longer stuck (it moved, waits for someone, or finished) is over.
-    StuckEpisode.objects.filter(resolved_at__isnull=True).exclude(plan_id__in=[plan.id for plan in stuck]).update(
-        resolved_at=now)
+    # An open episode is over once its plan moved (a newer ledger entry, another version), left ACTIVE or
+    # waits for a person.
+    moved_on = PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), chain_seq__gt=OuterRef("last_seen_seq")
+                                              ).exclude(event_type=EventType.STUCK_DETECTED)
+    awaiting_person = PlanStep.objects.filter(plan_id=OuterRef("plan_id"), status=StepStatus.PENDING_APPROVAL)
+    StuckEpisode.objects.filter(resolved_at__isnull=True).filter(
+        ~Q(plan__plan_status=PlanStatus.ACTIVE) | ~Q(plan__version=F("plan_version")) | Q(Exists(moved_on))
+        | Q(Exists(awaiting_person))
+    ).update(resolved_at=now)
     metrics.STUCK_PLANS.set(StuckEpisode.objects.filter(resolved_at__isnull=True).count())
     metrics.STUCK_DETECTED.inc(len(flagged))
     return flagged

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from orchestrator import claims, engine
 from orchestrator.deadlines.models import StuckEpisode
 from orchestrator.deadlines.stuck import stuck_plans_detect
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, StepStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan, StepStatus
 from tests.factories import AccountFactory, make_plan
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +94,28 @@ def test_the_quiet_time_is_a_setting(world, settings):
     assert stuck_plans_detect(now=timezone.now()) == []  # 30 minutes by default
     settings.REVPLAN_STUCK_AFTER_SECONDS = 600
     assert stuck_plans_detect(now=timezone.now()) == [plan.id]
+
+
+def test_plans_flagged_before_do_not_hide_a_plan_stuck_since(world, settings):
+    # A batch of two: two old plans the re-drive did not move stay stuck, flagged once; a newer stuck plan
+    # must still be found (they no longer fill every batch), and their episodes stay open.
+    settings.REVPLAN_STUCK_BATCH = 2
+    old = [active_plan(world, quiet_for=timedelta(hours=5), account=AccountFactory(tenant=world.tenant,
+                                                                                   owner=world.seller))
+           for _ in range(2)]
+    now = timezone.now()
+    assert sorted(stuck_plans_detect(now=now), key=str) == sorted((plan.id for plan in old), key=str)
+    RevenuePlan.objects.filter(pk__in=[plan.id for plan in old]).update(next_run_at=None)  # nothing moved
+    new = active_plan(world, quiet_for=timedelta(hours=2), account=AccountFactory(tenant=world.tenant,
+                                                                                  owner=world.seller))
+
+    later = stuck_plans_detect(now=now + timedelta(minutes=5))
+    again = stuck_plans_detect(now=now + timedelta(minutes=10))
+
+    assert later == [new.id]
+    assert again == []
+    assert StuckEpisode.objects.filter(resolved_at__isnull=True).count() == 3
+    assert [len(stuck_entries(plan)) for plan in [*old, new]] == [1, 1, 1]
 
 
 def test_the_admin_lists_stuck_plans_open_ones_first(world, other_world):
