@@ -287,6 +287,14 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
         return True
     if intent.status not in FINISHED_INTENT_STATUSES or step.next_attempt_at is not None:
         return False  # not finished yet, or this attempt's failure already scheduled the next one
+    if config is None:
+        # The plan runs on a plan-type version this deploy does not have (an older worker in a rolling
+        # deploy): its retry rules are unknown here. Left unapplied; the next advance by a worker that knows
+        # the version applies it (finished outcomes are picked up on every advance).
+        logger.error("failed attempt left for a worker that knows the plan's plan-type version", extra={
+            "plan_id": str(plan.id), "step_id": str(step.step_id), "attempt": intent.attempt,
+            "plan_type": plan.plan_type, "plan_type_version": plan.plan_type_version})
+        return False
     step.last_error = f"{intent.failure_class}: {intent.failure_reason}"[:2000]
     # The limit counts the attempts of the current series: a person's retry starts a new one.
     if step.attempts_in_series < config.retry_limit:

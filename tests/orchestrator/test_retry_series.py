@@ -185,3 +185,17 @@ def test_abort_right_after_a_retry_closes_the_waiting_step(world):
     # then: the step waited for nothing that happens in the world: it is closed with the plan
     step.refresh_from_db()
     assert (step.status, step.closed_with_plan) == (StepStatus.SKIPPED, True)
+
+
+def test_a_failure_on_a_version_this_deploy_lacks_waits_for_a_worker_that_has_it(world):
+    # A rolling deploy: the plan was approved on a plan-type version this (older) worker does not know.
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, action_types=(BRIEF,), plan_type_version=99)
+    step = plan.steps.get()
+    PlanStep.objects.filter(pk=step.pk).update(attempts=1)
+    failed = _failed_attempt(plan, step, 1)
+
+    assert engine.record_step_outcome(failed.id) == engine.FollowUp()  # no crash, nothing applied
+
+    step.refresh_from_db()
+    assert (step.status, step.next_attempt_at, step.last_error) == (StepStatus.PENDING, None, "")
+    assert not events(plan, EventType.STEP_RETRY_SCHEDULED)
