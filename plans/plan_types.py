@@ -198,6 +198,10 @@ def approval_sla(plan_type: str, version: int | None = None) -> ApprovalSla:
     return config.approval_sla if config else DEFAULT_APPROVAL_SLA
 
 
+# The action types' names, sorted: the choices a form or the API schema offers.
+ACTION_TYPE_NAMES = tuple(sorted(ACTION_TYPES))
+
+
 def get_action_type(action_type: str) -> ActionTypeSpec | None:
     return ACTION_TYPES.get(action_type)
 

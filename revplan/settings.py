@@ -239,6 +239,12 @@ SPECTACULAR_SETTINGS = {
         "IntentStatusEnum": "orchestrator.execution.models.IntentStatus",
         "PauseKindEnum": "plans.models.PauseKind",
         "InboxKindEnum": "plans.inbox.InboxKind",
+        "ActionTypeEnum": "plans.plan_types.ACTION_TYPE_NAMES",
+        "FailureClassEnum": "orchestrator.execution.models.FailureClass",
+        "AttemptOutcomeEnum": "orchestrator.execution.models.AttemptOutcome",
+        "IncidentActionTypeEnum": "revplan.api.incidents.INCIDENT_ACTION_TYPES",
+        "IncidentFailureClassEnum": "revplan.api.incidents.INCIDENT_FAILURE_CLASSES",
+        "RedriveOutcomeEnum": "revplan.api.incidents.REDRIVE_OUTCOMES",
     },
 }
 

@@ -43,12 +43,19 @@ class IncidentGroupSerializer(serializers.Serializer):
         return IncidentPlanSerializer(group.plans[:LISTED_PLANS], many=True).data
 
 
+# An incident's key as values (the schema names each set once: SPECTACULAR_SETTINGS' ENUM_NAME_OVERRIDES).
+INCIDENT_CONNECTORS = [*ConnectorName.values, UNKNOWN]
+INCIDENT_ACTION_TYPES = [*sorted(ACTION_TYPES), UNKNOWN]
+INCIDENT_FAILURE_CLASSES = [*FailureClass.values, BREAKER_OPEN, UNKNOWN]
+REDRIVE_OUTCOMES = ["RETRIED", "REFUSED"]
+
+
 class IncidentRetryInputSerializer(StrictSerializer):
     """The group's key as GET /incidents/ shows it: a value no group can have is a 400, not a 404."""
 
-    connector = serializers.ChoiceField(choices=[*ConnectorName.values, UNKNOWN])
-    action_type = serializers.ChoiceField(choices=[*sorted(ACTION_TYPES), UNKNOWN])
-    failure_class = serializers.ChoiceField(choices=[*FailureClass.values, BREAKER_OPEN, UNKNOWN])
+    connector = serializers.ChoiceField(choices=INCIDENT_CONNECTORS)
+    action_type = serializers.ChoiceField(choices=INCIDENT_ACTION_TYPES)
+    failure_class = serializers.ChoiceField(choices=INCIDENT_FAILURE_CLASSES)
     tenant = serializers.SlugField(required=False, help_text="The tenant's slug; needed only when the same "
                                                              "incident is in several of your tenants.")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500,
@@ -58,7 +65,7 @@ class IncidentRetryInputSerializer(StrictSerializer):
 class RedriveResultSerializer(serializers.Serializer):
     plan_id = serializers.UUIDField()
     step_id = serializers.UUIDField(allow_null=True)
-    outcome = serializers.ChoiceField(choices=["RETRIED", "REFUSED"])
+    outcome = serializers.ChoiceField(choices=REDRIVE_OUTCOMES)
     code = serializers.CharField(help_text="STEP_RETRIED, or why not (HELD_BY_BREAKER, STEP_NOT_FAILED, ...).")
     detail = serializers.CharField()
     plan_status = serializers.ChoiceField(choices=PlanStatus.choices)

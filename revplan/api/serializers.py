@@ -9,7 +9,7 @@ from rest_framework import serializers
 from orchestrator.execution.explain import explain_intent, outcome_sentence
 from orchestrator.execution.models import ActionIntent, AttemptOutcome, ExecutionAttempt, FailureClass, IntentStatus
 from plans.models import EventType, PauseKind, PlanStatus, RiskLevel, StepStatus
-from plans.plan_types import ACTION_TYPES, PLAN_TYPES
+from plans.plan_types import ACTION_TYPE_NAMES, PLAN_TYPES
 from plans.schemas import MAX_JSON_KEYS, MAX_STEPS
 from revplan.api.common import StrictSerializer, UuidStringField
 
@@ -297,7 +297,7 @@ class StepInputSerializer(StrictSerializer):
     """A step as a person writes it: the service fills status, risk, required and attempts."""
 
     step_id = UuidStringField(required=False, help_text="Keep a step's identity across edits; omit for new.")
-    action_type = serializers.ChoiceField(choices=sorted(ACTION_TYPES))
+    action_type = serializers.ChoiceField(choices=ACTION_TYPE_NAMES)
     depends_on = serializers.ListField(child=UuidStringField(), max_length=MAX_STEPS, required=False)
     parameters = serializers.DictField(required=False)
 
