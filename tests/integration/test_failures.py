@@ -227,7 +227,7 @@ def test_two_beats_for_a_minute_execute_no_step_twice(cluster, crm, radicale):
 
 @pytest.mark.timeout(180)
 def test_redis_restarted_mid_run_every_plan_still_ends_and_no_step_runs_twice(cluster, crm, radicale):
-    # given: four plans in flight: a CRM call under way (an unacked message and a step lock in Redis) and
+    # given: four plans in flight: a CRM call under way (an unacked message in Redis) and
     # more work waiting in the queues (an execute_step, or the advance that would start the next step).
     # One worker process, so the other escalations queue behind the slow call instead of running beside it.
     world = connected_world(crm, radicale)
@@ -243,9 +243,11 @@ def test_redis_restarted_mid_run_every_plan_still_ends_and_no_step_runs_twice(cl
 
     wait_for(escalations_in_flight, timeout=60, interval=0.05,
              what="a CRM call in flight and messages waiting in the queues")
+    # The call runs in an execute_step task (holding its step lock) or, when the plan's brief finished after
+    # the approval, in the brief's task as the plan's next step (no step lock: its intent's lease guards it).
+    # Either way that task's message is unacked.
     unacked_tags, step_locks = set(broker.hkeys("unacked")), set(broker.keys("revplan:lock:step:*"))
     assert unacked_tags
-    assert step_locks
     old_run_id = broker.info("server")["run_id"]
     # when: Redis dies and an empty one takes its place (queued messages and locks are gone)
     cluster.restart_redis()
