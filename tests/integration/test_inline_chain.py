@@ -75,9 +75,9 @@ def test_a_plans_second_step_runs_in_the_task_that_finished_its_first(cluster, c
     wait_for(lambda: RevenuePlan.objects.filter(pk__in=[p.id for p in plans], plan_status=PlanStatus.COMPLETED)
              .count() == len(plans), timeout=60, what="the chained plans to complete")
     assert_each_step_once(plans, crm)
-    # One execute_step message per plan, for its first step (the advance sends it); the task that ran it
-    # ran the second step itself.
-    assert len(succeeded_task_ids(worker, EXECUTE)) == len(plans)
+    # The advance sends each plan's first step (an execute_step message; the tick may resend one its worker
+    # was slow to take, harmlessly); the task that ran it ran the second step itself: once per plan.
+    assert len(succeeded_task_ids(worker, EXECUTE)) >= len(plans)
     assert worker.log_path.read_text(errors="replace").count(INLINE) == len(plans)
 
 
