@@ -51,6 +51,12 @@ def membership_for(user, tenant_id) -> Membership | None:
     return active_memberships(user).filter(tenant_id=tenant_id).first()
 
 
+def engaged_switches_of(tenant_ref) -> ArraySubquery:
+    """The engaged switches' action types of the tenant `tenant_ref` names (an OuterRef), as a column: for
+    the reads that fetch them with something else in one query."""
+    return ArraySubquery(KillSwitch.objects.filter(tenant_id=tenant_ref, engaged=True).values("action_type"))
+
+
 def engaged_kill_switches(tenant_id) -> frozenset[str]:
     """The action types whose switch is on for the tenant ('' = the tenant-wide one), in one query."""
     return frozenset(KillSwitch.objects.filter(tenant_id=tenant_id, engaged=True).values_list("action_type", flat=True))
@@ -120,7 +126,7 @@ def plan_status_and_switches(plan_id) -> tuple[str | None, frozenset[str]]:
     is checked against after its commit, before its first try (None: no such plan)."""
     row = RevenuePlan.objects.filter(pk=plan_id).values_list(
         "plan_status",
-        ArraySubquery(KillSwitch.objects.filter(tenant_id=OuterRef("tenant_id"), engaged=True).values("action_type")),
+        engaged_switches_of(OuterRef("tenant_id")),
     ).first()
     return (row[0], frozenset(row[1])) if row else (None, frozenset())
 
@@ -140,7 +146,7 @@ def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
         account_id=plan.account_id, signal_type__in=config.objective_signal_types if config else ()
     ).order_by("id")
     row = Tenant.objects.filter(pk=plan.tenant_id).values_list(
-        ArraySubquery(KillSwitch.objects.filter(tenant_id=OuterRef("pk"), engaged=True).values("action_type")),
+        engaged_switches_of(OuterRef("pk")),
         Exists(owner_is_active_member(plan.owner_id, OuterRef("pk"))) if plan.owner_id is not None else Value(False),
         ArraySubquery(signals.values("signal_type")),
         ArraySubquery(signals.values("observed_at")),
