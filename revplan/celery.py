@@ -2,13 +2,21 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "revplan.settings")
 
 app = Celery("revplan")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def freeze_startup_heap(**_kwargs) -> None:
+    """A pool child keeps what the worker loaded for its whole life: out of the collector's walks (revplan.memory)."""
+    from revplan.memory import freeze_startup_heap as freeze
+
+    freeze()
 
 
 @task_prerun.connect
