@@ -142,11 +142,11 @@ def index_summary(request: HttpRequest) -> dict:
     """The index's "Needs your input" box: how many, how many overdue, the most urgent few. Shown to the
     approvers always (their landing page, "nothing" included) and to anyone else who has something waiting."""
     now = timezone.now()
-    entries = inbox_entries(request.user)
+    entries = inbox_entries(request.user, now=now)
     return {
         "shown": bool(entries) or selectors.active_memberships(request.user).filter(role__in=APPROVERS).exists(),
         "count": len(entries),
-        "overdue": sum(1 for entry in entries if entry.due_at <= now),
+        "overdue": entries.overdue,
         "rows": rows(inbox_items(request.user, now=now, entries=entries[:INDEX_ITEMS])),
         "inbox_url": reverse("admin:plans_revenueplan_inbox"),
     }

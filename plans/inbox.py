@@ -3,9 +3,9 @@ steps waiting for a person, stale approvals they may reapprove, paused plans who
 each with when the wait began, when it is due (the plan type's approval SLA) and the verbs that end it.
 
 In two phases, each in a constant number of queries however many items there are:
-  inbox_entries  what waits, as light rows sorted by due time: the candidates are narrowed in SQL by
-                 tenant and status (the plan_tenant_status index) and by the reach plans.authority gives
-                 each role; plans.authority then judges every candidate exactly. This is what a list pages.
+  inbox_entries  what waits, as light rows sorted by due time, counted and paged in SQL
+                 (plans.inbox_waits: plans.authority's rules as filters, the layers a person lifts, the due
+                 time): a page costs two queries however many waits there are. This is what a list pages.
   inbox_items    one page of entries in full: the plan with its account, steps and open layers, the
                  sentence of what it waits for (plans.why), the verbs allowed (plans.console, the same
                  buttons as the plan page) and the effect preview (plans.previews).
@@ -14,27 +14,21 @@ Reads only: every verb still goes through plans.services, which checks the same 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import cache
-from typing import NamedTuple
+from functools import cache, cached_property
 from uuid import UUID
 
-from django.db.models import F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from plans import console, selectors, why
+from plans import console, inbox_waits, selectors, why
 from plans.authority import Subject, Verb, denial
 from plans.models import (
     FINISHED_STEP_STATUSES,
-    EventType,
     PauseKind,
     PauseLayer,
-    PlanLedgerEntry,
-    PlanStatus,
     PlanStep,
     RevenuePlan,
     RiskLevel,
     Role,
-    StepStatus,
 )
 from plans.plan_types import approval_sla
 from plans.previews import previews_for
@@ -68,37 +62,6 @@ PERSON_LIFTED_LAYERS: dict[str, Verb] = {
 
 # The verbs whose "may" also depends on the plan's risk (a HIGH-risk plan needs a tenant admin: the gate).
 _APPROVAL_VERBS = frozenset({Verb.APPROVE, Verb.REAPPROVE})
-
-# What the first phase reads of a plan, as plain values (model instances cost ten times as much at a few
-# thousand rows): enough for plans.authority's Subject, the risk and the SLA.
-_PLAN_VALUES = ("id", "tenant_id", "plan_type", "risk_level", "created_by", "edited_by_since_approval", "owner_id",
-                "account__owner_id", "account__renewal_date")
-
-
-class _Candidate(NamedTuple):
-    plan_id: UUID
-    tenant_id: UUID
-    plan_type: str
-    risk_level: str
-    subject: Subject
-    renewal_date: date | None
-
-
-def _candidate(row: tuple) -> _Candidate:
-    """A plan's values as plans.services.common.plan_subject would see the plan."""
-    plan_id, tenant_id, plan_type, risk_level, created_by, editors, owner_id, account_owner_id, renewal = row[:9]
-    return _Candidate(plan_id, tenant_id, plan_type, risk_level,
-                      Subject(account_owner_id=account_owner_id, plan_owner_id=owner_id, plan_created_by=created_by,
-                              plan_editors=frozenset(editors or ())), renewal)
-
-
-class _Layer(NamedTuple):
-    """An open pause layer's values: what liftable_layers reads of a PauseLayer."""
-
-    kind: str
-    scope: str
-    set_at: datetime
-
 
 def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime, renewal_date: date | None = None) -> datetime:
     """When a wait is due: the plan type's SLA from when it began, brought forward to the SLA's renewal cut-off
@@ -172,46 +135,10 @@ def _may_on(verb: Verb, *, role: Role, user_id: int, plan: RevenuePlan) -> bool:
     return _may(verb, role=role, user_id=user_id, subject=plan_subject(plan), risk_level=plan.risk_level)
 
 
-def _reach(verb: Verb, role: Role, user_id: int, prefix: str) -> Q | None:
-    """Which plans `role` may use `verb` on at most, as a filter: any (Q()), those the user owns, or none
-    (None). Probed from plans.authority, so SQL narrows by the rule without restating it; the exact rule
-    (creator, editors, risk) is applied to each candidate afterwards."""
-    if denial(verb, role=role, user_id=user_id, subject=Subject()) is None:
-        return Q()
-    own = Subject(plan_owner_id=user_id, account_owner_id=user_id)
-    if denial(verb, role=role, user_id=user_id, subject=own) is None:
-        return Q(**{f"{prefix}owner_id": user_id})
-    return None
-
-
 @cache
 def _approvable_risks(role: Role) -> tuple[str, ...]:
     """The risk levels whose plans `role` may approve (plans.why.approvers_of: HIGH needs a tenant admin)."""
     return tuple(risk.value for risk in RiskLevel if role in why.approvers_of(RevenuePlan(risk_level=risk)))
-
-
-def _scope(roles: dict[UUID, Role], user_id: int, verbs: tuple[Verb, ...], *, prefix: str = "",
-           by_risk: bool = False) -> Q | None:
-    """The plans of the user's tenants that some of `verbs` may reach, tenants of the same reach grouped
-    (one `tenant_id IN` each, so the tenant + status index serves every branch). None: none at all."""
-    groups: dict[tuple, list[UUID]] = {}
-    reaches: dict[tuple, Q] = {}
-    for tenant_id, role in roles.items():
-        parts = [reach for verb in verbs if (reach := _reach(verb, role, user_id, prefix)) is not None]
-        if not parts:
-            continue
-        combined = Q() if any(part == Q() for part in parts) else parts[0]
-        risks = _approvable_risks(role) if by_risk else ()
-        if by_risk and not risks:
-            continue
-        key = (str(combined), risks)
-        groups.setdefault(key, []).append(tenant_id)
-        reaches[key] = combined & Q(**{f"{prefix}risk_level__in": risks}) if by_risk else combined
-    scope = None
-    for key, tenant_ids in groups.items():
-        part = Q(**{f"{prefix}tenant_id__in": tenant_ids}) & reaches[key]
-        scope = part if scope is None else scope | part
-    return scope
 
 
 def liftable_layers(layers: list, *, role: Role, user_id: int, subject: Subject, risk_level: str) -> list:
@@ -233,96 +160,62 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 # --- phase 1: what waits, sorted -----------------------------------------------------------------------
 
 
-def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None
-                  ) -> list[InboxEntry]:
-    """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first),
-    in at most five queries. A VIEWER's is empty: plans.authority gives a viewer no verb that ends a wait."""
-    kinds = frozenset(InboxKind) if kinds is None else kinds
-    roles = {membership.tenant_id: Role(membership.role) for membership in selectors.active_memberships(user)
-             if tenant_id is None or membership.tenant_id == tenant_id}
-    entries: list[InboxEntry] = []
-    if InboxKind.DRAFT_APPROVAL in kinds:
-        entries += _draft_entries(user, roles)
-    if InboxKind.STEP_APPROVAL in kinds:
-        entries += _step_entries(user, roles)
-    if kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
-        entries += [entry for entry in _paused_entries(user, roles) if entry.kind in kinds]
-    return sorted(entries, key=lambda entry: entry.sort_key)
+class InboxEntries:
+    """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
+    counted and read a page at a time in SQL (plans.inbox_waits), so a page costs the same at 100 waits as at
+    10,000. A sequence: len() (one query, with `overdue`), slices (one query each), iteration. A VIEWER's is
+    empty: plans.authority gives a viewer no verb that ends a wait."""
+
+    def __init__(self, user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
+                 now: datetime | None = None):
+        self.kinds = frozenset(InboxKind) if kinds is None else kinds
+        self.now = now or timezone.now()
+        self.roles = {membership.tenant_id: Role(membership.role)
+                      for membership in selectors.active_memberships(user)
+                      if tenant_id is None or membership.tenant_id == tenant_id}
+        self.querysets = []
+        if InboxKind.DRAFT_APPROVAL in self.kinds:
+            self.querysets += inbox_waits.draft_waits(self.roles, user.pk, approvable_risks=_approvable_risks)
+        if InboxKind.STEP_APPROVAL in self.kinds:
+            self.querysets += inbox_waits.step_waits(self.roles, user.pk)
+        if self.kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
+            self.querysets += inbox_waits.paused_waits(self.roles, user.pk, lifted_layers=PERSON_LIFTED_LAYERS,
+                                                       approvable_risks=_approvable_risks)
+
+    @cached_property
+    def _counts(self) -> tuple[int, int]:
+        return inbox_waits.counts(self.querysets, kinds=sorted(self.kinds), now=self.now)
+
+    def __len__(self) -> int:
+        return self._counts[0]
+
+    def count(self) -> int:
+        return len(self)
+
+    @property
+    def overdue(self) -> int:
+        """How many are due at or before `now`."""
+        return self._counts[1]
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("InboxEntries takes slices (a page), e.g. entries[0:50]")
+        start = index.start or 0
+        if index.stop is None or start < 0 or index.stop < 0:
+            start, stop, _ = index.indices(len(self))
+        else:
+            stop = index.stop
+        rows = inbox_waits.page(self.querysets, kinds=sorted(self.kinds), offset=start, limit=stop - start)
+        return [InboxEntry(InboxKind(kind), plan_id, UUID(step_id) if step_id else None, self.roles[tenant_id],
+                           since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
+
+    def __iter__(self):
+        return iter(self[0:len(self)])
 
 
-def _entry(kind: InboxKind, plan: _Candidate, *, role: Role, since: datetime, step_id: UUID | None = None
-           ) -> InboxEntry:
-    return InboxEntry(kind, plan.plan_id, step_id, role, since, due_at(kind, plan.plan_type, since, plan.renewal_date))
-
-
-def _draft_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
-    scope = _scope(roles, user.pk, (Verb.APPROVE,), by_risk=True)
-    if scope is None:
-        return []
-    # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT): updated_at.
-    rows = RevenuePlan.objects.filter(scope, plan_status=PlanStatus.DRAFT).values_list(*_PLAN_VALUES, "updated_at")
-    entries = []
-    for row in rows:
-        plan, role = _candidate(row), roles[row[1]]
-        if _may(Verb.APPROVE, role=role, user_id=user.pk, subject=plan.subject, risk_level=plan.risk_level):
-            entries.append(_entry(InboxKind.DRAFT_APPROVAL, plan, role=role, since=row[-1]))
-    return entries
-
-
-def _step_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
-    scope = _scope(roles, user.pk, (Verb.APPROVE_STEP,), prefix="plan__")
-    if scope is None:
-        return []
-    # The step waits since the engine ledgered STEP_AWAITING_APPROVAL for it (its latest; the ledger's
-    # (plan, event_type) index finds it); a step set waiting without one counts from the plan's activation.
-    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
-                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
-                      .order_by("-chain_seq").values("occurred_at")[:1])
-    rows = (PlanStep.objects.filter(scope, status=StepStatus.PENDING_APPROVAL, plan__plan_status=PlanStatus.ACTIVE)
-            .annotate(waiting_since=Coalesce(Subquery(awaiting_since), F("plan__activated_at"),
-                                             F("plan__updated_at")))
-            .order_by().values_list(*(f"plan__{name}" for name in _PLAN_VALUES), "step_id", "waiting_since"))
-    entries = []
-    for row in rows:
-        plan, role = _candidate(row), roles[row[1]]
-        if _may(Verb.APPROVE_STEP, role=role, user_id=user.pk, subject=plan.subject, risk_level=plan.risk_level):
-            entries.append(_entry(InboxKind.STEP_APPROVAL, plan, role=role, since=row[-1], step_id=row[-2]))
-    return entries
-
-
-def _paused_entries(user, roles: dict[UUID, Role]) -> list[InboxEntry]:
-    scope = _scope(roles, user.pk, tuple(dict.fromkeys(PERSON_LIFTED_LAYERS.values())))
-    if scope is None:
-        return []
-    paused = RevenuePlan.objects.filter(scope, plan_status=PlanStatus.PAUSED)
-    layers: dict[UUID, list[_Layer]] = {}
-    for plan_id, kind, scope_value, set_at in (
-            PauseLayer.objects.filter(plan_id__in=paused.values("id"), lifted_at__isnull=True)
-            .order_by("set_at", "id").values_list("plan_id", "kind", "scope", "set_at")):
-        layers.setdefault(plan_id, []).append(_Layer(kind, scope_value, set_at))
-    entries = []
-    for row in paused.values_list(*_PLAN_VALUES, "paused_at", "updated_at"):
-        plan = _candidate(row)
-        entry = _paused_entry(plan, layers.get(plan.plan_id, []), role=roles[plan.tenant_id], user_id=user.pk,
-                              paused_since=row[-2] or row[-1])
-        if entry is not None:
-            entries.append(entry)
-    return entries
-
-
-def _paused_entry(plan: _Candidate, layers: list[_Layer], *, role: Role, user_id: int, paused_since: datetime
-                  ) -> InboxEntry | None:
-    if not layers:
-        # PAUSED before the layers existed: its stop reason holds it until a resume (plans.why.blocking).
-        if not _may(Verb.RESUME, role=role, user_id=user_id, subject=plan.subject, risk_level=plan.risk_level):
-            return None
-        return _entry(InboxKind.PAUSED, plan, role=role, since=paused_since)
-    liftable = liftable_layers(layers, role=role, user_id=user_id, subject=plan.subject, risk_level=plan.risk_level)
-    if not liftable:
-        return None
-    stale = any(layer.kind == PauseKind.APPROVAL_STALE for layer in liftable)
-    return _entry(InboxKind.APPROVAL_STALE if stale else InboxKind.PAUSED, plan, role=role,
-                  since=min(layer.set_at for layer in liftable), step_id=_failed_step_id(liftable))
+def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
+                  now: datetime | None = None) -> InboxEntries:
+    return InboxEntries(user, kinds=kinds, tenant_id=tenant_id, now=now)
 
 
 def _failed_step_id(layers: list) -> UUID | None:
@@ -350,7 +243,8 @@ def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
     items = []
     for entry, steps in shown.items():
         plan = plans[entry.plan_id]
-        step = next((step for step in plan.steps.all() if step.step_id == entry.step_id), None)
+        step_id = entry.step_id or _paused_step_id(entry, plan, user)
+        step = next((step for step in plan.steps.all() if step.step_id == step_id), None)
         items.append(InboxItem(
             kind=entry.kind, plan=plan, step=step, role=entry.role, waiting_since=entry.waiting_since,
             due_at=entry.due_at, now=now, waiting_for=_waiting_for(entry, plan, step, answers[plan.id], user),
@@ -360,6 +254,13 @@ def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
                       for shown_step in steps],
         ))
     return items
+
+
+def _paused_step_id(entry: InboxEntry, plan: RevenuePlan, user) -> UUID | None:
+    """A paused plan's failed step, when the layers the person may lift include its RETRY_LIMIT (to retry or skip)."""
+    if entry.kind not in (InboxKind.APPROVAL_STALE, InboxKind.PAUSED):
+        return None
+    return _failed_step_id(_liftable_on(plan, _open_layers(plan), role=entry.role, user_id=user.pk))
 
 
 def _previewed_steps(entry: InboxEntry, plan: RevenuePlan) -> list[PlanStep]:

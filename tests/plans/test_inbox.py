@@ -158,7 +158,7 @@ def test_another_tenants_waits_never_appear(world, other_world):
     mine = make_plan(account=world.account)
 
     assert seen(world.admin) == {("DRAFT_APPROVAL", mine.id)}
-    assert inbox_entries(world.admin, tenant_id=other_world.tenant.id) == []
+    assert list(inbox_entries(world.admin, tenant_id=other_world.tenant.id)) == []
     assert len(inbox_entries(other_world.admin)) == 3
 
 
@@ -183,7 +183,7 @@ def test_items_leave_the_inbox_when_their_plan_ends(world):
         services.plan_transition(lock_plan(completed.id), Move.COMPLETE, actor="system:tests",
                                  reason_code="objective_met")
 
-    assert inbox_entries(world.approver) == []
+    assert list(inbox_entries(world.approver)) == []
     # The waiting steps were closed with their plans, not left PENDING_APPROVAL.
     assert set(PlanStep.objects.filter(plan__in=[step_plan, completed]).values_list("status", flat=True)) == {
         StepStatus.SKIPPED}
@@ -196,7 +196,7 @@ def test_approving_takes_the_item_out(world):
     services.plan_approve(plan_id=draft.id, user=world.approver)
     services.step_approve(plan_id=step_plan.id, step_id=step_plan.steps.get().step_id, user=world.approver)
 
-    assert inbox_entries(world.approver) == []
+    assert list(inbox_entries(world.approver)) == []
 
 
 def test_sorted_by_due_time_overdue_first_with_ages(world):

@@ -1,0 +1,204 @@
+"""What waits for a person, counted and paged in SQL (the inbox's first phase, plans.inbox).
+
+At 100,000 plans a tenant has thousands of waits; reading them all to show fifty cost 250 ms. Here each
+kind of wait is a query that yields (kind, plan, step, tenant, since, due) rows for exactly the waits the
+caller may end — plans.authority's rules as filters (plans.authority_filters), the risk an approval needs,
+the pause layers a person lifts (plans.inbox.PERSON_LIFTED_LAYERS; PERSON and POLICY only when nothing else
+holds the plan) — and the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built from the
+same ApprovalSla). The kinds are one UNION ALL: one query counts it (and what is overdue), one reads a page
+in due order. tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
+"""
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import Case as SqlCase
+from django.db.models import (
+    CharField,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Least
+
+from plans.authority import Verb
+from plans.authority_filters import allowed_plans
+from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role
+from plans.plan_types import DEFAULT_APPROVAL_SLA, PLAN_TYPES, ApprovalSla
+from plans.services.layers import LIFTED_BY_RESUME
+
+# The columns every kind's query yields, in this order (the UNION's).
+COLUMNS = ("wait_kind", "wait_plan", "wait_step", "wait_tenant", "wait_since", "wait_due")
+
+
+def due_expression(kind: str, sla_field: str, since, *, plan_type: str, renewal_date: str):
+    """plans.inbox.due_at in SQL: since + the plan type's SLA for this kind, brought forward to midnight (UTC)
+    `due_before_renewal_days` before the account's renewal date when the plan type says so."""
+
+    def due_for(sla: ApprovalSla):
+        due = ExpressionWrapper(since + Value(getattr(sla, sla_field)), output_field=DateTimeField())
+        days = sla.due_before_renewal_days.get(sla_field)
+        if days is None:
+            return due
+        # date - interval is midnight of that day; the connection's time zone is UTC (USE_TZ).
+        cutoff = ExpressionWrapper(F(renewal_date) - Value(timedelta(days=days)), output_field=DateTimeField())
+        return Least(due, cutoff)  # LEAST ignores NULL: no renewal date, no cut-off
+
+    return SqlCase(*(When(**{plan_type: name}, then=due_for(config.approval_sla))
+                     for name, config in PLAN_TYPES.items()),
+                   default=due_for(DEFAULT_APPROVAL_SLA), output_field=DateTimeField())
+
+
+def _rows(queryset: QuerySet, *, kind, plan: str, step, tenant: str, since, due) -> QuerySet:
+    return queryset.annotate(
+        wait_kind=kind if not isinstance(kind, str) else Value(kind, output_field=CharField()),
+        wait_plan=F(plan), wait_step=step, wait_tenant=F(tenant), wait_since=since, wait_due=due,
+    ).order_by().values_list(*COLUMNS)
+
+
+def _groups(roles: dict[UUID, Role]) -> dict[Role, list[UUID]]:
+    """The caller's tenants by their role there: each role's reach is one filter over its tenants."""
+    groups: dict[Role, list[UUID]] = {}
+    for tenant_id, role in roles.items():
+        groups.setdefault(role, []).append(tenant_id)
+    return groups
+
+
+def _may(verb: Verb, role: Role, user_id: int, *, prefix: str = "", risks: tuple[str, ...] | None = None) -> Q | None:
+    allowed = allowed_plans(verb, role, user_id, prefix=prefix)
+    if allowed is None or risks == ():
+        return None
+    return allowed & Q(**{f"{prefix}risk_level__in": risks}) if risks is not None else allowed
+
+
+def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks) -> list[QuerySet]:
+    found = []
+    for role, tenant_ids in _groups(roles).items():
+        may = _may(Verb.APPROVE, role, user_id, risks=approvable_risks(role))
+        if may is None:
+            continue
+        # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT): updated_at.
+        found.append(_rows(
+            RevenuePlan.objects.filter(may, tenant_id__in=tenant_ids, plan_status=PlanStatus.DRAFT),
+            kind="DRAFT_APPROVAL", plan="id", step=Value(None, output_field=CharField()), tenant="tenant_id",
+            since=F("updated_at"),
+            due=due_expression("DRAFT_APPROVAL", "draft_approval", F("updated_at"), plan_type="plan_type",
+                               renewal_date="account__renewal_date")))
+    return found
+
+
+def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
+    # The step waits since the engine ledgered STEP_AWAITING_APPROVAL for it (its latest; the ledger's
+    # (plan, event_type) index finds it); a step set waiting without one counts from the plan's activation.
+    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
+                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
+                      .order_by("-chain_seq").values("occurred_at")[:1])
+    since = Coalesce(Subquery(awaiting_since), F("plan__activated_at"), F("plan__updated_at"))
+    found = []
+    for role, tenant_ids in _groups(roles).items():
+        may = _may(Verb.APPROVE_STEP, role, user_id, prefix="plan__")
+        if may is None:
+            continue
+        found.append(_rows(
+            PlanStep.objects.filter(may, plan__tenant_id__in=tenant_ids, status="PENDING_APPROVAL",
+                                    plan__plan_status=PlanStatus.ACTIVE),
+            kind="STEP_APPROVAL", plan="plan_id", step=Cast("step_id", output_field=CharField()),
+            tenant="plan__tenant_id", since=since,
+            due=due_expression("STEP_APPROVAL", "step_approval", since, plan_type="plan__plan_type",
+                               renewal_date="plan__account__renewal_date")))
+    return found
+
+
+def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[str, Verb], approvable_risks
+                 ) -> list[QuerySet]:
+    """PAUSED plans held by layers the caller may lift (APPROVAL_STALE when one of those is a stale approval),
+    since the earliest of those layers; a PAUSED plan without layers waits for a resume since it was paused."""
+    open_layers = Q(pause_layers__lifted_at__isnull=True)
+    found = []
+    for role, tenant_ids in _groups(roles).items():
+        firsts, liftable = {}, {}
+        for layer_kind, verb in lifted_layers.items():
+            risks = approvable_risks(role) if verb == Verb.REAPPROVE else None
+            may = _may(verb, role, user_id, risks=risks)
+            if may is None:
+                continue
+            firsts[layer_kind] = f"first_{layer_kind.lower()}"
+            liftable[layer_kind] = may
+        resume = _may(Verb.RESUME, role, user_id)
+        if not liftable and resume is None:
+            continue
+        plans = RevenuePlan.objects.filter(tenant_id__in=tenant_ids, plan_status=PlanStatus.PAUSED).annotate(
+            **{name: Min("pause_layers__set_at", filter=open_layers & Q(pause_layers__kind=layer_kind))
+               for layer_kind, name in firsts.items()},
+            first_held=Min("pause_layers__set_at", filter=open_layers),
+            first_not_by_resume=Min("pause_layers__set_at",
+                                    filter=open_layers & ~Q(pause_layers__kind__in=LIFTED_BY_RESUME)))
+        # A layer counts when the caller may lift it, and (PERSON, POLICY: a resume) nothing else holds the plan.
+        counts = {layer_kind: Q(**{f"{firsts[layer_kind]}__isnull": False}) & may
+                  & (Q(first_not_by_resume__isnull=True) if layer_kind in LIFTED_BY_RESUME else Q())
+                  for layer_kind, may in liftable.items()}
+        # PAUSED before the layers existed: its stop reason holds it until a resume (plans.why.blocking).
+        unlayered = Q(first_held__isnull=True) & resume if resume is not None else None
+        held = [*counts.values(), *([unlayered] if unlayered is not None else [])]
+        waiting = held[0]
+        for condition in held[1:]:
+            waiting |= condition
+        # Since the earliest layer the caller may lift (LEAST ignores the others' NULL), else since it paused.
+        layer_since = [SqlCase(When(condition, then=F(firsts[layer_kind])), output_field=DateTimeField())
+                       for layer_kind, condition in counts.items()]
+        since = Coalesce(*([Least(*layer_since)] if len(layer_since) > 1 else layer_since), F("paused_at"),
+                         F("updated_at"), output_field=DateTimeField())
+        stale = counts.get(PauseKind.APPROVAL_STALE)
+        kind = (SqlCase(When(stale, then=Value("APPROVAL_STALE")), default=Value("PAUSED"), output_field=CharField())
+                if stale is not None else Value("PAUSED", output_field=CharField()))
+        rows = plans.filter(waiting)
+        kind_due = {kind_name: due_expression(kind_name, field, F("wait_since"), plan_type="plan_type",
+                                              renewal_date="account__renewal_date")
+                    for kind_name, field in (("APPROVAL_STALE", "approval_stale"), ("PAUSED", "paused"))}
+        found.append(rows.annotate(wait_kind=kind, wait_plan=F("id"), wait_step=Value(None, output_field=CharField()),
+                                   wait_tenant=F("tenant_id"), wait_since=since)
+                     .annotate(wait_due=SqlCase(When(wait_kind="APPROVAL_STALE", then=kind_due["APPROVAL_STALE"]),
+                                                default=kind_due["PAUSED"], output_field=DateTimeField()))
+                     .order_by().values_list(*COLUMNS))
+    return found
+
+
+def union_sql(querysets: list[QuerySet]) -> tuple[str, list]:
+    """The kinds' queries as one UNION ALL, with its parameters."""
+    parts, params = [], []
+    for queryset in querysets:
+        sql, part_params = queryset.query.sql_with_params()
+        parts.append(f"({sql})")
+        params.extend(part_params)
+    return " UNION ALL ".join(parts), params
+
+
+def counts(querysets: list[QuerySet], *, kinds: list[str], now: datetime) -> tuple[int, int]:
+    """How many waits of `kinds`, and how many of them are overdue (due at or before `now`)."""
+    if not querysets:
+        return 0, 0
+    sql, params = union_sql(querysets)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE wait_due <= %s) FROM ({sql}) AS waits "
+                       "WHERE wait_kind = ANY(%s)", [now, *params, kinds])
+        total, overdue = cursor.fetchone()
+    return total, overdue
+
+
+def page(querysets: list[QuerySet], *, kinds: list[str], offset: int, limit: int) -> list[tuple]:
+    """Rows `offset` to `offset + limit` of `kinds` in due order (then since, plan, step: a stable order)."""
+    if not querysets or limit <= 0:
+        return []
+    sql, params = union_sql(querysets)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM ({sql}) AS waits WHERE wait_kind = ANY(%s) "
+                       "ORDER BY wait_due, wait_since, wait_plan, wait_step NULLS FIRST LIMIT %s OFFSET %s",
+                       [*params, kinds, limit, offset])
+        return cursor.fetchall()
