@@ -14,7 +14,7 @@ Reads only: every verb still goes through plans.services, which checks the same 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from uuid import UUID
 
 from django.utils import timezone
@@ -30,7 +30,7 @@ from plans.models import (
     RiskLevel,
     Role,
 )
-from plans.plan_types import approval_sla
+from plans.plan_types import PLAN_TYPES, approval_sla
 from plans.previews import previews_for
 from plans.services.common import plan_subject
 from plans.services.layers import LIFTED_BY_RESUME, LIFTED_BY_VERB
@@ -163,7 +163,7 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 class InboxEntries:
     """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
     counted and read a page at a time in SQL (plans.inbox_waits), so a page costs the same at 100 waits as at
-    10,000. A sequence: len() (one query, with `overdue`), slices (one query each), iteration. A VIEWER's is
+    10,000. A sequence: len() (one query), `overdue` (one), slices (one query each), iteration. A VIEWER's is
     empty: plans.authority gives a viewer no verb that ends a wait."""
 
     def __init__(self, user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
@@ -173,29 +173,23 @@ class InboxEntries:
         self.roles = {membership.tenant_id: Role(membership.role)
                       for membership in selectors.active_memberships(user)
                       if tenant_id is None or membership.tenant_id == tenant_id}
-        self.querysets = []
-        if InboxKind.DRAFT_APPROVAL in self.kinds:
-            self.querysets += inbox_waits.draft_waits(self.roles, user.pk, approvable_risks=_approvable_risks)
-        if InboxKind.STEP_APPROVAL in self.kinds:
-            self.querysets += inbox_waits.step_waits(self.roles, user.pk)
-        if self.kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
-            self.querysets += inbox_waits.paused_waits(self.roles, user.pk, lifted_layers=PERSON_LIFTED_LAYERS,
-                                                       approvable_risks=_approvable_risks)
+        catalogue = repr(sorted((name, config.approval_sla) for name, config in PLAN_TYPES.items()))
+        self.union = _waits_sql(user.pk, tuple(sorted(self.roles.items())), self.kinds, catalogue)
 
     @cached_property
-    def _counts(self) -> tuple[int, int]:
-        return inbox_waits.counts(self.querysets, kinds=sorted(self.kinds), now=self.now)
+    def _count(self) -> int:
+        return inbox_waits.count(self.union, kinds=sorted(self.kinds))
 
     def __len__(self) -> int:
-        return self._counts[0]
+        return self._count
 
     def count(self) -> int:
         return len(self)
 
-    @property
+    @cached_property
     def overdue(self) -> int:
-        """How many are due at or before `now`."""
-        return self._counts[1]
+        """How many are due at or before `now` (one more query)."""
+        return inbox_waits.count(self.union, kinds=sorted(self.kinds), due_by=self.now)
 
     def __getitem__(self, index):
         if not isinstance(index, slice) or index.step not in (None, 1):
@@ -205,12 +199,31 @@ class InboxEntries:
             start, stop, _ = index.indices(len(self))
         else:
             stop = index.stop
-        rows = inbox_waits.page(self.querysets, kinds=sorted(self.kinds), offset=start, limit=stop - start)
+        rows = inbox_waits.page(self.union, kinds=sorted(self.kinds), offset=start, limit=stop - start)
         return [InboxEntry(InboxKind(kind), plan_id, UUID(step_id) if step_id else None, self.roles[tenant_id],
                            since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
 
     def __iter__(self):
         return iter(self[0:len(self)])
+
+
+@lru_cache(maxsize=1024)
+def _waits_sql(user_id: int, roles: tuple[tuple[UUID, Role], ...], kinds: frozenset[InboxKind], catalogue: str
+               ) -> tuple[str, tuple]:
+    """The UNION of what may wait for this user in these tenants with these roles, compiled once: building and
+    compiling the queries costs more Python than running them. Keyed by the memberships read on each call
+    and by the plan types' SLAs (`catalogue`), so a changed role, tenant or SLA compiles anew."""
+    del catalogue  # part of the key only: due_expression reads the catalogue itself
+    roles_of = dict(roles)
+    querysets = []
+    if InboxKind.DRAFT_APPROVAL in kinds:
+        querysets += inbox_waits.draft_waits(roles_of, user_id, approvable_risks=_approvable_risks)
+    if InboxKind.STEP_APPROVAL in kinds:
+        querysets += inbox_waits.step_waits(roles_of, user_id)
+    if kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
+        querysets += inbox_waits.paused_waits(roles_of, user_id, lifted_layers=PERSON_LIFTED_LAYERS,
+                                              approvable_risks=_approvable_risks)
+    return inbox_waits.union_sql(querysets)
 
 
 def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,

@@ -5,8 +5,9 @@ kind of wait is a query that yields (kind, plan, step, tenant, since, due) rows 
 caller may end — plans.authority's rules as filters (plans.authority_filters), the risk an approval needs,
 the pause layers a person lifts (plans.inbox.PERSON_LIFTED_LAYERS; PERSON and POLICY only when nothing else
 holds the plan) — and the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built from the
-same ApprovalSla). The kinds are one UNION ALL: one query counts it (and what is overdue), one reads a page
-in due order. tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
+same ApprovalSla). The kinds are one UNION ALL: one query counts it, one reads a page
+in due order (and one counts what is overdue, for the admin index).
+tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
 """
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -170,33 +171,34 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
     return found
 
 
-def union_sql(querysets: list[QuerySet]) -> tuple[str, list]:
-    """The kinds' queries as one UNION ALL, with its parameters."""
+def union_sql(querysets: list[QuerySet]) -> tuple[str, tuple]:
+    """The kinds' queries as one UNION ALL, with its parameters ("" when there is none)."""
     parts, params = [], []
     for queryset in querysets:
         sql, part_params = queryset.query.sql_with_params()
         parts.append(f"({sql})")
         params.extend(part_params)
-    return " UNION ALL ".join(parts), params
+    return " UNION ALL ".join(parts), tuple(params)
 
 
-def counts(querysets: list[QuerySet], *, kinds: list[str], now: datetime) -> tuple[int, int]:
-    """How many waits of `kinds`, and how many of them are overdue (due at or before `now`)."""
-    if not querysets:
-        return 0, 0
-    sql, params = union_sql(querysets)
+def count(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | None = None) -> int:
+    """How many waits of `kinds` in `union` (union_sql's), due at or before `due_by` if given. Without `due_by`
+    PostgreSQL computes no start or due time: only which waits there are."""
+    sql, params = union
+    if not sql:
+        return 0
+    due = " AND wait_due <= %s" if due_by is not None else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE wait_due <= %s) FROM ({sql}) AS waits "
-                       "WHERE wait_kind = ANY(%s)", [now, *params, kinds])
-        total, overdue = cursor.fetchone()
-    return total, overdue
+        cursor.execute(f"SELECT count(*) FROM ({sql}) AS waits WHERE wait_kind = ANY(%s){due}",
+                       [*params, kinds, *([due_by] if due_by is not None else [])])
+        return cursor.fetchone()[0]
 
 
-def page(querysets: list[QuerySet], *, kinds: list[str], offset: int, limit: int) -> list[tuple]:
-    """Rows `offset` to `offset + limit` of `kinds` in due order (then since, plan, step: a stable order)."""
-    if not querysets or limit <= 0:
+def page(union: tuple[str, tuple], *, kinds: list[str], offset: int, limit: int) -> list[tuple]:
+    """Rows `offset` to `offset + limit` of `kinds` in `union` in due order (then since, plan, step: stable)."""
+    sql, params = union
+    if not sql or limit <= 0:
         return []
-    sql, params = union_sql(querysets)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM ({sql}) AS waits WHERE wait_kind = ANY(%s) "
                        "ORDER BY wait_due, wait_since, wait_plan, wait_step NULLS FIRST LIMIT %s OFFSET %s",
