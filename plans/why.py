@@ -5,6 +5,7 @@ blocked_by serves, so both say the same from one source."""
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from uuid import UUID
 
 from django.db.models import Q
@@ -38,6 +39,7 @@ PLAN_OWNER = "PLAN_OWNER"
 OPERATOR = "OPERATOR"
 
 
+@cache  # pure over the verb: asked for every wait of every plan on a page
 def who_may(verb: Verb) -> tuple[str, ...]:
     """The roles plans.authority lets use `verb` on a plan (PLAN_OWNER first when its owner may)."""
     stranger, owner = Subject(plan_owner_id=0, account_owner_id=0), Subject(plan_owner_id=-1, account_owner_id=-1)
