@@ -31,7 +31,7 @@ from django.db.models.functions import Cast, Coalesce, Least
 
 from plans.authority import Verb
 from plans.authority_filters import allowed_plans
-from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role
+from plans.models import Account, EventType, PauseKind, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role
 from plans.plan_types import DEFAULT_APPROVAL_SLA, PLAN_TYPES, ApprovalSla
 from plans.services.layers import LIFTED_BY_RESUME
 
@@ -39,7 +39,7 @@ from plans.services.layers import LIFTED_BY_RESUME
 COLUMNS = ("wait_kind", "wait_plan", "wait_step", "wait_tenant", "wait_since", "wait_due")
 
 
-def due_expression(kind: str, sla_field: str, since, *, plan_type: str, renewal_date: str):
+def due_expression(kind: str, sla_field: str, since, *, plan_type: str, renewal_date):
     """plans.inbox.due_at in SQL: since + the plan type's SLA for this kind, brought forward to midnight (UTC)
     `due_before_renewal_days` before the account's renewal date when the plan type says so."""
 
@@ -49,12 +49,18 @@ def due_expression(kind: str, sla_field: str, since, *, plan_type: str, renewal_
         if days is None:
             return due
         # date - interval is midnight of that day; the connection's time zone is UTC (USE_TZ).
-        cutoff = ExpressionWrapper(F(renewal_date) - Value(timedelta(days=days)), output_field=DateTimeField())
+        cutoff = ExpressionWrapper(renewal_date - Value(timedelta(days=days)), output_field=DateTimeField())
         return Least(due, cutoff)  # LEAST ignores NULL: no renewal date, no cut-off
 
     return SqlCase(*(When(**{plan_type: name}, then=due_for(config.approval_sla))
                      for name, config in PLAN_TYPES.items()),
                    default=due_for(DEFAULT_APPROVAL_SLA), output_field=DateTimeField())
+
+
+def _renewal_date(account_id: str) -> Subquery:
+    """The account's renewal date, looked up by key for each wait: a join would hash every account of every
+    tenant to find a few thousand."""
+    return Subquery(Account.objects.filter(pk=OuterRef(account_id)).values("renewal_date")[:1])
 
 
 def _rows(queryset: QuerySet, *, kind, plan: str, step, tenant: str, since, due) -> QuerySet:
@@ -91,7 +97,7 @@ def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks) -> l
             kind="DRAFT_APPROVAL", plan="id", step=Value(None, output_field=CharField()), tenant="tenant_id",
             since=F("updated_at"),
             due=due_expression("DRAFT_APPROVAL", "draft_approval", F("updated_at"), plan_type="plan_type",
-                               renewal_date="account__renewal_date")))
+                               renewal_date=_renewal_date("account_id"))))
     return found
 
 
@@ -113,7 +119,7 @@ def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
             kind="STEP_APPROVAL", plan="plan_id", step=Cast("step_id", output_field=CharField()),
             tenant="plan__tenant_id", since=since,
             due=due_expression("STEP_APPROVAL", "step_approval", since, plan_type="plan__plan_type",
-                               renewal_date="plan__account__renewal_date")))
+                               renewal_date=_renewal_date("plan__account_id"))))
     return found
 
 
@@ -161,7 +167,7 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
                 if stale is not None else Value("PAUSED", output_field=CharField()))
         rows = plans.filter(waiting)
         kind_due = {kind_name: due_expression(kind_name, field, F("wait_since"), plan_type="plan_type",
-                                              renewal_date="account__renewal_date")
+                                              renewal_date=_renewal_date("account_id"))
                     for kind_name, field in (("APPROVAL_STALE", "approval_stale"), ("PAUSED", "paused"))}
         found.append(rows.annotate(wait_kind=kind, wait_plan=F("id"), wait_step=Value(None, output_field=CharField()),
                                    wait_tenant=F("tenant_id"), wait_since=since)
