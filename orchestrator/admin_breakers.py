@@ -9,7 +9,7 @@ from django.contrib.admin.helpers import ActionForm
 from orchestrator.breakers.config import GUARDED_CONNECTORS
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
 from orchestrator.breakers.services import FORCIBLE, breaker_force
-from plans.admin import ThroughServicesAdmin, ThroughServicesForm, administered_tenants
+from plans.admin import ThroughServicesAdmin, ThroughServicesForm, administered_tenants, once_a_request
 from plans.errors import DomainError
 from plans.selectors import active_memberships
 
@@ -51,7 +51,9 @@ class CircuitBreakerAdmin(ThroughServicesAdmin):
         return self.readonly_fields if obj else []
 
     def _member(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff and active_memberships(request.user).exists()
+        # Once a request: every admin page's sidebar asks for this page's permissions, three questions.
+        return request.user.is_active and request.user.is_staff and once_a_request(
+            request, "member", lambda: active_memberships(request.user).exists())
 
     def has_module_permission(self, request):
         return self._member(request)
@@ -60,7 +62,8 @@ class CircuitBreakerAdmin(ThroughServicesAdmin):
         return self._member(request)
 
     def has_add_permission(self, request):
-        return self._member(request) and administered_tenants(request.user).exists()
+        return self._member(request) and once_a_request(
+            request, "administers", lambda: administered_tenants(request.user).exists())
 
     def has_change_permission(self, request, obj=None):
         return False

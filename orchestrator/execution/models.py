@@ -95,6 +95,9 @@ class ActionIntent(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="intent_status_lease_idx"),
             # The admin's list, newest first, in the tenant's rows only.
             models.Index(fields=["tenant", "created_at", "id"], name="intent_tenant_created_idx"),
+            # The same list filtered by status, and its bounded count: the walk above would read the tenant's
+            # intents of every status to find a page of a rare one (FAILED among 100,000 SUCCEEDED).
+            models.Index(fields=["tenant", "status", "created_at", "id"], name="intent_tenant_status_idx"),
         ]
 
     def __str__(self) -> str:
