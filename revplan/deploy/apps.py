@@ -23,7 +23,11 @@ class DeployConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import worker_init
+        from django.db.backends.signals import connection_created
 
         import revplan.deploy.checks  # noqa: F401  (registers the checks)
+        from revplan.deploy.timestamps import use_fast_timestamp_loader
+
+        connection_created.connect(use_fast_timestamp_loader, dispatch_uid="revplan.deploy.fast_timestamps")
 
         worker_init.connect(warn_at_worker_start, weak=False, dispatch_uid="revplan.deploy.worker_start")
