@@ -3,8 +3,8 @@
 A read model above plans/: it joins the plans, their steps and pause layers (through plans.why, the
 one source `why` answers from) with the execution spine's intents, which say since when an attempt
 runs or when the failed one ended. A page of plans costs the same few queries whatever its size:
-plans.why's four (creation, stops, waiting events, open layers) and one for the intents, none when
-the caller already holds them.
+plans.why's (stops, waiting events, and open layers unless prefetched; not the creation entries, which
+say why a plan exists, not what holds it) and one for the intents, none when the caller already holds them.
 """
 from datetime import datetime
 from uuid import UUID
@@ -24,7 +24,7 @@ def blocked_by_for(plans: list[RevenuePlan], *, now: datetime,
     `plans` with their steps prefetched; `executions`: latest_step_executions(plans), if the caller
     has it already.
     """
-    answers = plans_why(plans, now=now)
+    answers = plans_why(plans, now=now, exists=False)
     executions = latest_step_executions(plans) if executions is None else executions
     return {plan.id: blocked_by_of(answers[plan.id], executions) for plan in plans}
 

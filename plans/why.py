@@ -83,7 +83,7 @@ class WhyAnswer:
 @dataclass(frozen=True)
 class PlanWhy:
     plan: RevenuePlan
-    exists: WhyAnswer
+    exists: WhyAnswer | None  # None when not asked for (plans_why(..., exists=False))
     stopped: WhyAnswer | None
     waiting: list[WhyAnswer]
     held: list[WhyAnswer] = field(default_factory=list)  # one per open pause layer, oldest first
@@ -151,18 +151,19 @@ def plan_why(plan: RevenuePlan, *, now: datetime) -> PlanWhy:
     return plans_why([plan], now=now)[plan.id]
 
 
-def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]:
+def plans_why(plans: list[RevenuePlan], *, now: datetime, exists: bool = True) -> dict[UUID, PlanWhy]:
     """plan_why for many plans in four queries whatever their number (steps prefetched).
 
     A refusal (gate said no to approve or resume, activation blocked) counts only when it is newer
     than the plan's last change: an edit or approval since then makes it history, still in the
-    ledger but no longer the answer.
+    ledger but no longer the answer. `exists=False`: without why each plan exists (its creation entry,
+    a query and a row a plan), for a caller that wants only what holds the plans (blocked_by).
     """
     plan_ids = [plan.id for plan in plans]
     created = {
         entry.plan_id: entry
         for entry in PlanLedgerEntry.objects.filter(plan_id__in=plan_ids, event_type=EventType.PLAN_CREATED)
-    }
+    } if exists else {}
     stop_wanted = Q()
     for status, event_type in ledger.STOP_EVENTS.items():
         stopped_ids = [plan.id for plan in plans if plan.plan_status == status]
@@ -188,7 +189,7 @@ def plans_why(plans: list[RevenuePlan], *, now: datetime) -> dict[UUID, PlanWhy]
         steps = sorted(plan.steps.all(), key=lambda step: step.sequence)
         answers[plan.id] = PlanWhy(
             plan=plan,
-            exists=_why_exists(plan, created.get(plan.id)),
+            exists=_why_exists(plan, created.get(plan.id)) if exists else None,
             stopped=_why_stopped(plan, stops.get(plan.id), held[plan.id]),
             waiting=_why_waiting(plan, steps, latest[plan.id], now=now, held=bool(held[plan.id])),
             held=[layer_answer(plan, layer) for layer in held[plan.id]],

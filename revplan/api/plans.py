@@ -19,7 +19,7 @@ from orchestrator.execution.selectors import latest_step_executions
 from plans import previews, proposals, selectors, services, why
 from plans.models import EventType, PauseLayer, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.plan_types import PLAN_TYPES
-from plans.schemas import PlanDraftInput, StepInput, plan_to_schema
+from plans.schemas import PlanDraftInput, StepInput, plan_values
 from plans.services import approvals
 from plans.services.layers import LIFTED_BY, LIFTED_BY_VERB
 from revplan.api.actions import PlanAbortReportSerializer
@@ -57,7 +57,7 @@ def plan_sources(plans) -> list[dict]:
     payloads = []
     for plan in plans:
         steps = list(plan.steps.all())
-        wire = plan_to_schema(plan, steps).model_dump()
+        wire = plan_values(plan, steps)
         # What each approval covered and what changed since, from rows already read (no query).
         wire["approval"] = approvals.plan_approval(plan, steps)
         step_approvals = {step.step_id: approvals.step_approval(step) for step in steps}

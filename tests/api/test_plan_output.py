@@ -15,7 +15,7 @@ from plans import selectors, services
 from plans.errors import PolicyRefused
 from plans.models import PauseKind, PlanStatus, PlanStep, Role, StepStatus
 from plans.proposals import renewal_defense_draft
-from plans.schemas import PlanDraftInput, StepInput
+from plans.schemas import PlanDraftInput, StepInput, plan_to_schema, plan_values
 from revplan.api.output import compiled_many
 from revplan.api.plans import plan_sources
 from revplan.api.serializers import RevenuePlanV1Serializer
@@ -181,3 +181,11 @@ def test_the_compiled_output_is_drf_s_byte_for_byte_and_drops_undeclared_keys(pa
     # then: the same bytes, so the same keys in the same order
     assert JSONRenderer().render(compiled) == drf_rendered(sources)
     assert all(list(plan) == list(RevenuePlanV1Serializer().fields) for plan in compiled)
+
+
+def test_the_plan_values_are_the_validated_schema_s(page):
+    for plan in page:
+        steps = list(plan.steps.all())
+        validated = plan_to_schema(plan, steps).model_dump()
+        assert plan_values(plan, steps) == validated
+        assert JSONRenderer().render(plan_values(plan, steps)) == JSONRenderer().render(validated)
