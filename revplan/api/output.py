@@ -8,7 +8,7 @@ is a bare str() or int() (CharField, UUIDField, IntegerField) is that called dir
 is put in the current timezone read once a call, not once a field. Anything it does not
 know stays DRF's: a field with its own get_attribute, a dotted or "*" source, a serializer with its own
 to_representation or list class. So the output is the serializer's, declared fields only, in their order
-(tests/api/test_plan_output.py compares it with DRF's byte for byte).
+(tests/api/test_output.py and test_plan_output.py compare it with DRF's byte for byte).
 
 The serializers are compiled without context: for output that depends on the instance alone.
 """
@@ -62,13 +62,26 @@ def _serializer(serializer: serializers.BaseSerializer, output_timezone, datetim
         return lambda data: [child(item) for item in (data.all() if isinstance(data, BaseManager) else data)]
     if type(serializer).to_representation is not serializers.Serializer.to_representation:
         return serializer.to_representation
-    steps = [(field.field_name, _field_step(field, output_timezone, datetime_format))
+    steps = [(field.field_name, *_field_parts(field, output_timezone, datetime_format))
              for field in serializer._readable_fields]
 
     def represent(instance) -> dict:
         out = {}
-        for name, step in steps:
-            value = step(instance)
+        # DRF's test is isinstance(Mapping), once a field; here once an object, a dict told by its type first.
+        is_mapping = type(instance) is dict or isinstance(instance, Mapping)
+        for name, attr, convert, drf_step in steps:
+            if attr is not None:
+                try:
+                    value = instance[attr] if is_mapping else getattr(instance, attr)
+                except ObjectDoesNotExist:  # before AttributeError: a missing related object is both; null to DRF
+                    out[name] = None
+                    continue
+                except (KeyError, AttributeError):
+                    value = _SKIPPED  # DRF's read decides: a default, null, skipped, or its error
+                if value is not _SKIPPED and not callable(value):  # a callable: DRF may call it
+                    out[name] = None if value is None else convert(value)
+                    continue
+            value = drf_step(instance)
             if value is not _SKIPPED:
                 out[name] = value
         return out
@@ -76,8 +89,9 @@ def _serializer(serializer: serializers.BaseSerializer, output_timezone, datetim
     return represent
 
 
-def _field_step(field: fields.Field, output_timezone, datetime_format) -> Represent:
-    """instance -> the field's output (DRF's Serializer.to_representation for one field), or _SKIPPED."""
+def _field_parts(field: fields.Field, output_timezone, datetime_format) -> tuple[str | None, Represent, Represent]:
+    """(attr, convert, drf_step) for one field: the source attribute a plain read may take (None: DRF's read
+    always), the conversion of its value, and DRF's Serializer.to_representation for the field (or _SKIPPED)."""
     if isinstance(field, serializers.BaseSerializer):
         convert = _serializer(field, output_timezone, datetime_format)
     elif (type(field) is fields.DateTimeField and not hasattr(field, "format") and not hasattr(field, "timezone")
@@ -85,25 +99,9 @@ def _field_step(field: fields.Field, output_timezone, datetime_format) -> Repres
         convert = _iso_datetime(field, output_timezone)
     else:
         convert = _plain(field) or field.to_representation
-    drf_read = field.get_attribute
-    if type(field).get_attribute is not fields.Field.get_attribute or len(field.source_attrs) != 1:
-        return functools.partial(_drf_step, drf_read, convert)
-    attr = field.source_attrs[0]
-
-    def step(instance):
-        try:
-            # DRF's test is isinstance(Mapping); a dict (every source here) is told by its type first, cheaper.
-            is_mapping = type(instance) is dict or isinstance(instance, Mapping)
-            value = instance[attr] if is_mapping else getattr(instance, attr)
-        except ObjectDoesNotExist:  # before AttributeError: a missing related object is both, and null to DRF
-            return None
-        except (KeyError, AttributeError):
-            return _drf_step(drf_read, convert, instance)  # DRF's read decides: a default, null, skipped, its error
-        if callable(value):  # DRF may call it
-            return _drf_step(drf_read, convert, instance)
-        return None if value is None else convert(value)
-
-    return step
+    plain_read = type(field).get_attribute is fields.Field.get_attribute and len(field.source_attrs) == 1
+    return (field.source_attrs[0] if plain_read else None), convert, functools.partial(
+        _drf_step, field.get_attribute, convert)
 
 
 def _drf_step(read: Represent, convert: Represent, instance):
