@@ -143,10 +143,11 @@ def index_summary(request: HttpRequest) -> dict:
     approvers always (their landing page, "nothing" included) and to anyone else who has something waiting."""
     now = timezone.now()
     entries = inbox_entries(request.user, now=now)
+    overdue = entries.overdue  # first: its query counts them all as well
     return {
         "shown": bool(entries) or selectors.active_memberships(request.user).filter(role__in=APPROVERS).exists(),
         "count": len(entries),
-        "overdue": entries.overdue,
+        "overdue": overdue,
         "rows": rows(inbox_items(request.user, now=now, entries=entries[:INDEX_ITEMS])),
         "inbox_url": reverse("admin:plans_revenueplan_inbox"),
     }

@@ -163,7 +163,7 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 class InboxEntries:
     """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
     counted and read a page at a time in SQL (plans.inbox_waits), so a page costs the same at 100 waits as at
-    10,000. A sequence: len() (one query), `overdue` (one), slices (one query each), iteration. A VIEWER's is
+    10,000. A sequence: len() (one query), `overdue` (one, with len), slices (one query each), iteration. A VIEWER's is
     empty: plans.authority gives a viewer no verb that ends a wait."""
 
     def __init__(self, user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
@@ -178,7 +178,7 @@ class InboxEntries:
 
     @cached_property
     def _count(self) -> int:
-        return inbox_waits.count(self.union, kinds=sorted(self.kinds))
+        return inbox_waits.counts(self.union, kinds=sorted(self.kinds))[0]
 
     def __len__(self) -> int:
         return self._count
@@ -188,8 +188,10 @@ class InboxEntries:
 
     @cached_property
     def overdue(self) -> int:
-        """How many are due at or before `now` (one more query)."""
-        return inbox_waits.count(self.union, kinds=sorted(self.kinds), due_by=self.now)
+        """How many are due at or before `now`: one query, which counts them all too (asked first, len() is free)."""
+        total, overdue = inbox_waits.counts(self.union, kinds=sorted(self.kinds), due_by=self.now)
+        self.__dict__.setdefault("_count", total)
+        return overdue
 
     def __getitem__(self, index):
         if not isinstance(index, slice) or index.step not in (None, 1):

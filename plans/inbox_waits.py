@@ -6,7 +6,7 @@ caller may end — plans.authority's rules as filters (plans.authority_filters),
 the pause layers a person lifts (plans.inbox.PERSON_LIFTED_LAYERS; PERSON and POLICY only when nothing else
 holds the plan) — and the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built from the
 same ApprovalSla). The kinds are one UNION ALL: one query counts it, one reads a page
-in due order (and one counts what is overdue, for the admin index).
+in due order (the count can say what is overdue too, for the admin index).
 tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
 """
 from datetime import datetime, timedelta
@@ -187,17 +187,17 @@ def union_sql(querysets: list[QuerySet]) -> tuple[str, tuple]:
     return " UNION ALL ".join(parts), tuple(params)
 
 
-def count(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | None = None) -> int:
-    """How many waits of `kinds` in `union` (union_sql's), due at or before `due_by` if given. Without `due_by`
-    PostgreSQL computes no start or due time: only which waits there are."""
+def counts(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | None = None) -> tuple[int, int | None]:
+    """How many waits of `kinds` there are in `union` (union_sql's), and with `due_by` how many of them are due
+    at or before it (else None: then PostgreSQL computes no start or due time, only which waits there are)."""
     sql, params = union
     if not sql:
-        return 0
-    due = " AND wait_due <= %s" if due_by is not None else ""
+        return 0, (0 if due_by is not None else None)
+    overdue = "count(*) FILTER (WHERE wait_due <= %s)" if due_by is not None else "NULL"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({sql}) AS waits WHERE wait_kind = ANY(%s){due}",
-                       [*params, kinds, *([due_by] if due_by is not None else [])])
-        return cursor.fetchone()[0]
+        cursor.execute(f"SELECT count(*), {overdue} FROM ({sql}) AS waits WHERE wait_kind = ANY(%s)",
+                       [*([due_by] if due_by is not None else []), *params, kinds])
+        return cursor.fetchone()
 
 
 def page(union: tuple[str, tuple], *, kinds: list[str], offset: int, limit: int) -> list[tuple]:

@@ -125,9 +125,13 @@ def test_pages_count_and_overdue_in_constant_queries(world):
         assert len(entries) == 12
         assert entries.overdue == sum(1 for entry in everything if entry.due_at <= entries.now)
         pages = [entries[start:start + 5] for start in (0, 5, 10)]
-    assert len(queries) == 5  # the count, the overdue count, a query a page
+    assert len(queries) == 5  # the count, the overdue count (asked after len), a query a page
     assert [entry for chunk in pages for entry in chunk] == everything
     assert entries[20:25] == []
+    asked_overdue_first = inbox_entries(world.approver)
+    with CaptureQueriesContext(connection) as queries:
+        assert (asked_overdue_first.overdue, len(asked_overdue_first)) == (entries.overdue, 12)
+    assert len(queries) == 1
     with pytest.raises(TypeError):
         entries[3]  # an entry is read a page at a time
 
