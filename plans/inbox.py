@@ -209,7 +209,7 @@ class InboxEntries:
         return iter(self[0:len(self)])
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)  # ~16 KB of SQL each
 def _waits_sql(user_id: int, roles: tuple[tuple[UUID, Role], ...], kinds: frozenset[InboxKind], catalogue: str
                ) -> tuple[str, tuple]:
     """The UNION of what may wait for this user in these tenants with these roles, compiled once: building and
