@@ -142,7 +142,7 @@ def _approvable_risks(role: Role) -> tuple[str, ...]:
 
 
 def liftable_layers(layers: list, *, role: Role, user_id: int, subject: Subject, risk_level: str) -> list:
-    """The open layers (PauseLayer rows, or _Layer values) this person may lift now. A resume lifts PERSON and
+    """The open layers (PauseLayer rows) this person may lift now. A resume lifts PERSON and
     POLICY layers only when nothing else holds the plan (plans.services.pauses.plan_resume refuses
     otherwise), so those count only then."""
     resume_lifts_all = all(layer.kind in LIFTED_BY_RESUME for layer in layers)
@@ -162,9 +162,10 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 
 class InboxEntries:
     """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
-    counted and read a page at a time in SQL (plans.inbox_waits), so a page costs the same at 100 waits as at
-    10,000. A sequence: len() (one query), `overdue` (one, with len), slices (one query each), iteration. A VIEWER's is
-    empty: plans.authority gives a viewer no verb that ends a wait."""
+    counted and read a page at a time in SQL (plans.inbox_waits): no wait is read into Python but the page's
+    (PostgreSQL still sorts them all by due time). A sequence: len() (one query), `overdue` (one, with len),
+    slices (one query each), iteration. A VIEWER's is empty: plans.authority gives a viewer no verb that
+    ends a wait."""
 
     def __init__(self, user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
                  now: datetime | None = None):
