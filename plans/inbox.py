@@ -11,7 +11,7 @@ In two phases, each in a constant number of queries however many items there are
                  buttons as the plan page) and the effect preview (plans.previews).
 Reads only: every verb still goes through plans.services, which checks the same rules under the lock.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cache, cached_property, lru_cache
@@ -254,13 +254,13 @@ def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
     plans = {plan.id: plan for plan in selectors.plans_for_user(user).select_related("owner")
              .filter(id__in={entry.plan_id for entry in entries})}
     answers = why.plans_why(list(plans.values()), now=now)
-    shown = {entry: _previewed_steps(entry, plans[entry.plan_id]) for entry in entries if entry.plan_id in plans}
+    entries = [_with_failed_step(entry, plans[entry.plan_id], user) for entry in entries if entry.plan_id in plans]
+    shown = {entry: _previewed_steps(entry, plans[entry.plan_id]) for entry in entries}
     previews = previews_for({step.step_id: step for steps in shown.values() for step in steps}.values())
     items = []
     for entry, steps in shown.items():
         plan = plans[entry.plan_id]
-        step_id = entry.step_id or _paused_step_id(entry, plan, user)
-        step = next((step for step in plan.steps.all() if step.step_id == step_id), None)
+        step = next((step for step in plan.steps.all() if step.step_id == entry.step_id), None)
         items.append(InboxItem(
             kind=entry.kind, plan=plan, step=step, role=entry.role, waiting_since=entry.waiting_since,
             due_at=entry.due_at, now=now, waiting_for=_waiting_for(entry, plan, step, answers[plan.id], user),
@@ -272,11 +272,13 @@ def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
     return items
 
 
-def _paused_step_id(entry: InboxEntry, plan: RevenuePlan, user) -> UUID | None:
-    """A paused plan's failed step, when the layers the person may lift include its RETRY_LIMIT (to retry or skip)."""
-    if entry.kind not in (InboxKind.APPROVAL_STALE, InboxKind.PAUSED):
-        return None
-    return _failed_step_id(_liftable_on(plan, _open_layers(plan), role=entry.role, user_id=user.pk))
+def _with_failed_step(entry: InboxEntry, plan: RevenuePlan, user) -> InboxEntry:
+    """A paused plan's entry with its failed step, when the layers the person may lift include the step's
+    RETRY_LIMIT (to retry or skip it): the step comes from the plan's layers, read with the page."""
+    if entry.kind not in (InboxKind.APPROVAL_STALE, InboxKind.PAUSED) or entry.step_id is not None:
+        return entry
+    step_id = _failed_step_id(_liftable_on(plan, _open_layers(plan), role=entry.role, user_id=user.pk))
+    return replace(entry, step_id=step_id) if step_id else entry
 
 
 def _previewed_steps(entry: InboxEntry, plan: RevenuePlan) -> list[PlanStep]:

@@ -122,6 +122,8 @@ def test_a_failed_step_waits_for_its_retry_or_skip(world):
 
     assert (item.kind, item.step.step_id) == (InboxKind.PAUSED, escalation.step_id)
     assert item.verbs == ("skip_step", "retry_step", "abort")  # optional, so it may be skipped too
+    # What a retry would send: the failed step's preview, not the plan's.
+    assert [preview["step_id"] for preview in item.previews] == [escalation.step_id]
 
 
 def test_a_resume_is_offered_only_when_nothing_else_holds_the_plan(world):
