@@ -15,6 +15,7 @@ from plans.errors import NotFound
 from plans.inbox import InboxKind, inbox_entries, inbox_items
 from plans.models import PlanStatus, RevenuePlan, RiskLevel, StepStatus
 from revplan.api.common import ApiPagination, errors
+from revplan.api.output import compiled_many
 from revplan.api.serializers import StepPreviewSerializer
 
 VERBS = ("approve", "reapprove", "resume", "approve_step", "skip_step", "retry_step", "transfer_account", "abort")
@@ -73,6 +74,10 @@ class InboxItemSerializer(serializers.Serializer):
         "step's."))
 
 
+# InboxItemSerializer's output, compiled once (revplan.api.output): the same JSON at a fraction of DRF's cost.
+inbox_output = compiled_many(InboxItemSerializer)
+
+
 class InboxQuerySerializer(serializers.Serializer):
     kind = serializers.MultipleChoiceField(choices=[(kind.value, kind.value) for kind in InboxKind], required=False)
     tenant = serializers.UUIDField(required=False)
@@ -106,7 +111,7 @@ class InboxView(GenericAPIView):
         kinds = frozenset(InboxKind(kind) for kind in query.validated_data.get("kind", ())) or None
         entries = self.paginate_queryset(inbox_entries(request.user, kinds=kinds, tenant_id=tenant_id))
         items = inbox_items(request.user, now=timezone.now(), entries=list(entries))
-        return self.get_paginated_response(InboxItemSerializer(items, many=True).data)
+        return self.get_paginated_response(inbox_output(items))
 
 
 def _own_tenant(user, tenant_id: UUID | None) -> UUID | None:

@@ -5,9 +5,12 @@ from datetime import timedelta
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
+from plans.inbox import inbox_items
 from plans.models import PauseKind, PauseLayer, PlanStatus, StepStatus
+from revplan.api.inbox import InboxItemSerializer, inbox_output
 from tests.api.helpers import assert_error, client_for
 from tests.factories import AccountFactory, make_plan
 
@@ -136,3 +139,28 @@ def test_the_same_number_of_queries_for_1_and_20_items_of_each_kind(world):
 
     assert [count for count, _ in counts] == [3, 60]
     assert counts[0][1] == counts[1][1], counts
+
+
+def test_the_page_is_exactly_what_the_serializer_writes(world):
+    """The compiled output (revplan.api.output) against DRF's own pass, on every kind of item: a DRAFT with
+    previews, a waiting step, a person's pause, a failed step's retry, a stale approval."""
+    make_plan(account=world.account, updated_at=timezone.now() - timedelta(hours=3))
+    waiting_step_plan(world)
+    paused_by_a_person(world)
+    failed = make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller), status=PlanStatus.PAUSED,
+                       paused_at=timezone.now(), action_types=("PREP_RENEWAL_BRIEF", "ESCALATE_SUPPORT_RISK"))
+    step = failed.steps.get(action_type="ESCALATE_SUPPORT_RISK")
+    type(step).objects.filter(pk=step.pk).update(status=StepStatus.FAILED, attempts=3)
+    for plan, kind, scope in ((failed, PauseKind.RETRY_LIMIT, str(step.step_id)),
+                              (paused_by_a_person(world), PauseKind.APPROVAL_STALE, "")):
+        PauseLayer.objects.create(plan=plan, kind=kind, scope=scope, reason_code=kind, explanation="For a test.",
+                                  set_by="system:tests", set_at=timezone.now())
+    items = inbox_items(world.admin, now=timezone.now())
+    assert {item.kind for item in items} == {"DRAFT_APPROVAL", "STEP_APPROVAL", "PAUSED", "APPROVAL_STALE"}
+    assert any(item.step is not None and item.kind == "PAUSED" for item in items)
+
+    assert JSONRenderer().render(inbox_output(items)) == JSONRenderer().render(
+        InboxItemSerializer(items, many=True).data)
+    response = client_for(world.admin).get(INBOX)
+    assert response.status_code == 200
+    assert [set(item) for item in response.json()["results"]] == [ITEM_FIELDS] * len(items)
