@@ -9,7 +9,6 @@ The plans' list gets its "blocked by" column here: the read model joins intents,
 """
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -35,6 +34,7 @@ from orchestrator.execution.models import (
     InternalRecord,
 )
 from plans.admin import (
+    FastLinksChangeList,
     ReadOnlyAdmin,
     RevenuePlanAdmin,
     ThroughServicesAdmin,
@@ -362,7 +362,7 @@ class AutonomyUsageAdmin(ReadOnlyAdmin):
 # --- the plans' list with what blocks each ----------------------------------------------------------
 
 
-class BlockedByChangeList(ChangeList):
+class BlockedByChangeList(FastLinksChangeList):
     """Computes blocked_by for the page's plans at once (orchestrator.blocked_by: a few queries a page)."""
 
     def get_results(self, request):

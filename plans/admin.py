@@ -22,6 +22,7 @@ from django.utils.html import format_html_join
 
 from plans import admin_views, console, previews, services, why
 from plans.admin_base import (  # noqa: F401 (re-exported: the other apps' admins build on these)
+    FastLinksChangeList,
     ReadOnlyAdmin,
     TenantListFilter,
     TenantScopedAdmin,

@@ -2,10 +2,17 @@
 read-only pages, and settings forms whose save goes through a service. plans.admin and orchestrator.admin build on
 these; the scoping and write rules are described in plans.admin.
 """
+from functools import cached_property
+from urllib.parse import quote as url_quote
+
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
+from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.translation import gettext as _
 
 from plans import services
@@ -80,6 +87,25 @@ def known_values_filter(field_name: str, values, *, title: str | None = None) ->
     return KnownValuesFilter
 
 
+class FastLinksChangeList(ChangeList):
+    """A list whose row links cost one reverse() a page, not one a row (a 100-row page: 100 URL resolutions)."""
+
+    _PLACEHOLDER = "revplan-row-id"  # unreserved characters only: reverse() leaves it as it is
+
+    @cached_property
+    def _change_url_around_id(self) -> tuple[str, str]:
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=(self._PLACEHOLDER,),
+                      current_app=self.model_admin.admin_site.name)
+        before, _placeholder, after = url.partition(self._PLACEHOLDER)
+        return before, after
+
+    def url_for_result(self, result):
+        # Django's URL: the admin-quoted id, then quoted as reverse() quotes the URL it builds.
+        before, after = self._change_url_around_id
+        row_id = url_quote(str(quote(getattr(result, self.pk_attname))), safe=RFC3986_SUBDELIMS + "/~:@")
+        return f"{before}{row_id}{after}"
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Rows, foreign-key choices and the tenant filter of the user's tenants only.
 
@@ -99,6 +125,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
         # PostgreSQL walks one in order only for a tenant id it knows (selectors.visible_tenant_id_list).
         tenant_ids = once_a_request(request, "tenant_ids", lambda: visible_tenant_id_list(request.user))
         return super().get_queryset(request).filter(**{f"{self.tenant_path}__in": tenant_ids})
+
+    def get_changelist(self, request, **kwargs):
+        return FastLinksChangeList
 
     def action_checkbox(self, obj):
         # The same markup as Django's, without rendering a widget template per row: that was a third of a
