@@ -5,7 +5,8 @@ Python at 100,000 plans. The rules are not restated here: plans.authority.denial
 through four facts relative to the caller (Subject: do they own the account, own the plan, did they create
 it, did they edit it since its approval), so asking it about each of the 16 combinations gives its whole
 truth table for (verb, role), and the filter is that table over the four facts' columns.
-tests/plans/test_authority_filters.py checks the filter against denial on real rows.
+tests/plans/test_inbox_waits.py checks the filter against denial on real rows, and that denial reads nothing
+else of a subject (no rule compares two of its fields with each other).
 """
 from functools import cache
 from itertools import product

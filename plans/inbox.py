@@ -248,12 +248,13 @@ def inbox_items(user, *, now: datetime, entries: list[InboxEntry] | None = None,
     """`entries` (one page of inbox_entries; all of them when None) in full, in the same order, in a
     constant number of queries. An entry whose plan has gone from the user's sight since is left out."""
     if entries is None:
-        entries = inbox_entries(user, kinds=kinds, tenant_id=tenant_id)
+        entries = list(inbox_entries(user, kinds=kinds, tenant_id=tenant_id))
     if not entries:
         return []
     plans = {plan.id: plan for plan in selectors.plans_for_user(user).select_related("owner")
              .filter(id__in={entry.plan_id for entry in entries})}
-    answers = why.plans_why(list(plans.values()), now=now)
+    # What holds each plan, not why it exists: the creation entries are not read.
+    answers = why.plans_why(list(plans.values()), now=now, exists=False)
     entries = [_with_failed_step(entry, plans[entry.plan_id], user) for entry in entries if entry.plan_id in plans]
     shown = {entry: _previewed_steps(entry, plans[entry.plan_id]) for entry in entries}
     previews = previews_for({step.step_id: step for steps in shown.values() for step in steps}.values())

@@ -31,7 +31,17 @@ from django.db.models.functions import Cast, Coalesce, Least
 
 from plans.authority import Verb
 from plans.authority_filters import allowed_plans
-from plans.models import Account, EventType, PauseKind, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role
+from plans.models import (
+    Account,
+    EventType,
+    PauseKind,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    Role,
+    StepStatus,
+)
 from plans.plan_types import DEFAULT_APPROVAL_SLA, PLAN_TYPES, ApprovalSla
 from plans.services.layers import LIFTED_BY_RESUME
 
@@ -114,7 +124,7 @@ def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
         if may is None:
             continue
         found.append(_rows(
-            PlanStep.objects.filter(may, plan__tenant_id__in=tenant_ids, status="PENDING_APPROVAL",
+            PlanStep.objects.filter(may, plan__tenant_id__in=tenant_ids, status=StepStatus.PENDING_APPROVAL,
                                     plan__plan_status=PlanStatus.ACTIVE),
             kind="STEP_APPROVAL", plan="plan_id", step=Cast("step_id", output_field=CharField()),
             tenant="plan__tenant_id", since=since,

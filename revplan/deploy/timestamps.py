@@ -6,7 +6,7 @@ never a subclass: each value goes through a regular expression in Python, ~6 µs
 50 plans, 2,300 on an inbox page (15% of its time). Where the connection's time zone is UTC (as Django sets
 it with USE_TZ and TIME_ZONE "UTC"), PostgreSQL writes ISO 8601 that datetime.fromisoformat parses in C
 (~0.3 µs) into the same aware datetime Django's loader returns; anything else (infinity, a BC date) goes to
-Django's own parsing. tests/deploy/test_timestamps.py compares the two.
+Django's own parsing. tests/test_timestamps.py compares the two.
 """
 from datetime import UTC, datetime
 

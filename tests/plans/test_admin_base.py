@@ -3,8 +3,10 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import result_list
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.models import Permission
 from django.template.loader import render_to_string
 
+from plans import ledger
 from plans.admin_base import FastLinksChangeList
 from plans.models import RevenuePlan
 from tests.factories import AccountFactory, make_plan
@@ -55,3 +57,25 @@ def test_a_lists_rows_render_as_djangos_template_renders_them(world, rf, templat
     assert djangos.count('class="action-select"') == 2
     # when / then: the apps' results template writes what Django's own does (the row loop is a join there)
     assert render_to_string(template, context).strip() == djangos.strip()
+
+
+SCRIPT = '"><script>alert(1)</script>'
+
+
+def test_the_lists_escape_what_people_and_systems_wrote(world, client):
+    """Through real requests: a name, an objective, a creator and a ledger entry holding markup come out escaped
+    on every list that shows them (the rows are written without Django's per-cell loop)."""
+    account = AccountFactory(tenant=world.tenant, name=f"Acme {SCRIPT}")
+    plan = make_plan(account=account, objective=f"Win {SCRIPT}", created_by=f"system:{SCRIPT}")
+    ledger.step_skipped(plan, step_id=plan.steps.first().step_id, actor=f"user:{SCRIPT}", reason=f"Because {SCRIPT}")
+    world.admin.is_staff = True
+    world.admin.save(update_fields=["is_staff"])
+    world.admin.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label__in=["plans", "orchestrator"], codename__startswith="view_"))
+    client.force_login(world.admin)
+    for url in ("/admin/plans/revenueplan/", "/admin/plans/account/", "/admin/plans/planledgerentry/",
+                "/admin/plans/revenueplan/open/", "/admin/plans/revenueplan/inbox/", "/admin/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"<script>alert(1)</script>" not in response.content, url
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/admin/plans/revenueplan/").content

@@ -1,17 +1,19 @@
 """The inbox's first phase in SQL (plans.inbox_waits, plans.authority_filters) held to the Python rules it
 stands for: plans.authority.denial, plans.inbox.liftable_layers and plans.inbox.due_at — on real rows."""
+import dataclasses
 from datetime import date, timedelta
-from itertools import combinations
+from itertools import combinations, product
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from plans.authority import Verb, denial
+from plans.authority import Subject, Verb, denial
 from plans.authority_filters import allowed_plans
 from plans.inbox import InboxKind, _approvable_risks, due_at, inbox_entries, liftable_layers
-from plans.models import PauseKind, PauseLayer, PlanStatus, RevenuePlan, Role, StepStatus
+from plans.models import Membership, PauseKind, PauseLayer, PlanStatus, RevenuePlan, Role, StepStatus
+from plans.plan_types import RENEWAL_DEFENSE, catalogue_with
 from plans.services.common import plan_subject
 from tests.factories import AccountFactory, MembershipFactory, UserFactory, make_plan
 
@@ -46,6 +48,52 @@ def test_the_filter_allows_exactly_what_denial_allows(world, facts_plans, verb, 
         expected = {plan.id for plan in facts_plans
                     if denial(verb, role=role, user_id=user.pk, subject=plan_subject(plan)) is None}
         assert found == expected, (verb, role, user)
+
+
+def test_denial_reads_a_subject_only_relative_to_the_caller():
+    """The truth table holds only if no rule compares two of a subject's fields with each other or with a
+    particular user: for subjects whose other people are different users, denial says what it says for the
+    four facts alone."""
+    me, others = 1, (2, 3, None)
+    for verb in Verb:
+        for role in Role:
+            for account_owner, plan_owner in product((me, *others), repeat=2):
+                for created_by in ("user:1", "user:2", "user:3", "system:tests"):
+                    for editors in (frozenset(), frozenset({1}), frozenset({2}), frozenset({1, 3})):
+                        subject = Subject(account_owner_id=account_owner, plan_owner_id=plan_owner,
+                                          plan_created_by=created_by, plan_editors=editors)
+                        facts = Subject(account_owner_id=me if account_owner == me else 2,
+                                        plan_owner_id=me if plan_owner == me else 2,
+                                        plan_created_by="user:1" if created_by == "user:1" else "user:2",
+                                        plan_editors=frozenset({1}) if me in editors else frozenset())
+                        assert ((denial(verb, role=role, user_id=me, subject=subject) is None)
+                                == (denial(verb, role=role, user_id=me, subject=facts) is None)), (verb, role, subject)
+
+
+def test_a_changed_role_membership_or_sla_is_seen_at_once(world):
+    """The compiled UNION is keyed by what it depends on: a role, a membership or a plan type's SLA that
+    changes gives the new answer on the next call."""
+    draft = make_plan(account=world.account, updated_at=timezone.now() - timedelta(hours=1))
+    membership = Membership.objects.get(user=world.approver, tenant=world.tenant)
+    assert [entry.plan_id for entry in inbox_entries(world.approver)] == [draft.id]
+
+    membership.role = Role.VIEWER
+    membership.save(update_fields=["role"])
+    assert list(inbox_entries(world.approver)) == []
+    membership.role, membership.is_active = Role.PLAN_APPROVER, False
+    membership.save(update_fields=["role", "is_active"])
+    assert list(inbox_entries(world.approver)) == []
+    membership.is_active = True
+    membership.save(update_fields=["is_active"])
+    [entry] = inbox_entries(world.approver)
+
+    hurried = dataclasses.replace(RENEWAL_DEFENSE.approval_sla, draft_approval=timedelta(minutes=5))
+    with catalogue_with(dataclasses.replace(RENEWAL_DEFENSE, version=RENEWAL_DEFENSE.version + 1,
+                                            approval_sla=hurried)):
+        [hurried_entry] = inbox_entries(world.approver)
+        assert hurried_entry.due_at == entry.waiting_since + timedelta(minutes=5)
+    [after] = inbox_entries(world.approver)
+    assert after.due_at == entry.due_at
 
 
 def paused(account, kinds, *, minutes_ago=(), **fields):
