@@ -98,7 +98,11 @@ def inbox(model_admin, request: HttpRequest) -> HttpResponse:
         approve_steps(request, request.POST.getlist("step"))
         return redirect(reverse("admin:plans_revenueplan_inbox"))
     now = timezone.now()
-    page = Paginator(inbox_entries(request.user), ITEMS_PER_PAGE).get_page(request.GET.get("p"))
+    number = request.GET.get("p", "1")
+    # The page asked for is read with the count (a page past the end, or no number, is counted on its own).
+    window = ((int(number) - 1) * ITEMS_PER_PAGE, ITEMS_PER_PAGE) if number.isdigit() and 0 < int(number) < 10**6 \
+        else None
+    page = Paginator(inbox_entries(request.user, window=window), ITEMS_PER_PAGE).get_page(number)
     page_rows = rows(inbox_items(request.user, now=now, entries=list(page.object_list)))
     context = {
         **model_admin.admin_site.each_context(request),
@@ -142,12 +146,11 @@ def index_summary(request: HttpRequest) -> dict:
     """The index's "Needs your input" box: how many, how many overdue, the most urgent few. Shown to the
     approvers always (their landing page, "nothing" included) and to anyone else who has something waiting."""
     now = timezone.now()
-    entries = inbox_entries(request.user, now=now)
-    overdue = entries.overdue  # first: its query counts them all as well
+    entries = inbox_entries(request.user, now=now, window=(0, INDEX_ITEMS))  # the few and the counts: one query
     return {
         "shown": bool(entries) or selectors.active_memberships(request.user).filter(role__in=APPROVERS).exists(),
         "count": len(entries),
-        "overdue": overdue,
+        "overdue": entries.overdue,
         "rows": rows(inbox_items(request.user, now=now, entries=entries[:INDEX_ITEMS])),
         "inbox_url": reverse("admin:plans_revenueplan_inbox"),
     }

@@ -14,7 +14,7 @@ Reads only: every verb still goes through plans.services, which checks the same 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import cache, cached_property, lru_cache
+from functools import cache, lru_cache
 from uuid import UUID
 
 from django.utils import timezone
@@ -163,36 +163,52 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 class InboxEntries:
     """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
     counted and read a page at a time in SQL (plans.inbox_waits): no wait is read into Python but the page's
-    (PostgreSQL still sorts them all by due time). A sequence: len() (one query), `overdue` (one, with len),
-    slices (one query each), iteration. A VIEWER's is empty: plans.authority gives a viewer no verb that
-    ends a wait."""
+    (PostgreSQL still sorts them all by due time). A sequence: len(), `overdue`, slices (a query a page),
+    iteration. `window`, the (offset, limit) the caller will read, is read with the counts: a page and its
+    counts in one query. A VIEWER's is empty: plans.authority gives a viewer no verb that ends a wait."""
 
     def __init__(self, user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
-                 now: datetime | None = None):
+                 now: datetime | None = None, window: tuple[int, int] | None = None):
         self.kinds = frozenset(InboxKind) if kinds is None else kinds
         self.now = now or timezone.now()
+        self.window = window
         self.roles = {membership.tenant_id: Role(membership.role)
                       for membership in selectors.active_memberships(user)
                       if tenant_id is None or membership.tenant_id == tenant_id}
         catalogue = repr(sorted((name, config.approval_sla) for name, config in PLAN_TYPES.items()))
         self.union = _waits_sql(user.pk, tuple(sorted(self.roles.items())), self.kinds, catalogue)
+        self._pages: dict[tuple[int, int], list[InboxEntry]] = {}
+        self._counts: tuple[int, int] | None = None
 
-    @cached_property
-    def _count(self) -> int:
-        return inbox_waits.counts(self.union, kinds=sorted(self.kinds))[0]
+    def _page(self, offset: int, limit: int) -> list[InboxEntry]:
+        if (offset, limit) not in self._pages:
+            rows, total, overdue = inbox_waits.page(self.union, kinds=sorted(self.kinds), offset=offset,
+                                                    limit=limit, due_by=self.now)
+            if total is not None and self._counts is None:
+                self._counts = (total, overdue)
+            self._pages[(offset, limit)] = [
+                InboxEntry(InboxKind(kind), plan_id, UUID(step_id) if step_id else None, self.roles[tenant_id],
+                           since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
+        return self._pages[(offset, limit)]
+
+    def _counted(self) -> tuple[int, int]:
+        """(all, overdue): with the window's page if there is one (a page past the end counts on its own)."""
+        if self._counts is None and self.window is not None:
+            self._page(*self.window)
+        if self._counts is None:
+            self._counts = inbox_waits.counts(self.union, kinds=sorted(self.kinds), due_by=self.now)
+        return self._counts
 
     def __len__(self) -> int:
-        return self._count
+        return self._counted()[0]
 
     def count(self) -> int:
         return len(self)
 
-    @cached_property
+    @property
     def overdue(self) -> int:
-        """How many are due at or before `now`: one query, which counts them all too (asked first, len() is free)."""
-        total, overdue = inbox_waits.counts(self.union, kinds=sorted(self.kinds), due_by=self.now)
-        self.__dict__.setdefault("_count", total)
-        return overdue
+        """How many are due at or before `now`."""
+        return self._counted()[1]
 
     def __getitem__(self, index):
         if not isinstance(index, slice) or index.step not in (None, 1):
@@ -202,9 +218,9 @@ class InboxEntries:
             start, stop, _ = index.indices(len(self))
         else:
             stop = index.stop
-        rows = inbox_waits.page(self.union, kinds=sorted(self.kinds), offset=start, limit=stop - start)
-        return [InboxEntry(InboxKind(kind), plan_id, UUID(step_id) if step_id else None, self.roles[tenant_id],
-                           since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
+        if self.window is not None and start == self.window[0] and stop - start <= self.window[1]:
+            return self._page(*self.window)[:stop - start]  # the last page is asked for as far as the count
+        return self._page(start, stop - start)
 
     def __iter__(self):
         return iter(self[0:len(self)])
@@ -230,8 +246,8 @@ def _waits_sql(user_id: int, roles: tuple[tuple[UUID, Role], ...], kinds: frozen
 
 
 def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,
-                  now: datetime | None = None) -> InboxEntries:
-    return InboxEntries(user, kinds=kinds, tenant_id=tenant_id, now=now)
+                  now: datetime | None = None, window: tuple[int, int] | None = None) -> InboxEntries:
+    return InboxEntries(user, kinds=kinds, tenant_id=tenant_id, now=now, window=window)
 
 
 def _failed_step_id(layers: list) -> UUID | None:

@@ -210,13 +210,20 @@ def counts(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | Non
         return cursor.fetchone()
 
 
-def page(union: tuple[str, tuple], *, kinds: list[str], offset: int, limit: int) -> list[tuple]:
-    """Rows `offset` to `offset + limit` of `kinds` in `union` in due order (then since, plan, step: stable)."""
+def page(union: tuple[str, tuple], *, kinds: list[str], offset: int, limit: int, due_by: datetime
+         ) -> tuple[list[tuple], int | None, int | None]:
+    """Rows `offset` to `offset + limit` of `kinds` in `union` in due order (then since, plan, step: stable),
+    with how many waits there are in all and how many are due by `due_by`: the counts come with the rows, in
+    the one pass PostgreSQL makes to sort them (None, None when the page is past the end)."""
     sql, params = union
     if not sql or limit <= 0:
-        return []
+        return [], (0 if not sql else None), (0 if not sql else None)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM ({sql}) AS waits WHERE wait_kind = ANY(%s) "
+        cursor.execute(f"SELECT {', '.join(COLUMNS)}, count(*) OVER (), count(*) FILTER (WHERE wait_due <= %s) OVER () "
+                       f"FROM ({sql}) AS waits WHERE wait_kind = ANY(%s) "
                        "ORDER BY wait_due, wait_since, wait_plan, wait_step NULLS FIRST LIMIT %s OFFSET %s",
-                       [*params, kinds, limit, offset])
-        return cursor.fetchall()
+                       [due_by, *params, kinds, limit, offset])
+        rows = cursor.fetchall()
+    if not rows:
+        return [], (0 if offset == 0 else None), (0 if offset == 0 else None)
+    return [row[:-2] for row in rows], rows[0][-2], rows[0][-1]

@@ -109,7 +109,10 @@ class InboxView(GenericAPIView):
         query.is_valid(raise_exception=True)
         tenant_id = _own_tenant(request.user, query.validated_data.get("tenant"))
         kinds = frozenset(InboxKind(kind) for kind in query.validated_data.get("kind", ())) or None
-        entries = self.paginate_queryset(inbox_entries(request.user, kinds=kinds, tenant_id=tenant_id))
+        # The page asked for is read with the count: one pass over what waits, not two.
+        waits = inbox_entries(request.user, kinds=kinds, tenant_id=tenant_id,
+                              window=self.paginator.requested_window(request))
+        entries = self.paginate_queryset(waits)
         items = inbox_items(request.user, now=timezone.now(), entries=list(entries))
         return self.get_paginated_response(inbox_output(items))
 

@@ -43,6 +43,16 @@ class ApiPagination(PageNumberPagination):
         # A number past the last page (0 included) is a 404, as before; a page that is no number is a 400.
         return _positive_int(raw, self.page_query_param)
 
+    def requested_window(self, request) -> tuple[int, int] | None:
+        """(offset, limit) of the page `request` asks for, for a list that reads a page with its count; None
+        when it names none (`last`, or a value the paging refuses: paginate_queryset answers that)."""
+        try:
+            number = _positive_int(request.query_params.get(self.page_query_param, "1"), self.page_query_param)
+            size = self.get_page_size(request)
+        except ValidationError:
+            return None
+        return ((number - 1) * size, size) if number >= 1 else None
+
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return super().paginate_queryset(queryset, request, view)

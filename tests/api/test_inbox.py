@@ -164,3 +164,23 @@ def test_the_page_is_exactly_what_the_serializer_writes(world):
     response = client_for(world.admin).get(INBOX)
     assert response.status_code == 200
     assert [set(item) for item in response.json()["results"]] == [ITEM_FIELDS] * len(items)
+
+
+def test_pages_of_the_inbox_read_with_their_count(world):
+    """Each page is read with the count (revplan.api.pagination.requested_window); the paging's answers stay
+    the lists': the last page, a page past the end (404), a page or size that is no number (400)."""
+    for hours in (1, 2, 3):
+        make_plan(account=world.account, updated_at=timezone.now() - timedelta(hours=hours))
+    client = client_for(world.approver)
+    first, second = (client.get(INBOX, {"page_size": 2, "page": page}).json() for page in (1, 2))
+    assert (first["count"], len(first["results"]), second["count"], len(second["results"])) == (3, 2, 3, 1)
+    assert first["next"]
+    assert not second["next"]
+    assert client.get(INBOX, {"page_size": 2, "page": "last"}).json()["results"] == second["results"]
+    assert client.get(INBOX, {"page_size": 2, "page": 3}).status_code == 404
+    for bad in ({"page": "false"}, {"page_size": "0"}, {"page": "-1"}):
+        assert_error(client.get(INBOX, bad), 400, "VALIDATION_ERROR")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(INBOX, {"page_size": 2, "page": 2}).status_code == 200
+    waits_queries = [query for query in queries.captured_queries if "wait_kind" in query["sql"]]
+    assert len(waits_queries) == 1  # the page and its count in one

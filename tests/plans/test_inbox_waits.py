@@ -168,20 +168,27 @@ def test_pages_count_and_overdue_in_constant_queries(world):
     for index in range(12):
         make_plan(account=world.account, updated_at=timezone.now() - timedelta(hours=index * 5))
     everything = list(inbox_entries(world.approver))
+    overdue = sum(1 for entry in everything if entry.due_at <= timezone.now())
     entries = inbox_entries(world.approver)
     with CaptureQueriesContext(connection) as queries:
-        assert len(entries) == 12
-        assert entries.overdue == sum(1 for entry in everything if entry.due_at <= entries.now)
+        assert (len(entries), entries.overdue) == (12, overdue)
         pages = [entries[start:start + 5] for start in (0, 5, 10)]
-    assert len(queries) == 5  # the count, the overdue count (asked after len), a query a page
+    assert len(queries) == 4  # the counts, a query a page
     assert [entry for chunk in pages for entry in chunk] == everything
     assert entries[20:25] == []
-    asked_overdue_first = inbox_entries(world.approver)
-    with CaptureQueriesContext(connection) as queries:
-        assert (asked_overdue_first.overdue, len(asked_overdue_first)) == (entries.overdue, 12)
-    assert len(queries) == 1
     with pytest.raises(TypeError):
         entries[3]  # an entry is read a page at a time
+
+    # The page a list will show, read with the counts: one query for all three.
+    for window, expected in (((0, 5), everything[:5]), ((10, 5), everything[10:]), ((5, 5), everything[5:10])):
+        windowed = inbox_entries(world.approver, window=window)
+        with CaptureQueriesContext(connection) as queries:
+            assert (len(windowed), windowed.overdue) == (12, overdue)
+            # as Django's Paginator asks for the last page: only as far as the count
+            assert windowed[window[0]:min(window[0] + window[1], 12)] == expected
+        assert len(queries) == 1, window
+    past_the_end = inbox_entries(world.approver, window=(50, 5))
+    assert (len(past_the_end), past_the_end[50:55]) == (12, [])
 
 
 def test_approval_risks_match_the_gate():
