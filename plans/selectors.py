@@ -171,6 +171,19 @@ def open_layers_prefetch() -> Prefetch:
                     to_attr=OPEN_LAYERS)
 
 
+def release_page(plans) -> None:
+    """Cut the links between a page's plans and what was read with them (a step's plan, a plan's steps and open
+    layers) once the page is written, so reference counting frees them at once. Left as cycles, a page of 50
+    plans (~2,500 objects) waited for the garbage collector's full pass: ~35 ms every ten or so requests, the
+    lists' p95. The plans still work afterwards; a relation asked for again is read again."""
+    for plan in plans:
+        for related in (*getattr(plan, "_prefetched_objects_cache", {}).values(), getattr(plan, OPEN_LAYERS, ())):
+            for row in related:
+                row._state.fields_cache.clear()
+        plan._prefetched_objects_cache = {}
+        plan.__dict__.pop(OPEN_LAYERS, None)
+
+
 def plans_for_user(user) -> QuerySet[RevenuePlan]:
     """The caller's tenants' plans, newest first, with their account (its renewal date is one of an
     approval's facts), their steps and their open pause layers (one extra query a page each)."""

@@ -114,7 +114,9 @@ class InboxView(GenericAPIView):
                               window=self.paginator.requested_window(request))
         entries = self.paginate_queryset(waits)
         items = inbox_items(request.user, now=timezone.now(), entries=list(entries))
-        return self.get_paginated_response(inbox_output(items))
+        page = inbox_output(items)
+        selectors.release_page([item.plan for item in items])
+        return self.get_paginated_response(page)
 
 
 def _own_tenant(user, tenant_id: UUID | None) -> UUID | None:
