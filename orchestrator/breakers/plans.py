@@ -62,6 +62,11 @@ def hold_plan(*, plan_id: UUID, stopped: BreakerOpen, intent_id: UUID | None = N
         )
 
 
+# Plans lifted at once when a breaker closes (a tenant admin's close, each sweep): an outage may have held
+# thousands, each lifted in its own transaction; the next sweep goes on with the rest.
+LIFT_BATCH = 500
+
+
 def held_plan_ids(tenant_id: UUID, connector: str, *, limit: int | None = None,
                   only_breaker: bool = False) -> list[UUID]:
     """The plans the breaker holds, longest-held first. `only_breaker`: those nothing else holds (a probe

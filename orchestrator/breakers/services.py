@@ -137,7 +137,8 @@ def _probe_reported(tenant_id: UUID, connector: str, config: BreakerConfig, *, h
 def breaker_force(*, tenant_id: UUID, connector: str, state: str, user, reason: str,
                   now: datetime | None = None) -> CircuitBreaker:
     """Force the breaker OPEN (nothing is sent until a person closes it: no cool-down, no probe) or
-    CLOSED (the window forgotten, the plans it held run on now). TENANT_ADMIN; ledgered BREAKER_FORCED."""
+    CLOSED (the window forgotten, the plans it held run on: the first LIFT_BATCH now, the sweep the rest).
+    TENANT_ADMIN; ledgered BREAKER_FORCED."""
     if connector not in GUARDED_CONNECTORS:
         raise ValidationFailed("VALIDATION_ERROR", f"No circuit breaker guards {connector!r}: only "
                                                    f"{', '.join(GUARDED_CONNECTORS)}.")
@@ -159,8 +160,10 @@ def breaker_force(*, tenant_id: UUID, connector: str, state: str, user, reason: 
         breaker = CircuitBreaker.objects.get(tenant_id=tenant_id, connector=connector)
     window.set_probe(tenant_id, connector, "")
     if not opening:
-        from orchestrator.breakers.plans import lift_held  # plans.py imports this module
+        from orchestrator.breakers import plans as held  # plans.py imports this module
 
         window.clear_window(tenant_id, connector, config_for(connector), now=now.timestamp())
-        lift_held(tenant_id, connector, why=f"the {connector} circuit breaker was closed by {user.get_username()}")
+        # The first batch now; the breakers' sweep lifts the rest (a request must not lift thousands).
+        held.lift_held(tenant_id, connector, limit=held.LIFT_BATCH,
+                       why=f"the {connector} circuit breaker was closed by {user.get_username()}")
     return breaker

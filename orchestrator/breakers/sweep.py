@@ -10,14 +10,11 @@ from django.utils import timezone
 
 from orchestrator.breakers import machine, window
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
-from orchestrator.breakers.plans import held_plan_ids, lift_held, lift_plan
+from orchestrator.breakers.plans import LIFT_BATCH, held_plan_ids, lift_held, lift_plan
 from orchestrator.breakers.services import ACTOR
 from plans.models import PauseKind, PauseLayer
 
 logger = logging.getLogger(__name__)
-
-# Plans one sweep lifts per closed breaker at most; the next sweep goes on.
-LIFT_BATCH = 500
 
 
 def sweep(*, now: datetime | None = None) -> dict:

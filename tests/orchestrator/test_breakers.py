@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from orchestrator.blocked_by import blocked_by_for
 from orchestrator.breakers import machine, services, window
+from orchestrator.breakers import plans as breaker_plans
 from orchestrator.breakers.config import config_for
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
 from orchestrator.breakers.plans import BreakerOpen, hold_plan, refusal
@@ -15,7 +16,7 @@ from orchestrator.execution.models import AttemptOutcome
 from plans import ledger
 from plans import services as plan_services
 from plans.errors import NotAllowed
-from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus
+from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.services import open_layers
 from tests.factories import AccountFactory, make_plan
 
@@ -367,3 +368,17 @@ def test_the_probe_is_the_longest_held_plan_that_nothing_else_holds(world):
     sweep(now=now + timedelta(seconds=61))
     assert breaker(world).probe_holder == str(plans[1].id)
     assert [p.plan_status for p in reload(plans)] == [PlanStatus.PAUSED, PlanStatus.ACTIVE]
+
+
+def test_a_forced_close_lifts_a_batch_at_once_and_the_sweep_the_rest(world, monkeypatch):
+    """A request lifts at most LIFT_BATCH held plans (each in its own transaction); the sweep goes on."""
+    monkeypatch.setattr(breaker_plans, "LIFT_BATCH", 2)
+    plans = active_plans(world, 3)
+    services.breaker_force(tenant_id=world.tenant.id, connector=CRM, state=OPEN, user=world.admin, reason="outage")
+    held(plans)
+    services.breaker_force(tenant_id=world.tenant.id, connector=CRM, state=CLOSED, user=world.admin, reason="over")
+    assert len(breaker_plans.held_plan_ids(world.tenant.id, CRM)) == 1
+    assert sweep()["lifted"] == 1
+    assert breaker_plans.held_plan_ids(world.tenant.id, CRM) == []
+    assert {plan.plan_status for plan in RevenuePlan.objects.filter(id__in=[plan.id for plan in plans])} == {
+        PlanStatus.ACTIVE}
