@@ -49,9 +49,9 @@ from plans.services.layers import LIFTED_BY_RESUME
 COLUMNS = ("wait_kind", "wait_plan", "wait_step", "wait_tenant", "wait_since", "wait_due")
 
 
-def due_expression(kind: str, sla_field: str, since, *, plan_type: str, renewal_date):
-    """plans.inbox.due_at in SQL: since + the plan type's SLA for this kind, brought forward to midnight (UTC)
-    `due_before_renewal_days` before the account's renewal date when the plan type says so."""
+def due_expression(sla_field: str, since, *, plan_type: str, renewal_date):
+    """plans.inbox.due_at in SQL: since + the plan type's SLA `sla_field` (an ApprovalSla field), brought forward
+    to midnight (UTC) `due_before_renewal_days` before the account's renewal date when the plan type says so."""
 
     def due_for(sla: ApprovalSla):
         due = ExpressionWrapper(since + Value(getattr(sla, sla_field)), output_field=DateTimeField())
@@ -73,9 +73,9 @@ def _renewal_date(account_id: str) -> Subquery:
     return Subquery(Account.objects.filter(pk=OuterRef(account_id)).values("renewal_date")[:1])
 
 
-def _rows(queryset: QuerySet, *, kind, plan: str, step, tenant: str, since, due) -> QuerySet:
+def _rows(queryset: QuerySet, *, kind: str, plan: str, step, tenant: str, since, due) -> QuerySet:
     return queryset.annotate(
-        wait_kind=kind if not isinstance(kind, str) else Value(kind, output_field=CharField()),
+        wait_kind=Value(kind, output_field=CharField()),
         wait_plan=F(plan), wait_step=step, wait_tenant=F(tenant), wait_since=since, wait_due=due,
     ).order_by().values_list(*COLUMNS)
 
@@ -106,7 +106,7 @@ def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks) -> l
             RevenuePlan.objects.filter(may, tenant_id__in=tenant_ids, plan_status=PlanStatus.DRAFT),
             kind="DRAFT_APPROVAL", plan="id", step=Value(None, output_field=CharField()), tenant="tenant_id",
             since=F("updated_at"),
-            due=due_expression("DRAFT_APPROVAL", "draft_approval", F("updated_at"), plan_type="plan_type",
+            due=due_expression("draft_approval", F("updated_at"), plan_type="plan_type",
                                renewal_date=_renewal_date("account_id"))))
     return found
 
@@ -128,7 +128,7 @@ def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
                                     plan__plan_status=PlanStatus.ACTIVE),
             kind="STEP_APPROVAL", plan="plan_id", step=Cast("step_id", output_field=CharField()),
             tenant="plan__tenant_id", since=since,
-            due=due_expression("STEP_APPROVAL", "step_approval", since, plan_type="plan__plan_type",
+            due=due_expression("step_approval", since, plan_type="plan__plan_type",
                                renewal_date=_renewal_date("plan__account_id"))))
     return found
 
@@ -176,7 +176,7 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
         kind = (SqlCase(When(stale, then=Value("APPROVAL_STALE")), default=Value("PAUSED"), output_field=CharField())
                 if stale is not None else Value("PAUSED", output_field=CharField()))
         rows = plans.filter(waiting)
-        kind_due = {kind_name: due_expression(kind_name, field, F("wait_since"), plan_type="plan_type",
+        kind_due = {kind_name: due_expression(field, F("wait_since"), plan_type="plan_type",
                                               renewal_date=_renewal_date("account_id"))
                     for kind_name, field in (("APPROVAL_STALE", "approval_stale"), ("PAUSED", "paused"))}
         found.append(rows.annotate(wait_kind=kind, wait_plan=F("id"), wait_step=Value(None, output_field=CharField()),
