@@ -29,13 +29,19 @@ def _subject(user_id: int, facts: tuple[bool, ...]) -> Subject:
                    plan_editors=frozenset({user_id}) if editor else frozenset())
 
 
-def _fact_q(fact: str, user_id: int, prefix: str) -> Q:
-    return {
-        "account_owner": Q(**{f"{prefix}account__owner_id": user_id}),
-        "plan_owner": Q(**{f"{prefix}owner_id": user_id}),
-        "creator": Q(**{f"{prefix}created_by": f"user:{user_id}"}),
-        "editor": Q(**{f"{prefix}edited_by_since_approval__contains": [user_id]}),
-    }[fact]
+# Where each fact's column is: on RevenuePlan, and on the inbox's PlanWait rows (plans.wait_models).
+PLAN_FACTS = {"account_owner": "account__owner_id", "plan_owner": "owner_id", "creator": "created_by",
+              "editor": "edited_by_since_approval"}
+PLAN_WAIT_FACTS = {**PLAN_FACTS, "account_owner": "account_owner_id"}
+
+
+def _fact_q(fact: str, user_id: int, columns: dict[str, str]) -> Q:
+    column = columns[fact]
+    if fact == "creator":
+        return Q(**{column: f"user:{user_id}"})
+    if fact == "editor":
+        return Q(**{f"{column}__contains": [user_id]})
+    return Q(**{column: user_id})
 
 
 @cache
@@ -52,9 +58,9 @@ def _allowed_facts(verb: Verb, role: Role) -> tuple[tuple[str, ...], frozenset[t
     return relevant, allowed
 
 
-def allowed_plans(verb: Verb, role: Role, user_id: int, *, prefix: str = "") -> Q | None:
-    """The plans `role`/`user_id` may use `verb` on, as a filter on RevenuePlan (through `prefix`, e.g.
-    "plan__"): Q() for all of them, None for none."""
+def allowed_plans(verb: Verb, role: Role, user_id: int, *, columns: dict[str, str] = PLAN_FACTS) -> Q | None:
+    """The plans `role`/`user_id` may use `verb` on, as a filter on RevenuePlan (or, with `columns`
+    PLAN_WAIT_FACTS, on PlanWait): Q() for all of them, None for none."""
     relevant, allowed = _allowed_facts(verb, role)
     if not allowed:
         return None
@@ -64,7 +70,7 @@ def allowed_plans(verb: Verb, role: Role, user_id: int, *, prefix: str = "") -> 
     for values in sorted(allowed):
         combination = Q()
         for fact, value in zip(relevant, values, strict=True):
-            test = _fact_q(fact, user_id, prefix)
+            test = _fact_q(fact, user_id, columns)
             combination &= test if value else ~test
         combinations.append(combination)
     found = combinations[0]

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from plans import console, inbox_waits, selectors, why
+from plans import console, inbox_waits, selectors, waits, why
 from plans.authority import Subject, Verb, denial
 from plans.models import (
     FINISHED_STEP_STATUSES,
@@ -162,8 +162,8 @@ def _liftable_on(plan: RevenuePlan, layers: list[PauseLayer], *, role: Role, use
 
 class InboxEntries:
     """Everything waiting for `user` in their tenants (or in `tenant_id`), soonest due first (overdue first):
-    counted and read a page at a time in SQL (plans.inbox_waits): no wait is read into Python but the page's
-    (PostgreSQL still sorts them all by due time). A sequence: len(), `overdue`, slices (a query a page),
+    counted and read a page at a time in SQL (plans.inbox_waits, over the rows plans.waits keeps): no wait
+    is read into Python but the page's. A sequence: len(), `overdue`, slices (a query a page),
     iteration. `window`, the (offset, limit) the caller will read, is read with the counts: a page and its
     counts in one query. A VIEWER's is empty: plans.authority gives a viewer no verb that ends a wait."""
 
@@ -175,6 +175,7 @@ class InboxEntries:
         self.roles = {membership.tenant_id: Role(membership.role)
                       for membership in selectors.active_memberships(user)
                       if tenant_id is None or membership.tenant_id == tenant_id}
+        waits.refresh(self.roles)  # what changed since the last read (one query when nothing did)
         catalogue = repr(sorted((name, config.approval_sla) for name, config in PLAN_TYPES.items()))
         self.union = _waits_sql(user.pk, tuple(sorted(self.roles.items())), self.kinds, catalogue)
         self._pages: dict[tuple[int, int], list[InboxEntry]] = {}
@@ -187,7 +188,7 @@ class InboxEntries:
             if total is not None and self._counts is None:
                 self._counts = (total, overdue)
             self._pages[(offset, limit)] = [
-                InboxEntry(InboxKind(kind), plan_id, UUID(step_id) if step_id else None, self.roles[tenant_id],
+                InboxEntry(InboxKind(kind), plan_id, step_id, self.roles[tenant_id],
                            since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
         return self._pages[(offset, limit)]
 

@@ -1,49 +1,30 @@
 """What waits for a person, counted and paged in SQL (the inbox's first phase, plans.inbox).
 
-At 100,000 plans a tenant has thousands of waits; reading them all to show fifty cost 250 ms. Here each
-kind of wait is a query that yields (kind, plan, step, tenant, since, due) rows for exactly the waits the
-caller may end — plans.authority's rules as filters (plans.authority_filters), the risk an approval needs,
-the pause layers a person lifts (plans.inbox.PERSON_LIFTED_LAYERS; PERSON and POLICY only when nothing else
-holds the plan) — and the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built from the
-same ApprovalSla). The kinds are one UNION ALL: one query counts it, one reads a page
-in due order (the count can say what is overdue too, for the admin index).
-tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
+At 100,000 plans a tenant has thousands of waits; reading them all to show fifty cost 250 ms, and computing
+each one's start and due time from the plans, steps, layers, ledger and accounts still grew with them. Here
+each kind of wait is a query over plans.wait_models.PlanWait — one narrow row per wait, kept by plans.waits —
+that yields (kind, plan, step, tenant, since, due) rows for exactly the waits the caller may end:
+plans.authority's rules as filters (plans.authority_filters), the risk an approval needs, the pause layers a
+person lifts (plans.inbox.PERSON_LIFTED_LAYERS; PERSON and POLICY only when nothing else holds the plan), and
+the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built from the same ApprovalSla). The
+kinds are one UNION ALL: one query counts it, one reads a page in due order (the count can say what is overdue
+too, for the admin index). tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
 """
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection
 from django.db.models import Case as SqlCase
-from django.db.models import (
-    CharField,
-    DateTimeField,
-    ExpressionWrapper,
-    F,
-    Min,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Value,
-    When,
-)
-from django.db.models.functions import Cast, Coalesce, Least
+from django.db.models import CharField, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Least
 
 from plans.authority import Verb
-from plans.authority_filters import allowed_plans
-from plans.models import (
-    Account,
-    EventType,
-    PauseKind,
-    PlanLedgerEntry,
-    PlanStatus,
-    PlanStep,
-    RevenuePlan,
-    Role,
-    StepStatus,
-)
+from plans.authority_filters import PLAN_WAIT_FACTS, allowed_plans
+from plans.models import PauseKind, Role
 from plans.plan_types import DEFAULT_APPROVAL_SLA, PLAN_TYPES, ApprovalSla
 from plans.services.layers import LIFTED_BY_RESUME
+from plans.wait_models import PlanWait, WaitSource
+from plans.waits import LAYER_COLUMNS
 
 # The columns every kind's query yields, in this order (the UNION's).
 COLUMNS = ("wait_kind", "wait_plan", "wait_step", "wait_tenant", "wait_since", "wait_due")
@@ -67,17 +48,12 @@ def due_expression(sla_field: str, since, *, plan_type: str, renewal_date):
                    default=due_for(DEFAULT_APPROVAL_SLA), output_field=DateTimeField())
 
 
-def _renewal_date(account_id: str) -> Subquery:
-    """The account's renewal date, looked up by key for each wait: a join would hash every account of every
-    tenant to find a few thousand."""
-    return Subquery(Account.objects.filter(pk=OuterRef(account_id)).values("renewal_date")[:1])
-
-
-def _rows(queryset: QuerySet, *, kind: str, plan: str, step, tenant: str, since, due) -> QuerySet:
+def _rows(queryset: QuerySet, *, kind, since, due) -> QuerySet:
     return queryset.annotate(
-        wait_kind=Value(kind, output_field=CharField()),
-        wait_plan=F(plan), wait_step=step, wait_tenant=F(tenant), wait_since=since, wait_due=due,
-    ).order_by().values_list(*COLUMNS)
+        wait_kind=kind if not isinstance(kind, str) else Value(kind, output_field=CharField()),
+        wait_plan=F("plan_id"), wait_step=F("step_id"), wait_tenant=F("tenant_id"),
+        wait_since=since,
+    ).annotate(wait_due=due).order_by().values_list(*COLUMNS)
 
 
 def _groups(roles: dict[UUID, Role]) -> dict[Role, list[UUID]]:
@@ -88,48 +64,38 @@ def _groups(roles: dict[UUID, Role]) -> dict[Role, list[UUID]]:
     return groups
 
 
-def _may(verb: Verb, role: Role, user_id: int, *, prefix: str = "", risks: tuple[str, ...] | None = None) -> Q | None:
-    allowed = allowed_plans(verb, role, user_id, prefix=prefix)
+def _may(verb: Verb, role: Role, user_id: int, *, risks: tuple[str, ...] | None = None) -> Q | None:
+    allowed = allowed_plans(verb, role, user_id, columns=PLAN_WAIT_FACTS)
     if allowed is None or risks == ():
         return None
-    return allowed & Q(**{f"{prefix}risk_level__in": risks}) if risks is not None else allowed
+    return allowed & Q(risk_level__in=risks) if risks is not None else allowed
+
+
+def _waits(source: WaitSource, tenant_ids: list[UUID], may: Q) -> QuerySet:
+    return PlanWait.objects.filter(may, tenant_id__in=tenant_ids, source=source)
 
 
 def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks) -> list[QuerySet]:
     found = []
     for role, tenant_ids in _groups(roles).items():
         may = _may(Verb.APPROVE, role, user_id, risks=approvable_risks(role))
-        if may is None:
-            continue
-        # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT): updated_at.
-        found.append(_rows(
-            RevenuePlan.objects.filter(may, tenant_id__in=tenant_ids, plan_status=PlanStatus.DRAFT),
-            kind="DRAFT_APPROVAL", plan="id", step=Value(None, output_field=CharField()), tenant="tenant_id",
-            since=F("updated_at"),
-            due=due_expression("draft_approval", F("updated_at"), plan_type="plan_type",
-                               renewal_date=_renewal_date("account_id"))))
+        if may is not None:
+            # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT).
+            found.append(_rows(_waits(WaitSource.DRAFT, tenant_ids, may), kind="DRAFT_APPROVAL", since=F("since"),
+                               due=due_expression("draft_approval", F("since"), plan_type="plan_type",
+                                                  renewal_date=F("renewal_date"))))
     return found
 
 
 def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
-    # The step waits since the engine ledgered STEP_AWAITING_APPROVAL for it (its latest; the ledger's
-    # (plan, event_type) index finds it); a step set waiting without one counts from the plan's activation.
-    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
-                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
-                      .order_by("-chain_seq").values("occurred_at")[:1])
-    since = Coalesce(Subquery(awaiting_since), F("plan__activated_at"), F("plan__updated_at"))
     found = []
     for role, tenant_ids in _groups(roles).items():
-        may = _may(Verb.APPROVE_STEP, role, user_id, prefix="plan__")
-        if may is None:
-            continue
-        found.append(_rows(
-            PlanStep.objects.filter(may, plan__tenant_id__in=tenant_ids, status=StepStatus.PENDING_APPROVAL,
-                                    plan__plan_status=PlanStatus.ACTIVE),
-            kind="STEP_APPROVAL", plan="plan_id", step=Cast("step_id", output_field=CharField()),
-            tenant="plan__tenant_id", since=since,
-            due=due_expression("step_approval", since, plan_type="plan__plan_type",
-                               renewal_date=_renewal_date("plan__account_id"))))
+        may = _may(Verb.APPROVE_STEP, role, user_id)
+        if may is not None:
+            # Since the engine ledgered STEP_AWAITING_APPROVAL for it (else the plan's activation): plans.waits.
+            found.append(_rows(_waits(WaitSource.STEP, tenant_ids, may), kind="STEP_APPROVAL", since=F("since"),
+                               due=due_expression("step_approval", F("since"), plan_type="plan_type",
+                                                  renewal_date=F("renewal_date"))))
     return found
 
 
@@ -137,28 +103,18 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
                  ) -> list[QuerySet]:
     """PAUSED plans held by layers the caller may lift (APPROVAL_STALE when one of those is a stale approval),
     since the earliest of those layers; a PAUSED plan without layers waits for a resume since it was paused."""
-    open_layers = Q(pause_layers__lifted_at__isnull=True)
     found = []
     for role, tenant_ids in _groups(roles).items():
-        firsts, liftable = {}, {}
+        liftable = {}
         for layer_kind, verb in lifted_layers.items():
-            risks = approvable_risks(role) if verb == Verb.REAPPROVE else None
-            may = _may(verb, role, user_id, risks=risks)
-            if may is None:
-                continue
-            firsts[layer_kind] = f"first_{layer_kind.lower()}"
-            liftable[layer_kind] = may
+            may = _may(verb, role, user_id, risks=approvable_risks(role) if verb == Verb.REAPPROVE else None)
+            if may is not None:
+                liftable[layer_kind] = may
         resume = _may(Verb.RESUME, role, user_id)
         if not liftable and resume is None:
             continue
-        plans = RevenuePlan.objects.filter(tenant_id__in=tenant_ids, plan_status=PlanStatus.PAUSED).annotate(
-            **{name: Min("pause_layers__set_at", filter=open_layers & Q(pause_layers__kind=layer_kind))
-               for layer_kind, name in firsts.items()},
-            first_held=Min("pause_layers__set_at", filter=open_layers),
-            first_not_by_resume=Min("pause_layers__set_at",
-                                    filter=open_layers & ~Q(pause_layers__kind__in=LIFTED_BY_RESUME)))
         # A layer counts when the caller may lift it, and (PERSON, POLICY: a resume) nothing else holds the plan.
-        counts = {layer_kind: Q(**{f"{firsts[layer_kind]}__isnull": False}) & may
+        counts = {layer_kind: Q(**{f"{LAYER_COLUMNS[layer_kind]}__isnull": False}) & may
                   & (Q(first_not_by_resume__isnull=True) if layer_kind in LIFTED_BY_RESUME else Q())
                   for layer_kind, may in liftable.items()}
         # PAUSED before the layers existed: its stop reason holds it until a resume (plans.why.blocking).
@@ -168,22 +124,19 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
         for condition in held[1:]:
             waiting |= condition
         # Since the earliest layer the caller may lift (LEAST ignores the others' NULL), else since it paused.
-        layer_since = [SqlCase(When(condition, then=F(firsts[layer_kind])), output_field=DateTimeField())
+        layer_since = [SqlCase(When(condition, then=F(LAYER_COLUMNS[layer_kind])), output_field=DateTimeField())
                        for layer_kind, condition in counts.items()]
-        since = Coalesce(*([Least(*layer_since)] if len(layer_since) > 1 else layer_since), F("paused_at"),
-                         F("updated_at"), output_field=DateTimeField())
+        since = Coalesce(*([Least(*layer_since)] if len(layer_since) > 1 else layer_since), F("since"),
+                         output_field=DateTimeField())
         stale = counts.get(PauseKind.APPROVAL_STALE)
         kind = (SqlCase(When(stale, then=Value("APPROVAL_STALE")), default=Value("PAUSED"), output_field=CharField())
                 if stale is not None else Value("PAUSED", output_field=CharField()))
-        rows = plans.filter(waiting)
         kind_due = {kind_name: due_expression(field, F("wait_since"), plan_type="plan_type",
-                                              renewal_date=_renewal_date("account_id"))
+                                              renewal_date=F("renewal_date"))
                     for kind_name, field in (("APPROVAL_STALE", "approval_stale"), ("PAUSED", "paused"))}
-        found.append(rows.annotate(wait_kind=kind, wait_plan=F("id"), wait_step=Value(None, output_field=CharField()),
-                                   wait_tenant=F("tenant_id"), wait_since=since)
-                     .annotate(wait_due=SqlCase(When(wait_kind="APPROVAL_STALE", then=kind_due["APPROVAL_STALE"]),
-                                                default=kind_due["PAUSED"], output_field=DateTimeField()))
-                     .order_by().values_list(*COLUMNS))
+        found.append(_rows(_waits(WaitSource.PAUSED, tenant_ids, waiting), kind=kind, since=since,
+                           due=SqlCase(When(wait_kind="APPROVAL_STALE", then=kind_due["APPROVAL_STALE"]),
+                                       default=kind_due["PAUSED"], output_field=DateTimeField())))
     return found
 
 

@@ -485,3 +485,7 @@ class IntegrationToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_prefix}…)"
+
+
+# The inbox's derived rows (plans.waits keeps them); imported here so Django finds the models.
+from plans.wait_models import PlanWait, PlanWaitMark  # noqa: E402,F401

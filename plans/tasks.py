@@ -1,8 +1,8 @@
-"""Celery tasks of the plan domain (thin: call plans.ledger)."""
+"""Celery tasks of the plan domain (thin: call plans.ledger, plans.waits)."""
 from celery import shared_task
 from django.db import transaction
 
-from plans import ledger
+from plans import ledger, waits
 from plans.models import Tenant
 
 
@@ -14,3 +14,9 @@ def ledger_digest_all_tenants() -> int:
         with transaction.atomic():
             ledger.tenant_digest(tenant_id, actor=ledger.system_actor("ledger_digest"))
     return len(tenant_ids)
+
+
+@shared_task(name="plans.tasks.refresh_waits", ignore_result=True)
+def refresh_waits() -> int:
+    """Rebuild the inbox rows of every plan marked since (an inbox read does its tenants' itself)."""
+    return waits.refresh_all()

@@ -336,6 +336,8 @@ REVPLAN_DEADLINE_FINAL_BATCH = int(os.environ.get("REVPLAN_DEADLINE_FINAL_BATCH"
 REVPLAN_STUCK_AFTER_SECONDS = float(os.environ.get("REVPLAN_STUCK_AFTER_SECONDS", "1800"))
 REVPLAN_STUCK_CHECK_SECONDS = float(os.environ.get("REVPLAN_STUCK_CHECK_SECONDS", "300"))
 REVPLAN_STUCK_BATCH = int(os.environ.get("REVPLAN_STUCK_BATCH", "500"))
+# How often the beat rebuilds the inbox rows of changed plans (an inbox read rebuilds its own tenants' first).
+REVPLAN_WAITS_REFRESH_SECONDS = float(os.environ.get("REVPLAN_WAITS_REFRESH_SECONDS", "60"))
 # The most plans one incident redrive retries (the longest paused first; the rest wait for the next call).
 REVPLAN_REDRIVE_MAX_PLANS = int(os.environ.get("REVPLAN_REDRIVE_MAX_PLANS", "100"))
 
@@ -367,6 +369,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orchestrator.deadlines",
         "schedule": REVPLAN_DEADLINES_SECONDS,
         "options": {"expires": REVPLAN_DEADLINES_SECONDS},
+    },
+    # The inbox's rows of plans that changed, for tenants whose inbox nobody opened meanwhile (plans.waits).
+    "plan-waits": {
+        "task": "plans.tasks.refresh_waits",
+        "schedule": REVPLAN_WAITS_REFRESH_SECONDS,
+        "options": {"expires": REVPLAN_WAITS_REFRESH_SECONDS},
     },
     "stuck-plans": {
         "task": "orchestrator.stuck_plans",

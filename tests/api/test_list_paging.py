@@ -8,6 +8,7 @@ from django.utils import timezone
 from orchestrator.execution.intents import intent_create
 from plans.models import PlanStatus, PlanStep, StepStatus
 from plans.pagination import BoundedCountPaginator
+from plans.waits import refresh_all
 from tests.api.helpers import assert_error, client_for
 from tests.factories import AccountFactory, make_plan
 
@@ -89,6 +90,7 @@ def _mixed_plans(world, count: int) -> None:
             intent_create(tenant_id=world.tenant.id, account_id=account.id, action_type=step.action_type,
                           expires_at=plan.expires_at, approved_by=world.approver, plan_id=plan.id,
                           step_id=step.step_id, attempt=1)
+    refresh_all()  # the inbox rows of the new plans, as the beat or an earlier read would have built them
 
 
 @pytest.mark.parametrize("params", [

@@ -24,6 +24,7 @@ from plans.models import (
     RiskLevel,
     StepStatus,
 )
+from plans.waits import refresh_all
 from tests.bench.conftest import record, scaled, target
 from tests.conftest import build_world
 
@@ -64,8 +65,10 @@ def fill(world, *, finished: int, drafts: int, waiting_steps: int, paused: int) 
     PauseLayer.objects.bulk_create(
         [PauseLayer(plan=plan, kind=PauseKind.PERSON, reason_code="PAUSED_BY_USER", explanation="Paused.",
                     set_by="system:bench", set_at=now - timedelta(hours=2)) for plan in held], batch_size=BATCH)
+    refresh_all()  # the inbox rows of the loaded plans, as the beat would have built them (plans.waits)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE plans_revenueplan; ANALYZE plans_planstep; ANALYZE plans_pauselayer")
+        cursor.execute("ANALYZE plans_revenueplan; ANALYZE plans_planstep; ANALYZE plans_pauselayer; "
+                       "ANALYZE plans_planwait")
 
 
 def scans_of(table: str, queries) -> list[str]:

@@ -19,6 +19,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from plans.waits import refresh
 from revplan.memory import freeze_startup_heap
 from tests.bench.conftest import ROOT, SCALE, check_targets, record, scaled, target
 from tests.conftest import build_world
@@ -143,7 +144,7 @@ SELECT %(tenant)s, md5('rs-plan-' || %(n)s)::uuid, NULL, 'ACTION_RETRY_SCHEDULED
 FROM generate_series(7, %(last)s) AS seq
 """
 TABLES = ("plans_account", "plans_revenueplan", "plans_planstep", "plans_planledgerentry", "plans_pauselayer",
-          "orchestrator_actionintent")
+          "orchestrator_actionintent", "plans_planwait")
 # Each tenant's rows are numbered down from its own top (so the md5 keys never collide): the newest plan of
 # every tenant is n = top (created 5 minutes ago), and a larger tenant has older plans besides.
 TOP_STEP = 10_000_000
@@ -156,6 +157,7 @@ def load(world, *, top: int, count: int) -> None:
         for sql in (_ACCOUNTS, _PLANS, _STEPS, _LEDGER, _LAYERS, _INTENTS):
             cursor.execute(sql, params)
         cursor.execute(_LONG_LEDGER, {"tenant": world.tenant.id, "n": top - LONG_PLAN_N, "last": LONG_LEDGER})
+    refresh([world.tenant.id])  # the inbox rows of the loaded plans, as the beat would have built them
 
 
 def vacuum_analyze() -> None:

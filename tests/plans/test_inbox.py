@@ -13,6 +13,7 @@ from plans.lifecycle import Move
 from plans.locking import lock_plan
 from plans.models import PauseKind, PauseLayer, PlanStatus, PlanStep, Role, StepStatus
 from plans.plan_types import RENEWAL_DEFENSE
+from plans.waits import refresh_all
 from tests.factories import AccountFactory, MembershipFactory, UserFactory, make_plan
 
 pytestmark = pytest.mark.django_db
@@ -260,11 +261,12 @@ def test_the_same_number_of_queries_for_1_20_and_200_items_of_each_kind(world):
     counts = {}
     for total, add in ((1, 1), (20, 19), (200, 180)):
         add_waits(world, add)
+        refresh_all()  # what the beat, or an earlier read, did with the new plans' marks
         with CaptureQueriesContext(connection) as queries:
             items = inbox_items(world.approver, now=timezone.now())
         assert len(items) == 3 * total
         counts[total] = len(queries)
 
-    # 11 of the inbox's own (5 to find what waits, 3 for the page's plans, 3 for why), and the preview
-    # describer's, whatever the number of items.
+    # The inbox's own (one to see nothing changed, the rest to find what waits, 3 for the page's plans, 3 for
+    # why), and the preview describer's, whatever the number of items.
     assert counts[1] == counts[20] == counts[200], counts

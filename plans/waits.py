@@ -1,0 +1,123 @@
+"""Keeping plans.wait_models.PlanWait: the rows of the plans the triggers marked, rebuilt from the plan, its
+steps, its open layers and its account before the inbox reads them (refresh), and by the beat for tenants
+whose inbox nobody opens (plans.tasks.refresh_waits).
+
+A refresh reads the marks, rebuilds those plans' rows and removes the marks it read — only those whose
+generation it read: a plan marked again meanwhile (a change that committed after the rebuild's reads) keeps
+its mark for the next refresh. One refresh at a time per tenant (a transaction-scoped advisory lock), so two
+never rebuild the same plan at once. Reading a tenant with nothing marked costs one query.
+"""
+from collections.abc import Iterable
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
+
+from plans.models import (
+    EventType,
+    PauseKind,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    StepStatus,
+)
+from plans.services.layers import LIFTED_BY_RESUME
+from plans.wait_models import PlanWait, PlanWaitMark, WaitSource
+
+# The layer kinds a person lifts (plans.inbox.PERSON_LIFTED_LAYERS, tested equal) and the column of each.
+LAYER_COLUMNS = {PauseKind.PERSON: "first_person", PauseKind.POLICY: "first_policy",
+                 PauseKind.RETRY_LIMIT: "first_retry_limit", PauseKind.APPROVAL_STALE: "first_approval_stale",
+                 PauseKind.OWNER_INACTIVE: "first_owner_inactive"}
+# Plans rebuilt per transaction: a writer that marks one of them waits for the transaction's end.
+BATCH = 500
+# The advisory lock's first key, for refreshes (the second is the tenant's hash).
+_LOCK_CLASS = 7_301
+
+_PLAN_FIELDS = ("id", "tenant_id", "plan_status", "plan_type", "risk_level", "created_by", "edited_by_since_approval",
+                "owner_id", "account__owner_id", "account__renewal_date", "updated_at", "activated_at", "paused_at")
+
+
+def refresh(tenant_ids: Iterable[UUID]) -> int:
+    """Rebuild the rows of the plans marked in `tenant_ids`; returns how many plans were rebuilt."""
+    tenants = sorted(set(tenant_ids))
+    rebuilt = 0
+    while tenants and PlanWaitMark.objects.filter(tenant_id__in=tenants).exists():
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # In tenant order, so two refreshes of overlapping tenants cannot deadlock.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(tenant::text)) "
+                               "FROM unnest(%s::uuid[]) AS tenant ORDER BY tenant", [_LOCK_CLASS, tenants])
+            marks = list(PlanWaitMark.objects.filter(tenant_id__in=tenants).order_by("generation")
+                         .values_list("plan_id", "generation")[:BATCH])
+            if not marks:
+                break  # another refresh took them while this one waited for the lock
+            plan_ids = [plan_id for plan_id, _ in marks]
+            PlanWait.objects.filter(plan_id__in=plan_ids).delete()
+            PlanWait.objects.bulk_create(rows_for(plan_ids))
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM plans_planwaitmark WHERE (plan_id, generation) IN "
+                               "(SELECT * FROM unnest(%s::uuid[], %s::bigint[]))",
+                               [plan_ids, [generation for _, generation in marks]])
+        rebuilt += len(marks)
+    return rebuilt
+
+
+def refresh_all() -> int:
+    """Every tenant's marked plans (the beat's job, and after a bulk load)."""
+    return refresh(PlanWaitMark.objects.values_list("tenant_id", flat=True).distinct())
+
+
+def rows_for(plan_ids: list[UUID]) -> list[PlanWait]:
+    """The waits of these plans as they are now (none for a plan that waits for nobody): three reads."""
+    plans = {row[0]: dict(zip(_PLAN_FIELDS, row, strict=True)) for row in RevenuePlan.objects.filter(
+        id__in=plan_ids, plan_status__in=[PlanStatus.DRAFT, PlanStatus.ACTIVE, PlanStatus.PAUSED]
+    ).values_list(*_PLAN_FIELDS)}
+    by_status: dict[str, list[UUID]] = {}
+    for plan in plans.values():
+        by_status.setdefault(plan["plan_status"], []).append(plan["id"])
+    rows = [_row(plans[plan_id], WaitSource.DRAFT, since=plans[plan_id]["updated_at"])
+            for plan_id in by_status.get(PlanStatus.DRAFT, [])]
+    rows += [_row(plans[plan_id], WaitSource.STEP, step_id=step_id,
+                  since=awaiting or plans[plan_id]["activated_at"] or plans[plan_id]["updated_at"])
+             for plan_id, step_id, awaiting in _steps_awaiting(by_status.get(PlanStatus.ACTIVE, []))]
+    layers: dict[UUID, list[tuple[str, object]]] = {}
+    paused_ids = by_status.get(PlanStatus.PAUSED, [])
+    for plan_id, kind, set_at in (PauseLayer.objects.filter(plan_id__in=paused_ids, lifted_at__isnull=True)
+                                  .values_list("plan_id", "kind", "set_at")) if paused_ids else ():
+        layers.setdefault(plan_id, []).append((kind, set_at))
+    for plan_id in paused_ids:
+        plan = plans[plan_id]
+        rows.append(_row(plan, WaitSource.PAUSED, since=plan["paused_at"] or plan["updated_at"],
+                         **_firsts(layers.get(plan_id, []))))
+    return rows
+
+
+def _steps_awaiting(active_ids: list[UUID]) -> list[tuple]:
+    """(plan, step, when the engine ledgered STEP_AWAITING_APPROVAL for it, its latest) of the steps waiting."""
+    if not active_ids:
+        return []
+    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
+                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
+                      .order_by("-chain_seq").values("occurred_at")[:1])
+    return list(PlanStep.objects.filter(plan_id__in=active_ids, status=StepStatus.PENDING_APPROVAL)
+                .annotate(awaiting=Subquery(awaiting_since)).values_list("plan_id", "step_id", "awaiting"))
+
+
+def _firsts(layers: list[tuple[str, object]]) -> dict:
+    """The earliest open layer of each kind a person lifts, of any kind, and of any kind a resume leaves."""
+    firsts = {column: min((set_at for kind, set_at in layers if kind == layer_kind), default=None)
+              for layer_kind, column in LAYER_COLUMNS.items()}
+    firsts["first_held"] = min((set_at for _, set_at in layers), default=None)
+    firsts["first_not_by_resume"] = min((set_at for kind, set_at in layers if kind not in LIFTED_BY_RESUME),
+                                        default=None)
+    return firsts
+
+
+def _row(plan: dict, source: WaitSource, *, since, step_id: UUID | None = None, **firsts) -> PlanWait:
+    return PlanWait(tenant_id=plan["tenant_id"], plan_id=plan["id"], source=source, step_id=step_id,
+                    plan_type=plan["plan_type"], risk_level=plan["risk_level"], created_by=plan["created_by"],
+                    edited_by_since_approval=plan["edited_by_since_approval"] or [], owner_id=plan["owner_id"],
+                    account_owner_id=plan["account__owner_id"], renewal_date=plan["account__renewal_date"],
+                    since=since, **firsts)
