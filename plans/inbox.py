@@ -12,8 +12,7 @@ In two phases, each in a constant number of queries however many items there are
 Reads only: every verb still goes through plans.services, which checks the same rules under the lock.
 """
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
+from datetime import datetime
 from functools import cache, lru_cache
 from uuid import UUID
 
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from plans import console, inbox_waits, selectors, waits, why
 from plans.authority import Subject, Verb, denial
+from plans.due import InboxKind, sla_fingerprint
 from plans.models import (
     FINISHED_STEP_STATUSES,
     PauseKind,
@@ -30,26 +30,9 @@ from plans.models import (
     RiskLevel,
     Role,
 )
-from plans.plan_types import PLAN_TYPES, approval_sla
 from plans.previews import previews_for
 from plans.services.common import plan_subject
 from plans.services.layers import LIFTED_BY_RESUME, LIFTED_BY_VERB
-
-
-class InboxKind(StrEnum):
-    DRAFT_APPROVAL = "DRAFT_APPROVAL"  # a DRAFT the caller may approve
-    STEP_APPROVAL = "STEP_APPROVAL"  # a step of an ACTIVE plan PENDING_APPROVAL, the caller may approve it
-    APPROVAL_STALE = "APPROVAL_STALE"  # a PAUSED plan whose approval's facts drifted; the caller may reapprove
-    PAUSED = "PAUSED"  # a PAUSED plan held by layers the caller may lift (resume, retry or skip, transfer)
-
-
-# Which of the plan type's ApprovalSla durations each kind is due by.
-SLA_FIELD = {
-    InboxKind.DRAFT_APPROVAL: "draft_approval",
-    InboxKind.STEP_APPROVAL: "step_approval",
-    InboxKind.APPROVAL_STALE: "approval_stale",
-    InboxKind.PAUSED: "paused",
-}
 
 # The pause layers a person lifts, with the verb that lifts each (plans.services.layers.LIFTED_BY_VERB).
 # Not the kill switches nor the breaker: a switch is one deliberate decision that holds many plans (it is
@@ -62,17 +45,6 @@ PERSON_LIFTED_LAYERS: dict[str, Verb] = {
 
 # The verbs whose "may" also depends on the plan's risk (a HIGH-risk plan needs a tenant admin: the gate).
 _APPROVAL_VERBS = frozenset({Verb.APPROVE, Verb.REAPPROVE})
-
-def due_at(kind: InboxKind, plan_type: str, waiting_since: datetime, renewal_date: date | None = None) -> datetime:
-    """When a wait is due: the plan type's SLA from when it began, brought forward to the SLA's renewal cut-off
-    for an account that renews (what the inbox shows, and what the deadline job reminds and escalates by)."""
-    sla = approval_sla(plan_type)
-    due = waiting_since + getattr(sla, SLA_FIELD[kind])
-    days = sla.due_before_renewal_days.get(SLA_FIELD[kind])
-    if days is not None and renewal_date is not None:
-        due = min(due, datetime.combine(renewal_date - timedelta(days=days), time(0), tzinfo=UTC))
-    return due
-
 
 @dataclass(frozen=True)
 class InboxEntry:
@@ -176,28 +148,27 @@ class InboxEntries:
                       for membership in selectors.active_memberships(user)
                       if tenant_id is None or membership.tenant_id == tenant_id}
         waits.refresh(self.roles)  # what changed since the last read (one query when nothing did)
-        catalogue = repr(sorted((name, config.approval_sla) for name, config in PLAN_TYPES.items()))
-        self.union = _waits_sql(user.pk, tuple(sorted(self.roles.items())), self.kinds, catalogue)
+        self.branches = _waits_sql(user.pk, tuple(sorted(self.roles.items())), self.kinds, sla_fingerprint())
         self._pages: dict[tuple[int, int], list[InboxEntry]] = {}
         self._counts: tuple[int, int] | None = None
 
     def _page(self, offset: int, limit: int) -> list[InboxEntry]:
         if (offset, limit) not in self._pages:
-            rows, total, overdue = inbox_waits.page(self.union, kinds=sorted(self.kinds), offset=offset,
+            rows, total, overdue = inbox_waits.page(self.branches, kinds=sorted(self.kinds), offset=offset,
                                                     limit=limit, due_by=self.now)
-            if total is not None and self._counts is None:
+            if self._counts is None:
                 self._counts = (total, overdue)
             self._pages[(offset, limit)] = [
-                InboxEntry(InboxKind(kind), plan_id, step_id, self.roles[tenant_id],
-                           since, due) for kind, plan_id, step_id, tenant_id, since, due in rows]
+                InboxEntry(InboxKind(kind), plan_id, step_id, self.roles[tenant_id], since, due)
+                for kind, plan_id, step_id, tenant_id, since, due in rows]
         return self._pages[(offset, limit)]
 
     def _counted(self) -> tuple[int, int]:
-        """(all, overdue): with the window's page if there is one (a page past the end counts on its own)."""
+        """(all, overdue): with the window's page if there is one."""
         if self._counts is None and self.window is not None:
             self._page(*self.window)
         if self._counts is None:
-            self._counts = inbox_waits.counts(self.union, kinds=sorted(self.kinds), due_by=self.now)
+            self._counts = inbox_waits.counts(self.branches, kinds=sorted(self.kinds), due_by=self.now)
         return self._counts
 
     def __len__(self) -> int:
@@ -228,22 +199,21 @@ class InboxEntries:
 
 
 @lru_cache(maxsize=256)  # ~16 KB of SQL each
-def _waits_sql(user_id: int, roles: tuple[tuple[UUID, Role], ...], kinds: frozenset[InboxKind], catalogue: str
-               ) -> tuple[str, tuple]:
-    """The UNION of what may wait for this user in these tenants with these roles, compiled once: building and
-    compiling the queries costs more Python than running them. Keyed by the memberships read on each call
-    and by the plan types' SLAs (`catalogue`), so a changed role, tenant or SLA compiles anew."""
-    del catalogue  # part of the key only: due_expression reads the catalogue itself
+def _waits_sql(user_id: int, roles: tuple[tuple[UUID, Role], ...], kinds: frozenset[InboxKind], due_key: str
+               ) -> tuple[inbox_waits.Branch, ...]:
+    """The parts of the UNION of what may wait for this user in these tenants with these roles, compiled once:
+    building and compiling the queries costs more Python than running them. Keyed by the memberships read on
+    each call and by the plan types' SLAs (`due_key`), so a changed role, tenant or SLA compiles anew."""
     roles_of = dict(roles)
     querysets = []
     if InboxKind.DRAFT_APPROVAL in kinds:
-        querysets += inbox_waits.draft_waits(roles_of, user_id, approvable_risks=_approvable_risks)
+        querysets += inbox_waits.draft_waits(roles_of, user_id, approvable_risks=_approvable_risks, due_key=due_key)
     if InboxKind.STEP_APPROVAL in kinds:
-        querysets += inbox_waits.step_waits(roles_of, user_id)
+        querysets += inbox_waits.step_waits(roles_of, user_id, due_key=due_key)
     if kinds & {InboxKind.APPROVAL_STALE, InboxKind.PAUSED}:
         querysets += inbox_waits.paused_waits(roles_of, user_id, lifted_layers=PERSON_LIFTED_LAYERS,
                                               approvable_risks=_approvable_risks)
-    return inbox_waits.union_sql(querysets)
+    return inbox_waits.compiled(querysets)
 
 
 def inbox_entries(user, *, kinds: frozenset[InboxKind] | None = None, tenant_id: UUID | None = None,

@@ -10,6 +10,7 @@ the due time as the plan type's SLA in SQL (plans.inbox.due_at's rule, built fro
 kinds are one UNION ALL: one query counts it, one reads a page in due order (the count can say what is overdue
 too, for the admin index). tests/plans/test_inbox_waits.py holds the SQL to plans.inbox's Python rules.
 """
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -75,32 +76,41 @@ def _waits(source: WaitSource, tenant_ids: list[UUID], may: Q) -> QuerySet:
     return PlanWait.objects.filter(may, tenant_id__in=tenant_ids, source=source)
 
 
-def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks) -> list[QuerySet]:
+def _due_ordered(waits: QuerySet, *, kind: str, sla_field: str, due_key: str) -> list[tuple[QuerySet, bool]]:
+    """A kind's rows as two branches: those whose due time is stored under this process's SLAs, read soonest due
+    first from the index (True: a page reads them only as far as it goes), and any others (stored under other
+    SLAs: a deploy changed them), computed here. The second is normally empty, found by two index ranges."""
+    stored = _rows(waits.filter(due_key=due_key), kind=kind, since=F("since"), due=F("due_at"))
+    computed = _rows(waits.filter(Q(due_key__lt=due_key) | Q(due_key__gt=due_key)), kind=kind, since=F("since"),
+                     due=due_expression(sla_field, F("since"), plan_type="plan_type", renewal_date=F("renewal_date")))
+    return [(stored, True), (computed, False)]
+
+
+def draft_waits(roles: dict[UUID, Role], user_id: int, *, approvable_risks, due_key: str
+                ) -> list[tuple[QuerySet, bool]]:
     found = []
     for role, tenant_ids in _groups(roles).items():
         may = _may(Verb.APPROVE, role, user_id, risks=approvable_risks(role))
         if may is not None:
             # A DRAFT waits since it was proposed or last changed (an edit, a revise back to DRAFT).
-            found.append(_rows(_waits(WaitSource.DRAFT, tenant_ids, may), kind="DRAFT_APPROVAL", since=F("since"),
-                               due=due_expression("draft_approval", F("since"), plan_type="plan_type",
-                                                  renewal_date=F("renewal_date"))))
+            found += _due_ordered(_waits(WaitSource.DRAFT, tenant_ids, may), kind="DRAFT_APPROVAL",
+                                  sla_field="draft_approval", due_key=due_key)
     return found
 
 
-def step_waits(roles: dict[UUID, Role], user_id: int) -> list[QuerySet]:
+def step_waits(roles: dict[UUID, Role], user_id: int, *, due_key: str) -> list[tuple[QuerySet, bool]]:
     found = []
     for role, tenant_ids in _groups(roles).items():
         may = _may(Verb.APPROVE_STEP, role, user_id)
         if may is not None:
             # Since the engine ledgered STEP_AWAITING_APPROVAL for it (else the plan's activation): plans.waits.
-            found.append(_rows(_waits(WaitSource.STEP, tenant_ids, may), kind="STEP_APPROVAL", since=F("since"),
-                               due=due_expression("step_approval", F("since"), plan_type="plan_type",
-                                                  renewal_date=F("renewal_date"))))
+            found += _due_ordered(_waits(WaitSource.STEP, tenant_ids, may), kind="STEP_APPROVAL",
+                                  sla_field="step_approval", due_key=due_key)
     return found
 
 
 def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[str, Verb], approvable_risks
-                 ) -> list[QuerySet]:
+                 ) -> list[tuple[QuerySet, bool]]:
     """PAUSED plans held by layers the caller may lift (APPROVAL_STALE when one of those is a stale approval),
     since the earliest of those layers; a PAUSED plan without layers waits for a resume since it was paused."""
     found = []
@@ -134,28 +144,52 @@ def paused_waits(roles: dict[UUID, Role], user_id: int, *, lifted_layers: dict[s
         kind_due = {kind_name: due_expression(field, F("wait_since"), plan_type="plan_type",
                                               renewal_date=F("renewal_date"))
                     for kind_name, field in (("APPROVAL_STALE", "approval_stale"), ("PAUSED", "paused"))}
-        found.append(_rows(_waits(WaitSource.PAUSED, tenant_ids, waiting), kind=kind, since=since,
-                           due=SqlCase(When(wait_kind="APPROVAL_STALE", then=kind_due["APPROVAL_STALE"]),
-                                       default=kind_due["PAUSED"], output_field=DateTimeField())))
+        found.append((_rows(_waits(WaitSource.PAUSED, tenant_ids, waiting), kind=kind, since=since,
+                            due=SqlCase(When(wait_kind="APPROVAL_STALE", then=kind_due["APPROVAL_STALE"]),
+                                        default=kind_due["PAUSED"], output_field=DateTimeField())), False))
     return found
 
 
-def union_sql(querysets: list[QuerySet]) -> tuple[str, tuple]:
-    """The kinds' queries as one UNION ALL, with its parameters ("" when there is none)."""
+@dataclass(frozen=True)
+class Branch:
+    """One part of the UNION: its SQL and parameters, and whether its rows come soonest due first from an index."""
+
+    sql: str
+    params: tuple
+    in_due_order: bool
+
+
+_ORDER = "ORDER BY wait_due, wait_since, wait_plan, wait_step NULLS FIRST"
+
+
+def compiled(querysets: list[tuple[QuerySet, bool]]) -> tuple[Branch, ...]:
+    branches = []
+    for queryset, in_due_order in querysets:
+        sql, params = queryset.query.sql_with_params()
+        branches.append(Branch(sql, tuple(params), in_due_order))
+    return tuple(branches)
+
+
+def _union(branches: tuple[Branch, ...], *, first: int | None = None) -> tuple[str, list]:
+    """The branches as one UNION ALL; with `first`, a branch in due order gives only its first rows."""
     parts, params = [], []
-    for queryset in querysets:
-        sql, part_params = queryset.query.sql_with_params()
-        parts.append(f"({sql})")
-        params.extend(part_params)
-    return " UNION ALL ".join(parts), tuple(params)
+    for branch in branches:
+        if first is not None and branch.in_due_order:
+            parts.append(f"(SELECT * FROM ({branch.sql}) AS branch {_ORDER} LIMIT %s)")
+            params += [*branch.params, first]
+        else:
+            parts.append(f"({branch.sql})")
+            params += branch.params
+    return " UNION ALL ".join(parts), params
 
 
-def counts(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | None = None) -> tuple[int, int | None]:
-    """How many waits of `kinds` there are in `union` (union_sql's), and with `due_by` how many of them are due
-    at or before it (else None: then PostgreSQL computes no start or due time, only which waits there are)."""
-    sql, params = union
-    if not sql:
+def counts(branches: tuple[Branch, ...], *, kinds: list[str], due_by: datetime | None = None
+           ) -> tuple[int, int | None]:
+    """How many waits of `kinds` there are, and with `due_by` how many of them are due at or before it (else
+    None: then PostgreSQL computes no start or due time, only which waits there are)."""
+    if not branches:
         return 0, (0 if due_by is not None else None)
+    sql, params = _union(branches)
     overdue = "count(*) FILTER (WHERE wait_due <= %s)" if due_by is not None else "NULL"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*), {overdue} FROM ({sql}) AS waits WHERE wait_kind = ANY(%s)",
@@ -163,20 +197,24 @@ def counts(union: tuple[str, tuple], *, kinds: list[str], due_by: datetime | Non
         return cursor.fetchone()
 
 
-def page(union: tuple[str, tuple], *, kinds: list[str], offset: int, limit: int, due_by: datetime
-         ) -> tuple[list[tuple], int | None, int | None]:
-    """Rows `offset` to `offset + limit` of `kinds` in `union` in due order (then since, plan, step: stable),
-    with how many waits there are in all and how many are due by `due_by`: the counts come with the rows, in
-    the one pass PostgreSQL makes to sort them (None, None when the page is past the end)."""
-    sql, params = union
-    if not sql or limit <= 0:
-        return [], (0 if not sql else None), (0 if not sql else None)
+def page(branches: tuple[Branch, ...], *, kinds: list[str], offset: int, limit: int, due_by: datetime
+         ) -> tuple[list[tuple], int, int]:
+    """Rows `offset` to `offset + limit` of `kinds` in due order (then since, plan, step: stable), with how many
+    waits there are in all and how many are due by `due_by`, in one query: the page reads each stored kind
+    soonest due first as far as `offset + limit` (an index scan), the counts pass over the rows once."""
+    if not branches:
+        return [], 0, 0
+    every, every_params = _union(branches)
+    firsts, firsts_params = _union(branches, first=offset + limit)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(COLUMNS)}, count(*) OVER (), count(*) FILTER (WHERE wait_due <= %s) OVER () "
-                       f"FROM ({sql}) AS waits WHERE wait_kind = ANY(%s) "
-                       "ORDER BY wait_due, wait_since, wait_plan, wait_step NULLS FIRST LIMIT %s OFFSET %s",
-                       [due_by, *params, kinds, limit, offset])
+        # LEFT JOIN: the counts come back even when the page is past the end.
+        cursor.execute(
+            f"SELECT page.*, counted.total, counted.due FROM "
+            f"(SELECT count(*) AS total, count(*) FILTER (WHERE wait_due <= %s) AS due FROM ({every}) AS waits "
+            f"WHERE wait_kind = ANY(%s)) AS counted LEFT JOIN LATERAL "
+            f"(SELECT {', '.join(COLUMNS)} FROM ({firsts}) AS waits WHERE wait_kind = ANY(%s) {_ORDER} "
+            f"LIMIT %s OFFSET %s) AS page ON true",
+            [due_by, *every_params, kinds, *firsts_params, kinds, limit, offset])
         rows = cursor.fetchall()
-    if not rows:
-        return [], (0 if offset == 0 else None), (0 if offset == 0 else None)
-    return [row[:-2] for row in rows], rows[0][-2], rows[0][-1]
+    total, overdue = rows[0][-2:]
+    return [row[:-2] for row in rows if row[0] is not None], total, overdue

@@ -31,8 +31,12 @@ class PlanWait(models.Model):
     owner_id = models.IntegerField(null=True, blank=True)
     account_owner_id = models.IntegerField(null=True, blank=True)
     renewal_date = models.DateField(null=True, blank=True)
-    # DRAFT and STEP: when the wait began. PAUSED: when the plan was paused (its wait when no layer holds it).
+    # DRAFT and STEP: when the wait began, and when it is due (plans.due.due_at) under the SLAs named `due_key`
+    # (plans.due.sla_fingerprint; a process with other SLAs computes its own). PAUSED: when the plan was paused
+    # (its wait when no layer holds it); its due time depends on which layers the caller may lift.
     since = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    due_key = models.CharField(max_length=16, blank=True, default="")
     # PAUSED: the earliest open layer of each kind a person lifts (plans.inbox.PERSON_LIFTED_LAYERS), of any
     # kind, and of any kind a resume does not lift (plans.services.layers.LIFTED_BY_RESUME).
     first_person = models.DateTimeField(null=True, blank=True)
@@ -48,7 +52,8 @@ class PlanWait(models.Model):
             models.UniqueConstraint(fields=["plan_id", "source", "step_id"], nulls_distinct=False,
                                     name="planwait_one_per_wait"),
         ]
-        indexes = [models.Index(fields=["tenant_id", "source"], name="planwait_tenant_source_idx")]
+        # A page in due order reads each kind's rows from here, soonest first, as far as the page goes.
+        indexes = [models.Index(fields=["tenant_id", "source", "due_key", "due_at"], name="planwait_tenant_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.source} {self.plan_id}"

@@ -13,6 +13,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 
+from plans.due import InboxKind, due_at, sla_fingerprint
 from plans.models import (
     EventType,
     PauseKind,
@@ -77,9 +78,10 @@ def rows_for(plan_ids: list[UUID]) -> list[PlanWait]:
     by_status: dict[str, list[UUID]] = {}
     for plan in plans.values():
         by_status.setdefault(plan["plan_status"], []).append(plan["id"])
-    rows = [_row(plans[plan_id], WaitSource.DRAFT, since=plans[plan_id]["updated_at"])
+    due_key = sla_fingerprint()
+    rows = [_row(plans[plan_id], WaitSource.DRAFT, since=plans[plan_id]["updated_at"], due_key=due_key)
             for plan_id in by_status.get(PlanStatus.DRAFT, [])]
-    rows += [_row(plans[plan_id], WaitSource.STEP, step_id=step_id,
+    rows += [_row(plans[plan_id], WaitSource.STEP, step_id=step_id, due_key=due_key,
                   since=awaiting or plans[plan_id]["activated_at"] or plans[plan_id]["updated_at"])
              for plan_id, step_id, awaiting in _steps_awaiting(by_status.get(PlanStatus.ACTIVE, []))]
     layers: dict[UUID, list[tuple[str, object]]] = {}
@@ -115,9 +117,15 @@ def _firsts(layers: list[tuple[str, object]]) -> dict:
     return firsts
 
 
-def _row(plan: dict, source: WaitSource, *, since, step_id: UUID | None = None, **firsts) -> PlanWait:
+_DUE_KIND = {WaitSource.DRAFT: InboxKind.DRAFT_APPROVAL, WaitSource.STEP: InboxKind.STEP_APPROVAL}
+
+
+def _row(plan: dict, source: WaitSource, *, since, step_id: UUID | None = None, due_key: str = "",
+         **firsts) -> PlanWait:
+    """A PAUSED plan's due time is the caller's (it depends on the layers they may lift): not stored."""
+    due = due_at(_DUE_KIND[source], plan["plan_type"], since, plan["account__renewal_date"]) if due_key else None
     return PlanWait(tenant_id=plan["tenant_id"], plan_id=plan["id"], source=source, step_id=step_id,
                     plan_type=plan["plan_type"], risk_level=plan["risk_level"], created_by=plan["created_by"],
                     edited_by_since_approval=plan["edited_by_since_approval"] or [], owner_id=plan["owner_id"],
                     account_owner_id=plan["account__owner_id"], renewal_date=plan["account__renewal_date"],
-                    since=since, **firsts)
+                    since=since, due_at=due, due_key=due_key, **firsts)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from plans.inbox import SLA_FIELD, InboxKind, due_at
+from plans.due import SLA_FIELD, InboxKind, due_at
 from plans.plan_types import PLAN_TYPES, approval_sla
 
 

@@ -138,6 +138,8 @@ class Migration(migrations.Migration):
                 ('account_owner_id', models.IntegerField(blank=True, null=True)),
                 ('renewal_date', models.DateField(blank=True, null=True)),
                 ('since', models.DateTimeField()),
+                ('due_at', models.DateTimeField(blank=True, null=True)),
+                ('due_key', models.CharField(blank=True, default='', max_length=16)),
                 ('first_person', models.DateTimeField(blank=True, null=True)),
                 ('first_policy', models.DateTimeField(blank=True, null=True)),
                 ('first_retry_limit', models.DateTimeField(blank=True, null=True)),
@@ -147,7 +149,7 @@ class Migration(migrations.Migration):
                 ('first_not_by_resume', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant_id', 'source'], name='planwait_tenant_source_idx')],
+                'indexes': [models.Index(fields=['tenant_id', 'source', 'due_key', 'due_at'], name='planwait_tenant_due_idx')],
                 'constraints': [models.UniqueConstraint(fields=('plan_id', 'source', 'step_id'), name='planwait_one_per_wait', nulls_distinct=False)],
             },
         ),

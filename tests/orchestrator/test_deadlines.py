@@ -13,7 +13,7 @@ from orchestrator.deadlines import rules
 from orchestrator.deadlines.items import waiting_items
 from orchestrator.deadlines.models import DeadlineNotice, DeadlineStage
 from orchestrator.deadlines.service import deadlines_run
-from plans.inbox import InboxKind, due_at
+from plans.due import InboxKind, due_at
 from plans.ledger import verify_ledger
 from plans.models import EventType, PauseKind, PlanLedgerEntry, PlanStatus, StepStatus
 from tests.factories import AccountFactory, make_plan

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from plans.authority import Subject, Verb, denial
 from plans.authority_filters import allowed_plans
-from plans.inbox import InboxKind, _approvable_risks, due_at, inbox_entries, liftable_layers
+from plans.due import due_at
+from plans.inbox import InboxKind, _approvable_risks, inbox_entries, liftable_layers
 from plans.models import Membership, PauseKind, PauseLayer, PlanStatus, RevenuePlan, Role, StepStatus
 from plans.plan_types import RENEWAL_DEFENSE, catalogue_with
 from plans.services.common import plan_subject
