@@ -14,3 +14,25 @@ def freeze_startup_heap() -> None:
     """Collect what start-up left behind, then exclude the survivors from every later collection."""
     gc.collect()
     gc.freeze()
+
+
+def release_rendered_response(get_response):
+    """Middleware: once a DRF response is rendered, cut the links that make it a reference cycle.
+
+    DRF keeps the view and its request in `response.renderer_context`, rendering adds the response itself
+    (`context["response"] = response`) and the view keeps it too (`view.response`): a cycle that holds the
+    whole payload — every dict and list of a page of plans, ~800 objects — until the collector's full pass
+    frees it, which then ran every ~20 requests and made their p95 (tests/bench/bench_read_side.py). Nothing
+    reads those links after rendering, so the page is freed by reference counting when it has been sent."""
+
+    def middleware(request):
+        response = get_response(request)
+        context = getattr(response, "renderer_context", None)
+        if context is not None and getattr(response, "is_rendered", True):
+            view = context.get("view")
+            if getattr(view, "response", None) is response:
+                view.response = None
+            response.renderer_context = None
+        return response
+
+    return middleware
