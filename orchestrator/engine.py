@@ -29,7 +29,8 @@ from plans.locking import lock_account, lock_plan
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import advance_facts, killed_by
+from plans.selectors import advance_facts, killed_by, plan_steps
+from revplan.compiled import CompiledQuery
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class FollowUp:
     keys: list[StepKey] = field(default_factory=list)
     advance: bool = False
     inline: ClaimedStep | None = None
+
+
+# A plan's attempts, read by every advance (compiled once: revplan.compiled).
+_PLAN_INTENTS = CompiledQuery(lambda plan_id: ActionIntent.objects.filter(plan_id=plan_id), plan_id=uuid.uuid4())
 
 
 # --- advance ------------------------------------------------------------------------------------
@@ -113,7 +118,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     account's first: the plan may then move into ACTIVE) in an open transaction. `steps`: the plan's
     steps if the caller has them. `inline`: the first step it starts is created claimed by the caller, who
     runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys)."""
-    steps = list(plan.steps.all()) if steps is None else steps
+    steps = plan_steps(plan) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
@@ -127,7 +132,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return FollowUp()
     config = get_plan_type_config(plan.plan_type, plan.plan_type_version)
-    intents = {(intent.step_id, intent.attempt): intent for intent in ActionIntent.objects.filter(plan_id=plan.id)}
+    intents = {(intent.step_id, intent.attempt): intent for intent in _PLAN_INTENTS.all(plan_id=plan.id)}
     # Outcomes a worker finished but did not get to record (it died in between).
     for step in steps:
         intent = intents.get((step.step_id, step.attempts))
@@ -339,7 +344,7 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
     """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction.
     None when the outcome was applied before (a duplicate)."""
     # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
-    steps = list(plan.steps.all())
+    steps = plan_steps(plan)
     step = next((step for step in steps if step.step_id == intent.step_id), None)
     if step is None:
         # The plan was revised and the step removed while this attempt ran: its outcome has no step to go to.

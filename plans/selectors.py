@@ -1,6 +1,8 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
+import functools
 from datetime import datetime, timedelta
 from typing import NamedTuple
+from uuid import uuid4
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
@@ -17,12 +19,14 @@ from plans.models import (
     PauseLayer,
     PlanLedgerEntry,
     PlanStatus,
+    PlanStep,
     RevenuePlan,
     Role,
     Tenant,
 )
 from plans.plan_types import get_plan_type_config, plan_type_config_for
 from plans.policy import GateFacts
+from revplan.compiled import CompiledQuery
 
 # --- the one tenant-visibility rule: a user sees the tenants they are an active member of -------------
 
@@ -121,14 +125,30 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     )
 
 
+_PLAN_STATUS_AND_SWITCHES = CompiledQuery(
+    lambda plan_id: RevenuePlan.objects.filter(pk=plan_id).values_list(
+        "plan_status", engaged_switches_of(OuterRef("tenant_id")))[:1],
+    plan_id=uuid4(),
+)
+
+
 def plan_status_and_switches(plan_id) -> tuple[str | None, frozenset[str]]:
-    """The plan's status and its tenant's engaged kill switches, in one query: what a step created claimed
-    is checked against after its commit, before its first try (None: no such plan)."""
-    row = RevenuePlan.objects.filter(pk=plan_id).values_list(
-        "plan_status",
-        engaged_switches_of(OuterRef("tenant_id")),
-    ).first()
+    """The plan's status and its tenant's engaged kill switches, in one query (compiled once): what a step
+    created claimed is checked against after its commit, before its first try (None: no such plan)."""
+    row = _PLAN_STATUS_AND_SWITCHES.first(plan_id=plan_id)
     return (row[0], frozenset(row[1])) if row else (None, frozenset())
+
+
+_PLAN_STEPS = CompiledQuery(lambda plan_id: PlanStep.objects.filter(plan_id=plan_id), plan_id=uuid4())
+
+
+def plan_steps(plan: RevenuePlan) -> list[PlanStep]:
+    """plan.steps.all() (in sequence order, each step's `plan` the one given), compiled once: the engine reads
+    a plan's steps on every advance and every outcome."""
+    steps = _PLAN_STEPS.all(plan_id=plan.pk)
+    for step in steps:
+        step.plan = plan
+    return steps
 
 
 class AdvanceFacts(NamedTuple):
@@ -142,20 +162,30 @@ def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
     accounts, and the account's signals that may meet the plan's objective (objective_signals), in one
     query: what the orchestrator needs before it evaluates the plan and starts its steps."""
     config = plan_type_config_for(plan)
-    signals = AccountSignal.objects.filter(
-        account_id=plan.account_id, signal_type__in=config.objective_signal_types if config else ()
-    ).order_by("id")
-    row = Tenant.objects.filter(pk=plan.tenant_id).values_list(
-        engaged_switches_of(OuterRef("pk")),
-        Exists(owner_is_active_member(plan.owner_id, OuterRef("pk"))) if plan.owner_id is not None else Value(False),
-        ArraySubquery(signals.values("signal_type")),
-        ArraySubquery(signals.values("observed_at")),
-    ).first()
+    signal_types = tuple(config.objective_signal_types) if config else ()
+    row = _advance_facts_query(signal_types, has_owner=plan.owner_id is not None).first(
+        tenant_id=plan.tenant_id, account_id=plan.account_id, owner_id=plan.owner_id or 0)
     if row is None:
         return AdvanceFacts(frozenset(), False, [])
     switches, owner_active, signal_types, observed = row
     return AdvanceFacts(frozenset(switches), bool(owner_active),
                         [SignalFact(signal_type, at) for signal_type, at in zip(signal_types, observed, strict=True)])
+
+
+@functools.cache
+def _advance_facts_query(signal_types: tuple[str, ...], *, has_owner: bool) -> CompiledQuery:
+    """advance_facts' read for a plan type's objective signals, compiled once (a read of every advance)."""
+    def build(tenant_id, account_id, owner_id=None):
+        signals = AccountSignal.objects.filter(account_id=account_id, signal_type__in=signal_types).order_by("id")
+        return Tenant.objects.filter(pk=tenant_id).values_list(
+            engaged_switches_of(OuterRef("pk")),
+            Exists(owner_is_active_member(owner_id, OuterRef("pk"))) if has_owner else Value(False),
+            ArraySubquery(signals.values("signal_type")),
+            ArraySubquery(signals.values("observed_at")),
+        )[:1]
+    # A plan without an owner compiles no owner_id: any int stands in for it.
+    return CompiledQuery(build, tenant_id=uuid4(), account_id=uuid4(),
+                         **({"owner_id": 987_654_321} if has_owner else {}))
 
 
 # --- API reads: every one is scoped to the caller's tenants ------------------------------------

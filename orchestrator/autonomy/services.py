@@ -5,7 +5,7 @@ entry to the tenant's ledger chain in one transaction; the next step decision se
 """
 from dataclasses import dataclass
 from datetime import date
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery
@@ -27,6 +27,7 @@ from plans.models import PlanStep, RevenuePlan, Tenant
 from plans.plan_types import ACTION_TYPES, get_action_type
 from plans.selectors import engaged_kill_switches, killed_by
 from plans.services import approvals, require_admin
+from revplan.compiled import CompiledQuery
 
 MAX_COUNT = 100_000  # any budget, limit or cooldown
 DEFAULT_ACTION_TYPE_BUDGET = ActionTypeAutonomy._meta.get_field("max_per_day").default
@@ -86,8 +87,7 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
     return StepDecision(decision, facts)
 
 
-def _settings_for(tenant_id: UUID, action_type: str) -> dict:
-    """The tenant's opt-in and account budget and the action type's mode and budget, in one query (None: unset)."""
+def _settings_query(tenant_id: UUID, action_type: str):
     action_type_setting = ActionTypeAutonomy.objects.filter(tenant_id=OuterRef("pk"), action_type=action_type)
     return Tenant.objects.filter(pk=tenant_id).annotate(
         mode=Subquery(action_type_setting.values("mode")[:1]),
@@ -95,7 +95,19 @@ def _settings_for(tenant_id: UUID, action_type: str) -> dict:
     ).values(
         "mode", "max_per_day", opted_in_at=F("autonomy__opted_in_at"),
         max_per_account_per_day=F("autonomy__max_per_account_per_day"),
-    ).get()
+    )[:1]
+
+
+# Read before every step's decision: compiled once (revplan.compiled).
+_SETTINGS = CompiledQuery(_settings_query, tenant_id=uuid4(), action_type="(an action type)")
+
+
+def _settings_for(tenant_id: UUID, action_type: str) -> dict:
+    """The tenant's opt-in and account budget and the action type's mode and budget, in one query (None: unset)."""
+    settings = _SETTINGS.first(tenant_id=tenant_id, action_type=action_type)
+    if settings is None:
+        raise Tenant.DoesNotExist(f"Tenant {tenant_id} does not exist.")
+    return settings
 
 
 def _or_default(value: int | None, default: int) -> int:

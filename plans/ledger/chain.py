@@ -9,13 +9,14 @@ import hashlib
 import json
 from datetime import UTC
 from decimal import Decimal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from plans.models import EventType, PlanLedgerEntry, RevenuePlan
 from plans.schemas import plan_to_schema
+from revplan.compiled import CompiledQuery
 
 GENESIS_HASH = "0" * 64
 
@@ -66,6 +67,15 @@ def lock_tenant_chain(tenant_id: UUID) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
+# The plan chain's last entry, read by a transaction's first append to the chain (compiled once:
+# revplan.compiled; a step appends two or three).
+_PLAN_CHAIN_HEAD = CompiledQuery(
+    lambda plan_id: PlanLedgerEntry.objects.filter(plan_id=plan_id).order_by("-chain_seq")
+    .values_list("chain_seq", "entry_hash")[:1],
+    plan_id=uuid4(),
+)
+
+
 def append(
     *,
     tenant_id: UUID,
@@ -83,10 +93,10 @@ def append(
     if last is None:
         if plan_id is None:
             lock_tenant_chain(tenant_id)
-            head = PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True)
+            last = (PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True).order_by("-chain_seq")
+                    .values_list("chain_seq", "entry_hash").first())
         else:
-            head = PlanLedgerEntry.objects.filter(plan_id=plan_id)
-        last = head.order_by("-chain_seq").values_list("chain_seq", "entry_hash").first()
+            last = _PLAN_CHAIN_HEAD.first(plan_id=plan_id)
     last_seq, prev_hash = last if last else (0, GENESIS_HASH)
     entry = PlanLedgerEntry(
         tenant_id=tenant_id,

@@ -1,10 +1,13 @@
 """Pause layers as rows: which hold a plan, lifting them, and who can lift each. No plan moves here;
 plans.services.pauses sets and lifts layers together with the moves they cause."""
+from uuid import uuid4
+
 from django.utils import timezone
 
 from plans import ledger
 from plans.errors import Reason
 from plans.models import PauseKind, PauseLayer, RevenuePlan
+from revplan.compiled import CompiledQuery
 
 # What a person's resume lifts: their own pause, and a policy refusal (re-decided at the next attempt).
 LIFTED_BY_RESUME = frozenset({PauseKind.PERSON, PauseKind.POLICY})
@@ -36,9 +39,15 @@ LIFTED_BY_VERB = {
 }
 
 
+_OPEN_LAYERS = CompiledQuery(
+    lambda plan_id: PauseLayer.objects.filter(plan_id=plan_id, lifted_at__isnull=True).order_by("set_at", "id"),
+    plan_id=uuid4(),
+)
+
+
 def open_layers(plan: RevenuePlan) -> list[PauseLayer]:
     """The layers holding the plan now, oldest first (read afresh: the writers call this under the lock)."""
-    return list(PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).order_by("set_at", "id"))
+    return _OPEN_LAYERS.all(plan_id=plan.pk)
 
 
 def layers_lift(plan: RevenuePlan, layers: list[PauseLayer], *, actor: str, why: str) -> list[PauseLayer]:

@@ -85,7 +85,9 @@ def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[P
     """A plan back in DRAFT or finished is held by no layer any more; a finished plan's waiting steps
     are SKIPPED with its reason (DESIGN §3.2). A step whose attempt is still out (started, outcome
     not recorded) is left for that outcome: what happened in the world is still recorded."""
-    layers_lift(plan, open_layers(plan), actor=actor, why=f"the plan is {plan.plan_status}: {why.rstrip('.')}")
+    layers = open_layers(plan)
+    if layers:  # most plans finish held by none: no second read of them
+        layers_lift(plan, layers, actor=actor, why=f"the plan is {plan.plan_status}: {why.rstrip('.')}")
     if plan.plan_status not in TERMINAL:
         return
     for step in (steps if steps is not None else list(plan.steps.all())):

@@ -1,4 +1,6 @@
 """The internal connector: draft tasks, notes and renewal briefs written to revplan's own database."""
+from uuid import uuid4
+
 from django.db import connection, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
@@ -8,6 +10,7 @@ from psycopg.types.json import Jsonb
 from orchestrator.execution.connectors.base import ExternalRef, PermanentError, described, not_describable
 from orchestrator.execution.models import ActionIntent, InternalRecord, InternalRecordKind
 from plans.models import AccountSignal
+from revplan.compiled import CompiledQuery
 
 RECENT_SIGNALS_IN_BRIEF = 10
 
@@ -22,13 +25,22 @@ TITLES = {
 }
 
 
+def _recent_signals_query(account_ids: list):
+    latest = Window(RowNumber(), partition_by=F("account_id"), order_by=[F("observed_at").desc(), F("id").desc()])
+    return (AccountSignal.objects.filter(account_id__in=account_ids).annotate(rank=latest)
+            .filter(rank__lte=RECENT_SIGNALS_IN_BRIEF).order_by("account_id", "rank"))
+
+
+# One account's (every brief an execution writes): compiled once (revplan.compiled).
+_ONE_ACCOUNTS_SIGNALS = CompiledQuery(lambda account_id: _recent_signals_query([account_id]), account_id=uuid4())
+
+
 def recent_signals(account_ids) -> dict:
     """account id -> its RECENT_SIGNALS_IN_BRIEF latest signals, newest first, in one read for any
     number of accounts (the brief of one execution, or a page of previews)."""
-    latest = Window(RowNumber(), partition_by=F("account_id"), order_by=[F("observed_at").desc(), F("id").desc()])
     signals: dict = {account_id: [] for account_id in account_ids}
-    rows = (AccountSignal.objects.filter(account_id__in=list(signals)).annotate(rank=latest)
-            .filter(rank__lte=RECENT_SIGNALS_IN_BRIEF).order_by("account_id", "rank"))
+    rows = (_ONE_ACCOUNTS_SIGNALS.all(account_id=next(iter(signals))) if len(signals) == 1
+            else _recent_signals_query(list(signals)))
     for signal in rows:
         signals[signal.account_id].append(signal)
     return signals
