@@ -6,11 +6,13 @@ next (run_claimed), within a budget (run_inline). Celery-free, like the engine.
 """
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from orchestrator import engine, holds
@@ -24,7 +26,8 @@ from plans.errors import DomainError
 from plans.lifecycle import TERMINAL
 from plans.locking import lock_plan
 from plans.models import PlanStatus, RevenuePlan
-from plans.selectors import advance_facts, engaged_kill_switches, plan_status_and_switches
+from plans.selectors import advance_facts, engaged_kill_switches, engaged_switches_of, plan_status_and_switches
+from revplan.compiled import CompiledQuery
 
 logger = logging.getLogger(__name__)
 
@@ -35,30 +38,61 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None, inlin
     `inline`: the next step the outcome starts is created claimed by the caller (FollowUp.inline), who
     runs it next with run_claimed (run_inline does both, within a budget)."""
     service = service or ExecutionService()
-    # One read for the intent, its plan's status and what the connector needs (account, its owner, tenant).
-    intent = (
-        ActionIntent.objects.select_related("plan", "account__owner", "tenant")
-        .filter(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt)
-        .first()
-    )
+    # One transaction (one commit) for the read of the attempt and, when it runs now, everything before its
+    # first try (ExecutionService.begin: the kill switches read here, the claim, the connector's routes).
+    with transaction.atomic():
+        intent = _read_attempt(key)
+        move = _next_move(intent)
+        begun = service.begin(intent, engaged_switches=frozenset(intent.engaged_switches),
+                              max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES) if move == _RUN else None
     if intent is None:
         logger.warning("no such step attempt", extra={"plan_id": str(key.plan_id), "step_id": str(key.step_id),
                                                       "attempt": key.attempt})
         return FollowUp()
-    if intent.status in FINISHED_INTENT_STATUSES:
+    if move == _RECORD:
         return engine.record_step_outcome(intent.id, inline=inline)  # a duplicate or redelivered message
-    plan_status = intent.plan.plan_status
-    if plan_status in TERMINAL:
+    if move == _CANCEL:
         _cancel_quietly(service, intent)
         return FollowUp()
-    if plan_status != PlanStatus.ACTIVE:
-        return FollowUp()  # a paused plan's attempt waits; the advance after resume sends it again
-    paused_at = intent.plan.paused_at
-    if intent.status == IntentStatus.PENDING and paused_at and paused_at > intent.created_at \
-            and not _gate_allows_late_start(key):
+    if move == _WAIT or (move == _GATE and not _gate_allows_late_start(key)):
         return FollowUp()
     return _carry_out(key, intent, inline=inline, run=lambda on_succeeded: service.execute(
-        intent.id, intent=intent, on_succeeded=on_succeeded, max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES))
+        intent.id, intent=intent, engaged_switches=frozenset(intent.engaged_switches), begun=begun,
+        on_succeeded=on_succeeded, max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES))
+
+
+# What an execute_step message does with its attempt (_next_move).
+_RUN, _RECORD, _CANCEL, _WAIT, _GATE = "run", "record", "cancel", "wait", "gate"
+
+
+# One read for the intent, its plan's status, what the connector needs (account, its owner, tenant) and the
+# tenant's engaged kill switches (the check before the first try). Compiled once (revplan.compiled).
+_READ_ATTEMPT = CompiledQuery(
+    lambda plan_id, step_id, attempt: ActionIntent.objects.select_related("plan", "account__owner", "tenant")
+    .annotate(engaged_switches=engaged_switches_of(OuterRef("tenant_id")))
+    .filter(plan_id=plan_id, step_id=step_id, attempt=attempt)[:1],
+    plan_id=uuid.uuid4(), step_id=uuid.uuid4(), attempt=987_654_321,
+)
+
+
+def _read_attempt(key: StepKey) -> ActionIntent | None:
+    return _READ_ATTEMPT.first(plan_id=key.plan_id, step_id=key.step_id, attempt=key.attempt)
+
+
+def _next_move(intent: ActionIntent | None) -> str:
+    if intent is None:
+        return _WAIT
+    if intent.status in FINISHED_INTENT_STATUSES:
+        return _RECORD
+    plan_status = intent.plan.plan_status
+    if plan_status in TERMINAL:
+        return _CANCEL
+    if plan_status != PlanStatus.ACTIVE:
+        return _WAIT  # a paused plan's attempt waits; the advance after resume sends it again
+    paused_at = intent.plan.paused_at
+    if intent.status == IntentStatus.PENDING and paused_at and paused_at > intent.created_at:
+        return _GATE  # the gate runs again first (_gate_allows_late_start)
+    return _RUN
 
 
 def run_claimed(claimed: ClaimedStep, *, service: ExecutionService | None = None, inline: bool = False) -> FollowUp:

@@ -34,9 +34,10 @@ class Claim:
     intent_id: UUID
     token: UUID
     deliveries: int = 1
-    # Created claimed, with its first try's count and connector already on the row and a lease just
-    # taken: the first try needs no renewal.
-    fresh: bool = False
+    # The try already counted on the row, with its connector and a lease just taken (0: none), which
+    # therefore needs no renewal: 1 for an intent created claimed; the next try for a claim whose
+    # first renewal was written in the claim's own transaction (ExecutionService.execute).
+    counted: int = 0
 
 
 def lease_until(now: datetime) -> datetime:

@@ -20,14 +20,15 @@ from django.utils import timezone
 from orchestrator.breakers import plans as breaker_plans
 from orchestrator.breakers import services as breakers
 from orchestrator.execution import compensation, leases
-from orchestrator.execution.connectors import (
-    Connector,
-    ExternalRef,
-    PermanentError,
-    TransientError,
-    build_connector,
+from orchestrator.execution.connectors import Connector, ExternalRef, PermanentError, TransientError
+from orchestrator.execution.delivery import (
+    Begun,
+    begin_delivery,
+    log_connector_error,
+    log_fields,
+    prepare_connector,
+    unexpected,
 )
-from orchestrator.execution.connectors.base import ConnectorError
 from orchestrator.execution.intents import effect_key_for, intent_create
 from orchestrator.execution.models import (
     FINISHED_INTENT_STATUSES,
@@ -46,7 +47,7 @@ from plans.plan_types import get_action_type
 from plans.selectors import execution_killed_by, killed_by
 
 # effect_key_for and intent_create live in intents.py; callers import them from here too.
-__all__ = ["ExecutionBlocked", "ExecutionService", "effect_key_for", "intent_create"]
+__all__ = ["Begun", "ExecutionBlocked", "ExecutionService", "effect_key_for", "intent_create"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +59,6 @@ class ExecutionBlocked(DomainError):
     """A kill switch stopped the intent before anything was sent; it stays PENDING for later."""
 
     http_status = 409
-
-
-def _log_connector_error(error: ConnectorError, log: dict) -> None:
-    """The raw text behind a classified failure, for whoever debugs it; rows only ever get str(error)."""
-    logger.warning("connector error", extra={**log, "error": str(error), "http_status": error.http_status,
-                                             "detail": error.detail, "error_class": type(error).__name__})
-
-
-def _unexpected(intent: ActionIntent, error: Exception, doing: str) -> str:
-    """A stored sentence for an exception no connector classified: its type only, its text is in the log."""
-    connector = f"The {intent.connector} connector" if intent.connector else "The connector"
-    return f"{connector} failed unexpectedly while {doing} ({type(error).__name__}); retrying cannot help."
-
-
-def _log_fields(intent: ActionIntent) -> dict:
-    return {"intent_id": str(intent.id), "plan_id": str(intent.plan_id or ""), "step_id": str(intent.step_id or ""),
-            "attempt": intent.attempt, "action_type": intent.action_type}
 
 
 class ExecutionService:
@@ -98,34 +82,55 @@ class ExecutionService:
         intent_id: UUID,
         *,
         intent: ActionIntent | None = None,
+        engaged_switches: frozenset[str] | None = None,
+        begun: Begun | None = None,
         on_succeeded: Callable[[ActionIntent, RevenuePlan], None] | None = None,
         max_deliveries: int | None = None,
     ) -> ActionIntent:
         """`intent`: the caller's freshly loaded row of intent_id (with account and tenant), saving a read.
 
+        `engaged_switches`: the tenant's kill switches, read by the caller with `intent` (else read here).
+        `begun`: what the caller's begin(intent) returned, in a transaction of its own that has committed.
         `on_succeeded(intent, plan)`: for a plan step, called inside the transaction that records this
         execution's success, with the plan's row lock held; it commits (or rolls back) with the success.
         `max_deliveries`: give up (FAILED, WORKER_LOST) on an intent whose workers started it more often
         than this without finishing it, instead of starting it again.
         """
         intent = intent if intent is not None else self._load(intent_id)
-        if intent.status in FINISHED_INTENT_STATUSES:
-            return intent  # the recorded outcome; nothing is sent again
-        if intent.expires_at <= self.clock():
-            return self._expire(intent)
-        # The kill switches, before the first try of this delivery; _claim and the connector's
-        # set-up in between send nothing. Each retry below checks them again.
-        self._raise_if_killed(intent)
-        claim = leases.claim(intent, now=self.clock())  # on success, `intent` holds the claimed row's state
-        if claim is None:
+        if begun is None:
+            if intent.status in FINISHED_INTENT_STATUSES:
+                return intent  # the recorded outcome; nothing is sent again
+            if intent.expires_at <= self.clock():
+                return self._expire(intent)
+            with transaction.atomic():
+                begun = begin_delivery(intent, now=self.clock(), engaged_switches=engaged_switches,
+                                       max_deliveries=max_deliveries)
+        if begun.blocked_by:
+            self._record_blocked(intent, begun.blocked_by)
+        if begun.claim is None:
             return self._load(intent_id)  # another worker holds it, or it finished meanwhile
-        if max_deliveries is not None and claim.deliveries > max_deliveries:
-            reason = (f"a worker started it {claim.deliveries - 1} times and never finished; "
+        log = log_fields(intent)
+        if begun.abandoned:
+            reason = (f"a worker started it {begun.claim.deliveries - 1} times and never finished; "
                       "giving up on this attempt")
-            log = _log_fields(intent)
-            logger.error("intent abandoned after repeated worker loss", extra={**log, "deliveries": claim.deliveries})
-            return self._finish_failed(intent, claim, FailureClass.WORKER_LOST, reason, log)
-        return self._run(intent, claim, on_succeeded=on_succeeded)
+            logger.error("intent abandoned after repeated worker loss",
+                         extra={**log, "deliveries": begun.claim.deliveries})
+            return self._finish_failed(intent, begun.claim, FailureClass.WORKER_LOST, reason, log)
+        if begun.connector is None:
+            return self._finish_failed(intent, begun.claim, FailureClass.PERMANENT, begun.failure, log)
+        return self._run(intent, begun.claim, on_succeeded=on_succeeded, connector=begun.connector)
+
+    def begin(self, intent: ActionIntent, *, engaged_switches: frozenset[str] | None = None,
+              max_deliveries: int | None = None) -> Begun | None:
+        """The part of execute before the first try, for a caller that wants it in its own transaction
+        (the one that read `intent`: one commit for both), which must commit before execute(begun=...).
+        None when the intent finished or expired: execute, without `begun`, returns or records that."""
+        if intent.status in FINISHED_INTENT_STATUSES or intent.expires_at <= self.clock():
+            return None
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("begin runs inside the caller's transaction")
+        return begin_delivery(intent, now=self.clock(), engaged_switches=engaged_switches,
+                              max_deliveries=max_deliveries)
 
     def execute_claimed(
         self,
@@ -146,7 +151,7 @@ class ExecutionService:
         execution: each try renews the lease, each outcome is conditional on the token, a worker that
         dies leaves it for a takeover once the lease has run out.
         """
-        claim = leases.Claim(intent.pk, token, deliveries=intent.deliveries, fresh=intent.attempts == 1)
+        claim = leases.Claim(intent.pk, token, deliveries=intent.deliveries, counted=1 if intent.attempts == 1 else 0)
         blocked_by = killed_by(engaged_switches, intent.action_type)
         if blocked_by:
             self._release_blocked(intent, claim, blocked_by, tries_made=0)
@@ -154,26 +159,18 @@ class ExecutionService:
         return self._run(intent, claim, on_succeeded=on_succeeded, connector=connector)
 
     def _run(self, intent: ActionIntent, claim: leases.Claim, *, on_succeeded, connector=None) -> ActionIntent:
-        """The tries of a claimed intent, and its outcome."""
+        """The tries of a claimed intent, and its outcome. `connector`: built and checked by the caller."""
         intent_id = intent.pk
-        log = _log_fields(intent)
-        try:
-            connector = connector or build_connector(intent)
+        log = log_fields(intent)
+        if connector is None:
+            connector, failure = prepare_connector(intent)
+            if connector is None:
+                return self._finish_failed(intent, claim, FailureClass.PERMANENT, failure, log)
+        else:
             intent.connector = connector.name
-            connector.validate(intent)
-        except PermanentError as error:
-            _log_connector_error(error, log)
-            return self._finish_failed(intent, claim, FailureClass.PERMANENT, str(error), log)
-        except DatabaseError:
-            raise  # ours, not the connector's: the delivery fails and is retried
-        except Exception as error:
-            # A bug or a setting nothing checked: fail now, not after the lease as WORKER_LOST.
-            logger.exception("connector set-up raised unexpectedly", extra=log)
-            return self._finish_failed(intent, claim, FailureClass.PERMANENT, _unexpected(intent, error, "preparing"),
-                                       log)
         spec = get_action_type(intent.action_type)
-        # Tries made before this delivery (by a worker that died); a fresh claim's count is its first try's.
-        first = number = 0 if claim.fresh else intent.attempts
+        # Tries made before this delivery (by a worker that died); a counted try is this delivery's first.
+        first = number = claim.counted - 1 if claim.counted else intent.attempts
         delay, last_error = 0.0, ""
         holder = str(intent.plan_id or intent.id)  # who a half-open breaker lets through as its probe
         verdict = breakers.ALLOWED
@@ -181,9 +178,9 @@ class ExecutionService:
             number += 1
             if delay:
                 self.sleep(delay)
-            # A fresh claim's row already counts its first try: that one needs no renewal.
-            renewed = (claim.fresh and number == 1) or leases.renew(claim, attempts=number,
-                                                                    connector=connector.name, now=self.clock())
+            # A try the row already counts (claim.counted) needs no renewal.
+            renewed = number == claim.counted or leases.renew(claim, attempts=number, connector=connector.name,
+                                                              now=self.clock())
             if not renewed:
                 logger.warning("execution claim lost; another worker took over", extra=log)
                 return self._load(intent_id)
@@ -201,7 +198,7 @@ class ExecutionService:
             try:
                 ref = connector.execute(intent)
             except TransientError as error:
-                _log_connector_error(error, {**log, "try": number})
+                log_connector_error(error, {**log, "try": number})
                 last_error = str(error)
                 leases.record_try(claim, number, delay, started_at, AttemptOutcome.TRANSIENT_ERROR, last_error,
                                   now=self.clock())
@@ -223,7 +220,7 @@ class ExecutionService:
                                                                          "error": last_error})
                 continue
             except PermanentError as error:
-                _log_connector_error(error, {**log, "try": number})
+                log_connector_error(error, {**log, "try": number})
                 breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
                                 probe=verdict.probe, error=str(error))
                 last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR,
@@ -237,7 +234,7 @@ class ExecutionService:
                 # E.g. a 2xx answer the connector cannot read. Recorded as this try's permanent failure
                 # now; escaping would leave the intent EXECUTING until its lease ran out.
                 logger.exception("connector raised unexpectedly", extra={**log, "try": number})
-                reason = _unexpected(intent, error, "carrying it out")
+                reason = unexpected(intent, error, "carrying it out")
                 breakers.record(intent.tenant_id, connector.name, AttemptOutcome.PERMANENT_ERROR, holder=holder,
                                 probe=verdict.probe, error=reason)
                 last_try = leases.attempt_row(claim, number, delay, started_at, AttemptOutcome.PERMANENT_ERROR, reason,
@@ -325,13 +322,12 @@ class ExecutionService:
                 ledger.action_expired(intent, actor=ACTOR)
         return self._load(intent.pk)
 
-    def _raise_if_killed(self, intent: ActionIntent) -> None:
-        blocked_by = execution_killed_by(intent.tenant_id, intent.action_type)
-        if blocked_by:
-            with transaction.atomic():
-                self._lock_chain(intent)
-                ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
-            raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
+    def _record_blocked(self, intent: ActionIntent, blocked_by: str) -> None:
+        """A switch was on before the first try: nothing was claimed or sent; the intent stays PENDING."""
+        with transaction.atomic():
+            self._lock_chain(intent)
+            ledger.action_blocked(intent, actor=ACTOR, blocked_by=blocked_by)
+        raise ExecutionBlocked(KILL_SWITCH, f"{intent.action_type} was not sent: {blocked_by} is on.")
 
     def _release_blocked(self, intent: ActionIntent, claim: leases.Claim, blocked_by: str, *,
                          tries_made: int) -> None:
