@@ -1,5 +1,6 @@
 """The Celery application: configured from Django settings under the CELERY_ namespace."""
 import os
+import select
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_process_init
@@ -32,3 +33,24 @@ def close_old_connections(sender=None, **_kwargs) -> None:
     from django.db import close_old_connections as close_if_unusable_or_obsolete
 
     close_if_unusable_or_obsolete()
+    health_check_without_a_query()
+
+
+def health_check_without_a_query() -> None:
+    """Django's health check of a reused connection is a SELECT 1 before its next query: a transaction of its
+    own in every task (about one commit per governed step). A server that ends a connection (a restart,
+    pg_terminate_backend, idle_session_timeout) first sends its FATAL and closes the socket, so an idle
+    connection whose socket has nothing to read is one SELECT 1 would find usable: its check is done. One
+    with something to read (that, or a rare notice) keeps Django's check, which closes it if it is dead."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is None or raw.closed or not conn.health_check_enabled or conn.health_check_done:
+            continue
+        try:
+            readable, _, _ = select.select([raw.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            continue
+        if not readable:
+            conn.health_check_done = True

@@ -1,0 +1,48 @@
+"""revplan.celery's per-task connection rule: a healthy reused connection costs no SELECT 1, a dead one is replaced."""
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from revplan.celery import close_old_connections
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    connection.close_at = None  # as with the worker's CONN_MAX_AGE (the tests' 0 closes it after every task)
+    return pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_connection_is_reused_without_a_health_check_query():
+    # given: a connection in use, health checks on
+    assert connection.health_check_enabled
+    pid = backend_pid()
+    # when: a task ends and the next begins
+    close_old_connections()
+    # then: its check is done without a query (Django would run SELECT 1 before the next one), same backend
+    assert connection.health_check_done
+    assert backend_pid() == pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_is_checked_and_replaced():
+    # given: the server ends this process's connection between two tasks
+    pid = backend_pid()
+    with psycopg.connect(_conninfo(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.2)  # the FATAL and the close reach the socket
+    # when: the next task begins
+    close_old_connections()
+    # then: the check is left to Django, which finds it dead, and the task's first query runs on a new backend
+    assert not connection.health_check_done
+    assert backend_pid() != pid
+
+
+def _conninfo() -> str:
+    params = connection.get_connection_params()
+    return psycopg.conninfo.make_conninfo(**{key: value for key, value in params.items()
+                                            if key in ("host", "port", "user", "password", "dbname")})
