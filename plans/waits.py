@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from plans.due import InboxKind, due_at, sla_fingerprint
 from plans.models import (
@@ -81,9 +82,8 @@ def rows_for(plan_ids: list[UUID]) -> list[PlanWait]:
     due_key = sla_fingerprint()
     rows = [_row(plans[plan_id], WaitSource.DRAFT, since=plans[plan_id]["updated_at"], due_key=due_key)
             for plan_id in by_status.get(PlanStatus.DRAFT, [])]
-    rows += [_row(plans[plan_id], WaitSource.STEP, step_id=step_id, due_key=due_key,
-                  since=awaiting or plans[plan_id]["activated_at"] or plans[plan_id]["updated_at"])
-             for plan_id, step_id, awaiting in _steps_awaiting(by_status.get(PlanStatus.ACTIVE, []))]
+    rows += [_row(plans[plan_id], WaitSource.STEP, step_id=step_id, due_key=due_key, since=since)
+             for plan_id, step_id, since in _steps_awaiting(by_status.get(PlanStatus.ACTIVE, []))]
     layers: dict[UUID, list[tuple[str, object]]] = {}
     paused_ids = by_status.get(PlanStatus.PAUSED, [])
     for plan_id, kind, set_at in (PauseLayer.objects.filter(plan_id__in=paused_ids, lifted_at__isnull=True)
@@ -96,15 +96,22 @@ def rows_for(plan_ids: list[UUID]) -> list[PlanWait]:
     return rows
 
 
+def step_waiting_since() -> Coalesce:
+    """When a step PENDING_APPROVAL began waiting, an expression on PlanStep: the engine's latest
+    STEP_AWAITING_APPROVAL entry for it (the ledger's (plan, event_type) index finds it), else its plan's
+    activation, else the plan's last update (the inbox's rule, and the deadline job's)."""
+    awaiting = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
+                                               event_type=EventType.STEP_AWAITING_APPROVAL)
+                .order_by("-chain_seq").values("occurred_at")[:1])
+    return Coalesce(Subquery(awaiting), F("plan__activated_at"), F("plan__updated_at"))
+
+
 def _steps_awaiting(active_ids: list[UUID]) -> list[tuple]:
-    """(plan, step, when the engine ledgered STEP_AWAITING_APPROVAL for it, its latest) of the steps waiting."""
+    """(plan, step, since when) of the steps waiting for a person in these ACTIVE plans."""
     if not active_ids:
         return []
-    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
-                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
-                      .order_by("-chain_seq").values("occurred_at")[:1])
     return list(PlanStep.objects.filter(plan_id__in=active_ids, status=StepStatus.PENDING_APPROVAL)
-                .annotate(awaiting=Subquery(awaiting_since)).values_list("plan_id", "step_id", "awaiting"))
+                .annotate(waiting_since=step_waiting_since()).values_list("plan_id", "step_id", "waiting_since"))
 
 
 def _firsts(layers: list[tuple[str, object]]) -> dict:

@@ -10,23 +10,21 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from uuid import UUID
 
-from django.db.models import F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 
 from orchestrator.deadlines.rules import Deadlines, deadlines_of, earliest_reminder_lead, renewal_horizon
 from plans.authority import Subject, Verb
 from plans.inbox import PERSON_LIFTED_LAYERS, InboxKind
 from plans.models import (
-    EventType,
     PauseKind,
     PauseLayer,
-    PlanLedgerEntry,
     PlanStatus,
     PlanStep,
     RevenuePlan,
     StepStatus,
 )
 from plans.services.layers import LIFTED_BY_RESUME
+from plans.waits import step_waiting_since
 
 # What is read of a plan: enough for plans.authority's Subject, the recipients, the rules and the mail.
 _PLAN_VALUES = ("id", "tenant_id", "plan_type", "risk_level", "created_by", "edited_by_since_approval", "owner_id",
@@ -108,14 +106,9 @@ def _drafts(now: datetime, tenant_id: UUID | None, due_soon_only: bool) -> list[
 
 
 def _steps(now: datetime, tenant_id: UUID | None, due_soon_only: bool) -> list[WaitingItem]:
-    # Since the step's latest STEP_AWAITING_APPROVAL entry (the inbox's rule), else the plan's activation.
-    awaiting_since = (PlanLedgerEntry.objects.filter(plan_id=OuterRef("plan_id"), step_id=OuterRef("step_id"),
-                                                     event_type=EventType.STEP_AWAITING_APPROVAL)
-                      .order_by("-chain_seq").values("occurred_at")[:1])
     steps = (PlanStep.objects.filter(_in_tenant(tenant_id, "plan__"), status=StepStatus.PENDING_APPROVAL,
                                      plan__plan_status=PlanStatus.ACTIVE)
-             .annotate(waiting_since=Coalesce(Subquery(awaiting_since), F("plan__activated_at"),
-                                              F("plan__updated_at"))))
+             .annotate(waiting_since=step_waiting_since()))
     if due_soon_only:
         steps = steps.filter(_may_be_due(InboxKind.STEP_APPROVAL, now=now, since="waiting_since",
                                          renewal="plan__account__renewal_date"))
