@@ -5,6 +5,8 @@ plans never wait for each other.
 """
 from uuid import UUID, uuid4
 
+from django.db import connection
+
 from plans.errors import NotFound
 from plans.models import Account, RevenuePlan
 from revplan.compiled import CompiledQuery
@@ -27,6 +29,14 @@ def lock_plan(plan_id: UUID) -> RevenuePlan:
     if plan is None:
         raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.")
     return plan
+
+
+def share_plan_key(plan_id: UUID) -> None:
+    """The plan's KEY SHARE lock, for a transaction that writes a row pointing at the plan twice (PostgreSQL then
+    checks that row's foreign keys at commit, taking this lock there): taken first, the order is plan before its
+    intents, as everywhere, and a writer holding the plan's FOR UPDATE is waited for instead of deadlocked with."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM plans_revenueplan WHERE id = %s FOR KEY SHARE", [plan_id])
 
 
 def lock_account(account_id: UUID) -> Account:

@@ -11,6 +11,7 @@ from orchestrator.execution import leases
 from orchestrator.execution.connectors import Connector, PermanentError, build_connector
 from orchestrator.execution.connectors.base import ConnectorError
 from orchestrator.execution.models import ActionIntent
+from plans.locking import share_plan_key
 from plans.plan_types import get_action_type
 from plans.selectors import execution_killed_by, killed_by
 
@@ -43,6 +44,11 @@ def begin_delivery(intent: ActionIntent, *, now: datetime, engaged_switches: fro
                   else killed_by(engaged_switches, intent.action_type))
     if blocked_by:
         return Begun(blocked_by=blocked_by)
+    if intent.plan_id:
+        # The claim and the renewal write the intent's row twice, so PostgreSQL checks its foreign keys at commit
+        # (a KEY SHARE lock on the plan): taken now, before the intent's row, as a cancel or an abort that holds
+        # the plan and waits for the intent expects.
+        share_plan_key(intent.plan_id)
     claim = leases.claim(intent, now=now)  # on success, `intent` holds the claimed row's state
     if claim is None or (max_deliveries is not None and claim.deliveries > max_deliveries):
         return Begun(claim=claim, abandoned=claim is not None)
