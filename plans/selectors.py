@@ -6,7 +6,8 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Value
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import CharField, Count, DateTimeField, Exists, OuterRef, Prefetch, Q, QuerySet, Value
 
 from plans.errors import NotFound
 from plans.evaluator import SignalFact
@@ -175,16 +176,20 @@ def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
 @functools.cache
 def _advance_facts_query(signal_types: tuple[str, ...], *, has_owner: bool) -> CompiledQuery:
     """advance_facts' read for a plan type's objective signals, compiled once (a read of every advance)."""
-    def build(tenant_id, account_id, owner_id=None):
-        signals = AccountSignal.objects.filter(account_id=account_id, signal_type__in=signal_types).order_by("id")
+    def build(tenant_id, account_id=None, owner_id=None):
+        if signal_types:
+            signals = AccountSignal.objects.filter(account_id=account_id, signal_type__in=signal_types).order_by("id")
+            objective = (ArraySubquery(signals.values("signal_type")), ArraySubquery(signals.values("observed_at")))
+        else:  # a plan type or version this deploy does not know (the gate refuses it): no objective to read
+            objective = (Value([], output_field=ArrayField(CharField())),
+                         Value([], output_field=ArrayField(DateTimeField())))
         return Tenant.objects.filter(pk=tenant_id).values_list(
             engaged_switches_of(OuterRef("pk")),
             Exists(owner_is_active_member(owner_id, OuterRef("pk"))) if has_owner else Value(False),
-            ArraySubquery(signals.values("signal_type")),
-            ArraySubquery(signals.values("observed_at")),
+            *objective,
         )[:1]
-    # A plan without an owner compiles no owner_id: any int stands in for it.
-    return CompiledQuery(build, tenant_id=uuid4(), account_id=uuid4(),
+    # A plan without an owner compiles no owner_id, one without objective signals no account_id.
+    return CompiledQuery(build, tenant_id=uuid4(), **({"account_id": uuid4()} if signal_types else {}),
                          **({"owner_id": 987_654_321} if has_owner else {}))
 
 

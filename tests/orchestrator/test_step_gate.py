@@ -13,7 +13,17 @@ from orchestrator import engine, step_runner
 from orchestrator.execution.models import ActionIntent
 from plans import plan_types, policy, services
 from plans.errors import Conflict, Reason
-from plans.models import EventType, Membership, PauseKind, PauseLayer, PlanLedgerEntry, PlanStatus, PlanStep, Role
+from plans.models import (
+    EventType,
+    Membership,
+    PauseKind,
+    PauseLayer,
+    PlanLedgerEntry,
+    PlanStatus,
+    PlanStep,
+    RevenuePlan,
+    Role,
+)
 from plans.schemas import PlanDraftInput, StepInput
 from tests.factories import MembershipFactory, UserFactory, allow_autopilot
 
@@ -140,6 +150,20 @@ def test_a_new_config_version_leaves_a_running_plans_approval_standing(world):
     assert not PauseLayer.objects.filter(plan=plan, lifted_at__isnull=True).exists()
     plan.refresh_from_db()
     assert (plan.plan_status, plan.plan_type_version) == (PlanStatus.ACTIVE, 1)
+
+
+def test_a_plan_on_a_version_this_deploy_lacks_is_held_by_the_gate_when_advanced(world):
+    # Its objective's signal types are unknown here: the advance's read of the facts still runs (compiled
+    # without them), and the gate refuses the step.
+    plan, key = running_plan(world)
+    RevenuePlan.objects.filter(pk=plan.pk).update(plan_type_version=99)
+
+    assert engine.advance_plan(plan.id) == []  # the first step is in flight: nothing to start
+    step_runner.execute_step(key)  # it runs; the advance after it reads the facts and asks the gate
+
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.PAUSED
+    assert (PauseKind.POLICY, "INVALID_PLAN_TYPE") in open_layers(plan)
 
 
 def test_an_action_type_the_config_no_longer_allows_holds_the_plan_by_policy(world, monkeypatch):
