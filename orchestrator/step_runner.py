@@ -56,9 +56,12 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None, inlin
         return FollowUp()
     if move == _WAIT or (move == _GATE and not _gate_allows_late_start(key)):
         return FollowUp()
+    # The switches read with the attempt hold for the transaction that read them (begun). After the late-start
+    # gate (which may have waited for the plan's lock) execute reads them again before the first try.
+    switches = frozenset(intent.engaged_switches) if begun is not None else None
     return _carry_out(key, intent, inline=inline, run=lambda on_succeeded: service.execute(
-        intent.id, intent=intent, engaged_switches=frozenset(intent.engaged_switches), begun=begun,
-        on_succeeded=on_succeeded, max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES))
+        intent.id, intent=intent, engaged_switches=switches, begun=begun, on_succeeded=on_succeeded,
+        max_deliveries=settings.ORCHESTRATOR_MAX_DELIVERIES))
 
 
 # What an execute_step message does with its attempt (_next_move).

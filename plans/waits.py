@@ -2,10 +2,11 @@
 steps, its open layers and its account before the inbox reads them (refresh), and by the beat for tenants
 whose inbox nobody opens (plans.tasks.refresh_waits).
 
-A refresh reads the marks, rebuilds those plans' rows and removes the marks it read — only those whose
-generation it read: a plan marked again meanwhile (a change that committed after the rebuild's reads) keeps
-its mark for the next refresh. One refresh at a time per tenant (a transaction-scoped advisory lock), so two
-never rebuild the same plan at once. Reading a tenant with nothing marked costs one query.
+A refresh locks the marks it takes (FOR UPDATE SKIP LOCKED), rebuilds those plans' rows and removes the
+marks, in one transaction: a writer that marks one of those plans again meanwhile waits for it, then leaves
+a new mark for the next refresh (the generation changes at every mark). One refresh at a time per tenant (a
+transaction-scoped advisory lock), so two never rebuild the same plan at once, and a read that waited for
+another sees what it built. Reading a tenant with nothing marked costs one query.
 """
 from collections.abc import Iterable
 from uuid import UUID
@@ -51,18 +52,16 @@ def refresh(tenant_ids: Iterable[UUID]) -> int:
                 # In tenant order, so two refreshes of overlapping tenants cannot deadlock.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(tenant::text)) "
                                "FROM unnest(%s::uuid[]) AS tenant ORDER BY tenant", [_LOCK_CLASS, tenants])
-            marks = list(PlanWaitMark.objects.filter(tenant_id__in=tenants).order_by("generation")
-                         .values_list("plan_id", "generation")[:BATCH])
-            if not marks:
-                break  # another refresh took them while this one waited for the lock
-            plan_ids = [plan_id for plan_id, _ in marks]
+            # Locked now, in plan order, skipping those a writer is marking again (its commit leaves them for the
+            # next refresh): a refresh never waits for a writer, so it cannot deadlock with one.
+            plan_ids = list(PlanWaitMark.objects.select_for_update(skip_locked=True).filter(tenant_id__in=tenants)
+                            .order_by("plan_id").values_list("plan_id", flat=True)[:BATCH])
+            if not plan_ids:
+                break  # another refresh took them while this one waited for the lock, or writers hold them
             PlanWait.objects.filter(plan_id__in=plan_ids).delete()
             PlanWait.objects.bulk_create(rows_for(plan_ids))
-            with connection.cursor() as cursor:
-                cursor.execute("DELETE FROM plans_planwaitmark WHERE (plan_id, generation) IN "
-                               "(SELECT * FROM unnest(%s::uuid[], %s::bigint[]))",
-                               [plan_ids, [generation for _, generation in marks]])
-        rebuilt += len(marks)
+            PlanWaitMark.objects.filter(plan_id__in=plan_ids).delete()
+        rebuilt += len(plan_ids)
     return rebuilt
 
 

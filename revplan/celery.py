@@ -1,6 +1,7 @@
 """The Celery application: configured from Django settings under the CELERY_ namespace."""
 import os
 import select
+import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_process_init
@@ -36,17 +37,27 @@ def close_old_connections(sender=None, **_kwargs) -> None:
     health_check_without_a_query()
 
 
+# A connection the worker used this recently is trusted on a quiet socket; one idle for longer may have died
+# without a word (its host gone, a NAT or load balancer that dropped it), and keeps Django's SELECT 1.
+RECENT_USE_SECONDS = 5.0
+_last_task_boundary: dict[str, float] = {}
+
+
 def health_check_without_a_query() -> None:
     """Django's health check of a reused connection is a SELECT 1 before its next query: a transaction of its
     own in every task (about one commit per governed step). A server that ends a connection (a restart,
-    pg_terminate_backend, idle_session_timeout) first sends its FATAL and closes the socket, so an idle
-    connection whose socket has nothing to read is one SELECT 1 would find usable: its check is done. One
-    with something to read (that, or a rare notice) keeps Django's check, which closes it if it is dead."""
+    pg_terminate_backend, idle_session_timeout) first sends its FATAL and closes the socket, so a connection
+    used moments ago (the task before this one) whose socket has nothing to read is one SELECT 1 would find
+    usable: its check is done. One with something to read (that, or a rare notice), or idle for longer than
+    RECENT_USE_SECONDS, keeps Django's check, which closes it if it is dead."""
     from django.db import connections
 
+    now = time.monotonic()
     for conn in connections.all(initialized_only=True):
+        recent = now - _last_task_boundary.get(conn.alias, float("-inf")) < RECENT_USE_SECONDS
+        _last_task_boundary[conn.alias] = now
         raw = conn.connection
-        if raw is None or raw.closed or not conn.health_check_enabled or conn.health_check_done:
+        if not recent or raw is None or raw.closed or not conn.health_check_enabled or conn.health_check_done:
             continue
         try:
             readable, _, _ = select.select([raw.fileno()], [], [], 0)

@@ -5,6 +5,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from revplan import celery as celery_module
 from revplan.celery import close_old_connections
 
 
@@ -23,9 +24,22 @@ def test_a_quiet_connection_is_reused_without_a_health_check_query():
     pid = backend_pid()
     # when: a task ends and the next begins
     close_old_connections()
+    close_old_connections()
     # then: its check is done without a query (Django would run SELECT 1 before the next one), same backend
     assert connection.health_check_done
     assert backend_pid() == pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_idle_for_a_while_keeps_djangos_check(monkeypatch):
+    # given: a connection whose last task ended longer ago than the bound (it may have died without a word)
+    backend_pid()
+    close_old_connections()
+    monkeypatch.setattr(celery_module, "RECENT_USE_SECONDS", 0.0)
+    # when: the next task begins
+    close_old_connections()
+    # then: Django's SELECT 1 is left to run before its first query
+    assert not connection.health_check_done
 
 
 @pytest.mark.django_db(transaction=True)

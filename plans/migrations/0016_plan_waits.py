@@ -15,10 +15,12 @@ CREATE SEQUENCE plans_planwaitmark_generation;
 CREATE FUNCTION revplan_wait_mark(changed_plan uuid) RETURNS void LANGUAGE sql AS $$
     INSERT INTO plans_planwaitmark (plan_id, tenant_id, generation)
     SELECT id, tenant_id, nextval('plans_planwaitmark_generation') FROM plans_revenueplan WHERE id = changed_plan
-    ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation
+    ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation, tenant_id = EXCLUDED.tenant_id
 $$;
 
--- A plan's own change: DRAFT and PAUSED plans always wait for someone; another (ACTIVE) only if it has rows.
+-- A plan's own change: DRAFT and PAUSED plans always wait for someone; another (ACTIVE) only if it has rows or
+-- a mark. Both in one condition, so one snapshot: a refresh commits the rows it built and removes the mark it
+-- read together, so a change made while it runs sees one of the two.
 CREATE FUNCTION revplan_wait_plan_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -28,10 +30,11 @@ BEGIN
     END IF;
     IF NEW.plan_status IN ('DRAFT', 'PAUSED')
        OR (TG_OP = 'UPDATE' AND OLD.plan_status IN ('DRAFT', 'PAUSED'))
-       OR EXISTS (SELECT 1 FROM plans_planwait WHERE plan_id = NEW.id) THEN
+       OR EXISTS (SELECT 1 FROM plans_planwait WHERE plan_id = NEW.id)
+       OR EXISTS (SELECT 1 FROM plans_planwaitmark WHERE plan_id = NEW.id) THEN
         INSERT INTO plans_planwaitmark (plan_id, tenant_id, generation)
         VALUES (NEW.id, NEW.tenant_id, nextval('plans_planwaitmark_generation'))
-        ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation;
+        ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation, tenant_id = EXCLUDED.tenant_id;
     END IF;
     RETURN NULL;
 END;
@@ -39,7 +42,12 @@ $$;
 
 CREATE FUNCTION revplan_wait_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM revplan_wait_mark(CASE WHEN TG_OP = 'DELETE' THEN OLD.plan_id ELSE NEW.plan_id END);
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM revplan_wait_mark(OLD.plan_id);  -- a row moved to another plan leaves this one too
+    END IF;
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.plan_id IS DISTINCT FROM OLD.plan_id) THEN
+        PERFORM revplan_wait_mark(NEW.plan_id);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -49,7 +57,7 @@ BEGIN
     INSERT INTO plans_planwaitmark (plan_id, tenant_id, generation)
     SELECT id, tenant_id, nextval('plans_planwaitmark_generation') FROM plans_revenueplan
     WHERE account_id = NEW.id AND plan_status IN ('DRAFT', 'ACTIVE', 'PAUSED')
-    ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation;
+    ON CONFLICT (plan_id) DO UPDATE SET generation = EXCLUDED.generation, tenant_id = EXCLUDED.tenant_id;
     RETURN NULL;
 END;
 $$;

@@ -133,24 +133,53 @@ def test_a_refresh_reads_nothing_more_when_nothing_changed(world):
     assert len(queries) == 1
 
 
-@pytest.mark.django_db
-def test_a_change_made_while_a_refresh_rebuilds_keeps_its_mark(world, monkeypatch):
-    """The refresh removes only the marks it read: a plan marked again after its rows were read (here, inside
-    the rebuild) is rebuilt again, and the rows end as the change left them."""
-    draft = make_plan(account=world.account)
-    rows_for, changed = waits.rows_for, []
+def _draft(world):
+    return make_plan(account=world.account)
 
-    def rows_then_a_change(plan_ids):
+
+def _waiting_step(world):
+    return make_plan(account=world.account, status=PlanStatus.ACTIVE, action_types=(MEETING,),
+                     step_status=StepStatus.PENDING_APPROVAL, activated_at=timezone.now())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("make", "change", "seen"), [
+    (_draft, {"risk_level": "HIGH"}, ("risk_level", "HIGH")),
+    # An ACTIVE plan's first rows, not yet committed when the change comes: its mark is what the trigger sees.
+    (_waiting_step, {"owner_id": None}, ("owner_id", None)),
+])
+def test_a_change_committed_while_a_refresh_rebuilds_the_plan_is_seen_by_the_next(world, monkeypatch, make, change,
+                                                                                  seen):
+    """A writer in another transaction changes the plan while a refresh is between reading it and committing:
+    the writer waits for the refresh's lock on the mark, then leaves a new one; the next refresh shows it."""
+    plan = make(world)
+    rows_for, writer = waits.rows_for, {}
+
+    def change_the_plan():
+        try:
+            RevenuePlan.objects.filter(pk=plan.pk).update(**change)
+        finally:
+            connections.close_all()
+
+    def rows_then_a_change_elsewhere(plan_ids):
         rows = rows_for(plan_ids)
-        if not changed:
-            changed.append(True)
-            RevenuePlan.objects.filter(pk=draft.pk).update(risk_level="HIGH")
+        if not writer:
+            writer["thread"] = threading.Thread(target=change_the_plan)
+            writer["thread"].start()
+            writer["thread"].join(timeout=1)  # it waits for this refresh's lock on the mark
+            assert writer["thread"].is_alive()
         return rows
 
-    monkeypatch.setattr(waits, "rows_for", rows_then_a_change)
-    assert waits.refresh([world.tenant.id]) == 2  # the plan twice: once before the change, once after
-    assert PlanWait.objects.get(plan_id=draft.id).risk_level == "HIGH"
-    assert not PlanWaitMark.objects.exists()
+    monkeypatch.setattr(waits, "rows_for", rows_then_a_change_elsewhere)
+    rebuilt_times = waits.refresh([world.tenant.id])
+    writer["thread"].join(timeout=20)
+    # The writer's mark, left after the refresh committed: this refresh took it again, or the next one does.
+    rebuilt_times += waits.refresh([world.tenant.id])
+    assert rebuilt_times == 2
+    field, value = seen
+    assert getattr(PlanWait.objects.get(plan_id=plan.id), field) == value
+    assert stored() == rebuilt()
 
 
 @pytest.mark.django_db(transaction=True)
