@@ -61,7 +61,8 @@ class PlanWait(models.Model):
 
 class PlanWaitMark(models.Model):
     """A plan whose waits may have changed since its rows were built (written by the triggers only).
-    `generation` is new at every mark, so a refresh removes only the marks it has seen."""
+    `generation` is new at every mark: a mark of a plan already marked is a real update, so a writer waits
+    for the refresh that holds the mark's row and then leaves a new one (plans.waits.refresh)."""
 
     plan_id = models.UUIDField(primary_key=True)
     tenant_id = models.UUIDField()

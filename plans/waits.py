@@ -4,7 +4,7 @@ whose inbox nobody opens (plans.tasks.refresh_waits).
 
 A refresh locks the marks it takes (FOR UPDATE SKIP LOCKED), rebuilds those plans' rows and removes the
 marks, in one transaction: a writer that marks one of those plans again meanwhile waits for it, then leaves
-a new mark for the next refresh (the generation changes at every mark). One refresh at a time per tenant (a
+a new mark for the next refresh (a mark is an update of its row: plans.wait_models). One refresh at a time per tenant (a
 transaction-scoped advisory lock), so two never rebuild the same plan at once, and a read that waited for
 another sees what it built. Reading a tenant with nothing marked costs one query.
 """
