@@ -19,6 +19,7 @@ from django.contrib.auth.models import Group
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from plans import admin_views, console, previews, services, why
 from plans.admin_base import (  # noqa: F401 (re-exported: the other apps' admins build on these)
@@ -37,6 +38,7 @@ from plans.admin_base import (  # noqa: F401 (re-exported: the other apps' admin
 from plans.admin_inbox import inbox as inbox_page
 from plans.authority import APPROVERS
 from plans.errors import DomainError
+from plans.graph import step_graph_svg
 from plans.models import (
     Account,
     AccountSignal,
@@ -281,6 +283,8 @@ class RevenuePlanAdmin(ReadOnlyAdmin):
                                   for name in console.step_actions_for(request.user, plan, step, role=role)])
                           for step in steps],
                 "why": why.plan_why(plan, now=timezone.now()),
+                # Built from escaped text only (plans.graph), so it goes into the page as markup.
+                "step_graph": mark_safe(step_graph_svg(plan, steps)),
                 "approval": approvals.plan_approval(plan, steps),
                 # each layer with who or what lifts it (the open ones), and the ones lifted before, newest first
                 "pause_layers": [(layer, LIFTED_BY[layer.kind]) for layer in services.open_layers(plan)],

@@ -2,7 +2,7 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
-from revplan.api import accounts, actions, autonomy, breakers, executions, incidents, plans, signals
+from revplan.api import accounts, actions, autonomy, breakers, executions, graph, incidents, plans, signals
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 from revplan.api.inbox import InboxView
@@ -34,6 +34,7 @@ urlpatterns = [
     path("plans/<uuid:plan_id>/steps/<uuid:step_id>/retry/", plans.StepRetryView.as_view(), name="step-retry"),
     path("plans/<uuid:plan_id>/ledger/", plans.PlanLedgerView.as_view(), name="plan-ledger"),
     path("plans/<uuid:plan_id>/why/", plans.PlanWhyView.as_view(), name="plan-why"),
+    path("plans/<uuid:plan_id>/graph/", graph.PlanGraphView.as_view(), name="plan-graph"),
     path("accounts/", accounts.AccountListView.as_view(), name="account-list"),
     path("accounts/<uuid:account_id>/", accounts.AccountDetailView.as_view(), name="account-detail"),
     path("accounts/<uuid:account_id>/executions/", executions.AccountExecutionsView.as_view(),

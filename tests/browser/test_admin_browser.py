@@ -78,11 +78,17 @@ def test_approver_approves_a_draft_and_sees_it_in_the_ledger(demo, live_server, 
     plan = a_draft()
     plan_url = f"{live_server.url}/admin/plans/revenueplan/{plan.pk}/change/"
     screenshot = tmp_path / "approved.png"
+    steps = list(plan.steps.all())
+    step_count, dependency_count = len(steps), sum(len(step.depends_on) for step in steps)
 
     def approve(page: Page) -> None:
         log_in(page, live_server.url, "acme-approver")
         page.goto(plan_url)
         expect(page.locator("#plan-why")).to_contain_text("it waits for a plan approver")
+        # The step graph: a node per step, drawn (it has a size on the page), an edge per dependency.
+        expect(page.locator("#plan-step-graph svg g.node")).to_have_count(step_count)
+        expect(page.locator("#plan-step-graph svg g.edge")).to_have_count(dependency_count)
+        assert page.locator("#plan-step-graph svg").bounding_box()["width"] > 200
         page.click("a.plan-action[data-action=approve]")
         page.click("#confirm-action input[type=submit]")
         expect(page.locator("ul.messagelist")).to_contain_text("Approve: done.")

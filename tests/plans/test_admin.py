@@ -9,6 +9,7 @@ from plans import services
 from plans.models import EventType, Membership, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, Role, StepStatus
 from plans.proposals import renewal_defense_draft
 from tests.factories import make_plan
+from tests.plans.test_graph import parse
 
 pytestmark = pytest.mark.django_db
 
@@ -452,3 +453,19 @@ def test_a_superuser_sees_tenant_data_only_through_a_membership(world, other_wor
     assert list(before.context["cl"].result_list) == []
     assert {account.pk for account in after.context["cl"].result_list} == {world.account.pk}
     assert client.get(reverse("admin:auth_user_changelist")).context["cl"].result_count > len(world.users)
+
+
+def test_the_plan_page_draws_the_step_graph(world):
+    plan = draft(world)
+    steps = list(plan.steps.order_by("sequence"))
+    response = console(world.approver).get(change_url(plan))
+    assert response.status_code == 200
+    page = response.content.decode()
+    start = page.index('<svg xmlns="http://www.w3.org/2000/svg" class="step-graph"')
+    svg = page[start:page.index("</svg>", start) + len("</svg>")]
+    nodes, edges = parse(svg)
+    assert set(nodes) == {str(step.step_id) for step in steps}
+    expected = {(str(other), str(step.step_id)) for step in steps for other in step.depends_on}
+    assert expected  # the draft's steps are chained
+    assert set(edges) == expected
+    assert {status for _, status, _ in nodes.values()} == {StepStatus.PENDING}
