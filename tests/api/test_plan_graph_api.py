@@ -25,6 +25,7 @@ def test_the_graph_of_a_plan_the_caller_sees(world):
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml; charset=utf-8"
     assert response["Cache-Control"] == "no-store"
+    assert response["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
     nodes, edges = parse(response.content.decode())
     assert set(nodes) == {str(first.step_id), str(second.step_id)}
     assert edges == [(str(first.step_id), str(second.step_id))]
