@@ -6,7 +6,9 @@ and drawing them needs no system package or subprocess per request. The markup f
 reader would look for it: each step a `<g class="node …">` holding a `<title>`, each dependency a
 `<g class="edge">` whose `<title>` is "from->to" (step numbers, as the step table counts them).
 """
+import re
 from dataclasses import dataclass
+from uuid import UUID
 from xml.sax.saxutils import escape, quoteattr
 
 from plans.models import FINISHED_STEP_STATUSES, PlanStatus, PlanStep, RevenuePlan, StepStatus
@@ -23,20 +25,23 @@ _STATUS_CLASS = {
     StepStatus.SKIPPED: "skipped",
     StepStatus.FAILED: "failed",
 }
+# Scoped to the graph: inline in the admin page, an SVG's <style> applies to the whole document.
 _STYLE = """
-.node rect { fill: #fff; stroke: #79818a; stroke-width: 1.5; }
-.node.ready rect { stroke: #2f6fb0; stroke-width: 2.5; }
-.node.pending-approval rect { fill: #fff6df; stroke: #c48a00; }
-.node.done rect, .node.auto-executed rect { fill: #e7f5ea; stroke: #2e8540; }
-.node.skipped rect { fill: #f1f1f1; stroke: #a0a0a0; stroke-dasharray: 4 3; }
-.node.failed rect { fill: #fde8e8; stroke: #c62828; }
-.node text { font: 12px sans-serif; fill: #222; }
-.node text.status { font-size: 11px; fill: #555; }
-.edge path { fill: none; stroke: #79818a; stroke-width: 1.3; }
-.edge polygon { fill: #79818a; }
-.edge.unmet path { stroke-dasharray: 5 3; }
-text.header { font: 13px sans-serif; fill: #222; }
+.step-graph .node rect { fill: #fff; stroke: #79818a; stroke-width: 1.5; }
+.step-graph .node.ready rect { stroke: #2f6fb0; stroke-width: 2.5; }
+.step-graph .node.pending-approval rect { fill: #fff6df; stroke: #c48a00; }
+.step-graph .node.done rect, .step-graph .node.auto-executed rect { fill: #e7f5ea; stroke: #2e8540; }
+.step-graph .node.skipped rect { fill: #f1f1f1; stroke: #a0a0a0; stroke-dasharray: 4 3; }
+.step-graph .node.failed rect { fill: #fde8e8; stroke: #c62828; }
+.step-graph .node text { font: 12px sans-serif; fill: #222; }
+.step-graph .node text.status { font-size: 11px; fill: #555; }
+.step-graph .edge path { fill: none; stroke: #79818a; stroke-width: 1.3; }
+.step-graph .edge polygon { fill: #79818a; }
+.step-graph .edge.unmet path { stroke-dasharray: 5 3; }
+.step-graph text.header { font: 13px sans-serif; fill: #222; }
 """
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -60,30 +65,65 @@ def layout(plan: RevenuePlan, steps: list[PlanStep]) -> tuple[list[Node], list[t
     """Each step in the layer after its latest dependency (roots in layer 0), ordered in its layer by where its
     dependencies sit, then by sequence; and the edges between steps the plan holds (an unknown id draws none)."""
     steps = sorted(steps, key=lambda step: step.sequence)
-    by_id = {str(step.step_id): step for step in steps}
-    needs = {step.step_id: [by_id[str(other)] for other in step.depends_on if str(other) in by_id] for step in steps}
-    layers: dict = {}
-
-    def layer_of(step: PlanStep, visiting: frozenset = frozenset()) -> int:
-        if step.step_id not in layers:
-            # A cycle (the policy refuses one at creation) would recurse forever: its back edge counts as none.
-            before = [other for other in needs[step.step_id] if other.step_id not in visiting]
-            layers[step.step_id] = 1 + max((layer_of(other, visiting | {step.step_id}) for other in before),
-                                           default=-1)
-        return layers[step.step_id]
-
+    by_id = {_id_key(step.step_id): step for step in steps}
+    needs, unknown = {}, {}
+    for step in steps:
+        keys = list(dict.fromkeys(_id_key(other) for other in _dependency_ids(step)))
+        needs[step.step_id] = [by_id[key] for key in keys if key in by_id and by_id[key] is not step]
+        unknown[step.step_id] = sum(1 for key in keys if key not in by_id)
+    layers = _layers(steps, needs)
     rows: dict = {}
-    for depth in range(max((layer_of(step) for step in steps), default=-1) + 1):
+    for depth in range(max(layers.values(), default=-1) + 1):
         in_layer = [step for step in steps if layers[step.step_id] == depth]
         in_layer.sort(key=lambda step: (_mean(rows[other.step_id] for other in needs[step.step_id]
                                               if other.step_id in rows), step.sequence))
         rows.update((step.step_id, row) for row, step in enumerate(in_layer))
     finished = {step.step_id for step in steps if step.status in FINISHED_STEP_STATUSES}
     nodes = {step.step_id: Node(step, layers[step.step_id], rows[step.step_id],
-                                *_live(plan, step, needs[step.step_id], finished)) for step in steps}
+                                *_live(plan, step, needs[step.step_id], unknown[step.step_id], finished))
+             for step in steps}
     edges = [(nodes[other.step_id], nodes[step.step_id]) for step in steps for other in needs[step.step_id]
              if layers[other.step_id] < layers[step.step_id]]
     return list(nodes.values()), edges
+
+
+def _layers(steps: list[PlanStep], needs: dict) -> dict:
+    """step_id -> layer, in topological order (no recursion, whatever the plan's size). A cycle, which the policy
+    refuses at creation, is broken at its lowest sequence: that step's unplaced dependencies count as none."""
+    layers: dict = {}
+    waiting = {step.step_id: len(needs[step.step_id]) for step in steps}
+    dependents: dict = {step.step_id: [] for step in steps}
+    for step in steps:
+        for other in needs[step.step_id]:
+            dependents[other.step_id].append(step)
+    ready = [step for step in steps if not waiting[step.step_id]]
+    unplaced = list(steps)  # in sequence order
+    while len(layers) < len(steps):
+        if not ready:
+            ready = [next(step for step in unplaced if step.step_id not in layers)]
+        step = ready.pop(0)
+        if step.step_id in layers:
+            continue
+        layers[step.step_id] = 1 + max((layers[other.step_id] for other in needs[step.step_id]
+                                        if other.step_id in layers), default=-1)
+        for later in dependents[step.step_id]:
+            waiting[later.step_id] -= 1
+            if waiting[later.step_id] == 0:
+                ready.append(later)
+    return layers
+
+
+def _dependency_ids(step: PlanStep) -> list:
+    # The schema makes depends_on a list of step ids; a row written around it may hold anything else.
+    return step.depends_on if isinstance(step.depends_on, list) else []
+
+
+def _id_key(value) -> str:
+    """A step id as the engine compares it (UUID(str(value))), so the graph waits where the engine waits."""
+    try:
+        return str(UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        return f"?{value!r}"
 
 
 def step_graph_svg(plan: RevenuePlan, steps: list[PlanStep]) -> str:
@@ -107,12 +147,13 @@ def step_graph_svg(plan: RevenuePlan, steps: list[PlanStep]) -> str:
     return "\n".join(parts)
 
 
-def _live(plan: RevenuePlan, step: PlanStep, needs: list[PlanStep], finished: set) -> tuple[str, str]:
+def _live(plan: RevenuePlan, step: PlanStep, needs: list[PlanStep], unknown: int, finished: set) -> tuple[str, str]:
     if step.status != StepStatus.PENDING:
         return step.status, (step.skip_reason or step.last_error or f"attempts: {step.attempts}")[:60]
-    waiting_for = [other for other in needs if other.step_id not in finished]
-    if waiting_for:
-        return step.status, "after " + ", ".join(str(other.sequence + 1) for other in waiting_for)
+    waiting_for = [str(other.sequence + 1) for other in needs if other.step_id not in finished]
+    if waiting_for or unknown:
+        # A dependency the plan does not hold never finishes: the engine does not run the step, nor does the graph.
+        return step.status, "after " + ", ".join(waiting_for + ["unknown step"] * bool(unknown))
     if plan.plan_status != PlanStatus.ACTIVE:
         return step.status, f"plan {plan.plan_status.lower()}"
     if step.next_attempt_at:
@@ -127,7 +168,7 @@ def _node(node: Node) -> str:
     return (
         f'<g class="node {css}" id={quoteattr(f"step-{step.step_id}")} data-step={quoteattr(str(step.step_id))} '
         f"data-status={quoteattr(node.live_status)}>"
-        f"<title>{escape(label)}</title>"
+        f"<title>{escape(_clip(label, 200))}</title>"
         f'<rect x="{node.x}" y="{node.y}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6"/>'
         f'<text x="{node.x + 10}" y="{node.y + 22}">{escape(_clip(label, 30))}</text>'
         f'<text class="status" x="{node.x + 10}" y="{node.y + 42}">'
@@ -150,6 +191,8 @@ def _edge(start: Node, end: Node) -> str:
 
 
 def _clip(text: str, length: int) -> str:
+    """At most `length` characters, without those XML 1.0 forbids (a connector's error may carry terminal codes)."""
+    text = _NOT_XML.sub("", text)
     return text if len(text) <= length else text[: length - 1] + "…"
 
 

@@ -14,6 +14,7 @@ _ERROR_DESCRIPTIONS = {
     401: "not authenticated",
     403: "the caller's role may not do this",
     404: "unknown, or another tenant's",
+    406: "the Accept header names none of the operation's media types",
     409: "invalid transition, version mismatch, required step, or a conflicting ACTIVE plan",
     413: "request body too large",
     422: "the policy gate refused; `reasons` holds its reason codes",

@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import renderers
 from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
 
 from plans import selectors
 from plans.graph import step_graph_svg
@@ -11,22 +12,24 @@ from revplan.api.common import errors
 
 
 class SvgRenderer(renderers.BaseRenderer):
-    """Lets a client ask for image/svg+xml (Accept); the view answers errors as JSON (handle_exception)."""
+    """What a client must accept (Accept: image/svg+xml, image/* or */*); errors and OPTIONS go out as JSON."""
 
     media_type, format, charset = "image/svg+xml", "svg", "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data.encode() if isinstance(data, str) else b""
+        raise AssertionError("PlanGraphView answers an SVG as an HttpResponse and anything else as JSON")
 
 
 class PlanGraphView(GenericAPIView):
     """The plan's step graph: a node per step (`<g class="node {status}">`, its live status in `data-status`:
     a PENDING step whose dependencies all finished in an ACTIVE plan is READY), an edge per dependency."""
 
-    renderer_classes = [SvgRenderer, renderers.JSONRenderer]
+    renderer_classes = [SvgRenderer]
 
-    @extend_schema(responses={(200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="SVG document"),
-                              **errors(401, 404)})
+    @extend_schema(
+        responses={(200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="SVG document"),
+                   **{(status, "application/json"): response for status, response in errors(401, 404, 406).items()}},
+    )
     def get(self, request, plan_id):
         plan = selectors.plan_for_user(request.user, plan_id)
         svg = step_graph_svg(plan, list(plan.steps.all()))
@@ -37,7 +40,8 @@ class PlanGraphView(GenericAPIView):
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return response
 
-    def handle_exception(self, exc):
-        # The §7 error shape, as JSON whatever the client accepted (an SVG renderer has nothing to draw it with).
-        self.request.accepted_renderer, self.request.accepted_media_type = renderers.JSONRenderer(), "application/json"
-        return super().handle_exception(exc)
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):
+            # An error (the §7 shape) or OPTIONS' description: JSON whatever the client accepted, as everywhere.
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -47,8 +47,13 @@ def test_unauthenticated_and_unacceptable_requests_get_json_errors(world):
     response = APIClient().get(graph_url(plan.id), HTTP_ACCEPT="image/svg+xml")
     assert response["Content-Type"] == "application/json"
     assert_error(response, 401, "NOT_AUTHENTICATED")
-    response = client_for(world.viewer).get(graph_url(plan.id), HTTP_ACCEPT="text/csv")
-    assert_error(response, 406, "NOT_ACCEPTABLE")
+    for accept in ("text/csv", "application/json"):  # the graph is SVG only; the refusal is JSON
+        response = client_for(world.viewer).get(graph_url(plan.id), HTTP_ACCEPT=accept)
+        assert response["Content-Type"] == "application/json"
+        assert_error(response, 406, "NOT_ACCEPTABLE")
+    response = client_for(world.viewer).options(graph_url(plan.id))
+    assert response.status_code == 200
+    assert response.json()["name"]
 
 
 def test_queries_do_not_grow_with_steps(world):

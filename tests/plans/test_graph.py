@@ -1,4 +1,5 @@
 """plans.graph: the step graph's layers, edges and live statuses, read back from the SVG it writes."""
+import itertools
 import xml.etree.ElementTree as ET
 
 from plans.graph import layout, step_graph_svg
@@ -86,3 +87,37 @@ def test_a_plan_without_steps_is_an_empty_graph(world):
     nodes, edges = parse(step_graph_svg(plan, []))
     assert nodes == {}
     assert edges == []
+
+
+def test_a_dependency_is_matched_as_the_engine_matches_it_and_an_unknown_one_is_never_met(world):
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE, action_types=("PREP_RENEWAL_BRIEF",) * 3)
+    first, second, third = plan.steps.order_by("sequence")
+    second.depends_on = [str(first.step_id).upper()]  # the engine reads it as UUID(...): the same step
+    third.depends_on = ["00000000-0000-0000-0000-000000000000"]  # no such step: the engine never runs it
+    nodes, edges = parse(step_graph_svg(plan, [first, second, third]))
+    assert edges == [(str(first.step_id), str(second.step_id))]
+    assert nodes[str(first.step_id)][1] == "READY"
+    assert nodes[str(second.step_id)][1] == "PENDING"
+    assert nodes[str(third.step_id)][1] == "PENDING"
+
+
+def test_control_characters_and_markup_in_a_steps_error_still_make_a_well_formed_document(world):
+    plan = make_plan(account=world.account, status=PlanStatus.PAUSED, action_types=("PREP_RENEWAL_BRIEF\x0b",),
+                     step_status=StepStatus.FAILED)
+    step = plan.steps.get()
+    step.last_error = "boom\x1b[31m\x07 <b>&</b>"
+    svg = step_graph_svg(plan, [step])
+    assert "<b>" not in svg
+    nodes, _ = parse(svg)  # ElementTree refuses what XML 1.0 forbids
+    assert nodes[str(step.step_id)][:2] == ("node failed", "FAILED")
+
+
+def test_odd_rows_render_a_long_reversed_chain_without_recursion_and_a_non_list_depends_on(world):
+    plan = make_plan(account=world.account, action_types=())
+    steps = [PlanStep(plan=plan, sequence=index, action_type="PREP_RENEWAL_BRIEF") for index in range(1500)]
+    for step, after in itertools.pairwise(steps):
+        step.depends_on = [str(after.step_id)]  # each step waits for the next one: 1,500 layers deep
+    steps[-1].depends_on = None
+    nodes, edges = layout(plan, steps)
+    assert max(node.layer for node in nodes) == 1499
+    assert len(edges) == 1499
