@@ -66,11 +66,13 @@ def layout(plan: RevenuePlan, steps: list[PlanStep]) -> tuple[list[Node], list[t
     dependencies sit, then by sequence; and the edges between steps the plan holds (an unknown id draws none)."""
     steps = sorted(steps, key=lambda step: step.sequence)
     by_id = {_id_key(step.step_id): step for step in steps}
-    needs, unknown = {}, {}
+    needs, never_met = {}, {}
     for step in steps:
         keys = list(dict.fromkeys(_id_key(other) for other in _dependency_ids(step)))
         needs[step.step_id] = [by_id[key] for key in keys if key in by_id and by_id[key] is not step]
-        unknown[step.step_id] = sum(1 for key in keys if key not in by_id)
+        # A step the plan does not hold, or the step itself, never finishes first: the engine never runs it.
+        never_met[step.step_id] = (["unknown step"] * any(key not in by_id for key in keys)
+                                   + ["itself"] * any(by_id.get(key) is step for key in keys))
     layers = _layers(steps, needs)
     rows: dict = {}
     for depth in range(max(layers.values(), default=-1) + 1):
@@ -80,7 +82,7 @@ def layout(plan: RevenuePlan, steps: list[PlanStep]) -> tuple[list[Node], list[t
         rows.update((step.step_id, row) for row, step in enumerate(in_layer))
     finished = {step.step_id for step in steps if step.status in FINISHED_STEP_STATUSES}
     nodes = {step.step_id: Node(step, layers[step.step_id], rows[step.step_id],
-                                *_live(plan, step, needs[step.step_id], unknown[step.step_id], finished))
+                                *_live(plan, step, needs[step.step_id], never_met[step.step_id], finished))
              for step in steps}
     edges = [(nodes[other.step_id], nodes[step.step_id]) for step in steps for other in needs[step.step_id]
              if layers[other.step_id] < layers[step.step_id]]
@@ -97,10 +99,9 @@ def _layers(steps: list[PlanStep], needs: dict) -> dict:
         for other in needs[step.step_id]:
             dependents[other.step_id].append(step)
     ready = [step for step in steps if not waiting[step.step_id]]
-    unplaced = list(steps)  # in sequence order
     while len(layers) < len(steps):
-        if not ready:
-            ready = [next(step for step in unplaced if step.step_id not in layers)]
+        if not ready:  # a cycle: break it at the unplaced step of lowest sequence (`steps` is in sequence order)
+            ready = [next(step for step in steps if step.step_id not in layers)]
         step = ready.pop(0)
         if step.step_id in layers:
             continue
@@ -147,13 +148,13 @@ def step_graph_svg(plan: RevenuePlan, steps: list[PlanStep]) -> str:
     return "\n".join(parts)
 
 
-def _live(plan: RevenuePlan, step: PlanStep, needs: list[PlanStep], unknown: int, finished: set) -> tuple[str, str]:
+def _live(plan: RevenuePlan, step: PlanStep, needs: list[PlanStep], never_met: list[str],
+          finished: set) -> tuple[str, str]:
     if step.status != StepStatus.PENDING:
         return step.status, (step.skip_reason or step.last_error or f"attempts: {step.attempts}")[:60]
     waiting_for = [str(other.sequence + 1) for other in needs if other.step_id not in finished]
-    if waiting_for or unknown:
-        # A dependency the plan does not hold never finishes: the engine does not run the step, nor does the graph.
-        return step.status, "after " + ", ".join(waiting_for + ["unknown step"] * bool(unknown))
+    if waiting_for or never_met:
+        return step.status, "after " + ", ".join(waiting_for + never_met)
     if plan.plan_status != PlanStatus.ACTIVE:
         return step.status, f"plan {plan.plan_status.lower()}"
     if step.next_attempt_at:

@@ -94,9 +94,10 @@ def test_a_dependency_is_matched_as_the_engine_matches_it_and_an_unknown_one_is_
     first, second, third = plan.steps.order_by("sequence")
     second.depends_on = [str(first.step_id).upper()]  # the engine reads it as UUID(...): the same step
     third.depends_on = ["00000000-0000-0000-0000-000000000000"]  # no such step: the engine never runs it
+    first.depends_on = [str(first.step_id)]  # nor a step that waits for itself
     nodes, edges = parse(step_graph_svg(plan, [first, second, third]))
     assert edges == [(str(first.step_id), str(second.step_id))]
-    assert nodes[str(first.step_id)][1] == "READY"
+    assert nodes[str(first.step_id)][1] == "PENDING"
     assert nodes[str(second.step_id)][1] == "PENDING"
     assert nodes[str(third.step_id)][1] == "PENDING"
 
