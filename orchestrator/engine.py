@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import holds, metrics
+from orchestrator.autonomy import shadow
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.connectors import Connector, PermanentError, build_connector
@@ -239,6 +240,8 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     # A person's approval counts only for the content they approved (decide_step compared the digests).
     approved_by_id = step_decision.facts.approved_by_id
     if decision.decision == Decision.REQUIRE_APPROVAL and approved_by_id is None:
+        if step_decision.shadow is not None:  # SHADOW mode: what the policy would have done, beside the person's
+            shadow.record(plan, step, step_decision, now=timezone.now())
         services.step_transition(step, StepMove.AWAIT_APPROVAL, plan=plan)
         ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
         return None

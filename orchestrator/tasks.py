@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from orchestrator import claims, engine, metrics, step_runner
-from orchestrator.autonomy import digest, triggers
+from orchestrator.autonomy import digest, review, triggers
 from orchestrator.locks import plan_lock, step_lock
 
 logger = logging.getLogger(__name__)
@@ -86,3 +86,9 @@ def proposal_triggers() -> None:
 @shared_task(name="orchestrator.autonomy_digest", ignore_result=True, acks_late=True)
 def autonomy_digest() -> int:
     return digest.digest_all_tenants()
+
+
+@shared_task(name="orchestrator.autonomy_review", ignore_result=True, acks_late=True)
+def autonomy_review() -> None:
+    for tenant_id, result in review.review_all_tenants().items():
+        logger.info("autonomy reviewed", extra={"tenant_id": tenant_id, **vars(result)})

@@ -246,6 +246,7 @@ SPECTACULAR_SETTINGS = {
         "IncidentActionTypeEnum": "revplan.api.incidents.INCIDENT_ACTION_TYPES",
         "IncidentFailureClassEnum": "revplan.api.incidents.INCIDENT_FAILURE_CLASSES",
         "RedriveOutcomeEnum": "revplan.api.incidents.REDRIVE_OUTCOMES",
+        "AutonomyModeEnum": "orchestrator.autonomy.models.AutonomyMode",
     },
 }
 
@@ -339,6 +340,15 @@ REVPLAN_STUCK_CHECK_SECONDS = float(os.environ.get("REVPLAN_STUCK_CHECK_SECONDS"
 REVPLAN_STUCK_BATCH = int(os.environ.get("REVPLAN_STUCK_BATCH", "500"))
 # How often the beat rebuilds the inbox rows of changed plans (an inbox read rebuilds its own tenants' first).
 REVPLAN_WAITS_REFRESH_SECONDS = float(os.environ.get("REVPLAN_WAITS_REFRESH_SECONDS", "60"))
+# Autonomy by evidence (orchestrator.autonomy.review, README "Autonomy you can trust"): SHADOW -> AUTO_EXECUTE is
+# proposed when a person agreed with the policy on at least PROMOTION_AGREEMENT of the last PROMOTION_DECISIONS
+# steps it would have run (within SHADOW_WINDOW_DAYS); AUTO_EXECUTE -> SHADOW is applied when the incidents over
+# autonomous runs in DEMOTION_WINDOW_DAYS reach DEMOTION_INCIDENTS.
+REVPLAN_SHADOW_WINDOW_DAYS = int(os.environ.get("REVPLAN_SHADOW_WINDOW_DAYS", "30"))
+REVPLAN_PROMOTION_DECISIONS = int(os.environ.get("REVPLAN_PROMOTION_DECISIONS", "20"))
+REVPLAN_PROMOTION_AGREEMENT = float(os.environ.get("REVPLAN_PROMOTION_AGREEMENT", "0.9"))
+REVPLAN_DEMOTION_WINDOW_DAYS = int(os.environ.get("REVPLAN_DEMOTION_WINDOW_DAYS", "7"))
+REVPLAN_DEMOTION_INCIDENTS = int(os.environ.get("REVPLAN_DEMOTION_INCIDENTS", "3"))
 # The most plans one incident redrive retries (the longest paused first; the rest wait for the next call).
 REVPLAN_REDRIVE_MAX_PLANS = int(os.environ.get("REVPLAN_REDRIVE_MAX_PLANS", "100"))
 
@@ -358,6 +368,11 @@ CELERY_BEAT_SCHEDULE = {
     "autonomy-digest-daily": {
         "task": "orchestrator.autonomy_digest",
         "schedule": crontab(hour=0, minute=15),
+    },
+    # Shadow decisions resolved, promotions proposed, demotions applied (orchestrator.autonomy.review).
+    "autonomy-review-daily": {
+        "task": "orchestrator.autonomy_review",
+        "schedule": crontab(hour=0, minute=25),
     },
     # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate; daily, because
     # windows move by days (and every verdict is a row).

@@ -3,6 +3,8 @@
 Rows, not settings: a change takes effect on the next step decision, with no redeploy, and each
 change is in the tenant's ledger chain (orchestrator.autonomy.services writes both).
 """
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -12,6 +14,8 @@ from plans.models import Account, Tenant
 class AutonomyMode(models.TextChoices):
     PROPOSE_ONLY = "PROPOSE_ONLY"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+    # A person still approves each step; the policy records beside it what it would have done on its own.
+    SHADOW = "SHADOW"
     AUTO_EXECUTE = "AUTO_EXECUTE"
     DISABLED = "DISABLED"
 
@@ -135,3 +139,89 @@ class AutonomyDigest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day}"
+
+
+class PersonDecision(models.TextChoices):
+    """What a person did with a step the policy judged in shadow mode ('' while nobody has)."""
+
+    UNDECIDED = "", "undecided"
+    APPROVED = "APPROVED"  # approved the step as the policy saw it
+    APPROVED_AFTER_EDIT = "APPROVED_AFTER_EDIT"  # approved it after changing it (the content's digest differs)
+    SKIPPED = "SKIPPED"
+    ABORTED = "ABORTED"  # aborted the plan while the step waited
+    NONE = "NONE"  # the plan ended (expired, completed) with nobody deciding: no evidence either way
+
+
+class ShadowDecision(models.Model):
+    """The policy's verdict on a step in SHADOW mode, and beside it what the person then decided.
+
+    Written by the engine when the step comes due (one row per step attempt it waits for); the person's
+    decision is read off the step and its plan afterwards (orchestrator.autonomy.shadow.resolve)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    plan = models.ForeignKey("plans.RevenuePlan", on_delete=models.CASCADE, related_name="+")
+    step_id = models.UUIDField()
+    # The attempt the step waited to make (its attempts + 1 then): a step asks again after a retry.
+    attempt = models.PositiveIntegerField()
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    action_type = models.CharField(max_length=64)
+    # The policy as if the action type were AUTO_EXECUTE (and the tenant opted in): would it have run?
+    would_run = models.BooleanField()
+    reason = models.CharField(max_length=64)
+    explanation = models.TextField()
+    policy_version = models.CharField(max_length=64)
+    facts = models.JSONField()
+    # The step's content as the policy judged it (plans.services.approvals.digest of step_content).
+    content_digest = models.CharField(max_length=64)
+    decided_at = models.DateTimeField()
+    person_decision = models.CharField(max_length=24, choices=PersonDecision.choices, blank=True, default="")
+    person_decided_by = models.IntegerField(null=True, blank=True)
+    person_decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "shadow decision"
+        constraints = [
+            models.UniqueConstraint(fields=["step_id", "attempt"], name="shadowdecision_step_attempt_unique"),
+        ]
+        indexes = [
+            # Agreement per action type over a window, and the open ones to resolve.
+            models.Index(fields=["tenant", "action_type", "decided_at"], name="shadow_tenant_type_idx"),
+            models.Index(fields=["tenant", "decided_at"], condition=models.Q(person_decision=""),
+                         name="shadow_undecided_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_type} {'would run' if self.would_run else 'would ask'}: {self.person_decision or '?'}"
+
+
+class ProposalStatus(models.TextChoices):
+    PROPOSED = "PROPOSED"
+    CONFIRMED = "CONFIRMED"
+    DISMISSED = "DISMISSED"
+    SUPERSEDED = "SUPERSEDED"  # the mode changed meanwhile: the evidence was about a mode no longer set
+
+
+class AutonomyProposal(models.Model):
+    """A promotion SHADOW -> AUTO_EXECUTE the daily review proposes on evidence; a tenant admin confirms it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    action_type = models.CharField(max_length=64)
+    from_mode = models.CharField(max_length=20, choices=AutonomyMode.choices)
+    to_mode = models.CharField(max_length=20, choices=AutonomyMode.choices)
+    status = models.CharField(max_length=12, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED)
+    # counts, window, thresholds: what the review saw (also in the ledger entry)
+    evidence = models.JSONField()
+    proposed_at = models.DateTimeField()
+    decided_by = models.CharField(max_length=100, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "autonomy proposal"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "action_type"], condition=models.Q(status="PROPOSED"),
+                                    name="one_open_autonomy_proposal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_type}: {self.from_mode} -> {self.to_mode} ({self.status})"

@@ -8,14 +8,18 @@ step attempt; changing the policy changes the version on new decisions, never ol
 The checks run in a fixed order; the first that applies decides:
   BLOCK             UNKNOWN_ACTION_TYPE, KILL_SWITCH, MODE_DISABLED, MODE_PROPOSE_ONLY
   (a person approved the step as it is now)         -> REQUIRE_APPROVAL / APPROVED_BY_PERSON: it runs
-  REQUIRE_APPROVAL  EXTERNAL_CONTACT, RISK_LEVEL_HIGH, TENANT_POLICY (mode APPROVAL_REQUIRED),
+  REQUIRE_APPROVAL  EXTERNAL_CONTACT, RISK_LEVEL_HIGH, SHADOW_MODE, TENANT_POLICY (mode APPROVAL_REQUIRED),
                     NOT_OPTED_IN, BUDGET_EXHAUSTED
   AUTO_EXECUTE      AUTONOMY_ALLOWED
 A person's approval counts only while the step's content is what they approved (its digest, recorded
 with the approval); a step whose approval a change voided waits for a person again, and the
 explanation says what changed.
+
+In SHADOW mode a person approves every step, as in APPROVAL_REQUIRED (reason SHADOW_MODE), and
+`shadow_verdict` says what the policy would have done on its own: the same checks as if the action type
+were AUTO_EXECUTE in an opted-in tenant, with no person's approval counted (nothing is taken from a budget).
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
 from plans.models import RiskLevel
@@ -42,6 +46,7 @@ class Reason(StrEnum):
     TENANT_POLICY = "TENANT_POLICY"
     NOT_OPTED_IN = "NOT_OPTED_IN"
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    SHADOW_MODE = "SHADOW_MODE"
     AUTONOMY_ALLOWED = "AUTONOMY_ALLOWED"
 
 
@@ -85,6 +90,11 @@ def decide(facts: StepFacts) -> AutonomyDecision:
     return decision
 
 
+def shadow_verdict(facts: StepFacts) -> AutonomyDecision:
+    """What the policy would decide on its own: as if AUTO_EXECUTE, opted in, with no person's approval."""
+    return _decide(replace(facts, mode="AUTO_EXECUTE", opted_in=True, approved_by_id=None, approval_voided=""))
+
+
 def _decide(facts: StepFacts) -> AutonomyDecision:
     action_type = facts.action_type
     spec = get_action_type(action_type)
@@ -105,6 +115,9 @@ def _decide(facts: StepFacts) -> AutonomyDecision:
                          f"{action_type} contacts the customer, and the plan requires a person to approve that first.")
     if RiskLevel.HIGH in (facts.risk_level, spec.risk_level):
         return _approval(Reason.RISK_LEVEL_HIGH, f"{action_type} is HIGH risk; HIGH-risk steps never run on their own.")
+    if facts.mode == "SHADOW":
+        return _approval(Reason.SHADOW_MODE, f"{action_type} is in shadow mode here: a person approves each one, "
+                                             "and what the policy would have done is recorded beside it.")
     if facts.mode != "AUTO_EXECUTE":
         return _approval(Reason.TENANT_POLICY, f"This tenant requires a person to approve each {action_type} "
                                           f"(mode {facts.mode}).")

@@ -20,7 +20,7 @@ from orchestrator.autonomy.models import (
     ProposalDecision,
     TenantAutonomy,
 )
-from orchestrator.autonomy.policy import AutonomyDecision, Decision, StepFacts, decide
+from orchestrator.autonomy.policy import AutonomyDecision, Decision, StepFacts, decide, shadow_verdict
 from plans import ledger
 from plans.errors import ValidationFailed
 from plans.models import PlanStep, RevenuePlan, Tenant
@@ -40,10 +40,16 @@ DEFAULT_PROPOSAL_COOLDOWN = TenantAutonomy._meta.get_field("proposal_cooldown_da
 class StepDecision:
     decision: AutonomyDecision
     facts: StepFacts
+    # In SHADOW mode: what the policy would have done on its own (policy.shadow_verdict); else None.
+    shadow: AutonomyDecision | None = None
 
     def as_dict(self) -> dict:
-        """What is stored on the step attempt and in the ledger: the decision and what it was based on."""
-        return {**self.decision.as_dict(), "facts": self.facts.as_dict()}
+        """What is stored on the step attempt and in the ledger: the decision and what it was based on
+        (and in SHADOW mode, under "shadow", what the policy would have done on its own)."""
+        stored = {**self.decision.as_dict(), "facts": self.facts.as_dict()}
+        if self.shadow is not None:
+            stored["shadow"] = self.shadow.as_dict()
+        return stored
 
 
 # --- the decision before a step attempt ---------------------------------------------------------
@@ -84,7 +90,7 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
         if not taken:
             facts = StepFacts(**{**facts.as_dict(), "budget_left": False})
             decision = decide(facts)
-    return StepDecision(decision, facts)
+    return StepDecision(decision, facts, shadow_verdict(facts) if facts.mode == AutonomyMode.SHADOW else None)
 
 
 def _settings_query(tenant_id: UUID, action_type: str):
@@ -210,6 +216,18 @@ def autonomy_settings(tenant_id: UUID, *, day: date | None = None) -> dict:
 def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: str | None = None,
                              max_per_day: int | None = None) -> ActionTypeAutonomy:
     """Change an action type's mode and/or daily budget for the tenant."""
+    with transaction.atomic():
+        require_admin(user=user, tenant_id=tenant_id)
+        return action_type_autonomy_change(tenant_id=tenant_id, actor=ledger.user_actor(user), action_type=action_type,
+                                           mode=mode, max_per_day=max_per_day)
+
+
+def action_type_autonomy_change(*, tenant_id: UUID, actor: str, action_type: str, mode: str | None = None,
+                                max_per_day: int | None = None, reason_code: str = "ACTION_TYPE_AUTONOMY_CHANGED",
+                                why: str = "", evidence: dict | None = None) -> ActionTypeAutonomy:
+    """The one write of an action type's setting and its AUTONOMY_CHANGED entry. The caller checked who may:
+    a tenant admin (action_type_autonomy_set, a confirmed promotion) or the daily review's demotion.
+    A plan's approval facts do not include modes: no approval goes stale by it."""
     if get_action_type(action_type) is None:
         raise ValidationFailed("VALIDATION_ERROR", f"Unknown action type {action_type!r}.")
     if mode is not None and mode not in AutonomyMode.values:
@@ -217,7 +235,6 @@ def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: s
     if max_per_day is not None:
         _require_count("max_per_day", max_per_day)
     with transaction.atomic():
-        require_admin(user=user, tenant_id=tenant_id)
         row, _ = ActionTypeAutonomy.objects.select_for_update().get_or_create(tenant_id=tenant_id,
                                                                               action_type=action_type)
         before = {"mode": row.mode, "max_per_day": row.max_per_day}
@@ -226,13 +243,14 @@ def action_type_autonomy_set(*, tenant_id: UUID, user, action_type: str, mode: s
         after = {"mode": row.mode, "max_per_day": row.max_per_day}
         if after == before:
             return row
-        row.updated_by = ledger.user_actor(user)
+        row.updated_by = actor
         row.save()
+        data = {"action_type": action_type, "before": before, "after": after}
         ledger.autonomy_changed(
-            tenant_id, actor=row.updated_by, reason_code="ACTION_TYPE_AUTONOMY_CHANGED",
+            tenant_id, actor=actor, reason_code=reason_code,
             explanation=f"{action_type}: mode {before['mode']} -> {row.mode}, "
-                        f"{before['max_per_day']} -> {row.max_per_day} on their own per day.",
-            data={"action_type": action_type, "before": before, "after": after},
+                        f"{before['max_per_day']} -> {row.max_per_day} on their own per day.{' ' + why if why else ''}",
+            data={**data, "evidence": evidence} if evidence is not None else data,
         )
     return row
 

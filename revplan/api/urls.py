@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
 from revplan.api import accounts, actions, autonomy, breakers, executions, graph, incidents, plans, signals
+from revplan.api import autonomy_evidence as evidence
 from revplan.api import integration_tokens as tokens
 from revplan.api.auth import MeView, TokenView
 from revplan.api.inbox import InboxView
@@ -48,6 +49,13 @@ urlpatterns = [
     path("autonomy/", autonomy.AutonomySettingsView.as_view(), name="autonomy-settings"),
     path("autonomy/action-types/<str:action_type>/", autonomy.ActionTypeAutonomyView.as_view(),
          name="autonomy-action-type"),
+    path("autonomy/shadow/", evidence.ShadowReportView.as_view(), name="autonomy-shadow"),
+    path("autonomy/backtest/", evidence.BacktestView.as_view(), name="autonomy-backtest"),
+    path("autonomy/proposals/", evidence.ProposalListView.as_view(), name="autonomy-proposals"),
+    path("autonomy/proposals/<uuid:proposal_id>/confirm/", evidence.ProposalConfirmView.as_view(),
+         name="autonomy-proposal-confirm"),
+    path("autonomy/proposals/<uuid:proposal_id>/dismiss/", evidence.ProposalDismissView.as_view(),
+         name="autonomy-proposal-dismiss"),
     path("kill-switches/", autonomy.KillSwitchesView.as_view(), name="kill-switches"),
     path("breakers/", breakers.BreakersView.as_view(), name="breakers"),
     path("breakers/<str:connector>/force/", breakers.BreakerForceView.as_view(), name="breaker-force"),

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from orchestrator.autonomy.models import AutonomyProposal
 from orchestrator.execution.service import intent_create
 from plans import services
 from plans.models import AccountSignal, EventType, IntegrationToken, PlanLedgerEntry, PlanStatus
@@ -220,7 +221,11 @@ def own_ids(world):
     intent = intent_create(tenant_id=world.tenant.id, account_id=world.account.id, action_type="PREP_RENEWAL_BRIEF",
                            expires_at=timezone.now() + timedelta(hours=1), approved_by=world.approver)
     token, secret = issue(world)
-    return secret, {"plan_id": plan.id, "step_id": plan.steps.first().step_id, "account_id": world.account.id,
+    proposal = AutonomyProposal.objects.create(tenant=world.tenant, action_type="PREP_RENEWAL_BRIEF",
+                                               from_mode="SHADOW", to_mode="AUTO_EXECUTE", evidence={},
+                                               proposed_at=timezone.now())
+    return secret, {"plan_id": plan.id, "proposal_id": proposal.id, "step_id": plan.steps.first().step_id,
+                    "account_id": world.account.id,
                     "intent_id": intent.id, "action_type": "PREP_RENEWAL_BRIEF", "connector": "crm",
                     "token_id": token.pk}
 

@@ -11,7 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from orchestrator.autonomy.models import AutonomyDigest
+from orchestrator.autonomy.models import AutonomyDigest, AutonomyProposal
 from orchestrator.execution.models import ActionIntent
 from orchestrator.execution.service import ExecutionService, intent_create
 from plans import services
@@ -61,6 +61,9 @@ def tenant_b(other_world):
                                   text=MARKER)
     token, _ = services.integration_token_create(tenant_id=other_world.tenant.id, name=MARKER,
                                                  user=other_world.admin)
+    proposal = AutonomyProposal.objects.create(tenant=other_world.tenant, action_type="PREP_RENEWAL_BRIEF",
+                                               from_mode="SHADOW", to_mode="AUTO_EXECUTE", evidence={"m": MARKER},
+                                               proposed_at=timezone.now())
     return {
         "world": other_world,
         "plan_id": plan.id,
@@ -70,6 +73,7 @@ def tenant_b(other_world):
         "action_type": "PREP_RENEWAL_BRIEF",
         "connector": "crm",
         "token_id": token.pk,
+        "proposal_id": proposal.id,
     }
 
 
@@ -80,6 +84,7 @@ def b_state(tenant_b) -> tuple:
         PlanLedgerEntry.objects.filter(tenant_id=tenant_id).count(),
         list(ActionIntent.objects.filter(tenant_id=tenant_id).values_list("id", "status")),
         list(IntegrationToken.objects.filter(tenant_id=tenant_id).values_list("id", "revoked_at")),
+        list(AutonomyProposal.objects.filter(tenant_id=tenant_id).values_list("id", "status")),
     )
 
 

@@ -4,12 +4,15 @@ import uuid
 
 import pytest
 
+from orchestrator import tasks
+from orchestrator.autonomy import review
 from orchestrator.autonomy import services as autonomy
-from orchestrator.autonomy.models import AutonomyUsage
+from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyProposal, AutonomyUsage, ShadowDecision
 from orchestrator.execution.models import ActionIntent, ActionRoute
 from plans import ledger, services
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
 from plans.schemas import PlanDraftInput, StepInput
+from revplan import celery_app
 from tests.conftest import build_world
 from tests.factories import AccountFactory
 from tests.integration.harness import wait_for
@@ -110,3 +113,49 @@ def test_a_budget_of_n_lets_exactly_n_run_on_their_own_when_4n_are_due_across_tw
     # ... and both worker processes took part
     for worker in workers:
         assert "orchestrator.advance_plan" in worker.log_path.read_text(errors="replace")
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("cluster_env", [{"REVPLAN_PROMOTION_DECISIONS": "3", "REVPLAN_PROMOTION_AGREEMENT": "0.6"}])
+def test_shadow_mode_on_real_workers_records_the_policy_beside_people_and_earns_a_promotion(cluster):
+    # given: the brief in SHADOW mode in a tenant that has not opted in yet; four approved one-brief plans
+    world = build_world()
+    autonomy.action_type_autonomy_set(tenant_id=world.tenant.id, user=world.admin, action_type=BRIEF, mode="SHADOW")
+    plans = [approved(world, AccountFactory(tenant=world.tenant, owner=world.seller), BRIEF) for _ in range(4)]
+    cluster.start_worker()
+    cluster.start_beat()
+    steps = PlanStep.objects.filter(plan__in=plans)
+    # when: the workers take them: each waits for a person, nothing runs on its own
+    wait_for(lambda: steps.filter(status=StepStatus.PENDING_APPROVAL).count() == 4, timeout=30,
+             what="every brief to wait for a person")
+    assert not ActionIntent.objects.filter(plan__in=plans).exists()
+    rows = ShadowDecision.objects.filter(plan__in=plans)
+    assert sorted(rows.values_list("would_run", "reason")) == [(True, "AUTONOMY_ALLOWED")] * 4
+    # people decide: three approve as is, one aborts
+    for plan in plans[:3]:
+        services.step_approve(plan_id=plan.id, step_id=plan.steps.get().step_id, user=world.seller)
+    services.plan_abort(plan_id=plans[3].id, user=world.seller, reason="the account was sold")
+    wait_for(lambda: all(plan_status(plan) == PlanStatus.COMPLETED for plan in plans[:3]), timeout=30,
+             what="the approved briefs to run")
+    for intent in ActionIntent.objects.filter(plan__in=plans):
+        assert intent.approved_by_id == world.seller.pk
+        assert intent.autonomy_decision["shadow"]["decision"] == "AUTO_EXECUTE"  # what it would have done
+    # when: the daily review runs on the worker
+    with celery_app.connection_for_write(cluster.env["CELERY_BROKER_URL"]) as broker:
+        tasks.autonomy_review.apply_async(connection=broker)
+    wait_for(lambda: AutonomyProposal.objects.filter(tenant=world.tenant).exists(), timeout=30,
+             what="the review to propose the promotion")
+    # then: the people's decisions are stored beside the policy's, 3 of 4 agreed: proposed, not applied
+    assert sorted(rows.values_list("person_decision", flat=True)) == ["ABORTED", "APPROVED", "APPROVED", "APPROVED"]
+    proposal = AutonomyProposal.objects.get(tenant=world.tenant)
+    last_three = list(rows.order_by("-decided_at", "-pk").values_list("person_decision", flat=True)[:3])
+    assert (proposal.evidence["decisions"], proposal.evidence["agreed"]) == (3, last_three.count("APPROVED"))
+    assert ActionTypeAutonomy.objects.get(tenant=world.tenant, action_type=BRIEF).mode == "SHADOW"
+    # when: the admin opts in and confirms; then the next brief runs on its own
+    autonomy.tenant_autonomy_set(tenant_id=world.tenant.id, user=world.admin, opted_in=True)
+    review.proposal_decide(proposal_id=proposal.id, user=world.admin, confirm=True)
+    plan = approved(world, AccountFactory(tenant=world.tenant, owner=world.seller), BRIEF)
+    wait_for(lambda: plan_status(plan) == PlanStatus.COMPLETED, timeout=30, what="the promoted brief to run")
+    assert step_status(plan, BRIEF) == StepStatus.AUTO_EXECUTED
+    assert PlanLedgerEntry.objects.filter(tenant=world.tenant, reason_code="PROMOTION_CONFIRMED").count() == 1
+    assert ledger.verify_ledger(plan_id=plans[0].id).ok

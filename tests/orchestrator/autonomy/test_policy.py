@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.autonomy.policy import POLICY_VERSION, Decision, Reason, StepFacts, decide
+from orchestrator.autonomy.policy import POLICY_VERSION, Decision, Reason, StepFacts, decide, shadow_verdict
 
 BRIEF, MEETING, ESCALATE = "PREP_RENEWAL_BRIEF", "REQUEST_RENEWAL_MEETING", "ESCALATE_SUPPORT_RISK"
 HUMAN_TOUCH = {"no_external_contact_without_approval": True}
@@ -49,6 +49,12 @@ CASES = [
     ("mode beats opt-in", {"mode": "APPROVAL_REQUIRED", "opted_in": False}, Decision.REQUIRE_APPROVAL,
      "TENANT_POLICY"),
     ("opt-in beats budget", {"opted_in": False, "budget_left": False}, Decision.REQUIRE_APPROVAL, "NOT_OPTED_IN"),
+    ("shadow mode: a person approves", {"mode": "SHADOW"}, Decision.REQUIRE_APPROVAL, "SHADOW_MODE"),
+    ("shadow mode, not opted in", {"mode": "SHADOW", "opted_in": False}, Decision.REQUIRE_APPROVAL, "SHADOW_MODE"),
+    ("external contact beats shadow mode", {"mode": "SHADOW", "action_type": MEETING, "risk_level": "MEDIUM"},
+     Decision.REQUIRE_APPROVAL, "EXTERNAL_CONTACT"),
+    ("an approval beats shadow mode", {"mode": "SHADOW", "approved_by_id": 7}, Decision.REQUIRE_APPROVAL,
+     "APPROVED_BY_PERSON"),
 ]
 
 
@@ -76,3 +82,28 @@ def test_decision_records_as_plain_strings():
         "decision": "AUTO_EXECUTE", "reason": "AUTONOMY_ALLOWED",
         "explanation": decide(ALLOWED).explanation, "policy_version": POLICY_VERSION,
     }
+
+
+SHADOW = replace(ALLOWED, mode="SHADOW")
+
+SHADOW_CASES = [
+    # (name, change from SHADOW, what the policy would have done on its own, reason)
+    ("would run", {}, Decision.AUTO_EXECUTE, "AUTONOMY_ALLOWED"),
+    ("would run in a tenant not opted in yet (shadow asks: if autopilot were on)", {"opted_in": False},
+     Decision.AUTO_EXECUTE, "AUTONOMY_ALLOWED"),
+    ("a person's approval is not the policy's", {"approved_by_id": 7}, Decision.AUTO_EXECUTE, "AUTONOMY_ALLOWED"),
+    ("would ask: external contact", {"action_type": MEETING, "risk_level": "MEDIUM"}, Decision.REQUIRE_APPROVAL,
+     "EXTERNAL_CONTACT"),
+    ("would ask: HIGH risk", {"risk_level": "HIGH"}, Decision.REQUIRE_APPROVAL, "RISK_LEVEL_HIGH"),
+    ("would stop: kill switch", {"killed_by": "tenant kill switch"}, Decision.BLOCK, "KILL_SWITCH"),
+]
+
+
+@pytest.mark.parametrize(("change", "decision", "reason"), [case[1:] for case in SHADOW_CASES],
+                         ids=[case[0] for case in SHADOW_CASES])
+def test_shadow_verdict_is_the_policy_as_if_auto_execute(change, decision, reason):
+    facts = replace(SHADOW, **change)
+    verdict = shadow_verdict(facts)
+    assert (verdict.decision, verdict.reason) == (decision, reason)
+    # and whatever it says, the step itself never runs on its own in shadow mode
+    assert decide(facts).decision != Decision.AUTO_EXECUTE
