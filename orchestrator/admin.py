@@ -395,8 +395,8 @@ class RevenuePlanWithBlockedByAdmin(RevenuePlanAdmin):
 admin.site.unregister(RevenuePlan)
 admin.site.register(RevenuePlan, RevenuePlanWithBlockedByAdmin)
 
-# Circuit breakers: their own page (registered on import).
-from orchestrator import admin_breakers  # noqa: E402, F401
+# Circuit breakers: their own page (registered on import); likewise shadow decisions and autonomy proposals.
+from orchestrator import admin_autonomy, admin_breakers  # noqa: E402, F401
 
 # Stuck plans and deadline notices: their own lists (orchestrator.deadlines.admin, registered on import).
 from orchestrator.deadlines import admin as deadlines_admin  # noqa: E402, F401

@@ -10,8 +10,8 @@ from orchestrator.breakers.config import GUARDED_CONNECTORS
 from orchestrator.breakers.models import BreakerState, CircuitBreaker
 from orchestrator.breakers.services import FORCIBLE, breaker_force
 from plans.admin import ThroughServicesAdmin, ThroughServicesForm, administered_tenants, once_a_request
+from plans.admin_base import MembersSeeAdmin
 from plans.errors import DomainError
-from plans.selectors import active_memberships
 
 
 class BreakerActionForm(ActionForm):
@@ -35,7 +35,7 @@ class BreakerForceForm(ThroughServicesForm):
 
 
 @admin.register(CircuitBreaker)
-class CircuitBreakerAdmin(ThroughServicesAdmin):
+class CircuitBreakerAdmin(MembersSeeAdmin, ThroughServicesAdmin):
     form = BreakerForceForm
     action_form = BreakerActionForm
     actions = ["force_open", "force_closed"]
@@ -50,19 +50,8 @@ class CircuitBreakerAdmin(ThroughServicesAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj else []
 
-    def _member(self, request) -> bool:
-        # Once a request: every admin page's sidebar asks for this page's permissions, three questions.
-        return request.user.is_active and request.user.is_staff and once_a_request(
-            request, "member", lambda: active_memberships(request.user).exists())
-
-    def has_module_permission(self, request):
-        return self._member(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._member(request)
-
     def has_add_permission(self, request):
-        return self._member(request) and once_a_request(
+        return self.is_member(request) and once_a_request(
             request, "administers", lambda: administered_tenants(request.user).exists())
 
     def has_change_permission(self, request, obj=None):

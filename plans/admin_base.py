@@ -152,6 +152,22 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
+class MembersSeeAdmin(TenantScopedAdmin):
+    """Seen by every active member of a tenant on the staff (their tenant's rows), as the API lets any member
+    read them; no model permission needed. Writes stay the subclass's (actions through services)."""
+
+    def is_member(self, request) -> bool:
+        # Once a request: every admin page's sidebar asks for this page's permissions, three questions.
+        return request.user.is_active and request.user.is_staff and once_a_request(
+            request, "member", lambda: active_memberships(request.user).exists())
+
+    def has_module_permission(self, request):
+        return self.is_member(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self.is_member(request)
+
+
 class ReadOnlyAdmin(TenantScopedAdmin):
     def has_add_permission(self, request, obj=None):
         return False

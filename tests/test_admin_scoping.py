@@ -24,8 +24,10 @@ from django.utils import timezone
 from orchestrator.autonomy.models import (
     ActionTypeAutonomy,
     AutonomyDigest,
+    AutonomyProposal,
     AutonomyUsage,
     ProposalDecision,
+    ShadowDecision,
     TenantAutonomy,
 )
 from orchestrator.breakers.services import breaker_force
@@ -103,6 +105,12 @@ def demo_rows_for(tenant: Tenant) -> None:
     services.integration_token_create(tenant_id=tenant.id, name=f"crm sync of {tenant.slug}", user=admin_user)
     breaker_force(tenant_id=tenant.id, connector="crm", state="OPEN", user=admin_user, reason="drill")
     plan = RevenuePlan.objects.filter(tenant=tenant).order_by("created_at").first()
+    AutonomyProposal.objects.create(tenant=tenant, action_type="PREP_RENEWAL_BRIEF", from_mode="SHADOW",
+                                    to_mode="AUTO_EXECUTE", evidence={"agreed": 20, "decisions": 20}, proposed_at=now)
+    ShadowDecision.objects.create(tenant=tenant, plan=plan, step_id=uuid.uuid4(), attempt=1, account=plan.account,
+                                  action_type="PREP_RENEWAL_BRIEF", would_run=True, reason="AUTONOMY_ALLOWED",
+                                  explanation="-", policy_version="auto-approval-v1", facts={}, content_digest="-",
+                                  decided_at=now)
     StuckEpisode.objects.create(tenant=tenant, plan=plan, plan_version=plan.version, last_seen_seq=1,
                                 last_progress_at=now, detected_at=now, last_seen={"plan": str(plan.id)})
     DeadlineNotice.objects.create(tenant=tenant, plan=plan, item_key=f"DRAFT_APPROVAL:{plan.id}:-:x",

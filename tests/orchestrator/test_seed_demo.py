@@ -54,7 +54,7 @@ def test_seed_demo_is_idempotent_and_matches_the_design(db, settings):
             tenant__slug=slug, role__in=[Role.PLAN_APPROVER, Role.TENANT_ADMIN]
         ).values_list("user_id", flat=True)
         assert not {f"user:{user_id}" for user_id in approver_ids} & set(drafts.values_list("created_by", flat=True))
-    # Acme opted in for the brief (ledgered once, however often seeded); Globex keeps the default.
+    # Acme opted in for the brief (ledgered once, however often seeded); Globex has it in shadow mode.
     from orchestrator.autonomy.services import autonomy_settings
 
     acme, globex = (autonomy_settings(Tenant.objects.get(slug=slug).id) for slug in ("acme-corp", "globex"))
@@ -63,8 +63,11 @@ def test_seed_demo_is_idempotent_and_matches_the_design(db, settings):
     assert modes["PREP_RENEWAL_BRIEF"] == "AUTO_EXECUTE"
     assert modes["REQUEST_RENEWAL_MEETING"] == modes["ESCALATE_SUPPORT_RISK"] == "APPROVAL_REQUIRED"
     assert not globex["opted_in"]
-    assert {row["mode"] for row in globex["action_types"]} == {"APPROVAL_REQUIRED"}
+    assert {row["action_type"]: row["mode"] for row in globex["action_types"]} == {
+        "PREP_RENEWAL_BRIEF": "SHADOW", "REQUEST_RENEWAL_MEETING": "APPROVAL_REQUIRED",
+        "ESCALATE_SUPPORT_RISK": "APPROVAL_REQUIRED"}
     assert PlanLedgerEntry.objects.filter(tenant__slug="acme-corp", event_type="AUTONOMY_CHANGED").count() == 2
+    assert PlanLedgerEntry.objects.filter(tenant__slug="globex", event_type="AUTONOMY_CHANGED").count() == 1
     assert ledger.verify_ledger().ok
 
 

@@ -33,9 +33,10 @@ ACCOUNT_NAMES = [
 ACCOUNTS_PER_TENANT = 20
 SUPPORT_RISK_EVERY = 4  # every 4th account has a support-risk signal
 DRAFTS_PER_TENANT = 4
-# Acme lets the LOW-risk brief run on its own (opted in, through the audited services); Globex keeps
-# the default, so every one of its steps waits for a person.
+# Acme lets the LOW-risk brief run on its own (opted in, through the audited services); every step of Globex
+# waits for a person, its brief in shadow mode: the policy's verdict is recorded beside each person's decision.
 AUTOPILOT = {"acme-corp": {"PREP_RENEWAL_BRIEF": 50}}
+SHADOW = {"globex": ["PREP_RENEWAL_BRIEF"]}
 CONSOLE_GROUP = "revplan console"
 CONSOLE_MODELS = ["tenant", "account", "accountsignal", "killswitch", "revenueplan", "planledgerentry"]
 # Memberships and connector settings: everyone may look; a change is saved through the services,
@@ -98,6 +99,9 @@ class Command(BaseCommand):
                 autonomy.tenant_autonomy_set(tenant_id=tenant.id, user=admin, opted_in=True)
                 autonomy.action_type_autonomy_set(tenant_id=tenant.id, user=admin, action_type=action_type,
                                                   mode="AUTO_EXECUTE", max_per_day=per_day)
+            for action_type in SHADOW.get(slug, []):
+                autonomy.action_type_autonomy_set(tenant_id=tenant.id, user=users[Role.TENANT_ADMIN],
+                                                  action_type=action_type, mode="SHADOW")
             accounts = []
             for index, account_name in enumerate(ACCOUNT_NAMES[:ACCOUNTS_PER_TENANT]):
                 external_id = f"{slug}-{index:03d}"
