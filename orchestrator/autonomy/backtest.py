@@ -7,7 +7,9 @@ the candidate policy again with the candidate settings in place of the recorded 
 mode, the opt-in, and the daily budgets, simulated day by day (the UTC day, as the engine counts them).
 What a candidate leaves unset stays as it was recorded (modes, opt-in) or as the tenant has it now
 (budgets, which the recorded facts do not hold). A person's approval and a kill switch are history: they
-stay. Retries (attempt > 1) take no budget unit, as the engine's retries of an autonomous step take none.
+stay. Budgets count from the start of the window's first UTC day (the decisions before `start` that day
+are replayed for their budget use only). A retry takes no unit when its previous attempt, replayed, would
+have run on its own (budgets aside), as the engine's retry of an autonomous attempt takes none.
 
 The report is the same size for 10,000 decisions as for 10 million: counts by decision and reason before
 and after, the flips by change and the first MAX_LISTED of them, and the budgets that would have run out
@@ -16,10 +18,10 @@ and after, the flips by change and the first MAX_LISTED of them, and the budgets
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from orchestrator.autonomy.models import AutonomyMode
 from orchestrator.autonomy.policy import POLICY_VERSION, AutonomyDecision, Decision, StepFacts, decide
@@ -38,7 +40,7 @@ Count = Field(default=None, ge=0, le=MAX_COUNT)
 class ActionTypeCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: AutonomyMode | None = None
-    max_per_day: int | None = Count
+    max_per_day: StrictInt | None = Count
 
 
 class CandidateSettings(BaseModel):
@@ -46,8 +48,8 @@ class CandidateSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     policy_version: str = POLICY_VERSION
-    opted_in: bool | None = None
-    max_per_account_per_day: int | None = Count
+    opted_in: StrictBool | None = None
+    max_per_account_per_day: StrictInt | None = Count
     action_types: dict[str, ActionTypeCandidate] = Field(default_factory=dict)
 
     @field_validator("policy_version")
@@ -99,6 +101,30 @@ def recorded_facts(record: Record) -> StepFacts:
     return StepFacts(**{name: value for name, value in record.decision["facts"].items() if name in _FACT_NAMES})
 
 
+def _candidate_facts(facts: StepFacts, candidate: "CandidateSettings", modes: dict[str, str]) -> StepFacts:
+    return replace(facts, mode=modes.get(facts.action_type, facts.mode), budget_left=True,
+                   opted_in=facts.opted_in if candidate.opted_in is None else candidate.opted_in)
+
+
+def _previous_ran_on_its_own(record: Record, policy, candidate: "CandidateSettings", modes: dict[str, str]) -> bool:
+    """Whether the attempt before this retry, replayed (budgets aside), would have run on its own: one read,
+    for a retry only (a few of the decisions)."""
+    data = PlanLedgerEntry.objects.filter(
+        plan_id=record.plan_id, step_id=record.step_id, event_type=EventType.STEP_ATTEMPT_STARTED,
+        data__attempt=record.attempt - 1,
+    ).values_list("data", flat=True).first()
+    decision = (data or {}).get("autonomy_decision") or {}
+    if "facts" not in decision:
+        return decision.get("decision") == Decision.AUTO_EXECUTE
+    previous = Record(record.entry_id, record.plan_id, record.step_id, record.account_id, record.occurred_at,
+                      record.attempt - 1, decision)
+    return policy(_candidate_facts(recorded_facts(previous), candidate, modes)).decision == Decision.AUTO_EXECUTE
+
+
+def _takes_a_unit(record: Record, policy, candidate: "CandidateSettings", modes: dict[str, str]) -> bool:
+    return (record.attempt or 1) <= 1 or not _previous_ran_on_its_own(record, policy, candidate, modes)
+
+
 class _Budgets:
     """One day's simulated budget use; a new day starts from nothing."""
 
@@ -116,9 +142,11 @@ class _Budgets:
             self.day, self.used_by_account, self.used_by_type, self.refused = day, Counter(), Counter(), {}
         return ended
 
-    def take(self, record: Record, action_type: str) -> bool:
+    def take(self, record: Record, action_type: str, *, count_refusal: bool = True) -> bool:
         account_full = self.used_by_account[record.account_id] >= self.per_account
         type_full = self.used_by_type[action_type] >= self.per_action_type[action_type]
+        if (account_full or type_full) and not count_refusal:
+            return False
         if account_full or type_full:
             scope = ("action_type", action_type, None) if type_full else ("account", action_type, record.account_id)
             refused = self.refused.setdefault(scope, {
@@ -160,16 +188,19 @@ def backtest(tenant_id: UUID, *, start: datetime, end: datetime, candidate: Cand
         exhausted_count += len(ended)
         exhausted.extend(ended[:MAX_LISTED - len(exhausted)])
 
-    for record in decision_records(tenant_id, start=start, end=end):
-        total += 1
-        note_exhausted(budgets.start_day(record.occurred_at.date()))
-        facts = recorded_facts(record)
-        facts = replace(facts, mode=modes.get(facts.action_type, facts.mode), budget_left=True,
-                        opted_in=facts.opted_in if candidate.opted_in is None else candidate.opted_in)
+    first_day = datetime.combine(start.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    for record in decision_records(tenant_id, start=min(first_day, start), end=end):
+        reported = record.occurred_at >= start
+        if reported:
+            total += 1
+        note_exhausted(budgets.start_day(record.occurred_at.astimezone(UTC).date()))
+        facts = _candidate_facts(recorded_facts(record), candidate, modes)
         decision = policy(facts)
-        takes_unit = (record.attempt or 1) == 1  # a retry takes none
-        if decision.decision == Decision.AUTO_EXECUTE and takes_unit and not budgets.take(record, facts.action_type):
+        if decision.decision == Decision.AUTO_EXECUTE and _takes_a_unit(record, policy, candidate, modes) \
+                and not budgets.take(record, facts.action_type, count_refusal=reported):
             decision = policy(replace(facts, budget_left=False))
+        if not reported:
+            continue  # before the window, that day: its budget use only
         was, now = _summary(record.decision), _summary(decision)
         before[was["decision"]] += 1
         after[now["decision"]] += 1

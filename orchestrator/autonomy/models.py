@@ -155,8 +155,8 @@ class PersonDecision(models.TextChoices):
 class ShadowDecision(models.Model):
     """The policy's verdict on a step in SHADOW mode, and beside it what the person then decided.
 
-    Written by the engine when the step comes due (one row per step attempt it waits for); the person's
-    decision is read off the step and its plan afterwards (orchestrator.autonomy.shadow.resolve)."""
+    Written by the engine when the step comes due (one row per step attempt and content it waits with); the
+    person's decision is read from the plan's ledger afterwards (orchestrator.autonomy.shadow.resolve)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     plan = models.ForeignKey("plans.RevenuePlan", on_delete=models.CASCADE, related_name="+")
@@ -181,7 +181,9 @@ class ShadowDecision(models.Model):
     class Meta:
         verbose_name = "shadow decision"
         constraints = [
-            models.UniqueConstraint(fields=["step_id", "attempt"], name="shadowdecision_step_attempt_unique"),
+            # A step judged again after an edit (its content changed) is a new verdict; the same wait twice is not.
+            models.UniqueConstraint(fields=["step_id", "attempt", "content_digest"],
+                                    name="shadowdecision_step_attempt_content_unique"),
         ]
         indexes = [
             # Agreement per action type over a window, and the open ones to resolve.

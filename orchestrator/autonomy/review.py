@@ -16,15 +16,19 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from orchestrator.autonomy import shadow
-from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyMode, AutonomyProposal, ProposalStatus
+from orchestrator.autonomy.models import (
+    ActionTypeAutonomy,
+    AutonomyMode,
+    AutonomyProposal,
+    ProposalStatus,
+    ShadowDecision,
+)
 from orchestrator.autonomy.services import action_type_autonomy_change
-from orchestrator.execution.connectors import connector_for
-from orchestrator.execution.connectors.base import PermanentError
 from orchestrator.execution.models import ActionIntent
 from plans import ledger
 from plans.errors import Conflict, NotFound
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 COMPONENT = "autonomy_review"
 ACTOR = ledger.system_actor(COMPONENT)
 NEGATIVE_RESPONSE = "NEGATIVE_RESPONSE"
+REVIEW_LOCK = 18_001  # pg advisory lock class of the autonomy review (with the tenant's hash)
 
 
 @dataclass
@@ -48,28 +53,51 @@ class ReviewResult:
 
 
 def review_all_tenants(*, now: datetime | None = None) -> dict[str, ReviewResult]:
+    """Every tenant with something to review: an action type in SHADOW or AUTO_EXECUTE, an open proposal or
+    shadow decision (a mode set back to APPROVAL_REQUIRED still closes its proposal). One tenant's failure is
+    logged and the others are still reviewed."""
     now = now or timezone.now()
-    tenant_ids = ActionTypeAutonomy.objects.filter(mode__in=[AutonomyMode.SHADOW, AutonomyMode.AUTO_EXECUTE]) \
-        .values_list("tenant_id", flat=True).distinct()
-    return {str(tenant_id): review_tenant(tenant_id, now=now) for tenant_id in tenant_ids}
+    tenant_ids = set(ActionTypeAutonomy.objects.filter(mode__in=[AutonomyMode.SHADOW, AutonomyMode.AUTO_EXECUTE])
+                     .values_list("tenant_id", flat=True))
+    tenant_ids |= set(AutonomyProposal.objects.filter(status=ProposalStatus.PROPOSED).values_list("tenant_id",
+                                                                                                flat=True))
+    tenant_ids |= set(ShadowDecision.objects.filter(person_decision="").values_list("tenant_id", flat=True)
+                      .distinct())
+    results = {}
+    for tenant_id in sorted(tenant_ids):
+        try:
+            results[str(tenant_id)] = review_tenant(tenant_id, now=now)
+        except Exception:
+            logger.exception("autonomy review failed for a tenant; the others go on", extra={
+                "tenant_id": str(tenant_id)})
+    return results
 
 
 def review_tenant(tenant_id: UUID, *, now: datetime | None = None) -> ReviewResult:
+    """One tenant's review, in one transaction under the tenant's review lock: a second review of the same
+    tenant at the same time (a redelivered task, a second beat) finds it taken and reviews nothing."""
     now = now or timezone.now()
-    result = ReviewResult(resolved=shadow.resolve(tenant_id, now=now))
-    modes = dict(ActionTypeAutonomy.objects.filter(tenant_id=tenant_id).values_list("action_type", "mode"))
-    for proposal in AutonomyProposal.objects.filter(tenant_id=tenant_id, status=ProposalStatus.PROPOSED):
-        if modes.get(proposal.action_type) != proposal.from_mode:
-            _supersede(proposal, now=now)
-            result.superseded.append(proposal.action_type)
-    for action_type, mode in sorted(modes.items()):
-        if mode == AutonomyMode.SHADOW and _propose_if_earned(tenant_id, action_type, now=now):
-            result.proposed.append(action_type)
-        elif mode == AutonomyMode.AUTO_EXECUTE and _demote_if_incidents(tenant_id, action_type, now=now):
-            result.demoted.append(action_type)
-    if result.proposed or result.demoted:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [REVIEW_LOCK, str(tenant_id)])
+            if not cursor.fetchone()[0]:
+                logger.info("autonomy review already running for the tenant", extra={"tenant_id": str(tenant_id)})
+                return ReviewResult()
+        result = ReviewResult(resolved=shadow.resolve(tenant_id))
+        modes = dict(ActionTypeAutonomy.objects.filter(tenant_id=tenant_id).values_list("action_type", "mode"))
+        for proposal in AutonomyProposal.objects.filter(tenant_id=tenant_id, status=ProposalStatus.PROPOSED):
+            why = _no_longer_applies(proposal, modes.get(proposal.action_type), now=now)
+            if why is not None:
+                _supersede(proposal, why=why, now=now)
+                result.superseded.append(proposal.action_type)
+        for action_type, mode in sorted(modes.items()):
+            if mode == AutonomyMode.SHADOW and _propose_if_earned(tenant_id, action_type, now=now):
+                result.proposed.append(action_type)
+            elif mode == AutonomyMode.AUTO_EXECUTE and _demote_if_incidents(tenant_id, action_type, now=now):
+                result.demoted.append(action_type)
+    if result.proposed or result.demoted or result.superseded:
         logger.info("autonomy review", extra={"tenant_id": str(tenant_id), "proposed": result.proposed,
-                                              "demoted": result.demoted})
+                                              "demoted": result.demoted, "superseded": result.superseded})
     return result
 
 
@@ -77,18 +105,22 @@ def review_tenant(tenant_id: UUID, *, now: datetime | None = None) -> ReviewResu
 
 
 def promotion_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> dict:
-    """The last N decided steps the policy would have run, how many a person approved as is, the thresholds."""
+    """The last N decided steps the policy would have run, how many a person approved as is, the thresholds.
+    After a dismissal only the decisions made since count: a dismissed proposal comes back on new evidence."""
     window_days = settings.REVPLAN_SHADOW_WINDOW_DAYS
     needed, threshold = settings.REVPLAN_PROMOTION_DECISIONS, settings.REVPLAN_PROMOTION_AGREEMENT
-    decisions = shadow.last_decided_would_run(tenant_id, action_type, since=now - timedelta(days=window_days),
-                                              limit=needed)
+    dismissed_at = AutonomyProposal.objects.filter(
+        tenant_id=tenant_id, action_type=action_type, status=ProposalStatus.DISMISSED,
+    ).aggregate(last=Max("decided_at"))["last"]
+    since = max(now - timedelta(days=window_days), dismissed_at) if dismissed_at else now - timedelta(days=window_days)
+    decisions = shadow.last_decided_would_run(tenant_id, action_type, since=since, limit=needed)
     agreed = sum(1 for decision in decisions if decision == "APPROVED")
     by_decision: dict[str, int] = {}
     for decision in decisions:
         by_decision[decision] = by_decision.get(decision, 0) + 1
     return {"action_type": action_type, "decisions": len(decisions), "agreed": agreed,
             "agreement": round(agreed / len(decisions), 4) if decisions else None,
-            "by_person_decision": by_decision, "window_days": window_days,
+            "by_person_decision": by_decision, "window_days": window_days, "since": since.isoformat(),
             "min_decisions": needed, "min_agreement": threshold, "measured_at": now.isoformat()}
 
 
@@ -119,15 +151,29 @@ def _propose_if_earned(tenant_id: UUID, action_type: str, *, now: datetime) -> b
     return True
 
 
-def _supersede(proposal: AutonomyProposal, *, now: datetime) -> None:
+def _no_longer_applies(proposal: AutonomyProposal, mode: str | None, *, now: datetime) -> dict | None:
+    """Why an open proposal no longer applies (its evidence in the ledger entry), or None while it does."""
+    if mode != proposal.from_mode:
+        return {"reason": "MODE_CHANGED", "mode_now": mode or "APPROVAL_REQUIRED"}
+    evidence = promotion_evidence(proposal.tenant_id, proposal.action_type, now=now)
+    return None if _earned(evidence) else {"reason": "EVIDENCE_CHANGED", "evidence_now": evidence}
+
+
+def _supersede(proposal: AutonomyProposal, *, why: dict, now: datetime) -> None:
     with transaction.atomic():
-        proposal.status, proposal.decided_by, proposal.decided_at = ProposalStatus.SUPERSEDED, ACTOR, now
-        proposal.save(update_fields=["status", "decided_by", "decided_at"])
+        locked = AutonomyProposal.objects.select_for_update().filter(pk=proposal.pk,
+                                                                     status=ProposalStatus.PROPOSED).first()
+        if locked is None:
+            return  # decided meanwhile
+        locked.status, locked.decided_by, locked.decided_at = ProposalStatus.SUPERSEDED, ACTOR, now
+        locked.save(update_fields=["status", "decided_by", "decided_at"])
+        changed = ("the mode was changed meanwhile" if why["reason"] == "MODE_CHANGED"
+                   else "the evidence no longer passes the thresholds")
         ledger.autonomy_changed(
-            proposal.tenant_id, actor=ACTOR, reason_code="PROMOTION_SUPERSEDED",
-            explanation=f"{proposal.action_type}: the proposal to go {proposal.from_mode} -> {proposal.to_mode} no "
-                        "longer applies (the mode was changed meanwhile).",
-            data={"proposal_id": str(proposal.pk), "action_type": proposal.action_type})
+            locked.tenant_id, actor=ACTOR, reason_code="PROMOTION_SUPERSEDED",
+            explanation=f"{locked.action_type}: the proposal to go {locked.from_mode} -> {locked.to_mode} no longer "
+                        f"applies ({changed}).",
+            data={"proposal_id": str(locked.pk), "action_type": locked.action_type, "evidence": why})
 
 
 def proposals_for_user(user, proposal_id=None):
@@ -151,14 +197,20 @@ def proposal_decide(*, proposal_id: int, user, confirm: bool) -> AutonomyProposa
         if confirm and mode != proposal.from_mode:
             raise Conflict("PROPOSAL_SUPERSEDED", f"{proposal.action_type} is in mode {mode} now, not "
                                                   f"{proposal.from_mode}: the evidence was about another mode.")
+        evidence = promotion_evidence(proposal.tenant_id, proposal.action_type, now=now) if confirm else None
+        if confirm and not _earned(evidence):
+            raise Conflict("PROPOSAL_NO_LONGER_EARNED", (
+                f"{proposal.action_type}: a person agreed on {evidence['agreed']} of the last {evidence['decisions']} "
+                f"steps the policy would have run now (needs {evidence['min_agreement']:.0%} of "
+                f"{evidence['min_decisions']}); the proposal stands on older evidence."))
         proposal.status = ProposalStatus.CONFIRMED if confirm else ProposalStatus.DISMISSED
         proposal.decided_by, proposal.decided_at = actor, now
         proposal.save(update_fields=["status", "decided_by", "decided_at"])
         if confirm:
             action_type_autonomy_change(
                 tenant_id=proposal.tenant_id, actor=actor, action_type=proposal.action_type, mode=proposal.to_mode,
-                reason_code="PROMOTION_CONFIRMED", evidence={"proposal_id": str(proposal.pk), **proposal.evidence},
-                why=f"Promoted on evidence: {proposal.evidence['agreed']} of {proposal.evidence['decisions']} agreed.")
+                reason_code="PROMOTION_CONFIRMED", evidence={"proposal_id": str(proposal.pk), **evidence},
+                why=f"Promoted on evidence: {evidence['agreed']} of {evidence['decisions']} agreed.")
         else:
             ledger.autonomy_changed(
                 proposal.tenant_id, actor=actor, reason_code="PROMOTION_DISMISSED",
@@ -172,17 +224,22 @@ def proposal_decide(*, proposal_id: int, user, confirm: bool) -> AutonomyProposa
 # --- demotion ----------------------------------------------------------------------------------------
 
 
-def _connector_of(tenant_id: UUID, action_type: str) -> str:
-    try:
-        return connector_for(tenant_id, action_type)[0]
-    except PermanentError:
-        return ""
+def _promoted_at(tenant_id: UUID, action_type: str) -> datetime | None:
+    """When the action type last went into AUTO_EXECUTE (its AUTONOMY_CHANGED entry), if the ledger says."""
+    return PlanLedgerEntry.objects.filter(
+        tenant_id=tenant_id, plan_id__isnull=True, event_type=EventType.AUTONOMY_CHANGED,
+        data__action_type=action_type, data__after__mode=AutonomyMode.AUTO_EXECUTE,
+    ).exclude(data__before__mode=AutonomyMode.AUTO_EXECUTE).aggregate(last=Max("occurred_at"))["last"]
 
 
 def incident_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> dict:
-    """Incidents over the action type's autonomous runs in the window, by kind, and the threshold."""
+    """Incidents over the action type's autonomous runs since the later of the window's start and its last
+    promotion (incidents before it were already weighed), by kind, and the threshold. A breaker counts once an
+    outage (CLOSED -> OPEN; a failed probe re-opening it is the same outage), for the connectors its autonomous
+    runs used."""
     window_days = settings.REVPLAN_DEMOTION_WINDOW_DAYS
-    since = now - timedelta(days=window_days)
+    promoted_at = _promoted_at(tenant_id, action_type)
+    since = max(now - timedelta(days=window_days), promoted_at) if promoted_at else now - timedelta(days=window_days)
     autonomous = ActionIntent.objects.filter(tenant_id=tenant_id, action_type=action_type, plan__isnull=False,
                                              approved_by__isnull=True)
     compensations = autonomous.filter(compensated_at__gte=since).count()
@@ -191,16 +248,17 @@ def incident_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> di
     negative_responses = AccountSignal.objects.filter(
         tenant_id=tenant_id, signal_type=NEGATIVE_RESPONSE, observed_at__gte=since,
     ).filter(Exists(after_autonomous_step)).count()
-    connector = _connector_of(tenant_id, action_type)
+    connectors = sorted(set(autonomous.filter(started_at__gte=since).exclude(connector="")
+                            .values_list("connector", flat=True).distinct()))
     breaker_trips = PlanLedgerEntry.objects.filter(
         tenant_id=tenant_id, plan_id__isnull=True, event_type=EventType.BREAKER_OPENED, occurred_at__gte=since,
-        data__connector=connector,
-    ).count() if connector else 0
+        data__connector__in=connectors, data__from_state="CLOSED",
+    ).count() if connectors else 0
     incidents = compensations + negative_responses + breaker_trips
     return {"action_type": action_type, "incidents": incidents, "compensations": compensations,
-            "negative_responses": negative_responses, "breaker_trips": breaker_trips, "connector": connector,
-            "window_days": window_days, "max_incidents": settings.REVPLAN_DEMOTION_INCIDENTS,
-            "measured_at": now.isoformat()}
+            "negative_responses": negative_responses, "breaker_trips": breaker_trips, "connectors": connectors,
+            "since": since.isoformat(), "window_days": window_days,
+            "max_incidents": settings.REVPLAN_DEMOTION_INCIDENTS, "measured_at": now.isoformat()}
 
 
 def _demote_if_incidents(tenant_id: UUID, action_type: str, *, now: datetime) -> bool:

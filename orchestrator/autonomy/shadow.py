@@ -1,11 +1,14 @@
 """Shadow mode: the policy's verdict beside the person's decision, and how often the two agree.
 
-The engine records a ShadowDecision when a step of an action type in SHADOW mode comes due (`record`);
-the step then waits for a person as in APPROVAL_REQUIRED. What the person did is read off the step and
-its plan afterwards (`person_decision_of`, a pure function): approved as the policy saw it, approved after
-an edit (the approval's content digest is not the one judged), skipped, the plan aborted, or nobody
-decided before the plan ended. `resolve` stores it (the daily review runs it); `agreement` counts per
-action type, the ones still open resolved on the fly, so a read writes nothing.
+The engine records a ShadowDecision when a step of an action type in SHADOW mode comes due (`record`): one
+per (step, attempt, content), so a step judged again after an edit gets a row for what it is now. The step
+then waits for a person as in APPROVAL_REQUIRED. What the person then did is read from the plan's ledger
+after the verdict (`person_decision_from`, a pure function of the entries): the step approved by a person
+as the policy saw it (the STEP_APPROVED entry's snapshot has the content the verdict judged) or after an
+edit, skipped by a person, the plan aborted by a person, or the plan ended (expired, completed, aborted by
+the system) with nobody deciding: NONE, no evidence either way. Read from the history, not from the step
+as it is now, the answer does not depend on when it is asked. `resolve` stores it (the daily review runs
+it); `agreement` counts per action type, the open rows resolved on the fly, so a read writes nothing.
 
 Agreement is over the steps the policy would have run on its own: the share a person approved as is.
 Those it would have left to a person anyway (external contact, HIGH risk) change nothing by promotion
@@ -20,8 +23,7 @@ from django.db.models import Q
 
 from orchestrator.autonomy.models import PersonDecision, ShadowDecision
 from orchestrator.autonomy.policy import Decision
-from plans.lifecycle import TERMINAL
-from plans.models import PlanStatus, PlanStep, RevenuePlan, StepStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStep, RevenuePlan
 from plans.services import approvals
 
 DISAGREED = frozenset({PersonDecision.APPROVED_AFTER_EDIT, PersonDecision.SKIPPED, PersonDecision.ABORTED})
@@ -30,7 +32,7 @@ RESOLVE_CHUNK = 2000
 
 
 def record(plan: RevenuePlan, step: PlanStep, step_decision, *, now: datetime) -> None:
-    """The verdict on the step's next attempt, once (a second advance of the same wait adds nothing).
+    """The verdict on the step's next attempt as it is now, once (a second advance of the same wait adds nothing).
     `step_decision`: an autonomy.services.StepDecision whose `shadow` is set. In the engine's transaction."""
     verdict = step_decision.shadow
     ShadowDecision.objects.bulk_create([ShadowDecision(
@@ -50,22 +52,47 @@ class Resolution:
     at: datetime | None = None
 
 
-def person_decision_of(row: ShadowDecision, step: PlanStep | None, plan: RevenuePlan, *,
-                       now: datetime) -> Resolution | None:
-    """What a person did with the step since the policy judged it; None while nobody has (and it can still)."""
-    if step is None:  # taken out of the plan by a person's edit
-        return Resolution(PersonDecision.SKIPPED, at=now)
-    if step.approved_by_id is not None and step.approved_at is not None and step.approved_at >= row.decided_at:
-        record = step.approval_record or {}
-        as_judged = record.get("digest") == row.content_digest
-        return Resolution(PersonDecision.APPROVED if as_judged else PersonDecision.APPROVED_AFTER_EDIT,
-                          by=step.approved_by_id, at=step.approved_at)
-    if plan.plan_status == PlanStatus.ABORTED:  # first: an abort closes (skips) the steps that waited
-        return Resolution(PersonDecision.ABORTED, at=plan.aborted_at or now)
-    if step.status == StepStatus.SKIPPED:
-        return Resolution(PersonDecision.SKIPPED, at=now)
-    if plan.plan_status in TERMINAL:
-        return Resolution(PersonDecision.NONE, at=now)
+# What ends a wait, in the plan's chain: a person's verb on the step or the plan, or the plan's end.
+DECIDING_EVENTS = (EventType.STEP_APPROVED, EventType.STEP_SKIPPED, EventType.STEP_CLOSED, EventType.PLAN_ABORTED,
+                   EventType.PLAN_EXPIRED, EventType.PLAN_COMPLETED)
+_PERSON = "user:"
+
+
+def _person_id(actor: str) -> int | None:
+    return int(actor[len(_PERSON):]) if actor.startswith(_PERSON) and actor[len(_PERSON):].isdigit() else None
+
+
+def _approved_digest(entry: PlanLedgerEntry, step_id: UUID) -> str | None:
+    """The digest of the step's content as the STEP_APPROVED entry's plan snapshot has it (what was approved)."""
+    for step in (entry.data or {}).get("plan", {}).get("steps", []):
+        if step.get("step_id") == str(step_id):
+            return approvals.digest({"action_type": step.get("action_type"), "parameters": step.get("parameters"),
+                                     "depends_on": sorted(str(d) for d in step.get("depends_on") or []),
+                                     "risk_level": step.get("risk_level")})
+    return None
+
+
+def person_decision_from(row: ShadowDecision, entries: list[PlanLedgerEntry]) -> Resolution | None:
+    """What ended the wait the row judged, from the plan's DECIDING_EVENTS entries in chain order (any after
+    the verdict); None while nothing has."""
+    for entry in entries:
+        if entry.occurred_at < row.decided_at:
+            continue
+        person = _person_id(entry.actor)
+        if entry.event_type in (EventType.STEP_APPROVED, EventType.STEP_SKIPPED, EventType.STEP_CLOSED) \
+                and entry.step_id != row.step_id:
+            continue
+        if entry.event_type == EventType.STEP_APPROVED and person is not None:
+            as_judged = _approved_digest(entry, row.step_id) == row.content_digest
+            return Resolution(PersonDecision.APPROVED if as_judged else PersonDecision.APPROVED_AFTER_EDIT,
+                              by=person, at=entry.occurred_at)
+        if entry.event_type == EventType.STEP_SKIPPED and person is not None:
+            return Resolution(PersonDecision.SKIPPED, by=person, at=entry.occurred_at)
+        if entry.event_type == EventType.PLAN_ABORTED and person is not None:
+            return Resolution(PersonDecision.ABORTED, by=person, at=entry.occurred_at)
+        if entry.event_type in (EventType.PLAN_ABORTED, EventType.PLAN_EXPIRED, EventType.PLAN_COMPLETED,
+                                EventType.STEP_CLOSED):
+            return Resolution(PersonDecision.NONE, at=entry.occurred_at)  # the plan ended; nobody decided
     return None
 
 
@@ -74,20 +101,25 @@ def _open_rows(tenant_id: UUID, *, since: datetime | None = None):
     return rows.filter(decided_at__gte=since) if since is not None else rows
 
 
-def _resolved(rows: list[ShadowDecision], *, now: datetime) -> list[tuple[ShadowDecision, Resolution]]:
-    """Each row with what the person did, for the rows where someone (or the plan's end) decided."""
-    steps = PlanStep.objects.in_bulk({row.step_id for row in rows})
-    plans = RevenuePlan.objects.only("id", "plan_status", "aborted_at").in_bulk({row.plan_id for row in rows})
+def _resolved(rows: list[ShadowDecision]) -> list[tuple[ShadowDecision, Resolution]]:
+    """Each row with what ended its wait, for the rows whose wait has ended (one read of the plans' entries)."""
+    if not rows:
+        return []
+    entries: dict[UUID, list[PlanLedgerEntry]] = {}
+    for entry in PlanLedgerEntry.objects.filter(
+            plan_id__in={row.plan_id for row in rows}, event_type__in=DECIDING_EVENTS,
+            occurred_at__gte=min(row.decided_at for row in rows)).order_by("plan_id", "chain_seq"):
+        entries.setdefault(entry.plan_id, []).append(entry)
     found = []
     for row in rows:
-        resolution = person_decision_of(row, steps.get(row.step_id), plans[row.plan_id], now=now)
+        resolution = person_decision_from(row, entries.get(row.plan_id, []))
         if resolution is not None:
             found.append((row, resolution))
     return found
 
 
-def resolve(tenant_id: UUID, *, now: datetime) -> int:
-    """Store the person's decision on every open row of the tenant that has one; how many were stored."""
+def resolve(tenant_id: UUID) -> int:
+    """Store the person's decision on every open row of the tenant whose wait has ended; how many were stored."""
     stored, after = 0, 0
     while True:
         rows = list(_open_rows(tenant_id).filter(pk__gt=after).order_by("pk")[:RESOLVE_CHUNK])
@@ -95,7 +127,7 @@ def resolve(tenant_id: UUID, *, now: datetime) -> int:
             return stored
         after = rows[-1].pk
         changed = []
-        for row, resolution in _resolved(rows, now=now):
+        for row, resolution in _resolved(rows):
             row.person_decision, row.person_decided_by, row.person_decided_at = (
                 resolution.decision, resolution.by, resolution.at)
             changed.append(row)
@@ -103,7 +135,7 @@ def resolve(tenant_id: UUID, *, now: datetime) -> int:
         stored += len(changed)
 
 
-def agreement(tenant_id: UUID, *, since: datetime, now: datetime) -> dict[str, dict]:
+def agreement(tenant_id: UUID, *, since: datetime) -> dict[str, dict]:
     """action_type -> counts since `since` (DECIDED person decisions; the open rows resolved on the fly):
     would_run / would_ask, each by person decision, undecided, and the agreement share (None before any)."""
     counts: dict[str, Counter] = {}
@@ -113,7 +145,7 @@ def agreement(tenant_id: UUID, *, since: datetime, now: datetime) -> dict[str, d
     for action_type, would_run, decision in stored.iterator(chunk_size=RESOLVE_CHUNK):
         counts.setdefault(action_type, Counter())[(would_run, decision)] += 1
     open_rows = list(_open_rows(tenant_id, since=since))
-    resolved = {row.pk: resolution for row, resolution in _resolved(open_rows, now=now)}
+    resolved = {row.pk: resolution for row, resolution in _resolved(open_rows)}
     for row in open_rows:
         decision = resolved[row.pk].decision if row.pk in resolved else PersonDecision.UNDECIDED
         counts.setdefault(row.action_type, Counter())[(row.would_run, decision)] += 1

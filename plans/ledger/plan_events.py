@@ -177,7 +177,8 @@ def step_awaiting_approval(plan: RevenuePlan, *, step, decision: dict, actor: st
         actor=actor,
         reason_code=decision.get("reason", ""),
         explanation=f"{step.action_type} waits for a person's approval: {decision.get('explanation', '')}",
-        data={"autonomy_decision": decision},
+        # The attempt it waits to make: a backtest replays a retry's decision as the engine made it.
+        data={"attempt": step.attempts + 1, "autonomy_decision": decision},
     )
 
 

@@ -84,7 +84,7 @@ class ShadowReportView(GenericAPIView):
         now = timezone.now()
         since = now - timedelta(days=query.validated_data["days"])
         modes = {row["action_type"]: row["mode"] for row in autonomy_settings(tenant_id)["action_types"]}
-        counts = shadow.agreement(tenant_id, since=since, now=now)
+        counts = shadow.agreement(tenant_id, since=since)
         return Response(ShadowReportSerializer({"tenant_id": tenant_id, "since": since, "action_types": [
             {"action_type": action_type, "mode": modes.get(action_type, ""), **summary}
             for action_type, summary in counts.items()]}).data)
@@ -130,7 +130,8 @@ class ProposalDismissView(_ProposalDecisionView):
 
 
 
-MAX_BACKTEST_DAYS = 366
+# A request's replay runs while the caller waits (~6,600 decisions/s): longer windows are for the command.
+MAX_BACKTEST_DAYS = 92
 
 
 class BacktestInputSerializer(StrictSerializer):
@@ -139,12 +140,20 @@ class BacktestInputSerializer(StrictSerializer):
     settings = serializers.DictField(help_text=(
         "The candidate: {\"opted_in\": bool, \"max_per_account_per_day\": int, \"action_types\": {TYPE: {\"mode\": "
         "MODE, \"max_per_day\": int}}, \"policy_version\": \"auto-approval-v1\"}; each optional. Unset modes and "
-        "opt-in stay as recorded, unset budgets as the tenant has them."))
+        "opt-in stay as recorded, unset budgets as the tenant has them. Longer windows: manage.py backtest_policy."))
 
+    # `from` is a Python keyword: the field is `start` inside, `from` on the wire (and in errors).
     def to_internal_value(self, data):
-        if isinstance(data, dict) and "from" in data:  # `from` is a Python keyword: the field is `start`
-            data = {("start" if key == "from" else key): value for key, value in data.items() if key != "start"}
-        return super().to_internal_value(data)
+        if isinstance(data, dict):
+            if "start" in data:
+                raise ValidationError({"start": ["Unknown field."]})
+            data = {("start" if key == "from" else key): value for key, value in data.items()}
+        try:
+            return super().to_internal_value(data)
+        except ValidationError as error:
+            if isinstance(error.detail, dict) and "start" in error.detail:
+                error.detail["from"] = error.detail.pop("start")
+            raise
 
     def validate(self, attrs):
         if attrs["to"] <= attrs["start"] or attrs["to"] - attrs["start"] > timedelta(days=MAX_BACKTEST_DAYS):

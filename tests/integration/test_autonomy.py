@@ -3,6 +3,7 @@ import time
 import uuid
 
 import pytest
+from django.test import override_settings
 
 from orchestrator import tasks
 from orchestrator.autonomy import review
@@ -117,6 +118,7 @@ def test_a_budget_of_n_lets_exactly_n_run_on_their_own_when_4n_are_due_across_tw
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("cluster_env", [{"REVPLAN_PROMOTION_DECISIONS": "3", "REVPLAN_PROMOTION_AGREEMENT": "0.6"}])
+@override_settings(REVPLAN_PROMOTION_DECISIONS=3, REVPLAN_PROMOTION_AGREEMENT=0.6)  # the same here (the confirm)
 def test_shadow_mode_on_real_workers_records_the_policy_beside_people_and_earns_a_promotion(cluster):
     # given: the brief in SHADOW mode in a tenant that has not opted in yet; four approved one-brief plans
     world = build_world()

@@ -3,12 +3,13 @@ dismisses a proposal through the service (ledgered), anyone else is refused and 
 from datetime import timedelta
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyProposal
 from plans.models import EventType, PlanLedgerEntry
+from tests.orchestrator.autonomy.test_review import THRESHOLDS, shadow_rows
 
 pytestmark = pytest.mark.django_db
 PROPOSALS = "admin:orchestrator_autonomyproposal_changelist"
@@ -25,6 +26,7 @@ def console(user) -> Client:
 
 def proposal_for(world) -> AutonomyProposal:
     ActionTypeAutonomy.objects.create(tenant=world.tenant, action_type=BRIEF, mode="SHADOW")
+    shadow_rows(world, ["APPROVED"] * 5)  # what confirming weighs again
     return AutonomyProposal.objects.create(
         tenant=world.tenant, action_type=BRIEF, from_mode="SHADOW", to_mode="AUTO_EXECUTE",
         evidence={"agreed": 19, "decisions": 20, "window_days": 30, "min_agreement": 0.9, "min_decisions": 20},
@@ -36,6 +38,7 @@ def promotions(world) -> int:
                                           reason_code="PROMOTION_CONFIRMED").count()
 
 
+@override_settings(**THRESHOLDS)
 def test_a_tenant_admin_confirms_a_proposal_from_the_list(world):
     proposal = proposal_for(world)
     client = console(world.admin)

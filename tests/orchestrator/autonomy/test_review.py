@@ -4,6 +4,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -24,6 +25,12 @@ THRESHOLDS = {"REVPLAN_PROMOTION_DECISIONS": 5, "REVPLAN_PROMOTION_AGREEMENT": 0
 
 def set_mode(world, mode):
     autonomy.action_type_autonomy_set(tenant_id=world.tenant.id, user=world.admin, action_type=BRIEF, mode=mode)
+
+
+def running_on_its_own_for_a_while(world):
+    """AUTO_EXECUTE since before the incidents the tests seed (set up directly: no promotion entry of today)."""
+    ActionTypeAutonomy.objects.update_or_create(tenant=world.tenant, action_type=BRIEF,
+                                                defaults={"mode": "AUTO_EXECUTE"})
 
 
 def shadow_rows(world, decisions, *, would_run=True, days_ago=1):
@@ -134,13 +141,14 @@ def autonomous_intent(world, *, finished_ago=timedelta(days=1), compensated=Fals
     return ActionIntent.objects.create(
         tenant=world.tenant, account=world.account, action_type=BRIEF, plan=plan, step_id=step.step_id, attempt=1,
         approving_policy="auto-approval-v1", expires_at=finished + timedelta(days=1), status=IntentStatus.SUCCEEDED,
-        effect_key=f"plan:{plan.id}:step:{step.step_id}", finished_at=finished,
+        effect_key=f"plan:{plan.id}:step:{step.step_id}", connector="internal", started_at=finished,
+        finished_at=finished,
         compensated_at=finished + timedelta(hours=1) if compensated else None)
 
 
 @override_settings(**THRESHOLDS)
 def test_demotion_to_shadow_is_automatic_when_incidents_reach_the_threshold(world):
-    set_mode(world, "AUTO_EXECUTE")
+    running_on_its_own_for_a_while(world)
     autonomous_intent(world, compensated=True)
     # one incident: below the threshold of 2
     assert review.review_tenant(world.tenant.id).demoted == []
@@ -159,7 +167,7 @@ def test_demotion_to_shadow_is_automatic_when_incidents_reach_the_threshold(worl
 
 @override_settings(**THRESHOLDS)
 def test_incidents_before_the_window_or_before_any_autonomous_step_do_not_demote(world):
-    set_mode(world, "AUTO_EXECUTE")
+    running_on_its_own_for_a_while(world)
     autonomous_intent(world, finished_ago=timedelta(days=10), compensated=True)
     # a negative response before the autonomous step on that account is not about it
     autonomous_intent(world, finished_ago=timedelta(hours=1))
@@ -169,12 +177,71 @@ def test_incidents_before_the_window_or_before_any_autonomous_step_do_not_demote
     assert mode(world) == "AUTO_EXECUTE"
 
 
+def breaker_opened(world, *, from_state="CLOSED", connector="internal"):
+    with transaction.atomic():
+        ledger.breaker_opened(world.tenant.id, actor="system:breakers", connector=connector, from_state=from_state,
+                              to_state="OPEN", reason_code="FAILURE_RATE", explanation="-", data={})
+
+
 @override_settings(**THRESHOLDS)
-def test_breaker_trips_of_the_connector_that_carries_the_action_type_count(world):
-    set_mode(world, "AUTO_EXECUTE")
-    from django.db import transaction
-    for _ in range(2):
-        with transaction.atomic():
-            ledger.breaker_opened(world.tenant.id, actor="system:breakers", connector="internal", from_state="CLOSED",
-                                  to_state="OPEN", reason_code="FAILURE_RATE", explanation="-", data={})
+def test_breaker_trips_count_once_an_outage_for_the_connectors_autonomous_runs_used(world):
+    running_on_its_own_for_a_while(world)
+    autonomous_intent(world)  # through the internal connector
+    breaker_opened(world)
+    breaker_opened(world, from_state="HALF_OPEN")  # the same outage: a failed probe
+    breaker_opened(world, connector="crm")  # a connector no autonomous brief used
+    assert review.review_tenant(world.tenant.id).demoted == []
+    breaker_opened(world)  # a second outage
     assert review.review_tenant(world.tenant.id).demoted == [BRIEF]
+    [entry] = autonomy_entries(world, "AUTONOMY_DEMOTED")
+    assert (entry.data["evidence"]["breaker_trips"], entry.data["evidence"]["connectors"]) == (2, ["internal"])
+
+
+@override_settings(**THRESHOLDS)
+def test_incidents_before_the_last_promotion_were_weighed_already(world):
+    running_on_its_own_for_a_while(world)
+    autonomous_intent(world, compensated=True)
+    autonomous_intent(world, compensated=True)
+    assert review.review_tenant(world.tenant.id).demoted == [BRIEF]
+    # promoted again by an admin: the same two incidents do not demote it a second time
+    set_mode(world, "AUTO_EXECUTE")
+    assert review.review_tenant(world.tenant.id).demoted == []
+    assert mode(world) == "AUTO_EXECUTE"
+
+
+@override_settings(**THRESHOLDS)
+def test_a_dismissed_proposal_comes_back_only_on_new_evidence(world):
+    set_mode(world, "SHADOW")
+    shadow_rows(world, ["APPROVED"] * 5, days_ago=2)
+    review.review_tenant(world.tenant.id)
+    proposal = AutonomyProposal.objects.get(tenant=world.tenant)
+    review.proposal_decide(proposal_id=proposal.id, user=world.admin, confirm=False)
+    assert review.review_tenant(world.tenant.id).proposed == []  # the same evidence
+    shadow_rows(world, ["APPROVED"] * 5, days_ago=0)  # five more, decided after the dismissal
+    assert review.review_tenant(world.tenant.id).proposed == [BRIEF]
+
+
+@override_settings(**THRESHOLDS)
+def test_confirming_weighs_the_evidence_again(world):
+    set_mode(world, "SHADOW")
+    shadow_rows(world, ["APPROVED"] * 5, days_ago=2)
+    review.review_tenant(world.tenant.id)
+    proposal = AutonomyProposal.objects.get(tenant=world.tenant)
+    shadow_rows(world, ["SKIPPED"] * 3, days_ago=0)  # people disagreed since
+    with pytest.raises(Conflict) as refused:
+        review.proposal_decide(proposal_id=proposal.id, user=world.admin, confirm=True)
+    assert refused.value.code == "PROPOSAL_NO_LONGER_EARNED"
+    assert mode(world) == "SHADOW"
+    assert review.review_tenant(world.tenant.id).superseded == [BRIEF]
+    [entry] = autonomy_entries(world, "PROMOTION_SUPERSEDED")
+    assert entry.data["evidence"]["reason"] == "EVIDENCE_CHANGED"
+
+
+@override_settings(**THRESHOLDS)
+def test_the_daily_run_closes_the_proposal_of_a_mode_set_back_to_approval_required(world):
+    set_mode(world, "SHADOW")
+    shadow_rows(world, ["APPROVED"] * 5)
+    review.review_all_tenants()
+    set_mode(world, "APPROVAL_REQUIRED")
+    assert review.review_all_tenants()[str(world.tenant.id)].superseded == [BRIEF]
+    assert AutonomyProposal.objects.get(tenant=world.tenant).status == "SUPERSEDED"

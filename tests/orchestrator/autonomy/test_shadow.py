@@ -9,7 +9,7 @@ from orchestrator.autonomy import shadow
 from orchestrator.autonomy.models import PersonDecision, ShadowDecision
 from orchestrator.execution.models import ActionIntent
 from plans import services
-from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, StepStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.schemas import PlanDraftInput, StepInput
 from tests.factories import AccountFactory, make_plan
 from tests.orchestrator.test_engine import BRIEF, run_until_quiet
@@ -54,7 +54,7 @@ def test_a_shadow_step_waits_for_a_person_and_records_that_the_policy_would_have
     assert intent.approved_by_id == world.seller.pk
     assert intent.autonomy_decision["reason"] == "APPROVED_BY_PERSON"
     assert intent.autonomy_decision["shadow"]["decision"] == "AUTO_EXECUTE"
-    assert shadow.resolve(world.tenant.id, now=timezone.now()) == 1
+    assert shadow.resolve(world.tenant.id) == 1
     row.refresh_from_db()
     assert (row.person_decision, row.person_decided_by) == (PersonDecision.APPROVED, world.seller.pk)
 
@@ -86,17 +86,48 @@ def _edited_and_approved(world, plan):
 @pytest.mark.parametrize(("act", "expected"), [
     (lambda world, plan: services.step_approve(plan_id=plan.id, step_id=plan.steps.get().step_id, user=world.seller),
      PersonDecision.APPROVED),
-    (_edited_and_approved, PersonDecision.APPROVED_AFTER_EDIT),
     (lambda world, plan: services.plan_abort(plan_id=plan.id, user=world.seller, reason="customer churned"),
      PersonDecision.ABORTED),
+    # the plan ended with nobody deciding: no evidence either way (its waiting step is closed, not skipped)
+    (lambda world, plan: services.plan_abort_by_policy(plan_id=plan.id, component="tests", reason_code="X",
+                                                       explanation="a rule stopped it"), PersonDecision.NONE),
+    (lambda world, plan: _expire(plan), PersonDecision.NONE),
 ])
-def test_each_kind_of_person_decision_is_read_off_the_step_and_plan(world, act, expected):
+def test_each_kind_of_person_decision_is_read_from_the_plans_ledger(world, act, expected):
     in_shadow(world, BRIEF)
     plan = waiting_plan(world)
     act(world, plan)
-    assert shadow.resolve(world.tenant.id, now=timezone.now()) == 1
+    assert shadow.resolve(world.tenant.id) == 1
     assert ShadowDecision.objects.get(plan=plan).person_decision == expected
-    assert shadow.resolve(world.tenant.id, now=timezone.now()) == 0  # stored once
+    assert shadow.resolve(world.tenant.id) == 0  # stored once
+
+
+def _expire(plan):
+    RevenuePlan.objects.filter(pk=plan.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+    run_until_quiet(plan.id)
+    plan.refresh_from_db()
+    assert plan.plan_status == PlanStatus.EXPIRED
+
+
+def test_a_step_approved_after_an_edit_is_a_disagreement(world):
+    # the plan is revised, the waiting step edited, the plan approved again: the step still waits with the
+    # verdict on its first content, and the person then approves the edited one
+    in_shadow(world, BRIEF)
+    plan = waiting_plan(world)
+    _edited_and_approved(world, plan)
+    assert shadow.resolve(world.tenant.id) == 1
+    assert ShadowDecision.objects.get(plan=plan).person_decision == PersonDecision.APPROVED_AFTER_EDIT
+
+
+def test_a_later_change_to_the_step_does_not_change_a_stored_or_read_decision(world):
+    in_shadow(world, BRIEF)
+    plan = waiting_plan(world)
+    step = plan.steps.get()
+    services.step_approve(plan_id=plan.id, step_id=step.step_id, user=world.seller)
+    # the approval is voided later (as an edit would): the history still says approved as judged
+    PlanStep.objects.filter(pk=step.pk).update(approval_record={}, approved_at=None, approved_by=None)
+    now = timezone.now()
+    assert shadow.agreement(world.tenant.id, since=now - timedelta(days=1))[BRIEF]["agreed"] == 1
 
 
 def test_a_skipped_optional_step_is_a_disagreement(world):
@@ -106,7 +137,7 @@ def test_a_skipped_optional_step_is_a_disagreement(world):
     PlanStep.objects.filter(plan=plan).update(required=False)
     run_until_quiet(plan.id)
     services.step_skip(plan_id=plan.id, step_id=plan.steps.get().step_id, user=world.seller, reason="not needed")
-    shadow.resolve(world.tenant.id, now=timezone.now())
+    shadow.resolve(world.tenant.id)
     assert ShadowDecision.objects.get(plan=plan).person_decision == PersonDecision.SKIPPED
 
 
@@ -120,7 +151,7 @@ def test_agreement_counts_would_run_and_would_ask_apart_and_resolves_open_rows_w
     services.plan_abort(plan_id=plans[3].id, user=world.seller, reason="wrong account")
     services.step_approve(plan_id=meeting.id, step_id=meeting.steps.get().step_id, user=world.seller)
     now = timezone.now()
-    counts = shadow.agreement(world.tenant.id, since=now - timedelta(days=30), now=now)
+    counts = shadow.agreement(world.tenant.id, since=now - timedelta(days=30))
     assert not ShadowDecision.objects.exclude(person_decision="").exists()  # a read writes nothing
     assert counts[BRIEF]["agreed"] == 3
     assert counts[BRIEF]["would_run"]["decided"] == 4
@@ -129,9 +160,9 @@ def test_agreement_counts_would_run_and_would_ask_apart_and_resolves_open_rows_w
     assert counts[MEETING]["would_ask"]["decided"] == 1
     assert counts[MEETING]["agreement"] is None
     # the same once stored; and a window that starts later sees none
-    shadow.resolve(world.tenant.id, now=now)
-    assert shadow.agreement(world.tenant.id, since=now - timedelta(days=30), now=now) == counts
-    assert shadow.agreement(world.tenant.id, since=now + timedelta(seconds=1), now=now) == {}
+    shadow.resolve(world.tenant.id)
+    assert shadow.agreement(world.tenant.id, since=now - timedelta(days=30)) == counts
+    assert shadow.agreement(world.tenant.id, since=now + timedelta(seconds=1)) == {}
 
 
 def test_changing_a_mode_leaves_every_plans_approval_current(world):
