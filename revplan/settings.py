@@ -369,10 +369,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orchestrator.autonomy_digest",
         "schedule": crontab(hour=0, minute=15),
     },
-    # Shadow decisions resolved, promotions proposed, demotions applied (orchestrator.autonomy.review).
+    # Shadow decisions resolved, promotions proposed, demotions applied (orchestrator.autonomy.review): before
+    # the digest, which lists the promotions waiting for a tenant admin.
     "autonomy-review-daily": {
         "task": "orchestrator.autonomy_review",
-        "schedule": crontab(hour=0, minute=25),
+        "schedule": crontab(hour=0, minute=10),
     },
     # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate; daily, because
     # windows move by days (and every verdict is a row).

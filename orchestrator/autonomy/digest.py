@@ -1,5 +1,7 @@
 """The daily digest: what autopilot did for a tenant on one UTC day, what waits for people, what was
-blocked and why, what the proposal triggers decided, and which switches are on. Stored once per
+blocked and why, what the proposal triggers decided, which switches are on, and the evidence for
+autonomy: agreement in shadow mode, the promotions waiting for an admin's confirmation, the day's
+promotions and demotions. Stored once per
 (tenant, day), served by the API and e-mailed to the tenant's admins (seed doc 002: a hard requirement
 before anything runs on its own).
 """
@@ -13,7 +15,16 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrator.autonomy.models import AutonomyDigest, ProposalDecision, TenantAutonomy
+from orchestrator.autonomy import shadow
+from orchestrator.autonomy.models import (
+    ActionTypeAutonomy,
+    AutonomyDigest,
+    AutonomyMode,
+    AutonomyProposal,
+    ProposalDecision,
+    ProposalStatus,
+    TenantAutonomy,
+)
 from orchestrator.deadlines.items import waiting_items
 from orchestrator.execution.models import ActionIntent
 from plans.inbox import InboxKind
@@ -133,6 +144,36 @@ def build_summary(tenant_id: UUID, *, day: date) -> dict:
         },
         "proposals": {f"{decision}/{reason}": count for decision, reason, count in _decision_counts(decisions)},
         "ideas": _idea_outcomes(tenant_id, start=start, end=end),
+        "evidence": _autonomy_evidence(tenant_id, start=start, end=end),
+    }
+
+
+# The review's changes of a mode, as the digest reports them.
+EVIDENCE_CHANGES = ("PROMOTION_PROPOSED", "PROMOTION_CONFIRMED", "PROMOTION_DISMISSED", "PROMOTION_SUPERSEDED",
+                    "AUTONOMY_DEMOTED")
+
+
+def _autonomy_evidence(tenant_id: UUID, *, start: datetime, end: datetime) -> dict:
+    """Agreement per action type in SHADOW mode (the shadow window to the day's end), the open promotions
+    and the day's promotions and demotions (orchestrator.autonomy.review)."""
+    in_shadow = set(ActionTypeAutonomy.objects.filter(tenant_id=tenant_id, mode=AutonomyMode.SHADOW)
+                    .values_list("action_type", flat=True))
+    agreement = shadow.agreement(tenant_id, since=end - timedelta(days=settings.REVPLAN_SHADOW_WINDOW_DAYS)) \
+        if in_shadow else {}
+    changes = PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan_id__isnull=True,
+                                             event_type=EventType.AUTONOMY_CHANGED, reason_code__in=EVIDENCE_CHANGES,
+                                             occurred_at__gte=start, occurred_at__lt=end).order_by("chain_seq")
+    return {
+        "shadow": [{"action_type": action_type, "agreed": counts["agreed"],
+                    "decided": counts["would_run"]["decided"], "agreement": counts["agreement"],
+                    "window_days": settings.REVPLAN_SHADOW_WINDOW_DAYS}
+                   for action_type, counts in agreement.items() if action_type in in_shadow],
+        "proposals_open": [{"proposal_id": str(proposal.id), "action_type": proposal.action_type,
+                            "from_mode": proposal.from_mode, "to_mode": proposal.to_mode,
+                            "agreed": proposal.evidence.get("agreed"), "decisions": proposal.evidence.get("decisions")}
+                           for proposal in AutonomyProposal.objects.filter(
+                               tenant_id=tenant_id, status=ProposalStatus.PROPOSED).order_by("proposed_at")],
+        "changes": [{"reason": entry.reason_code, "explanation": entry.explanation} for entry in changes[:LISTED]],
     }
 
 
@@ -187,6 +228,17 @@ def render_text(summary: dict) -> str:
               for item in rejected["items"]]
     lines += ["", f"Plans approved after people edited them: {edited['count']}"]
     lines += [f"  - {item['plan_type']} for {item['account']} (plan {item['plan_id']})" for item in edited["items"]]
+    evidence = summary.get("evidence") or {"shadow": [], "proposals_open": [], "changes": []}
+    lines += ["", "Shadow mode (what the policy would have run on its own, and how often people agreed):"
+              if evidence["shadow"] else "Shadow mode: no action type is in it."]
+    lines += [f"  - {item['action_type']}: people approved {item['agreed']} of {item['decided']} as the policy saw "
+              f"them" + (f" ({item['agreement']:.0%})" if item["agreement"] is not None else "")
+              + f", last {item['window_days']} days" for item in evidence["shadow"]]
+    lines += ["", f"Promotions waiting for your confirmation: {len(evidence['proposals_open'])}"]
+    lines += [f"  - {item['action_type']}: {item['from_mode']} -> {item['to_mode']} ({item['agreed']} of "
+              f"{item['decisions']} agreed)" for item in evidence["proposals_open"]]
+    lines += ["", f"Autonomy changed by evidence: {len(evidence['changes'])}"]
+    lines += [f"  - {item['reason']}: {item['explanation']}" for item in evidence["changes"]]
     proposals = summary["proposals"]
     lines += ["", "Proposal triggers: " + (", ".join(f"{key} x{count}" for key, count in proposals.items())
                                            if proposals else "nothing proposed or gated")]

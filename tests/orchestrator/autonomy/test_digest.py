@@ -1,14 +1,17 @@
 """The daily digest: what ran on its own, what waits, what was blocked, proposals, switches; stored, served, mailed."""
 import pytest
 from django.core import mail
+from django.test import override_settings
 from django.utils import timezone
 
-from orchestrator.autonomy import digest, triggers
+from orchestrator.autonomy import digest, review, triggers
+from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import AutonomyDigest
 from plans import services
 from plans.models import PlanStatus
 from tests.api.helpers import assert_error, client_for
 from tests.factories import AccountFactory, allow_autopilot, make_plan
+from tests.orchestrator.autonomy.test_review import THRESHOLDS, shadow_rows
 from tests.orchestrator.test_engine import BRIEF, MEETING, run_until_quiet
 
 pytestmark = pytest.mark.django_db
@@ -99,3 +102,21 @@ def test_a_failed_mail_is_sent_on_the_next_run_and_other_tenants_still_get_their
     expected = sorted(f"{admin.username}@test" for admin in (world.admin, other_world.admin))
     assert sorted(message.to[0] for message in mail.outbox) == expected
     assert AutonomyDigest.objects.filter(day=day, tenant__in=[world.tenant, other_world.tenant]).count() == 2
+
+
+@override_settings(**THRESHOLDS)
+def test_the_digest_gives_the_evidence_for_autonomy_and_what_the_review_changed(world):
+    world.admin.email = "admin@acme.test"
+    world.admin.save()
+    autonomy.action_type_autonomy_set(tenant_id=world.tenant.id, user=world.admin, action_type=BRIEF, mode="SHADOW")
+    shadow_rows(world, ["APPROVED"] * 4 + ["SKIPPED"])
+    review.review_tenant(world.tenant.id)  # proposes SHADOW -> AUTO_EXECUTE: 4 of 5 agreed
+    result = digest.digest_for_tenant(world.tenant.id, day=timezone.now().date())
+    evidence = result.summary["evidence"]
+    assert evidence["shadow"] == [{"action_type": BRIEF, "agreed": 4, "decided": 5, "agreement": 0.8,
+                                   "window_days": 30}]
+    assert [(item["action_type"], item["to_mode"], item["agreed"]) for item in evidence["proposals_open"]] == [
+        (BRIEF, "AUTO_EXECUTE", 4)]
+    assert [item["reason"] for item in evidence["changes"]] == ["PROMOTION_PROPOSED"]
+    assert "people approved 4 of 5 as the policy saw them (80%)" in mail.outbox[0].body
+    assert f"{BRIEF}: SHADOW -> AUTO_EXECUTE (4 of 5 agreed)" in mail.outbox[0].body
