@@ -3,25 +3,18 @@ dismisses a proposal through the service (ledgered), anyone else is refused and 
 from datetime import timedelta
 
 import pytest
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyProposal
 from plans.models import EventType, PlanLedgerEntry
 from tests.orchestrator.autonomy.test_review import THRESHOLDS, shadow_rows
+from tests.orchestrator.test_admin_breakers import console
 
 pytestmark = pytest.mark.django_db
 PROPOSALS = "admin:orchestrator_autonomyproposal_changelist"
 BRIEF = "PREP_RENEWAL_BRIEF"
-
-
-def console(user) -> Client:
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def proposal_for(world) -> AutonomyProposal:
