@@ -6,15 +6,17 @@ from django.contrib import admin, messages
 from orchestrator.autonomy.models import AutonomyProposal, ShadowDecision
 from orchestrator.autonomy.review import proposal_decide
 from plans.admin import ReadOnlyAdmin
-from plans.admin_base import MembersSeeAdmin
+from plans.admin_base import MembersSeeAdmin, known_values_filter
 from plans.errors import DomainError
+from plans.plan_types import ACTION_TYPES
 
 
 @admin.register(ShadowDecision)
 class ShadowDecisionAdmin(MembersSeeAdmin, ReadOnlyAdmin):
     list_display = ["decided_at", "action_type", "account", "would_run", "reason", "person_decision",
                     "person_decided_at"]
-    list_filter = ["action_type", "would_run", "person_decision"]
+    list_filter = [known_values_filter("action_type", ACTION_TYPES, title="action type"), "would_run",
+                   "person_decision"]
     list_select_related = ["account"]
     ordering = ["-decided_at", "-pk"]
     fields = ["tenant", "plan", "step_id", "attempt", "account", "action_type", "would_run", "reason", "explanation",
@@ -26,7 +28,7 @@ class ShadowDecisionAdmin(MembersSeeAdmin, ReadOnlyAdmin):
 class AutonomyProposalAdmin(MembersSeeAdmin, ReadOnlyAdmin):
     list_display = ["proposed_at", "tenant", "action_type", "from_mode", "to_mode", "status", "evidence_summary",
                     "decided_by", "decided_at"]
-    list_filter = ["status", "action_type"]
+    list_filter = ["status", known_values_filter("action_type", ACTION_TYPES, title="action type")]
     list_select_related = ["tenant"]
     ordering = ["-proposed_at", "-pk"]
     actions = ["confirm", "dismiss"]

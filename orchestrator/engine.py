@@ -240,10 +240,10 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     # A person's approval counts only for the content they approved (decide_step compared the digests).
     approved_by_id = step_decision.facts.approved_by_id
     if decision.decision == Decision.REQUIRE_APPROVAL and approved_by_id is None:
-        if step_decision.shadow is not None:  # SHADOW mode: what the policy would have done, beside the person's
-            shadow.record(plan, step, step_decision, now=timezone.now())
         services.step_transition(step, StepMove.AWAIT_APPROVAL, plan=plan)
-        ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
+        awaiting = ledger.step_awaiting_approval(plan, step=step, decision=step_decision.as_dict(), actor=ACTOR)
+        if step_decision.shadow is not None:  # SHADOW mode: what the policy would have done, beside the person's
+            shadow.record(plan, step, step_decision, awaiting=awaiting)
         return None
     attempt = step.attempts + 1
     token = uuid.uuid4() if claim else None

@@ -369,11 +369,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orchestrator.autonomy_digest",
         "schedule": crontab(hour=0, minute=15),
     },
-    # Shadow decisions resolved, promotions proposed, demotions applied (orchestrator.autonomy.review): before
-    # the digest, which lists the promotions waiting for a tenant admin.
+    # Shadow decisions resolved, promotions proposed, demotions applied (orchestrator.autonomy.review): before the
+    # day ends, so the next digest (00:15, of that day) has its changes and the promotions waiting for an admin.
     "autonomy-review-daily": {
         "task": "orchestrator.autonomy_review",
-        "schedule": crontab(hour=0, minute=10),
+        "schedule": crontab(hour=23, minute=45),
     },
     # Accounts entering their renewal window get a DRAFT, behind the DecisionCostGate; daily, because
     # windows move by days (and every verdict is a row).

@@ -110,7 +110,7 @@ def demo_rows_for(tenant: Tenant) -> None:
     ShadowDecision.objects.create(tenant=tenant, plan=plan, step_id=uuid.uuid4(), attempt=1, account=plan.account,
                                   action_type="PREP_RENEWAL_BRIEF", would_run=True, reason="AUTONOMY_ALLOWED",
                                   explanation="-", policy_version="auto-approval-v1", facts={}, content_digest="-",
-                                  decided_at=now)
+                                  decided_at=now, awaiting_seq=1)
     StuckEpisode.objects.create(tenant=tenant, plan=plan, plan_version=plan.version, last_seen_seq=1,
                                 last_progress_at=now, detected_at=now, last_seen={"plan": str(plan.id)})
     DeadlineNotice.objects.create(tenant=tenant, plan=plan, item_key=f"DRAFT_APPROVAL:{plan.id}:-:x",

@@ -173,6 +173,7 @@ def _autonomy_evidence(tenant_id: UUID, *, start: datetime, end: datetime) -> di
                             "agreed": proposal.evidence.get("agreed"), "decisions": proposal.evidence.get("decisions")}
                            for proposal in AutonomyProposal.objects.filter(
                                tenant_id=tenant_id, status=ProposalStatus.PROPOSED).order_by("proposed_at")],
+        "changes_count": changes.count(),
         "changes": [{"reason": entry.reason_code, "explanation": entry.explanation} for entry in changes[:LISTED]],
     }
 
@@ -230,14 +231,14 @@ def render_text(summary: dict) -> str:
     lines += [f"  - {item['plan_type']} for {item['account']} (plan {item['plan_id']})" for item in edited["items"]]
     evidence = summary.get("evidence") or {"shadow": [], "proposals_open": [], "changes": []}
     lines += ["", "Shadow mode (what the policy would have run on its own, and how often people agreed):"
-              if evidence["shadow"] else "Shadow mode: no action type is in it."]
+              if evidence["shadow"] else "Shadow mode: nothing judged yet."]
     lines += [f"  - {item['action_type']}: people approved {item['agreed']} of {item['decided']} as the policy saw "
               f"them" + (f" ({item['agreement']:.0%})" if item["agreement"] is not None else "")
               + f", last {item['window_days']} days" for item in evidence["shadow"]]
     lines += ["", f"Promotions waiting for your confirmation: {len(evidence['proposals_open'])}"]
     lines += [f"  - {item['action_type']}: {item['from_mode']} -> {item['to_mode']} ({item['agreed']} of "
               f"{item['decisions']} agreed)" for item in evidence["proposals_open"]]
-    lines += ["", f"Autonomy changed by evidence: {len(evidence['changes'])}"]
+    lines += ["", f"Autonomy changed by evidence: {evidence.get('changes_count', len(evidence['changes']))}"]
     lines += [f"  - {item['reason']}: {item['explanation']}" for item in evidence["changes"]]
     proposals = summary["proposals"]
     lines += ["", "Proposal triggers: " + (", ".join(f"{key} x{count}" for key, count in proposals.items())

@@ -174,6 +174,9 @@ class ShadowDecision(models.Model):
     # The step's content as the policy judged it (plans.services.approvals.digest of step_content).
     content_digest = models.CharField(max_length=64)
     decided_at = models.DateTimeField()
+    # The chain position of the wait's STEP_AWAITING_APPROVAL entry: what a person did comes after it in the
+    # plan's chain (ledger order, not clocks that may differ between hosts).
+    awaiting_seq = models.PositiveIntegerField()
     person_decision = models.CharField(max_length=24, choices=PersonDecision.choices, blank=True, default="")
     person_decided_by = models.IntegerField(null=True, blank=True)
     person_decided_at = models.DateTimeField(null=True, blank=True)

@@ -11,6 +11,7 @@ and demotion is an AUTONOMY_CHANGED entry in the tenant's chain with its evidenc
 thresholds.
 """
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -74,15 +75,14 @@ def review_all_tenants(*, now: datetime | None = None) -> dict[str, ReviewResult
 
 
 def review_tenant(tenant_id: UUID, *, now: datetime | None = None) -> ReviewResult:
-    """One tenant's review, in one transaction under the tenant's review lock: a second review of the same
-    tenant at the same time (a redelivered task, a second beat) finds it taken and reviews nothing."""
+    """One tenant's review under the tenant's review lock (a PostgreSQL session lock): a second review of the
+    same tenant at the same time (a redelivered task, a second beat) finds it taken and reviews nothing. Each
+    change commits on its own, its rows locked before its ledger entry, as a person's changes lock them."""
     now = now or timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [REVIEW_LOCK, str(tenant_id)])
-            if not cursor.fetchone()[0]:
-                logger.info("autonomy review already running for the tenant", extra={"tenant_id": str(tenant_id)})
-                return ReviewResult()
+    with _review_lock(tenant_id) as acquired:
+        if not acquired:
+            logger.info("autonomy review already running for the tenant", extra={"tenant_id": str(tenant_id)})
+            return ReviewResult()
         result = ReviewResult(resolved=shadow.resolve(tenant_id))
         modes = dict(ActionTypeAutonomy.objects.filter(tenant_id=tenant_id).values_list("action_type", "mode"))
         for proposal in AutonomyProposal.objects.filter(tenant_id=tenant_id, status=ProposalStatus.PROPOSED):
@@ -101,18 +101,43 @@ def review_tenant(tenant_id: UUID, *, now: datetime | None = None) -> ReviewResu
     return result
 
 
+@contextmanager
+def _review_lock(tenant_id: UUID):
+    key = [REVIEW_LOCK, str(tenant_id)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key)
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+
+
+def _entered_mode_at(tenant_id: UUID, action_type: str, mode: str) -> datetime | None:
+    """When the action type last went into `mode` (its AUTONOMY_CHANGED entry), if the ledger says."""
+    return PlanLedgerEntry.objects.filter(
+        tenant_id=tenant_id, plan_id__isnull=True, event_type=EventType.AUTONOMY_CHANGED,
+        data__action_type=action_type, data__after__mode=mode,
+    ).exclude(data__before__mode=mode).aggregate(last=Max("occurred_at"))["last"]
+
+
 # --- promotion ---------------------------------------------------------------------------------------
 
 
 def promotion_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> dict:
     """The last N decided steps the policy would have run, how many a person approved as is, the thresholds.
-    After a dismissal only the decisions made since count: a dismissed proposal comes back on new evidence."""
+    After a dismissal, or a return to SHADOW, only the decisions made since count."""
     window_days = settings.REVPLAN_SHADOW_WINDOW_DAYS
     needed, threshold = settings.REVPLAN_PROMOTION_DECISIONS, settings.REVPLAN_PROMOTION_AGREEMENT
     dismissed_at = AutonomyProposal.objects.filter(
         tenant_id=tenant_id, action_type=action_type, status=ProposalStatus.DISMISSED,
     ).aggregate(last=Max("decided_at"))["last"]
-    since = max(now - timedelta(days=window_days), dismissed_at) if dismissed_at else now - timedelta(days=window_days)
+    # Evidence from before a dismissal was weighed and refused; from before a demotion (back into SHADOW), it
+    # led to a promotion that incidents ended: neither counts again.
+    since = max(moment for moment in (now - timedelta(days=window_days), dismissed_at,
+                                      _entered_mode_at(tenant_id, action_type, AutonomyMode.SHADOW)) if moment)
     decisions = shadow.last_decided_would_run(tenant_id, action_type, since=since, limit=needed)
     agreed = sum(1 for decision in decisions if decision == "APPROVED")
     by_decision: dict[str, int] = {}
@@ -192,8 +217,10 @@ def proposal_decide(*, proposal_id: int, user, confirm: bool) -> AutonomyProposa
         if proposal.status != ProposalStatus.PROPOSED:
             raise Conflict("PROPOSAL_NOT_OPEN", f"The proposal was {proposal.status.lower()} already.")
         actor, now = ledger.user_actor(user), timezone.now()
-        mode = ActionTypeAutonomy.objects.filter(tenant_id=proposal.tenant_id, action_type=proposal.action_type) \
-            .values_list("mode", flat=True).first()
+        mode = ActionTypeAutonomy.objects.select_for_update().filter(
+            tenant_id=proposal.tenant_id, action_type=proposal.action_type).values_list("mode", flat=True).first()
+        if confirm:
+            shadow.resolve(proposal.tenant_id)  # what people decided since the review counts too
         if confirm and mode != proposal.from_mode:
             raise Conflict("PROPOSAL_SUPERSEDED", f"{proposal.action_type} is in mode {mode} now, not "
                                                   f"{proposal.from_mode}: the evidence was about another mode.")
@@ -224,21 +251,13 @@ def proposal_decide(*, proposal_id: int, user, confirm: bool) -> AutonomyProposa
 # --- demotion ----------------------------------------------------------------------------------------
 
 
-def _promoted_at(tenant_id: UUID, action_type: str) -> datetime | None:
-    """When the action type last went into AUTO_EXECUTE (its AUTONOMY_CHANGED entry), if the ledger says."""
-    return PlanLedgerEntry.objects.filter(
-        tenant_id=tenant_id, plan_id__isnull=True, event_type=EventType.AUTONOMY_CHANGED,
-        data__action_type=action_type, data__after__mode=AutonomyMode.AUTO_EXECUTE,
-    ).exclude(data__before__mode=AutonomyMode.AUTO_EXECUTE).aggregate(last=Max("occurred_at"))["last"]
-
-
 def incident_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> dict:
     """Incidents over the action type's autonomous runs since the later of the window's start and its last
     promotion (incidents before it were already weighed), by kind, and the threshold. A breaker counts once an
     outage (CLOSED -> OPEN; a failed probe re-opening it is the same outage), for the connectors its autonomous
     runs used."""
     window_days = settings.REVPLAN_DEMOTION_WINDOW_DAYS
-    promoted_at = _promoted_at(tenant_id, action_type)
+    promoted_at = _entered_mode_at(tenant_id, action_type, AutonomyMode.AUTO_EXECUTE)
     since = max(now - timedelta(days=window_days), promoted_at) if promoted_at else now - timedelta(days=window_days)
     autonomous = ActionIntent.objects.filter(tenant_id=tenant_id, action_type=action_type, plan__isnull=False,
                                              approved_by__isnull=True)

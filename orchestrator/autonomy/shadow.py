@@ -31,9 +31,10 @@ DECIDED = DISAGREED | {PersonDecision.APPROVED}
 RESOLVE_CHUNK = 2000
 
 
-def record(plan: RevenuePlan, step: PlanStep, step_decision, *, now: datetime) -> None:
+def record(plan: RevenuePlan, step: PlanStep, step_decision, *, awaiting: PlanLedgerEntry) -> None:
     """The verdict on the step's next attempt as it is now, once (a second advance of the same wait adds nothing).
-    `step_decision`: an autonomy.services.StepDecision whose `shadow` is set. In the engine's transaction."""
+    `step_decision`: an autonomy.services.StepDecision whose `shadow` is set; `awaiting`: the wait's
+    STEP_AWAITING_APPROVAL entry, just appended. In the engine's transaction."""
     verdict = step_decision.shadow
     ShadowDecision.objects.bulk_create([ShadowDecision(
         tenant_id=plan.tenant_id, plan_id=plan.id, step_id=step.step_id, attempt=step.attempts + 1,
@@ -41,7 +42,7 @@ def record(plan: RevenuePlan, step: PlanStep, step_decision, *, now: datetime) -
         would_run=verdict.decision == Decision.AUTO_EXECUTE, reason=verdict.reason,
         explanation=verdict.explanation, policy_version=verdict.policy_version,
         facts=step_decision.facts.as_dict(), content_digest=approvals.digest(approvals.step_content(step)),
-        decided_at=now,
+        decided_at=awaiting.occurred_at, awaiting_seq=awaiting.chain_seq,
     )], ignore_conflicts=True)
 
 
@@ -73,10 +74,10 @@ def _approved_digest(entry: PlanLedgerEntry, step_id: UUID) -> str | None:
 
 
 def person_decision_from(row: ShadowDecision, entries: list[PlanLedgerEntry]) -> Resolution | None:
-    """What ended the wait the row judged, from the plan's DECIDING_EVENTS entries in chain order (any after
-    the verdict); None while nothing has."""
+    """What ended the wait the row judged, from the plan's DECIDING_EVENTS entries in chain order (those after
+    the wait's STEP_AWAITING_APPROVAL entry); None while nothing has."""
     for entry in entries:
-        if entry.occurred_at < row.decided_at:
+        if entry.chain_seq <= row.awaiting_seq:
             continue
         person = _person_id(entry.actor)
         if entry.event_type in (EventType.STEP_APPROVED, EventType.STEP_SKIPPED, EventType.STEP_CLOSED) \
@@ -90,9 +91,9 @@ def person_decision_from(row: ShadowDecision, entries: list[PlanLedgerEntry]) ->
             return Resolution(PersonDecision.SKIPPED, by=person, at=entry.occurred_at)
         if entry.event_type == EventType.PLAN_ABORTED and person is not None:
             return Resolution(PersonDecision.ABORTED, by=person, at=entry.occurred_at)
-        if entry.event_type in (EventType.PLAN_ABORTED, EventType.PLAN_EXPIRED, EventType.PLAN_COMPLETED,
-                                EventType.STEP_CLOSED):
-            return Resolution(PersonDecision.NONE, at=entry.occurred_at)  # the plan ended; nobody decided
+        if entry.event_type != EventType.STEP_APPROVED:
+            # the plan ended, or a rule skipped the step (a deadline's): nobody decided
+            return Resolution(PersonDecision.NONE, at=entry.occurred_at)
     return None
 
 
@@ -108,7 +109,7 @@ def _resolved(rows: list[ShadowDecision]) -> list[tuple[ShadowDecision, Resoluti
     entries: dict[UUID, list[PlanLedgerEntry]] = {}
     for entry in PlanLedgerEntry.objects.filter(
             plan_id__in={row.plan_id for row in rows}, event_type__in=DECIDING_EVENTS,
-            occurred_at__gte=min(row.decided_at for row in rows)).order_by("plan_id", "chain_seq"):
+            chain_seq__gt=min(row.awaiting_seq for row in rows)).order_by("plan_id", "chain_seq"):
         entries.setdefault(entry.plan_id, []).append(entry)
     found = []
     for row in rows:

@@ -130,7 +130,7 @@ class ProposalDismissView(_ProposalDecisionView):
 
 
 
-# A request's replay runs while the caller waits (~6,600 decisions/s): longer windows are for the command.
+# A request's replay runs while the caller waits (~2,900 decisions/s): longer windows are for the command.
 MAX_BACKTEST_DAYS = 92
 
 

@@ -10,7 +10,7 @@ from plans import services
 from plans.models import PlanLedgerEntry
 from tests.api.helpers import assert_error, client_for
 from tests.factories import AccountFactory
-from tests.orchestrator.autonomy.test_review import THRESHOLDS, shadow_rows
+from tests.orchestrator.autonomy.test_review import THRESHOLDS, set_mode, shadow_rows
 from tests.orchestrator.autonomy.test_shadow import waiting_plan
 from tests.orchestrator.test_engine import BRIEF
 
@@ -51,7 +51,7 @@ def test_a_window_out_of_range_is_a_400(world, days):
 
 @override_settings(**THRESHOLDS)
 def test_an_admin_confirms_a_proposal_and_the_mode_changes(world, other_world):
-    set_shadow(world)
+    set_mode(world, "SHADOW")
     shadow_rows(world, ["APPROVED"] * 5)
     review.review_tenant(world.tenant.id)
     [listed] = client_for(world.viewer).get(PROPOSALS).json()["results"]
@@ -73,7 +73,7 @@ def test_an_admin_confirms_a_proposal_and_the_mode_changes(world, other_world):
 
 @override_settings(**THRESHOLDS)
 def test_an_admin_dismisses_a_proposal(world):
-    set_shadow(world)
+    set_mode(world, "SHADOW")
     shadow_rows(world, ["APPROVED"] * 5)
     review.review_tenant(world.tenant.id)
     proposal = AutonomyProposal.objects.get(tenant=world.tenant)

@@ -5,13 +5,12 @@ from django.test import override_settings
 from django.utils import timezone
 
 from orchestrator.autonomy import digest, review, triggers
-from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import AutonomyDigest
 from plans import services
 from plans.models import PlanStatus
 from tests.api.helpers import assert_error, client_for
 from tests.factories import AccountFactory, allow_autopilot, make_plan
-from tests.orchestrator.autonomy.test_review import THRESHOLDS, shadow_rows
+from tests.orchestrator.autonomy.test_review import THRESHOLDS, set_mode, shadow_rows
 from tests.orchestrator.test_engine import BRIEF, MEETING, run_until_quiet
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +107,7 @@ def test_a_failed_mail_is_sent_on_the_next_run_and_other_tenants_still_get_their
 def test_the_digest_gives_the_evidence_for_autonomy_and_what_the_review_changed(world):
     world.admin.email = "admin@acme.test"
     world.admin.save()
-    autonomy.action_type_autonomy_set(tenant_id=world.tenant.id, user=world.admin, action_type=BRIEF, mode="SHADOW")
+    set_mode(world, "SHADOW")
     shadow_rows(world, ["APPROVED"] * 4 + ["SKIPPED"])
     review.review_tenant(world.tenant.id)  # proposes SHADOW -> AUTO_EXECUTE: 4 of 5 agreed
     result = digest.digest_for_tenant(world.tenant.id, day=timezone.now().date())

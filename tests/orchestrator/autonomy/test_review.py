@@ -12,10 +12,11 @@ from orchestrator.autonomy import review
 from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyProposal, ShadowDecision
 from orchestrator.execution.models import ActionIntent, IntentStatus
-from plans import ledger
+from plans import ledger, services
 from plans.errors import Conflict, NotAllowed, NotFound
 from plans.models import AccountSignal, EventType, PlanLedgerEntry, PlanStatus
-from tests.factories import make_plan
+from tests.factories import AccountFactory, make_plan
+from tests.orchestrator.autonomy.test_shadow import in_shadow, waiting_plan
 from tests.orchestrator.test_engine import BRIEF
 
 pytestmark = pytest.mark.django_db
@@ -24,13 +25,18 @@ THRESHOLDS = {"REVPLAN_PROMOTION_DECISIONS": 5, "REVPLAN_PROMOTION_AGREEMENT": 0
 
 
 def set_mode(world, mode):
+    """The brief's mode, set up directly (no AUTONOMY_CHANGED entry of today): as if set before the decisions and
+    incidents the tests seed in the past."""
+    ActionTypeAutonomy.objects.update_or_create(tenant=world.tenant, action_type=BRIEF, defaults={"mode": mode})
+
+
+def set_mode_audited(world, mode):
+    """A tenant admin's change, through the service: ledgered now."""
     autonomy.action_type_autonomy_set(tenant_id=world.tenant.id, user=world.admin, action_type=BRIEF, mode=mode)
 
 
 def running_on_its_own_for_a_while(world):
-    """AUTO_EXECUTE since before the incidents the tests seed (set up directly: no promotion entry of today)."""
-    ActionTypeAutonomy.objects.update_or_create(tenant=world.tenant, action_type=BRIEF,
-                                                defaults={"mode": "AUTO_EXECUTE"})
+    set_mode(world, "AUTO_EXECUTE")
 
 
 def shadow_rows(world, decisions, *, would_run=True, days_ago=1):
@@ -39,7 +45,7 @@ def shadow_rows(world, decisions, *, would_run=True, days_ago=1):
     ShadowDecision.objects.bulk_create([ShadowDecision(
         tenant=world.tenant, plan=plan, step_id=uuid.uuid4(), attempt=1, account=world.account, action_type=BRIEF,
         would_run=would_run, reason="AUTONOMY_ALLOWED", explanation="-", policy_version="auto-approval-v1", facts={},
-        content_digest="d", decided_at=at + timedelta(seconds=index), person_decision=decision,
+        content_digest="d", decided_at=at + timedelta(seconds=index), awaiting_seq=0, person_decision=decision,
         person_decided_at=at) for index, decision in enumerate(decisions)])
 
 
@@ -204,7 +210,7 @@ def test_incidents_before_the_last_promotion_were_weighed_already(world):
     autonomous_intent(world, compensated=True)
     assert review.review_tenant(world.tenant.id).demoted == [BRIEF]
     # promoted again by an admin: the same two incidents do not demote it a second time
-    set_mode(world, "AUTO_EXECUTE")
+    set_mode_audited(world, "AUTO_EXECUTE")
     assert review.review_tenant(world.tenant.id).demoted == []
     assert mode(world) == "AUTO_EXECUTE"
 
@@ -245,3 +251,30 @@ def test_the_daily_run_closes_the_proposal_of_a_mode_set_back_to_approval_requir
     set_mode(world, "APPROVAL_REQUIRED")
     assert review.review_all_tenants()[str(world.tenant.id)].superseded == [BRIEF]
     assert AutonomyProposal.objects.get(tenant=world.tenant).status == "SUPERSEDED"
+
+
+@override_settings(**THRESHOLDS)
+def test_evidence_from_before_a_demotion_does_not_propose_the_promotion_again(world):
+    set_mode(world, "SHADOW")
+    shadow_rows(world, ["APPROVED"] * 5)
+    set_mode_audited(world, "AUTO_EXECUTE")
+    set_mode_audited(world, "SHADOW")  # demoted (here by hand): back in shadow mode
+    assert review.review_tenant(world.tenant.id).proposed == []
+
+
+@override_settings(**THRESHOLDS)
+def test_confirming_counts_what_people_decided_since_the_review(world):
+    in_shadow(world, BRIEF)  # through the service: the decisions below come after it
+    plans = [waiting_plan(world, account=AccountFactory(tenant=world.tenant, owner=world.seller)) for _ in range(5)]
+    for plan in plans:
+        services.step_approve(plan_id=plan.id, step_id=plan.steps.get().step_id, user=world.seller)
+    review.review_tenant(world.tenant.id)
+    proposal = AutonomyProposal.objects.get(tenant=world.tenant)
+    # after the review: two more steps judged, and people abort both plans (disagreeing with "would run")
+    later = [waiting_plan(world, account=AccountFactory(tenant=world.tenant, owner=world.seller)) for _ in range(2)]
+    for plan in later:
+        services.plan_abort(plan_id=plan.id, user=world.seller, reason="not now")
+    with pytest.raises(Conflict) as refused:
+        review.proposal_decide(proposal_id=proposal.id, user=world.admin, confirm=True)
+    assert refused.value.code == "PROPOSAL_NO_LONGER_EARNED"
+    assert mode(world) == "SHADOW"

@@ -92,6 +92,7 @@ def _edited_and_approved(world, plan):
     (lambda world, plan: services.plan_abort_by_policy(plan_id=plan.id, component="tests", reason_code="X",
                                                        explanation="a rule stopped it"), PersonDecision.NONE),
     (lambda world, plan: _expire(plan), PersonDecision.NONE),
+    (lambda world, plan: _skipped_by_a_rule(plan), PersonDecision.NONE),
 ])
 def test_each_kind_of_person_decision_is_read_from_the_plans_ledger(world, act, expected):
     in_shadow(world, BRIEF)
@@ -100,6 +101,12 @@ def test_each_kind_of_person_decision_is_read_from_the_plans_ledger(world, act, 
     assert shadow.resolve(world.tenant.id) == 1
     assert ShadowDecision.objects.get(plan=plan).person_decision == expected
     assert shadow.resolve(world.tenant.id) == 0  # stored once
+
+
+def _skipped_by_a_rule(plan):
+    PlanStep.objects.filter(plan=plan).update(required=False)
+    services.step_skip_by_policy(plan_id=plan.id, step_id=plan.steps.get().step_id, component="deadlines",
+                                 reason="Nobody approved it in time.")
 
 
 def _expire(plan):
