@@ -1,4 +1,5 @@
 """The evidence API: SHADOW set like the other modes, agreement per action type, proposals confirmed or dismissed."""
+import json
 import uuid
 
 import pytest
@@ -28,6 +29,15 @@ def set_shadow(world):
 def test_an_admin_sets_shadow_mode_like_any_other(world):
     brief = next(row for row in set_shadow(world).json()["action_types"] if row["action_type"] == BRIEF)
     assert brief["mode"] == "SHADOW"
+
+
+def test_a_step_waiting_in_shadow_mode_says_why_on_the_plan(world):
+    set_shadow(world)
+    plan = waiting_plan(world)
+    body = client_for(world.viewer).get(f"/api/v1/plans/{plan.id}/why/").json()
+    assert "shadow mode" in json.dumps(body)
+    [blocked] = client_for(world.viewer).get(f"/api/v1/plans/{plan.id}/").json()["blocked_by"]
+    assert blocked["waits_on"] == "PERSON"
 
 
 def test_the_report_shows_agreement_per_action_type_to_any_member(world, other_world):
