@@ -150,7 +150,8 @@ def promotion_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> d
 
 
 def _earned(evidence: dict) -> bool:
-    return evidence["decisions"] >= evidence["min_decisions"] and evidence["agreement"] >= evidence["min_agreement"]
+    return (evidence["agreement"] is not None and evidence["decisions"] >= evidence["min_decisions"]
+            and evidence["agreement"] >= evidence["min_agreement"])
 
 
 def _propose_if_earned(tenant_id: UUID, action_type: str, *, now: datetime) -> bool:
@@ -207,7 +208,7 @@ def proposals_for_user(user, proposal_id=None):
     return proposals if proposal_id is None else proposals.filter(pk=proposal_id)
 
 
-def proposal_decide(*, proposal_id: int, user, confirm: bool) -> AutonomyProposal:
+def proposal_decide(*, proposal_id: UUID, user, confirm: bool) -> AutonomyProposal:
     """A tenant admin confirms a proposal (the mode changes, with the evidence in the entry) or dismisses it."""
     with transaction.atomic():
         proposal = proposals_for_user(user, proposal_id).select_for_update().first()
