@@ -21,6 +21,20 @@ def freeze_startup_heap(**_kwargs) -> None:
     freeze()
 
 
+@worker_process_init.connect
+def prepare_statements(**_kwargs) -> None:
+    """A pool child's connections prepare the statements they repeat (DATABASE_WORKER_PREPARE_THRESHOLD); set
+    before the child opens its first connection, so every one it opens has it."""
+    from django.conf import settings
+    from django.db import connections
+
+    threshold = settings.DATABASE_WORKER_PREPARE_THRESHOLD
+    if threshold == "off":
+        return
+    connections["default"].settings_dict.setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=int(threshold))
+
+
 @task_prerun.connect
 @task_postrun.connect
 def close_old_connections(sender=None, **_kwargs) -> None:

@@ -163,14 +163,13 @@ DATABASES = {
     ),
     "owner": dj_database_url.parse(os.environ.get("DATABASE_MIGRATE_URL") or DATABASE_URL),
 }
-# Server-side parameters and prepared statements (psycopg): PostgreSQL parses and plans a statement the engine
-# repeats once per connection instead of on every step (governed steps/s +14% in `make bench`, three runs each
-# way). DATABASE_PREPARE_THRESHOLD: executions of the same statement before it is prepared; "off" behind a
-# connection pooler in transaction mode that cannot keep prepared statements (PgBouncer before 1.21, or one
-# without max_prepared_statements).
-_PREPARE_THRESHOLD = os.environ.get("DATABASE_PREPARE_THRESHOLD", "2")
-DATABASES["default"].setdefault("OPTIONS", {}).update(
-    server_side_binding=True, prepare_threshold=None if _PREPARE_THRESHOLD == "off" else int(_PREPARE_THRESHOLD))
+# Prepared statements on the workers' connections (revplan.celery): psycopg server-side parameters, each statement
+# the engine repeats parsed and planned once per connection instead of on every step (governed steps/s +14% in
+# `make bench`, three runs each way). Web requests keep client-side binding: with it, some admin pages took
+# 30-40% more CPU (tests/bench/bench_read_side.py). The number: executions of a statement before it is
+# prepared; "off" behind a connection pooler in transaction mode that cannot keep prepared statements
+# (PgBouncer before 1.21, or one without max_prepared_statements).
+DATABASE_WORKER_PREPARE_THRESHOLD = os.environ.get("DATABASE_WORKER_PREPARE_THRESHOLD", "2")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,9 +1,11 @@
-"""revplan.celery's per-task connection rule: a healthy reused connection costs no SELECT 1, a dead one is replaced."""
+"""revplan.celery's per-task connection rule: a healthy reused connection costs no SELECT 1, a dead one is replaced;
+a pool child's connections prepare the statements they repeat."""
 import time
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.test import override_settings
 
 from revplan import celery as celery_module
 from revplan.celery import close_old_connections
@@ -60,3 +62,17 @@ def _conninfo() -> str:
     params = connection.get_connection_params()
     return psycopg.conninfo.make_conninfo(**{key: value for key, value in params.items()
                                             if key in ("host", "port", "user", "password", "dbname")})
+
+
+
+def test_a_pool_child_prepares_repeated_statements_and_the_web_side_does_not(monkeypatch):
+    options = connections["default"].settings_dict.setdefault("OPTIONS", {})
+    assert "server_side_binding" not in options  # a web request's connection: client-side binding
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", dict(options))
+    with override_settings(DATABASE_WORKER_PREPARE_THRESHOLD="off"):
+        celery_module.prepare_statements()
+    assert "prepare_threshold" not in connections["default"].settings_dict["OPTIONS"]
+    with override_settings(DATABASE_WORKER_PREPARE_THRESHOLD="3"):
+        celery_module.prepare_statements()
+    assert connections["default"].settings_dict["OPTIONS"] == {**options, "server_side_binding": True,
+                                                               "prepare_threshold": 3}

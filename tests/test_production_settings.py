@@ -98,14 +98,3 @@ def test_check_deploy_warns_when_a_proxy_is_declared_for_https_but_not_for_clien
 # The clean `check --deploy` with every production variable needs the least-privilege database role:
 # tests/test_db_roles.py.
 
-
-def test_prepared_statements_are_on_by_default_and_off_for_a_pooler_that_cannot_keep_them():
-    show = ["-c", "from django.conf import settings; import json; "
-                  "print(json.dumps(settings.DATABASES['default']['OPTIONS']))"]
-    for value, expected in ((None, 2), ("off", None), ("5", 5)):
-        env = {**PRODUCTION_ENV, **({"DATABASE_PREPARE_THRESHOLD": value} if value else {})}
-        base = {key: v for key, v in os.environ.items() if key not in CONTROLLED | {"DATABASE_PREPARE_THRESHOLD"}}
-        out = subprocess.run([sys.executable, *show], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                             env={**base, "DJANGO_SETTINGS_MODULE": "revplan.settings", **env}, check=True)
-        assert json.loads(out.stdout.strip().splitlines()[-1]) == {"server_side_binding": True,
-                                                                  "prepare_threshold": expected}
