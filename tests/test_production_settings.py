@@ -97,4 +97,3 @@ def test_check_deploy_warns_when_a_proxy_is_declared_for_https_but_not_for_clien
 
 # The clean `check --deploy` with every production variable needs the least-privilege database role:
 # tests/test_db_roles.py.
-
