@@ -97,8 +97,9 @@ def decision_count(tenant_id: UUID, *, start: datetime, end: datetime) -> int:
                                           occurred_at__gte=start, occurred_at__lt=end).count()
 
 
-def recorded_facts(record: Record) -> StepFacts:
-    return StepFacts(**{name: value for name, value in record.decision["facts"].items() if name in _FACT_NAMES})
+def recorded_facts(decision: dict) -> StepFacts:
+    """The facts a recorded decision (data.autonomy_decision) was made on."""
+    return StepFacts(**{name: value for name, value in decision["facts"].items() if name in _FACT_NAMES})
 
 
 def _candidate_facts(facts: StepFacts, candidate: "CandidateSettings", modes: dict[str, str]) -> StepFacts:
@@ -116,9 +117,7 @@ def _previous_ran_on_its_own(record: Record, policy, candidate: "CandidateSettin
     decision = (data or {}).get("autonomy_decision") or {}
     if "facts" not in decision:
         return decision.get("decision") == Decision.AUTO_EXECUTE
-    previous = Record(record.entry_id, record.plan_id, record.step_id, record.account_id, record.occurred_at,
-                      record.attempt - 1, decision)
-    return policy(_candidate_facts(recorded_facts(previous), candidate, modes)).decision == Decision.AUTO_EXECUTE
+    return policy(_candidate_facts(recorded_facts(decision), candidate, modes)).decision == Decision.AUTO_EXECUTE
 
 
 def _takes_a_unit(record: Record, policy, candidate: "CandidateSettings", modes: dict[str, str]) -> bool:
@@ -194,7 +193,7 @@ def backtest(tenant_id: UUID, *, start: datetime, end: datetime, candidate: Cand
         if reported:
             total += 1
         note_exhausted(budgets.start_day(record.occurred_at.astimezone(UTC).date()))
-        facts = _candidate_facts(recorded_facts(record), candidate, modes)
+        facts = _candidate_facts(recorded_facts(record.decision), candidate, modes)
         decision = policy(facts)
         if decision.decision == Decision.AUTO_EXECUTE and _takes_a_unit(record, policy, candidate, modes) \
                 and not budgets.take(record, facts.action_type, count_refusal=reported):

@@ -118,7 +118,8 @@ class _ProposalDecisionView(GenericAPIView):
 
 @extend_schema(request=None, responses={200: ProposalSerializer, **WRITE_ERRORS}, description=(
     "Apply the proposal: the action type's mode goes SHADOW -> AUTO_EXECUTE, ledgered with the evidence. "
-    "TENANT_ADMIN. 409 PROPOSAL_SUPERSEDED when the mode changed since it was proposed."))
+    "TENANT_ADMIN. The evidence is weighed again with what people decided since: 409 PROPOSAL_NO_LONGER_EARNED "
+    "when it no longer passes, 409 PROPOSAL_SUPERSEDED when the mode changed since it was proposed."))
 class ProposalConfirmView(_ProposalDecisionView):
     confirm = True
 
@@ -127,7 +128,6 @@ class ProposalConfirmView(_ProposalDecisionView):
                description="Dismiss the proposal; the mode stays. TENANT_ADMIN; ledgered.")
 class ProposalDismissView(_ProposalDecisionView):
     confirm = False
-
 
 
 # A request's replay runs while the caller waits (~2,900 decisions/s): longer windows are for the command.
