@@ -80,17 +80,24 @@ _PLAN_INTENTS = CompiledQuery(lambda plan_id: ActionIntent.objects.filter(plan_i
 
 def advance_plan(plan_id: UUID) -> list[StepKey]:
     """Activate, settle or advance one plan in one transaction; returns the step attempts to enqueue (committed)."""
+    return advance(plan_id).keys
+
+
+def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
+    """advance_plan, as the task runs it: with `inline`, the first step it starts is created claimed by the
+    caller, who runs it next (step_runner.run_inline), as a step's task runs the step after it (DESIGN §4);
+    the other steps it starts are FollowUp.keys, to send."""
     with transaction.atomic():
         row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
         if row is None or row[0] in TERMINAL:
-            return []
+            return FollowUp()
         status, account_id = row
         # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
         may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
         if may_activate:
             lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
         plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate).keys
+        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate, inline=inline)
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], owner_active: bool,

@@ -40,6 +40,7 @@ def tick(enqueued_at: float | None = None) -> int:
 @shared_task(name="orchestrator.advance_plan", ignore_result=True)
 def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: int = 0) -> None:
     _lag("advance_plan", enqueued_at)
+    started = time.monotonic()
     with plan_lock(plan_id) as acquired:
         if not acquired:
             # Another advance is on this plan; look again shortly so a finished step does not wait a tick.
@@ -48,11 +49,15 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
                                          countdown=settings.ORCHESTRATOR_ADVANCE_LOCK_RETRY_SECONDS)
             metrics.ADVANCES.labels("locked").inc()
             return
-        # Not inline: an advance is bookkeeping (its queue, its short time limit); the steps it starts go to
-        # the execute queue, and the task that runs one runs the plan's next steps after it.
-        keys = engine.advance_plan(UUID(plan_id))
-    _send_steps(keys)
-    metrics.ADVANCES.labels("steps_enqueued" if keys else "nothing_to_run").inc()
+        # The first step it starts this task runs itself, after the plan's lock is released, and the chain after
+        # it within the inline budget — a message per plan less (DESIGN §4); the others go to the execute queue.
+        # Off where advance workers are kept from connector calls (split pools: ORCHESTRATOR_ADVANCE_RUNS_STEPS).
+        follow_up = engine.advance(UUID(plan_id), inline=settings.ORCHESTRATOR_ADVANCE_RUNS_STEPS)
+    metrics.ADVANCES.labels("steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run").inc()
+    follow_up = step_runner.run_inline(follow_up, send=_send_steps, started=started)
+    _send_steps(follow_up.keys)
+    if follow_up.advance:
+        advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})
 
 
 @shared_task(name="orchestrator.execute_step", ignore_result=True)

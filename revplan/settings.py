@@ -307,16 +307,22 @@ CELERY_TASK_ROUTES = {
 # this long, then hands the next one to the queue (DESIGN §4): a chain does not hog a worker, nor wait for one.
 ORCHESTRATOR_INLINE_STEPS = int(os.environ.get("ORCHESTRATOR_INLINE_STEPS", "20"))
 ORCHESTRATOR_INLINE_SECONDS = float(os.environ.get("ORCHESTRATOR_INLINE_SECONDS", "10"))
+# The advance runs the first step it starts itself, then that chain (the same budget): one message per plan
+# less. Off ("0") where the advance queue's workers must never wait on a connector (pools split by queue).
+ORCHESTRATOR_ADVANCE_RUNS_STEPS = env_bool("ORCHESTRATOR_ADVANCE_RUNS_STEPS", True)
+# A task that runs steps: their connector calls and backoff inside the lease, then the inline budget.
+_STEP_TASK_LIMITS = {
+    "soft_time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 20,
+    "time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 30,
+}
 CELERY_TASK_ANNOTATIONS = {
     "orchestrator.tick": {"soft_time_limit": 50, "time_limit": 60},
-    "orchestrator.advance_plan": {"soft_time_limit": 50, "time_limit": 60},
     # A step runs its connector calls and their backoff inside its lease; past the lease another
     # worker may take over (and this one's result is refused), so a hung one is stopped soon after.
     # It also runs the plan's next steps after it (ORCHESTRATOR_INLINE_*), starting none past its budget.
-    "orchestrator.execute_step": {
-        "soft_time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 20,
-        "time_limit": REVPLAN_EXECUTION_LEASE_SECONDS + ORCHESTRATOR_INLINE_SECONDS + 30,
-    },
+    "orchestrator.advance_plan": _STEP_TASK_LIMITS if ORCHESTRATOR_ADVANCE_RUNS_STEPS
+    else {"soft_time_limit": 50, "time_limit": 60},
+    "orchestrator.execute_step": _STEP_TASK_LIMITS,
 }
 
 ORCHESTRATOR_TICK_SECONDS = float(os.environ.get("ORCHESTRATOR_TICK_SECONDS", "30"))

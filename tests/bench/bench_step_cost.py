@@ -3,8 +3,8 @@
 
 N approved 2-step PREP_RENEWAL_BRIEF plans (internal connector, no approval needed) driven to completion
 with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue (as
-orchestrator.tasks runs them: an advance sends the steps it starts, the task that runs one runs the next), and
-every TICK_EVERY tasks a tick
+orchestrator.tasks runs them: a task runs the step it claimed, an advance's first or a step's next, and sends
+the others), and every TICK_EVERY tasks a tick
 (due_plan_ids + one advance per plan it claims), as the beat would under load. Reported per step:
 wall ms, queries, transactions (autocommit statements + committed atomic blocks), advances.
 Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
@@ -35,7 +35,7 @@ def drive(plan_ids) -> dict:
             kind, arg = queue.popleft()
             # As orchestrator.tasks does it: each task runs the steps claimed for it inline, and sends the rest.
             if kind == "advance":
-                follow_up = engine.FollowUp(keys=work.run("advance", engine.advance_plan, arg))
+                follow_up = work.run("advance", partial(engine.advance, inline=True), arg)
             else:
                 follow_up = work.run("execute", lambda key: step_runner.execute_step(key, inline=True), arg)
             sent: list = []

@@ -134,11 +134,12 @@ class Cluster:
     # --- celery --------------------------------------------------------------------------------
 
     def start_worker(self, name: str = "w1", *, concurrency: int = 2, queues: str = "ticks,advance,execute,default",
-                     app: str = "revplan"):
-        """`app`: another celery app module (e.g. a tests.support one that patches a connector)."""
+                     app: str = "revplan", env: dict | None = None):
+        """`app`: another celery app module (e.g. a tests.support one that patches a connector); `env`: this
+        worker's settings beside the cluster's."""
         return self._start(name, [sys.executable, "-m", "celery", "-A", app, "worker", "-n", f"{name}@%h",
                                   "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO",
-                                  "--without-heartbeat", "--without-gossip", "--without-mingle"])
+                                  "--without-heartbeat", "--without-gossip", "--without-mingle"], env=env)
 
     def start_beat(self, name: str = "beat") -> Proc:
         return self._start(name, [sys.executable, "-m", "celery", "-A", "revplan", "beat", "--loglevel", "INFO",
@@ -155,8 +156,8 @@ class Cluster:
 
         return redis.Redis(port=self.redis_port, socket_timeout=2)
 
-    def _start(self, name: str, args: list[str]) -> Proc:
-        proc = Proc(name, args, self.env, self.dir)
+    def _start(self, name: str, args: list[str], env: dict | None = None) -> Proc:
+        proc = Proc(name, args, {**self.env, **(env or {})}, self.dir)
         self.procs.append(proc)
         return proc
 

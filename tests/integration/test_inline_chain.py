@@ -1,5 +1,6 @@
-"""The next step in the same task (DESIGN §4): a worker that finishes a step runs the plan's next runnable
-step itself, and a worker SIGKILLed in the middle of that chain loses nothing and doubles nothing.
+"""The next step in the same task (DESIGN §4): the advance that starts a plan's first step runs it itself, a
+worker that finishes a step runs the plan's next runnable step itself, and a worker SIGKILLed in the middle of
+that chain (in either step) loses nothing and doubles nothing.
 
 The chain is two PREP_RENEWAL_BRIEFs, the second depending on the first, routed to the CRM test server
 (a tenant route), so each step is one HTTP call the test can see arrive and kill the worker in.
@@ -21,7 +22,7 @@ from tests.factories import AccountFactory, allow_autopilot
 from tests.integration.harness import succeeded_task_ids, wait_for
 
 BRIEF = "PREP_RENEWAL_BRIEF"
-EXECUTE = "orchestrator.execute_step"
+ADVANCE, EXECUTE = "orchestrator.advance_plan", "orchestrator.execute_step"
 INLINE = "running the next step in the same task"
 
 
@@ -68,15 +69,29 @@ def assert_each_step_once(plans, crm) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_a_plans_second_step_runs_in_the_task_that_finished_its_first(cluster, crm):
+def test_a_plans_steps_run_in_the_advance_that_started_the_first(cluster, crm):
     _, plans = chained_plans(crm, 3)
     worker = cluster.start_worker()
     cluster.start_beat()
     wait_for(lambda: RevenuePlan.objects.filter(pk__in=[p.id for p in plans], plan_status=PlanStatus.COMPLETED)
              .count() == len(plans), timeout=60, what="the chained plans to complete")
     assert_each_step_once(plans, crm)
-    # The advance sends each plan's first step (an execute_step message; the tick may resend one its worker
-    # was slow to take, harmlessly); the task that ran it ran the second step itself: once per plan.
+    # The advance that activated each plan ran its first step, then the second: both in that task, no
+    # execute_step message at all.
+    assert len(succeeded_task_ids(worker, ADVANCE)) >= len(plans)
+    assert succeeded_task_ids(worker, EXECUTE) == set()
+    assert worker.log_path.read_text(errors="replace").count(INLINE) == 2 * len(plans)
+
+
+@pytest.mark.timeout(90)
+def test_with_the_advance_kept_from_steps_each_first_step_goes_by_message(cluster, crm):
+    # Pools split by queue: the advance's workers never call a connector; the execute task runs both steps.
+    _, plans = chained_plans(crm, 2)
+    worker = cluster.start_worker(env={"ORCHESTRATOR_ADVANCE_RUNS_STEPS": "0"})
+    cluster.start_beat()
+    wait_for(lambda: RevenuePlan.objects.filter(pk__in=[p.id for p in plans], plan_status=PlanStatus.COMPLETED)
+             .count() == len(plans), timeout=60, what="the chained plans to complete")
+    assert_each_step_once(plans, crm)
     assert len(succeeded_task_ids(worker, EXECUTE)) >= len(plans)
     assert worker.log_path.read_text(errors="replace").count(INLINE) == len(plans)
 
@@ -108,3 +123,30 @@ def test_worker_killed_in_the_middle_of_a_chain_loses_nothing_and_doubles_nothin
     posts = crm.state.posts()
     assert len(posts) == 3  # first step, the killed call, the takeover's (same Idempotency-Key)
     assert posts[1][2]["Idempotency-Key"] == posts[2][2]["Idempotency-Key"]
+
+
+@pytest.mark.timeout(120)
+def test_worker_killed_in_the_step_its_advance_runs_loses_nothing_and_doubles_nothing(cluster, crm):
+    # given: one chained plan, a CRM slow enough to be killed in
+    _, plans = chained_plans(crm, 1)
+    (plan,) = plans
+    crm.state.slow_seconds = 1.5
+    worker = cluster.start_worker("w0")
+    cluster.start_beat()
+    # when: the advance has activated the plan, committed the first step's claim and sent its request: SIGKILL
+    wait_for(lambda: len(crm.state.posts()) == 1, timeout=60, interval=0.02,
+             what="the first step's CRM call, from the advance that started it")
+    worker.kill()
+    first = ActionIntent.objects.get(plan=plan, status=IntentStatus.EXECUTING)
+    assert (first.deliveries, first.attempts) == (1, 1)
+    assert not ActionIntent.objects.filter(plan=plan).exclude(pk=first.pk).exists()
+    # then: the redelivered advance leaves the claimed attempt alone; its lease runs out, a new worker takes
+    # it over with the same effect key, and the plan completes with each step once
+    cluster.start_worker("w1")
+    wait_for(lambda: RevenuePlan.objects.filter(pk=plan.id, plan_status=PlanStatus.COMPLETED).exists(),
+             timeout=60, what="the plan to complete after the takeover")
+    assert_each_step_once(plans, crm)
+    assert ActionIntent.objects.get(pk=first.pk).deliveries == 2
+    posts = crm.state.posts()
+    assert len(posts) == 3  # the killed call, the takeover's (same Idempotency-Key), the second step
+    assert posts[0][2]["Idempotency-Key"] == posts[1][2]["Idempotency-Key"]
