@@ -37,8 +37,8 @@ def tick(enqueued_at: float | None = None) -> int:
     return len(plan_ids)
 
 
-@shared_task(name="orchestrator.advance_plan", ignore_result=True)
-def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: int = 0) -> None:
+@shared_task(name="orchestrator.advance_plan", ignore_result=True, bind=True)
+def advance_plan(self, plan_id: str, enqueued_at: float | None = None, lock_retries: int = 0) -> None:
     _lag("advance_plan", enqueued_at)
     started = time.monotonic()
     with plan_lock(plan_id) as acquired:
@@ -51,13 +51,25 @@ def advance_plan(plan_id: str, enqueued_at: float | None = None, lock_retries: i
             return
         # The first step it starts this task runs itself, after the plan's lock is released, and the chain after
         # it within the inline budget — a message per plan less (DESIGN §4); the others go to the execute queue.
-        # Off where advance workers are kept from connector calls (split pools: ORCHESTRATOR_ADVANCE_RUNS_STEPS).
-        follow_up = engine.advance(UUID(plan_id), inline=settings.ORCHESTRATOR_ADVANCE_RUNS_STEPS)
+        inline = runs_steps(soft_time_limit=self.request.soft_time_limit, time_limit=self.request.time_limit)
+        follow_up = engine.advance(UUID(plan_id), inline=inline)
     metrics.ADVANCES.labels("steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run").inc()
     follow_up = step_runner.run_inline(follow_up, send=_send_steps, started=started)
     _send_steps(follow_up.keys)
     if follow_up.advance:
         advance_plan.apply_async((plan_id,), {"enqueued_at": time.time()})
+
+
+def runs_steps(*, soft_time_limit: float | None, time_limit: float | None) -> bool:
+    """Whether an advance runs the steps it starts: ORCHESTRATOR_ADVANCE_RUNS_STEPS (off where the advance
+    queue's workers must never wait on a connector), and only under time limits that cover a step task's.
+    The limits a message carries are its sender's (Celery puts the sender's annotations in its headers): an
+    advance sent by a process whose settings keep advances short — an older release during a deploy — sends
+    its steps rather than have a connector call cut off by the bookkeeping limit. None: this worker's own."""
+    if not settings.ORCHESTRATOR_ADVANCE_RUNS_STEPS:
+        return False
+    limit = soft_time_limit or time_limit
+    return limit is None or limit >= execute_step.soft_time_limit
 
 
 @shared_task(name="orchestrator.execute_step", ignore_result=True)

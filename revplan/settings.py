@@ -198,6 +198,11 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # DRF's JSON written by orjson (revplan.api.renderers); the browsable API for a person with a browser.
+    "DEFAULT_RENDERER_CLASSES": [
+        "revplan.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # DRF's token, refused once it is REVPLAN_TOKEN_TTL_HOURS old; revoked by DELETE /api/v1/auth/token/.
         "revplan.api.authentication.ExpiringTokenAuthentication",

@@ -13,7 +13,6 @@ import re
 import time
 import uuid
 from datetime import timedelta
-from functools import partial
 from unittest import mock
 
 import pytest
@@ -298,23 +297,27 @@ def stats_delta(before: dict, after: dict) -> dict:
     return {key: after[key] - before[key] for key in before}
 
 
+def run_task(task: str, item, send) -> engine.FollowUp:
+    """One orchestrator task's work, as orchestrator.tasks does it: the advance or the step, then the steps it
+    claimed for itself (run_inline), the others handed to `send`; returns what is left to send."""
+    run = engine.advance if task == "advance" else step_runner.execute_step
+    return step_runner.run_inline(run(item, inline=True), send=send)
+
+
 def run_in_process(plan_ids) -> dict:
-    """Drive plans to completion with the engine's own functions in this process, as orchestrator.tasks
-    runs them (a task runs the step it claimed, an advance's first or a step's next, and sends the others),
-    counting per task type."""
+    """Drive plans to completion with the engine's own functions in this process, task by task (run_task),
+    counting per task type: an advance's inline steps count as the advance's, as in the worker."""
     work = DbWork(("advance", "execute"))
     with work.counting():
         for plan_id in plan_ids:
-            pending = [("claimed", work.run("advance", partial(engine.advance, inline=True), plan_id))]
+            pending = [("advance", plan_id)]
             while pending:
-                kind, item = pending.pop()
-                if kind == "key":
-                    item = work.run("execute", partial(step_runner.execute_step, inline=True), item)
+                task, item = pending.pop()
                 sent: list = []
-                follow_up = work.run("execute", partial(step_runner.run_inline, send=sent.extend), item)
-                pending += [("key", key) for key in sent + follow_up.keys]
+                follow_up = work.run(task, run_task, task, item, sent.extend)
+                pending += [("execute", key) for key in sent + follow_up.keys]
                 if follow_up.advance:
-                    pending.append(("claimed", work.run("advance", partial(engine.advance, inline=True), plan_id)))
+                    pending.append(("advance", plan_id))
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
     steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()
     return {"steps": steps, **work.counts}

@@ -11,14 +11,13 @@ Printed only (not added to var/bench/orchestrator.json, which a run of this test
 """
 import os
 from collections import deque
-from functools import partial
 
 import pytest
 
-from orchestrator import claims, engine, step_runner
+from orchestrator import claims
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import PlanStatus, RevenuePlan
-from tests.bench.bench_orchestrator import make_brief_plans
+from tests.bench.bench_orchestrator import make_brief_plans, run_task
 from tests.bench.db_work import DbWork
 from tests.conftest import build_world
 
@@ -33,13 +32,8 @@ def drive(plan_ids) -> dict:
     with work.counting():
         while queue:
             kind, arg = queue.popleft()
-            # As orchestrator.tasks does it: each task runs the steps claimed for it inline, and sends the rest.
-            if kind == "advance":
-                follow_up = work.run("advance", partial(engine.advance, inline=True), arg)
-            else:
-                follow_up = work.run("execute", lambda key: step_runner.execute_step(key, inline=True), arg)
             sent: list = []
-            follow_up = work.run("execute", partial(step_runner.run_inline, send=sent.extend), follow_up)
+            follow_up = work.run(kind, run_task, kind, arg, sent.extend)
             queue.extend(("execute", key) for key in sent + follow_up.keys)
             if follow_up.advance:
                 queue.append(("advance", arg if kind == "advance" else arg.plan_id))

@@ -185,3 +185,9 @@ def succeeded_task_ids(worker: Proc, task: str) -> set[str]:
     """Ids of the `task` messages a worker ran to success."""
     pattern = rf"Task {re.escape(task)}\[([0-9a-f-]+)\] succeeded"
     return set(re.findall(pattern, worker.log_path.read_text(errors="replace")))
+
+
+def received_task_ids(worker: Proc, task: str) -> set[str]:
+    """Ids of the `task` messages a worker took (whether or not it lived to finish them)."""
+    pattern = rf"Task {re.escape(task)}\[([0-9a-f-]+)\] received"
+    return set(re.findall(pattern, worker.log_path.read_text(errors="replace")))

@@ -243,9 +243,9 @@ def test_redis_restarted_mid_run_every_plan_still_ends_and_no_step_runs_twice(cl
 
     wait_for(escalations_in_flight, timeout=60, interval=0.05,
              what="a CRM call in flight and messages waiting in the queues")
-    # The call runs in an execute_step task (holding its step lock) or, when the plan's brief finished after
-    # the approval, in the brief's task as the plan's next step (no step lock: its intent's lease guards it).
-    # Either way that task's message is unacked.
+    # The call runs in an execute_step task (holding its step lock) or, as a step some task started and runs
+    # itself (an advance's first, or the plan's next after its brief finished: no step lock, its intent's lease
+    # guards it), in that advance_plan or execute_step task. Either way that task's message is unacked.
     unacked_tags, step_locks = set(broker.hkeys("unacked")), set(broker.keys("revplan:lock:step:*"))
     assert unacked_tags
     old_run_id = broker.info("server")["run_id"]

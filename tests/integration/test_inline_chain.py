@@ -19,7 +19,7 @@ from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
 from plans.schemas import PlanDraftInput, StepInput
 from tests.conftest import build_world
 from tests.factories import AccountFactory, allow_autopilot
-from tests.integration.harness import succeeded_task_ids, wait_for
+from tests.integration.harness import received_task_ids, succeeded_task_ids, wait_for
 
 BRIEF = "PREP_RENEWAL_BRIEF"
 ADVANCE, EXECUTE = "orchestrator.advance_plan", "orchestrator.execute_step"
@@ -140,8 +140,14 @@ def test_worker_killed_in_the_step_its_advance_runs_loses_nothing_and_doubles_no
     first = ActionIntent.objects.get(plan=plan, status=IntentStatus.EXECUTING)
     assert (first.deliveries, first.attempts) == (1, 1)
     assert not ActionIntent.objects.filter(plan=plan).exclude(pk=first.pk).exists()
-    # then: the redelivered advance leaves the claimed attempt alone; its lease runs out, a new worker takes
-    # it over with the same effect key, and the plan completes with each step once
+    # then: the attempt's lease runs out, the tick hands it to a new worker, which sends it with the same effect
+    # key, and the plan completes with each step once (the killed advance's message, unacked, comes back only
+    # after the broker's visibility sweep, ~100 s here, and finds nothing to do)
+    killed_log = worker.log_path.read_text(errors="replace")
+    assert f"Task {EXECUTE}[" not in killed_log  # the call came from the advance, not from a step's message
+    assert killed_log.count(INLINE) == 1
+    killed_advances = received_task_ids(worker, ADVANCE) - succeeded_task_ids(worker, ADVANCE)
+    assert len(killed_advances) == 1
     cluster.start_worker("w1")
     wait_for(lambda: RevenuePlan.objects.filter(pk=plan.id, plan_status=PlanStatus.COMPLETED).exists(),
              timeout=60, what="the plan to complete after the takeover")
