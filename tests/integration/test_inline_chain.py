@@ -51,6 +51,15 @@ def chained_plans(crm, count: int):
     return world, plans
 
 
+def slow_chained_plan(cluster, crm):
+    """One chained plan, each CRM call 1.5 s (time to kill a worker in), a worker w0 and a beat running."""
+    _, plans = chained_plans(crm, 1)
+    crm.state.slow_seconds = 1.5
+    worker = cluster.start_worker("w0")
+    cluster.start_beat()
+    return plans, worker
+
+
 def assert_each_step_once(plans, crm) -> None:
     ids = [plan.id for plan in plans]
     assert set(RevenuePlan.objects.filter(pk__in=ids).values_list("plan_status", flat=True)) == {PlanStatus.COMPLETED}
@@ -99,11 +108,8 @@ def test_with_the_advance_kept_from_steps_each_first_step_goes_by_message(cluste
 @pytest.mark.timeout(120)
 def test_worker_killed_in_the_middle_of_a_chain_loses_nothing_and_doubles_nothing(cluster, crm):
     # given: one chained plan, a CRM slow enough to be killed in
-    _, plans = chained_plans(crm, 1)
+    plans, worker = slow_chained_plan(cluster, crm)
     (plan,) = plans
-    crm.state.slow_seconds = 1.5
-    worker = cluster.start_worker("w0")
-    cluster.start_beat()
     # when: the first step has committed and the same task has sent the second step's request: SIGKILL
     first_done = ActionIntent.objects.filter(plan=plan, status=IntentStatus.SUCCEEDED)
     wait_for(lambda: first_done.exists() and len(crm.state.posts()) == 2, timeout=60, interval=0.02,
@@ -128,11 +134,8 @@ def test_worker_killed_in_the_middle_of_a_chain_loses_nothing_and_doubles_nothin
 @pytest.mark.timeout(120)
 def test_worker_killed_in_the_step_its_advance_runs_loses_nothing_and_doubles_nothing(cluster, crm):
     # given: one chained plan, a CRM slow enough to be killed in
-    _, plans = chained_plans(crm, 1)
+    plans, worker = slow_chained_plan(cluster, crm)
     (plan,) = plans
-    crm.state.slow_seconds = 1.5
-    worker = cluster.start_worker("w0")
-    cluster.start_beat()
     # when: the advance has activated the plan, committed the first step's claim and sent its request: SIGKILL
     wait_for(lambda: len(crm.state.posts()) == 1, timeout=60, interval=0.02,
              what="the first step's CRM call, from the advance that started it")
