@@ -69,7 +69,7 @@ def runs_steps(*, soft_time_limit: float | None, time_limit: float | None) -> bo
     if not settings.ORCHESTRATOR_ADVANCE_RUNS_STEPS:
         return False
     limit = soft_time_limit or time_limit
-    return limit is None or limit >= execute_step.soft_time_limit
+    return limit is None or limit >= settings.CELERY_TASK_ANNOTATIONS["orchestrator.execute_step"]["soft_time_limit"]
 
 
 @shared_task(name="orchestrator.execute_step", ignore_result=True)

@@ -1,11 +1,12 @@
 """orchestrator.tasks: whether an advance runs the steps it starts (runs_steps)."""
+from django.conf import settings
 from django.test import override_settings
 
 from orchestrator import tasks
 
 
 def test_an_advance_runs_its_steps_under_a_step_tasks_limits_or_this_workers_own():
-    step_limit = tasks.execute_step.soft_time_limit
+    step_limit = settings.CELERY_TASK_ANNOTATIONS["orchestrator.execute_step"]["soft_time_limit"]
     assert step_limit > 60  # the lease and the inline budget: far above the bookkeeping limit
     assert tasks.runs_steps(soft_time_limit=None, time_limit=None)
     assert tasks.runs_steps(soft_time_limit=step_limit, time_limit=step_limit + 10)
