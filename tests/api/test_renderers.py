@@ -7,9 +7,12 @@ import uuid
 from collections import OrderedDict
 
 import pytest
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy
 from rest_framework import renderers
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.utils import encoders
+from rest_framework.utils.serializer_helpers import ReturnDict, ReturnList
 
 from plans.models import PlanStatus
 from revplan.api.renderers import JSONRenderer
@@ -25,6 +28,8 @@ PAYLOADS = [
     {"text": TRICKY_TEXT, "error": ErrorDetail("Not found.", code="not_found"), "lazy": gettext_lazy("Required")},
     {"amount": decimal.Decimal("12.50"), "float": 0.1, "big": 1.5e300, "neg": -0.0, "whole": 3.0},
     OrderedDict(b=[1, (2, 3)], a={"nested": [[[]]], "empty": {}}),
+    {"safe": mark_safe("<b>x</b>"), "bytes": b"raw", "set": {"only"}, "frozen": frozenset({7})},
+    ReturnDict({"a": ReturnList([1, {"b": 2}], serializer=None)}, serializer=None),
     [],
     "plain",
     # What orjson refuses, DRF writes: past 64 bits, keys that are not strings.
@@ -43,6 +48,24 @@ def test_floats_are_the_same_numbers_in_orjsons_notation():
     rendered = JSONRenderer().render(payload)
     assert json.loads(rendered) == payload
     assert b'"small":0.00001' in rendered  # DRF: 1e-05
+
+
+def test_a_nan_or_an_infinity_is_null_where_drf_would_fail():
+    payload = {"nan": float("nan"), "inf": float("inf"), "ok": 1.5}
+    assert JSONRenderer().render(payload) == b'{"nan":null,"inf":null,"ok":1.5}'
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        renderers.JSONRenderer().render(payload)
+
+
+def test_a_renderer_with_another_encoder_is_drfs():
+    class Encoder(encoders.JSONEncoder):
+        def default(self, obj):
+            return "custom" if isinstance(obj, complex) else super().default(obj)
+
+    class Custom(JSONRenderer):
+        encoder_class = Encoder
+
+    assert Custom().render({"z": 1j}) == b'{"z":"custom"}'
 
 
 def test_an_indented_response_is_drfs():
