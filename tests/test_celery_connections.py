@@ -64,7 +64,6 @@ def _conninfo() -> str:
                                             if key in ("host", "port", "user", "password", "dbname")})
 
 
-
 def test_a_pool_child_prepares_repeated_statements_and_the_web_side_does_not(monkeypatch):
     options = connections["default"].settings_dict.setdefault("OPTIONS", {})
     assert "server_side_binding" not in options  # a web request's connection: client-side binding

@@ -229,7 +229,7 @@ def render_text(summary: dict) -> str:
               for item in rejected["items"]]
     lines += ["", f"Plans approved after people edited them: {edited['count']}"]
     lines += [f"  - {item['plan_type']} for {item['account']} (plan {item['plan_id']})" for item in edited["items"]]
-    evidence = summary.get("evidence") or {"shadow": [], "proposals_open": [], "changes": []}
+    evidence = summary.get("evidence") or {"shadow": [], "proposals_open": [], "changes_count": 0, "changes": []}
     lines += ["", "Shadow mode (what the policy would have run on its own, and how often people agreed):"
               if evidence["shadow"] else "Shadow mode: nothing judged yet."]
     lines += [f"  - {item['action_type']}: people approved {item['agreed']} of {item['decided']} as the policy saw "
@@ -238,7 +238,7 @@ def render_text(summary: dict) -> str:
     lines += ["", f"Promotions waiting for your confirmation: {len(evidence['proposals_open'])}"]
     lines += [f"  - {item['action_type']}: {item['from_mode']} -> {item['to_mode']} ({item['agreed']} of "
               f"{item['decisions']} agreed)" for item in evidence["proposals_open"]]
-    lines += ["", f"Autonomy changed by evidence: {evidence.get('changes_count', len(evidence['changes']))}"]
+    lines += ["", f"Autonomy changed by evidence: {evidence['changes_count']}"]
     lines += [f"  - {item['reason']}: {item['explanation']}" for item in evidence["changes"]]
     proposals = summary["proposals"]
     lines += ["", "Proposal triggers: " + (", ".join(f"{key} x{count}" for key, count in proposals.items())

@@ -259,7 +259,7 @@ def incident_evidence(tenant_id: UUID, action_type: str, *, now: datetime) -> di
     runs used."""
     window_days = settings.REVPLAN_DEMOTION_WINDOW_DAYS
     promoted_at = _entered_mode_at(tenant_id, action_type, AutonomyMode.AUTO_EXECUTE)
-    since = max(now - timedelta(days=window_days), promoted_at) if promoted_at else now - timedelta(days=window_days)
+    since = max(moment for moment in (now - timedelta(days=window_days), promoted_at) if moment)
     autonomous = ActionIntent.objects.filter(tenant_id=tenant_id, action_type=action_type, plan__isnull=False,
                                              approved_by__isnull=True)
     compensations = autonomous.filter(compensated_at__gte=since).count()
