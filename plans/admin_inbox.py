@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from plans import admin_views, selectors, services
+from plans.admin_base import released_once_rendered
 from plans.authority import APPROVERS
 from plans.errors import DomainError
 from plans.inbox import InboxItem, InboxKind, inbox_entries, inbox_items
@@ -103,7 +104,8 @@ def inbox(model_admin, request: HttpRequest) -> HttpResponse:
     window = ((int(number) - 1) * ITEMS_PER_PAGE, ITEMS_PER_PAGE) if number.isdigit() and 0 < int(number) < 10**6 \
         else None
     page = Paginator(inbox_entries(request.user, window=window), ITEMS_PER_PAGE).get_page(number)
-    page_rows = rows(inbox_items(request.user, now=now, entries=list(page.object_list)))
+    items = inbox_items(request.user, now=now, entries=list(page.object_list))
+    page_rows = rows(items)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
@@ -112,7 +114,8 @@ def inbox(model_admin, request: HttpRequest) -> HttpResponse:
         "page": page,
         "bulk": any(row["bulk_value"] for row in page_rows),
     }
-    return TemplateResponse(request, "admin/plans/inbox.html", context)
+    return released_once_rendered(TemplateResponse(request, "admin/plans/inbox.html", context),
+                                  [item.plan for item in items])
 
 
 def approve_steps(request: HttpRequest, values: list[str]) -> None:

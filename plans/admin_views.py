@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from plans import console, selectors, services
+from plans.admin_base import released_once_rendered
 from plans.authority import OWNER_ROLES, Verb, denial
 from plans.errors import DomainError
 from plans.models import Account, PlanStep, RevenuePlan, Role
@@ -126,14 +127,16 @@ def open_plans(model_admin, request: HttpRequest) -> HttpResponse:
     # A page at a time: the page's cost stays that of OPEN_PLANS_PER_PAGE plans, however many are open.
     page = BoundedCountPaginator(console.open_plans_of(model_admin.get_queryset(request)),
                                  OPEN_PLANS_PER_PAGE).get_page(request.GET.get("p"))
+    rows = console.open_plan_rows(page.object_list)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "title": "Active plans",
-        "rows": console.open_plan_rows(page.object_list),
+        "rows": rows,
         "page": page,
     }
-    return TemplateResponse(request, "admin/plans/revenueplan/open_plans.html", context)
+    return released_once_rendered(TemplateResponse(request, "admin/plans/revenueplan/open_plans.html", context),
+                                  [row.plan for row in rows])
 
 
 # --- an account's owner -------------------------------------------------------------------------------

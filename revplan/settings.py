@@ -131,7 +131,10 @@ WSGI_APPLICATION = "revplan.wsgi.application"
 
 TEMPLATES = [
     {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Django's backend, letting go of each page's context when it is rendered (revplan.template_backend);
+        # named as Django's is, which other code asks for (engines["django"]).
+        "BACKEND": "revplan.template_backend.ReleasingDjangoTemplates",
+        "NAME": "django",
         "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
