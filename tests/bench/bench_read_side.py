@@ -276,7 +276,7 @@ def test_read_side_at_100k_plans(transactional_db):
     vacuum_analyze()
     record("read_side_load", **{"vacuum analyze s": round(time.perf_counter() - started, 1)})
     # What a served process does once it has loaded (revplan.wsgi): start-up's objects out of the collector's walks.
-    freeze_startup_heap()
+    freeze_startup_heap(serves_requests=True)
     results = {}
     for page_index, (kind, name, url) in enumerate(tenants[0][2]):
         measured = measure([(client, tenant_pages[page_index][2]) for _, client, tenant_pages in tenants])
