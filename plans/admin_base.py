@@ -52,11 +52,12 @@ def visible_users(queryset, user):
     return queryset.filter(pk__in=visible_to(Membership.objects.all(), user).values("user_id"))
 
 
-def released_once_rendered(response, plans):
-    """`response` (a TemplateResponse), with `plans` released (selectors.release_page) once it is rendered: the
-    template reads their steps and layers, and left linked they were cycles — a page of 100 open plans, ~7,000
-    objects — that waited for the collector's full pass, the admin pages' p95 (tests/bench/bench_read_side.py)."""
-    response.add_post_render_callback(lambda _rendered: release_page(plans))
+def released_once_rendered(response, rows):
+    """`response` (a TemplateResponse), with the model `rows` it shows released (selectors.release_page) once it
+    is rendered: the template reads their prefetched relations (a plan's steps and layers), and left linked they
+    were cycles — a page of 100 open plans, ~7,000 objects — that waited for the collector's full pass, the admin
+    pages' p95 (tests/bench/bench_read_side.py)."""
+    response.add_post_render_callback(lambda _rendered: release_page(rows))
     return response
 
 
@@ -140,7 +141,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         changelist = (getattr(response, "context_data", None) or {}).get("cl")
-        return released_once_rendered(response, changelist.result_list) if changelist is not None else response
+        if changelist is None:  # a redirect, an action's own page
+            return response
+        return released_once_rendered(response, changelist.result_list)
 
     def action_checkbox(self, obj):
         # The same markup as Django's, without rendering a widget template per row: that was a third of a

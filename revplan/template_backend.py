@@ -13,16 +13,18 @@ from django.template.context import make_context
 
 
 class ReleasingTemplate(Template):
+    # Django's Template.render (django/template/backends/django.py, Django 5.2) with the stack emptied after a
+    # render that succeeded; one that failed keeps its context for the debug page's frames (and the collector).
     def render(self, context=None, request=None):
         context = make_context(context, request, autoescape=self.backend.engine.autoescape)
         try:
-            return self.template.render(context)
+            rendered = self.template.render(context)
         except TemplateDoesNotExist as exc:
             reraise(exc, self.backend)
-        finally:
-            # Nothing reads the context after rendering (the test client keeps a copy of its own, made while
-            # rendering, whose stack is a separate list).
-            context.dicts.clear()
+        # Nothing reads the context after rendering (the test client keeps a copy of its own, made while
+        # rendering, whose stack is a separate list).
+        context.dicts.clear()
+        return rendered
 
 
 class ReleasingDjangoTemplates(DjangoTemplates):
