@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
+from django.template.loader import select_template
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import RFC3986_SUBDELIMS
@@ -134,6 +135,15 @@ class TenantScopedAdmin(admin.ModelAdmin):
         # PostgreSQL walks one in order only for a tenant id it knows (selectors.visible_tenant_id_list).
         tenant_ids = once_a_request(request, "tenant_ids", lambda: visible_tenant_id_list(request.user))
         return super().get_queryset(request).filter(**{f"{self.tenant_path}__in": tenant_ids})
+
+    @cached_property
+    def change_list_template(self) -> str:
+        # The first of Django's candidates that exists, found once for the process: looked up on each request,
+        # every missing one raised TemplateDoesNotExist, whose traceback kept the request's frames — ~1,000
+        # objects a list page — as a cycle for the collector. A subclass may still name its own.
+        opts = self.model._meta
+        return select_template([f"admin/{opts.app_label}/{opts.model_name}/change_list.html",
+                                f"admin/{opts.app_label}/change_list.html", "admin/change_list.html"]).template.name
 
     def get_changelist(self, request, **kwargs):
         return FastLinksChangeList
