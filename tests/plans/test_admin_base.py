@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 
 from plans import ledger
 from plans.admin_base import FastLinksChangeList
-from plans.models import RevenuePlan
+from plans.models import IntegrationToken, PlanLedgerEntry, RevenuePlan
 from tests.factories import AccountFactory, make_plan
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +79,11 @@ def test_the_lists_escape_what_people_and_systems_wrote(world, client):
         assert response.status_code == 200, url
         assert b"<script>alert(1)</script>" not in response.content, url
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/admin/plans/revenueplan/").content
+
+
+def test_a_changelist_template_is_found_once_for_the_process():
+    """Looked up on each request, each missing candidate raised an exception whose traceback kept the request's
+    frames as a cycle (tests/test_template_backend.py); a list that names its own template keeps it."""
+    ledger_admin, tokens_admin = admin.site._registry[PlanLedgerEntry], admin.site._registry[IntegrationToken]
+    assert ledger_admin.change_list_template == "admin/change_list.html"
+    assert tokens_admin.change_list_template == "admin/plans/integrationtoken/change_list.html"
