@@ -5,7 +5,8 @@ django.template.context.make_context pushes the view's dict as a ContextDict —
 its context. That cycle held everything the page showed (a changelist's 50 plans with their accounts and
 owners, ~1,100 objects; the Active plans page ~3,900) until the garbage collector's full pass, which then ran
 every few admin requests and walked them: the pages' p95 (tests/bench/bench_read_side.py). Emptying the
-context's stack once rendering ends breaks the cycle, and reference counting frees the page when it is sent.
+context's stack once a render has succeeded breaks the cycle, and reference counting frees the page when it is
+sent.
 """
 from django.template import TemplateDoesNotExist
 from django.template.backends.django import DjangoTemplates, Template, reraise
