@@ -1,5 +1,6 @@
 """Which plans need attention (DESIGN §4): the tick's claim queries, each an index range, so a tick's
 cost does not grow with the plans that need nothing."""
+import math
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -75,3 +76,21 @@ def due_plan_ids(*, now: datetime | None = None) -> list[UUID]:
         .distinct()[: settings.ORCHESTRATOR_TICK_BATCH]
     )
     return list(dict.fromkeys(plan_ids))
+
+
+def advance_batches(plan_ids: list[UUID]) -> list[list[UUID]]:
+    """The tick's due plans as the advance messages it sends: up to ORCHESTRATOR_ADVANCE_BATCH plans each (one
+    transaction and one commit for their advances, one message), but never fewer messages than
+    ORCHESTRATOR_ADVANCE_SPREAD while there are that many plans, so a handful of due plans still spreads over
+    the workers instead of queueing in one task. Sizes differ by at most one."""
+    if not plan_ids:
+        return []
+    messages = max(math.ceil(len(plan_ids) / max(1, settings.ORCHESTRATOR_ADVANCE_BATCH)),
+                   min(len(plan_ids), settings.ORCHESTRATOR_ADVANCE_SPREAD))
+    size, larger = divmod(len(plan_ids), messages)
+    batches, start = [], 0
+    for index in range(messages):
+        end = start + size + (1 if index < larger else 0)
+        batches.append(plan_ids[start:end])
+        start = end
+    return batches

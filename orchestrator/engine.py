@@ -26,11 +26,11 @@ from plans import ledger, policy, services
 from plans.errors import Conflict
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
-from plans.locking import lock_account, lock_plan
+from plans.locking import lock_accounts, lock_plan, lock_plans
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
-from plans.selectors import advance_facts, killed_by, plan_steps
+from plans.selectors import advance_facts, killed_by, plan_steps, steps_of_plans
 from revplan.compiled import CompiledQuery
 
 logger = logging.getLogger(__name__)
@@ -87,17 +87,56 @@ def advance(plan_id: UUID, *, inline: bool = False) -> FollowUp:
     """advance_plan, as the task runs it: with `inline`, the first step it starts is created claimed by the
     caller, who runs it next (step_runner.run_inline), as a step's task runs the step after it (DESIGN §4);
     the other steps it starts are FollowUp.keys, to send."""
+    return advance_many([plan_id], inline=inline).get(plan_id, FollowUp())
+
+
+def advance_many(plan_ids: list[UUID], *, inline: bool = False) -> dict[UUID, FollowUp]:
+    """advance() of several plans (a tick's batch: orchestrator.claims.advance_batches) in one transaction:
+    their rows read, locked, their steps and attempts read in a statement each, one commit; each plan then
+    advanced as if alone (its FollowUp by plan id; none for a plan that is gone or finished). Should the batch
+    fail, each plan is advanced in a transaction of its own, so that one plan's error is only its own."""
+    try:
+        return _advance_batch(plan_ids, inline=inline)
+    except Exception:
+        if len(plan_ids) == 1:
+            raise
+        logger.exception("batched advance failed; advancing its plans one by one",
+                         extra={"plan_ids": [str(plan_id) for plan_id in plan_ids]})
+    follow_ups = {}
+    for plan_id in plan_ids:
+        try:
+            follow_ups.update(_advance_batch([plan_id], inline=inline))
+        except Exception:
+            # As a failed advance_plan task: the tick's claim brings the plan back (its re-enqueue guard).
+            logger.exception("advance failed", extra={"plan_id": str(plan_id)})
+    return follow_ups
+
+
+def _advance_batch(plan_ids: list[UUID], *, inline: bool) -> dict[UUID, FollowUp]:
     with transaction.atomic():
-        row = RevenuePlan.objects.filter(pk=plan_id).values_list("plan_status", "account_id").first()
-        if row is None or row[0] in TERMINAL:
-            return FollowUp()
-        status, account_id = row
-        # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted).
-        may_activate = status in (PlanStatus.APPROVED, PlanStatus.PAUSED)
-        if may_activate:
-            lock_account(account_id)  # before the plan: the order every move into ACTIVE takes
-        plan = lock_plan(plan_id)
-        return _advance_locked(plan, now=timezone.now(), may_activate=may_activate, inline=inline)
+        rows = (RevenuePlan.objects.filter(pk__in=plan_ids).exclude(plan_status__in=TERMINAL)
+                .values_list("pk", "plan_status", "account_id"))
+        # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted):
+        # its account is locked first, the order every move into ACTIVE takes.
+        may_activate = {pk: account_id for pk, status, account_id in rows
+                        if status in (PlanStatus.APPROVED, PlanStatus.PAUSED)}
+        if not rows:
+            return {}
+        lock_accounts(may_activate.values())
+        plans = lock_plans([pk for pk, _, _ in rows])
+        steps, intents = steps_of_plans(plans), intents_of_plans(plans)
+        now = timezone.now()
+        return {plan.pk: _advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
+                                         may_activate=plan.pk in may_activate, inline=inline)
+                for plan in plans}
+
+
+def intents_of_plans(plans: list[RevenuePlan]) -> dict[UUID, list[ActionIntent]]:
+    """Every attempt of each plan, in one read."""
+    by_plan: dict[UUID, list[ActionIntent]] = {plan.pk: [] for plan in plans}
+    for intent in ActionIntent.objects.filter(plan_id__in=list(by_plan)):
+        by_plan[intent.plan_id].append(intent)
+    return by_plan
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], owner_active: bool,
@@ -121,11 +160,12 @@ def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: froz
 
 
 def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
-                    may_activate: bool = False, inline: bool = False) -> FollowUp:
+                    intents: list[ActionIntent] | None = None, may_activate: bool = False,
+                    inline: bool = False) -> FollowUp:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
-    account's first: the plan may then move into ACTIVE) in an open transaction. `steps`: the plan's
-    steps if the caller has them. `inline`: the first step it starts is created claimed by the caller, who
-    runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys)."""
+    account's first: the plan may then move into ACTIVE) in an open transaction. `steps`, `intents`: the
+    plan's steps and attempts if the caller has them. `inline`: the first step it starts is created claimed
+    by the caller, who runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys)."""
     steps = plan_steps(plan) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
@@ -140,7 +180,8 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return FollowUp()
     config = get_plan_type_config(plan.plan_type, plan.plan_type_version)
-    intents = {(intent.step_id, intent.attempt): intent for intent in _PLAN_INTENTS.all(plan_id=plan.id)}
+    intents = _PLAN_INTENTS.all(plan_id=plan.id) if intents is None else intents
+    intents = {(intent.step_id, intent.attempt): intent for intent in intents}
     # Outcomes a worker finished but did not get to record (it died in between).
     for step in steps:
         intent = intents.get((step.step_id, step.attempts))

@@ -31,6 +31,13 @@ def lock_plan(plan_id: UUID) -> RevenuePlan:
     return plan
 
 
+def lock_plans(plan_ids) -> list[RevenuePlan]:
+    """lock_plan of several plans in one statement, locked in id order (as lock_open_plans_of_account); a plan
+    that does not exist is left out."""
+    return list(RevenuePlan.objects.select_for_update(of=("self",)).select_related("account__owner")
+                .filter(pk__in=list(plan_ids)).order_by("pk"))
+
+
 def share_plan_key(plan_id: UUID) -> None:
     """The plan's KEY SHARE lock, for a transaction that writes a row pointing at the plan twice (PostgreSQL then
     checks that row's foreign keys at commit, taking this lock there): taken first, the order is plan before its
@@ -46,6 +53,15 @@ def lock_account(account_id: UUID) -> Account:
         return Account.objects.select_for_update(no_key=True).get(pk=account_id)
     except (Account.DoesNotExist, ValueError):
         raise NotFound("NOT_FOUND", f"Account {account_id} does not exist.") from None
+
+
+def lock_accounts(account_ids) -> None:
+    """lock_account of several accounts in one statement, in id order: a caller locking plans of several
+    accounts (a batched advance) takes all their accounts first, then the plans."""
+    account_ids = sorted(set(account_ids))
+    if account_ids:
+        list(Account.objects.select_for_update(no_key=True).filter(pk__in=account_ids).order_by("pk")
+             .values_list("pk", flat=True))
 
 
 def lock_account_then_plan(plan_id: UUID) -> RevenuePlan:

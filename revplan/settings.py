@@ -309,6 +309,7 @@ CELERY_TASK_ROUTES = {
     "orchestrator.tick": {"queue": "ticks"},
     "plans.tasks.*": {"queue": "ticks"},
     "orchestrator.advance_plan": {"queue": "advance"},
+    "orchestrator.advance_plans": {"queue": "advance"},
     "orchestrator.execute_step": {"queue": "execute"},
 }
 # A worker that finishes a step runs the plan's next runnable step itself, up to this many in a row and for
@@ -330,12 +331,18 @@ CELERY_TASK_ANNOTATIONS = {
     # It also runs the plan's next steps after it (ORCHESTRATOR_INLINE_*), starting none past its budget.
     "orchestrator.advance_plan": _STEP_TASK_LIMITS if ORCHESTRATOR_ADVANCE_RUNS_STEPS
     else {"soft_time_limit": 50, "time_limit": 60},
+    "orchestrator.advance_plans": _STEP_TASK_LIMITS if ORCHESTRATOR_ADVANCE_RUNS_STEPS
+    else {"soft_time_limit": 50, "time_limit": 60},
     "orchestrator.execute_step": _STEP_TASK_LIMITS,
 }
 
 ORCHESTRATOR_TICK_SECONDS = float(os.environ.get("ORCHESTRATOR_TICK_SECONDS", "30"))
 # Plans one tick claims at most; the rest wait for the next tick (oldest next_run_at first).
 ORCHESTRATOR_TICK_BATCH = int(os.environ.get("ORCHESTRATOR_TICK_BATCH", "10000"))
+# The tick sends its due plans in messages of up to ORCHESTRATOR_ADVANCE_BATCH plans (their advances share a
+# transaction and a commit), in at least ORCHESTRATOR_ADVANCE_SPREAD messages while there are that many plans.
+ORCHESTRATOR_ADVANCE_BATCH = int(os.environ.get("ORCHESTRATOR_ADVANCE_BATCH", "10"))
+ORCHESTRATOR_ADVANCE_SPREAD = int(os.environ.get("ORCHESTRATOR_ADVANCE_SPREAD", "16"))
 # A plan a tick enqueued is not enqueued again for this long, by any beat.
 ORCHESTRATOR_REENQUEUE_GUARD_SECONDS = float(os.environ.get("ORCHESTRATOR_REENQUEUE_GUARD_SECONDS", "60"))
 ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS = float(os.environ.get("ORCHESTRATOR_ACTIVATION_RECHECK_SECONDS", "60"))

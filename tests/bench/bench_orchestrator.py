@@ -297,27 +297,38 @@ def stats_delta(before: dict, after: dict) -> dict:
     return {key: after[key] - before[key] for key in before}
 
 
-def run_task(task: str, item, send) -> engine.FollowUp:
-    """One orchestrator task's work, as orchestrator.tasks does it: the advance or the step, then the steps it
-    claimed for itself (run_inline), the others handed to `send`; returns what is left to send."""
-    run = engine.advance if task == "advance" else step_runner.execute_step
-    return step_runner.run_inline(run(item, inline=True), send=send)
+def run_task(task: str, item, send) -> dict:
+    """One orchestrator task's work, as orchestrator.tasks does it: the advance of a batch of plans (`item`: their
+    ids, as the tick groups them: claims.advance_batches) or one step (`item`: its key), then the steps each
+    claimed for itself (run_inline), the others handed to `send`; returns what is left to send, by plan id."""
+    if task == "advance":
+        follow_ups = engine.advance_many(list(item), inline=True)
+    else:
+        follow_ups = {item.plan_id: step_runner.execute_step(item, inline=True)}
+    return {plan_id: step_runner.run_inline(follow_up, send=send) for plan_id, follow_up in follow_ups.items()}
+
+
+def follow_up_tasks(sent: list, follow_ups: dict) -> list[tuple]:
+    """The tasks a task's work sends on: a message per step it did not run, an advance where it asks for one."""
+    tasks_sent = [("execute", key) for key in sent]
+    for plan_id, follow_up in follow_ups.items():
+        tasks_sent += [("execute", key) for key in follow_up.keys]
+        if follow_up.advance:
+            tasks_sent.append(("advance", [plan_id]))
+    return tasks_sent
 
 
 def run_in_process(plan_ids) -> dict:
-    """Drive plans to completion with the engine's own functions in this process, task by task (run_task),
-    counting per task type: an advance's inline steps count as the advance's, as in the worker."""
+    """Drive plans to completion with the engine's own functions in this process, task by task (run_task; the
+    advances batched as the tick batches them), counting per task type: an advance's inline steps count as the
+    advance's, as in the worker."""
     work = DbWork(("advance", "execute"))
     with work.counting():
-        for plan_id in plan_ids:
-            pending = [("advance", plan_id)]
-            while pending:
-                task, item = pending.pop()
-                sent: list = []
-                follow_up = work.run(task, run_task, task, item, sent.extend)
-                pending += [("execute", key) for key in sent + follow_up.keys]
-                if follow_up.advance:
-                    pending.append(("advance", plan_id))
+        pending = [("advance", batch) for batch in claims.advance_batches(list(plan_ids))]
+        while pending:
+            task, item = pending.pop()
+            sent: list = []
+            pending += follow_up_tasks(sent, work.run(task, run_task, task, item, sent.extend))
     assert RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count() == len(plan_ids)
     steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()
     return {"steps": steps, **work.counts}

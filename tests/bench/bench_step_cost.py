@@ -4,8 +4,8 @@
 N approved 2-step PREP_RENEWAL_BRIEF plans (internal connector, no approval needed) driven to completion
 with the engine's own functions, in this process, no broker: a FIFO of tasks like a worker's queue (as
 orchestrator.tasks runs them: a task runs the step it claimed, an advance's first or a step's next, and sends
-the others), and every TICK_EVERY tasks a tick
-(due_plan_ids + one advance per plan it claims), as the beat would under load. Reported per step:
+the others; the advances batched as the tick batches them: claims.advance_batches), and every TICK_EVERY tasks a
+tick (due_plan_ids + an advance per batch of the plans it claims), as the beat would under load. Reported per step:
 wall ms, queries, transactions (autocommit statements + committed atomic blocks), advances.
 Printed only (not added to var/bench/orchestrator.json, which a run of this test alone would overwrite).
 """
@@ -17,7 +17,7 @@ import pytest
 from orchestrator import claims
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import PlanStatus, RevenuePlan
-from tests.bench.bench_orchestrator import make_brief_plans, run_task
+from tests.bench.bench_orchestrator import follow_up_tasks, make_brief_plans, run_task
 from tests.bench.db_work import DbWork
 from tests.conftest import build_world
 
@@ -27,19 +27,17 @@ TICK_EVERY = 20
 
 def drive(plan_ids) -> dict:
     work = DbWork(("advance", "execute", "tick"))
-    queue = deque(("advance", plan_id) for plan_id in plan_ids)
+    queue = deque(("advance", batch) for batch in claims.advance_batches(list(plan_ids)))
     tasks_run = 0
     with work.counting():
         while queue:
             kind, arg = queue.popleft()
             sent: list = []
-            follow_up = work.run(kind, run_task, kind, arg, sent.extend)
-            queue.extend(("execute", key) for key in sent + follow_up.keys)
-            if follow_up.advance:
-                queue.append(("advance", arg if kind == "advance" else arg.plan_id))
+            queue.extend(follow_up_tasks(sent, work.run(kind, run_task, kind, arg, sent.extend)))
             tasks_run += 1
             if tasks_run % TICK_EVERY == 0 or not queue:
-                queue.extend(("advance", plan_id) for plan_id in work.run("tick", claims.due_plan_ids))
+                due = work.run("tick", claims.due_plan_ids)
+                queue.extend(("advance", batch) for batch in claims.advance_batches(due))
     done = RevenuePlan.objects.filter(id__in=plan_ids, plan_status=PlanStatus.COMPLETED).count()
     assert done == len(plan_ids), f"{done} of {len(plan_ids)} plans completed"
     steps = ActionIntent.objects.filter(plan_id__in=plan_ids, status=IntentStatus.SUCCEEDED).count()

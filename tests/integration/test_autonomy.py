@@ -113,7 +113,7 @@ def test_a_budget_of_n_lets_exactly_n_run_on_their_own_when_4n_are_due_across_tw
     assert AutonomyUsage.objects.get(tenant=world.tenant, account__isnull=True, action_type=BRIEF).used == BUDGET
     # ... and both worker processes took part
     for worker in workers:
-        assert "orchestrator.advance_plan" in worker.log_path.read_text(errors="replace")
+        assert "orchestrator.advance_plans" in worker.log_path.read_text(errors="replace")
 
 
 @pytest.mark.timeout(150)

@@ -1,6 +1,7 @@
 """The next step in the same task (DESIGN §4): the advance that starts a plan's first step runs it itself, a
 worker that finishes a step runs the plan's next runnable step itself, and a worker SIGKILLed in the middle of
-that chain (in either step) loses nothing and doubles nothing.
+that chain (in either step), or of a batch of plans one advance_plans message brought, loses nothing and
+doubles nothing.
 
 The chain is two PREP_RENEWAL_BRIEFs, the second depending on the first, routed to the CRM test server
 (a tenant route), so each step is one HTTP call the test can see arrive and kill the worker in.
@@ -22,7 +23,7 @@ from tests.factories import AccountFactory, allow_autopilot
 from tests.integration.harness import received_task_ids, succeeded_task_ids, wait_for
 
 BRIEF = "PREP_RENEWAL_BRIEF"
-ADVANCE, EXECUTE = "orchestrator.advance_plan", "orchestrator.execute_step"
+ADVANCE, EXECUTE = "orchestrator.advance_plans", "orchestrator.execute_step"  # the tick sends advance_plans
 INLINE = "running the next step in the same task"
 
 
@@ -159,3 +160,31 @@ def test_worker_killed_in_the_step_its_advance_runs_loses_nothing_and_doubles_no
     posts = crm.state.posts()
     assert len(posts) == 3  # the killed call, the takeover's (same Idempotency-Key), the second step
     assert posts[0][2]["Idempotency-Key"] == posts[1][2]["Idempotency-Key"]
+
+
+@pytest.mark.timeout(150)
+def test_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_doubles_nothing(cluster, crm):
+    # given: three chained plans the tick sends in one advance_plans message (a spread of 1), a slow CRM
+    _, plans = chained_plans(crm, 3)
+    crm.state.slow_seconds = 1.5
+    worker = cluster.start_worker("w0", env={"ORCHESTRATOR_ADVANCE_SPREAD": "1"})
+    cluster.start_beat()
+    # when: the batch's one transaction has committed all three first steps, created claimed by its task, and the
+    # task is inside the first one's CRM call: SIGKILL
+    wait_for(lambda: len(crm.state.posts()) == 1, timeout=60, interval=0.02, what="the batch's first CRM call")
+    worker.kill()
+    ids = [plan.id for plan in plans]
+    claimed = ActionIntent.objects.filter(plan_id__in=ids)
+    assert claimed.count() == 3
+    assert set(claimed.values_list("status", flat=True)) == {IntentStatus.EXECUTING}
+    killed_log = worker.log_path.read_text(errors="replace")
+    assert len(received_task_ids(worker, ADVANCE)) == 1
+    assert succeeded_task_ids(worker, ADVANCE) == set()
+    assert f"Task {EXECUTE}[" not in killed_log
+    # then: the leases run out, the tick hands the three attempts to a new worker (the killed call's with the same
+    # effect key, the two never sent for the first time), and every plan completes with each step once
+    cluster.start_worker("w1")
+    wait_for(lambda: RevenuePlan.objects.filter(pk__in=ids, plan_status=PlanStatus.COMPLETED).count() == 3,
+             timeout=90, what="the batch's plans to complete after the takeover")
+    assert_each_step_once(plans, crm)
+    assert len(crm.state.posts()) == 2 * len(plans) + 1  # each step once, and the killed call's resend

@@ -1,0 +1,104 @@
+"""Several plans per advance (orchestrator.claims.advance_batches, engine.advance_many): one transaction for
+a tick's batch, each plan advanced as if alone, one plan's failure only its own."""
+import logging
+import re
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orchestrator import claims, engine
+from orchestrator.execution.models import ActionIntent, IntentStatus
+from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
+from tests.factories import AccountFactory, allow_autopilot
+from tests.orchestrator.test_engine import BRIEF, approved_plan
+
+
+@pytest.mark.parametrize(("due", "batch", "spread", "sizes"), [
+    (0, 10, 16, []),
+    (5, 10, 16, [1] * 5),  # fewer than the spread: one plan per message, as many workers as there are plans
+    (40, 10, 16, [3] * 8 + [2] * 8),
+    (2000, 10, 16, [10] * 200),
+    (45, 10, 4, [9] * 5),
+    (7, 10, 1, [7]),
+])
+def test_the_ticks_due_plans_go_out_in_batches_that_still_spread(settings, due, batch, spread, sizes):
+    settings.ORCHESTRATOR_ADVANCE_BATCH, settings.ORCHESTRATOR_ADVANCE_SPREAD = batch, spread
+    plan_ids = [uuid.uuid4() for _ in range(due)]
+    batches = claims.advance_batches(plan_ids)
+    assert [len(batch) for batch in batches] == sizes
+    assert [plan_id for batch in batches for plan_id in batch] == plan_ids  # each once, oldest first
+
+
+def plans_of_accounts(world, count: int) -> list[RevenuePlan]:
+    allow_autopilot(world.tenant, BRIEF)
+    return [approved_plan(world, BRIEF, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+            for _ in range(count)]
+
+
+def started(plan) -> list[str]:
+    return list(PlanLedgerEntry.objects.filter(plan=plan).order_by("chain_seq").values_list("event_type", flat=True))
+
+
+def test_a_batch_advances_each_plan_as_alone(world):
+    plans = plans_of_accounts(world, 3)
+    finished = approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+    RevenuePlan.objects.filter(pk=finished.pk).update(plan_status=PlanStatus.COMPLETED)
+    unknown = uuid.uuid4()
+    follow_ups = engine.advance_many([plan.id for plan in plans] + [finished.id, unknown], inline=True)
+    # a follow-up per plan that was advanced: its first step created claimed by the caller; none for the others
+    assert set(follow_ups) == {plan.id for plan in plans}
+    for plan in plans:
+        assert follow_ups[plan.id].inline.key.plan_id == plan.id
+        assert follow_ups[plan.id].keys == []
+        assert ActionIntent.objects.get(plan=plan).status == IntentStatus.EXECUTING
+        assert RevenuePlan.objects.get(pk=plan.id).plan_status == PlanStatus.ACTIVE
+        assert started(plan)[-2:] == [EventType.PLAN_ACTIVATED, EventType.STEP_ATTEMPT_STARTED]
+    assert not ActionIntent.objects.filter(plan=finished).exists()
+
+
+def test_a_batch_reads_its_plans_steps_and_attempts_once_whatever_its_size(world):
+    def reads(count: int) -> dict:
+        plans = plans_of_accounts(world, count)
+        with CaptureQueriesContext(connection) as queries:
+            engine.advance_many([plan.id for plan in plans])
+        sql = [query["sql"] for query in queries]
+        return {"locks": sum(bool(re.search(r"FOR (NO KEY )?UPDATE", statement)) for statement in sql),
+                "steps": sum(statement.startswith('SELECT "plans_planstep"') for statement in sql),
+                "intents": sum(statement.startswith('SELECT "orchestrator_actionintent"') for statement in sql)}
+    assert reads(2) == reads(5) == {"locks": 2, "steps": 1, "intents": 1}  # the accounts, then the plans
+
+
+def test_one_plans_failure_in_a_batch_is_only_its_own(world, monkeypatch, caplog):
+    plans = plans_of_accounts(world, 3)
+    broken_plan = plans[1]
+    decide = engine.decide_step
+
+    def broken(plan, step, **kwargs):
+        if plan.pk == broken_plan.pk:
+            raise RuntimeError("autonomy settings unreadable")
+        return decide(plan, step, **kwargs)
+
+    monkeypatch.setattr(engine, "decide_step", broken)
+    with caplog.at_level(logging.ERROR, logger="orchestrator.engine"):
+        follow_ups = engine.advance_many([plan.id for plan in plans])
+    # the batch's transaction rolled back; then each plan in its own: the others advanced, the broken one left
+    # as it was (the tick's claim guard brings it back), and both failures logged with what failed
+    assert set(follow_ups) == {plans[0].id, plans[2].id}
+    for plan in (plans[0], plans[2]):
+        assert [key.plan_id for key in follow_ups[plan.id].keys] == [plan.id]
+        assert ActionIntent.objects.filter(plan=plan).count() == 1
+    assert RevenuePlan.objects.get(pk=broken_plan.id).plan_status == PlanStatus.APPROVED
+    assert not ActionIntent.objects.filter(plan=broken_plan).exists()
+    assert EventType.PLAN_ACTIVATED not in started(broken_plan)
+    messages = [(record.getMessage(), getattr(record, "plan_id", None)) for record in caplog.records]
+    assert ("batched advance failed; advancing its plans one by one", None) in messages
+    assert ("advance failed", str(broken_plan.id)) in messages
+
+
+def test_a_single_plans_failure_is_raised_as_before(world, monkeypatch):
+    (plan,) = plans_of_accounts(world, 1)
+    monkeypatch.setattr(engine, "decide_step", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        engine.advance(plan.id)
