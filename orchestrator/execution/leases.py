@@ -10,8 +10,10 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models.sql import UpdateQuery
 
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt, IntentStatus
+from revplan.rows import insert_columns, insert_values
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +88,6 @@ def attempt_row(held: Claim, number, delay, started_at, outcome, error, *, now: 
     )
 
 
-def record_last_try(last_try: ExecutionAttempt | None) -> None:
-    """The try that ended the execution, written in the transaction of the claim-conditional finish:
-    only the claim's holder gets here, so a stale worker's try is never recorded next to the takeover's.
-    ON CONFLICT DO NOTHING: should a takeover have recorded this try already, its record stands.
-    """
-    if last_try is not None:
-        ExecutionAttempt.objects.bulk_create([last_try], ignore_conflicts=True)
-
-
 def record_try(held: Claim, number, delay, started_at, outcome, error, *, now: datetime) -> None:
     """A try that did not end the execution (a transient failure), in its own transaction."""
     try:
@@ -115,14 +108,33 @@ def record_try(held: Claim, number, delay, started_at, outcome, error, *, now: d
                                                                             "try": number})
 
 
-def finish(intent: ActionIntent, held: Claim | None, *, now: datetime, **fields) -> bool:
+def finish(intent: ActionIntent, held: Claim | None, *, now: datetime, last_try: ExecutionAttempt | None = None,
+           **fields) -> bool:
     """Conditional on the claim (or, with none, on the intent still being PENDING): a stale worker's
     result is refused (returns False). On success `intent` gets the written fields: while the claim
-    held, nobody else wrote the row."""
+    held, nobody else wrote the row.
+
+    `last_try`: the try that ended the execution, written by the same statement only where the finish is:
+    a stale worker's try is never recorded next to the takeover's. Should a takeover have recorded this
+    try already, its record stands (ON CONFLICT DO NOTHING)."""
     match = {"pk": intent.pk, "lease_token": held.token, "status": IntentStatus.EXECUTING} if held else {
         "pk": intent.pk, "status": IntentStatus.PENDING}
     fields = {"finished_at": now, "lease_token": None, "lease_expires_at": None, **fields}
-    if not ActionIntent.objects.filter(**match).update(**fields):
+    finished = ActionIntent.objects.filter(**match)
+    if last_try is None:
+        written = finished.update(**fields)
+    else:
+        update = finished.query.chain(UpdateQuery)
+        update.add_update_values(fields)
+        update_sql, update_params = update.get_compiler(finished.db).as_sql()
+        attempt_fields, columns, values = insert_columns(ExecutionAttempt)
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH finished AS ({update_sql} RETURNING 1), recorded AS ("
+                           f"INSERT INTO {ExecutionAttempt._meta.db_table} ({columns}) SELECT {values} FROM finished "
+                           "ON CONFLICT DO NOTHING) SELECT count(*) FROM finished",
+                           [*update_params, *insert_values(attempt_fields, last_try)])
+            written = cursor.fetchone()[0]
+    if not written:
         return False
     for name, value in fields.items():
         setattr(intent, name, value)

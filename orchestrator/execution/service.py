@@ -284,10 +284,10 @@ class ExecutionService:
                           on_succeeded=None) -> ActionIntent:
         with transaction.atomic():
             plan = self._lock_chain(intent)
-            if not leases.finish(intent, claim, now=self.clock(), status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
+            if not leases.finish(intent, claim, now=self.clock(), last_try=last_try, status=IntentStatus.SUCCEEDED,
+                                 external_ids=ref.ids):
                 logger.warning("stale worker's success refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            leases.record_last_try(last_try)
             ledger.action_executed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_SUCCEEDED)
             self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
             if on_succeeded is not None and plan is not None:
@@ -298,13 +298,12 @@ class ExecutionService:
     def _finish_failed(self, intent, claim, failure_class: str, reason: str, log, *, last_try=None) -> ActionIntent:
         with transaction.atomic():
             self._lock_chain(intent)
-            finished = leases.finish(intent, claim, now=self.clock(), status=IntentStatus.FAILED,
+            finished = leases.finish(intent, claim, now=self.clock(), last_try=last_try, status=IntentStatus.FAILED,
                                      failure_class=failure_class, failure_reason=reason[:2000],
                                      connector=intent.connector)
             if not finished:
                 logger.warning("stale worker's failure refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
-            leases.record_last_try(last_try)
             ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
             self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
                          {"failure_class": failure_class, "failure_reason": reason})

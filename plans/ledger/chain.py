@@ -17,6 +17,7 @@ from django.utils import timezone as dj_timezone
 from plans.models import EventType, PlanLedgerEntry, RevenuePlan
 from plans.schemas import plan_to_schema
 from revplan.compiled import CompiledQuery
+from revplan.rows import insert_columns, insert_values
 
 GENESIS_HASH = "0" * 64
 
@@ -89,15 +90,6 @@ def append(
 ) -> PlanLedgerEntry:
     if not connection.in_atomic_block:
         raise RuntimeError("ledger entries are appended inside the transaction that makes the change")
-    last = _written_head(plan_id) if plan_id is not None else None
-    if last is None:
-        if plan_id is None:
-            lock_tenant_chain(tenant_id)
-            last = (PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True).order_by("-chain_seq")
-                    .values_list("chain_seq", "entry_hash").first())
-        else:
-            last = _PLAN_CHAIN_HEAD.first(plan_id=plan_id)
-    last_seq, prev_hash = last if last else (0, GENESIS_HASH)
     entry = PlanLedgerEntry(
         tenant_id=tenant_id,
         plan_id=plan_id,
@@ -108,14 +100,63 @@ def append(
         explanation=explanation,
         data=_jsonable(data or {}),
         occurred_at=dj_timezone.now(),
-        chain_seq=last_seq + 1,
-        prev_hash=prev_hash,
     )
-    entry.entry_hash = compute_hash(prev_hash, entry)
-    entry.save(force_insert=True)
-    if plan_id is not None:
-        _remember_head(plan_id, entry)
+    if plan_id is None:
+        lock_tenant_chain(tenant_id)
+        _link(entry, PlanLedgerEntry.objects.filter(tenant_id=tenant_id, plan__isnull=True).order_by("-chain_seq")
+              .values_list("chain_seq", "entry_hash").first())
+        entry.save(force_insert=True)
+        return entry
+    written = _written_head(plan_id)
+    if written is not None:
+        _link(entry, written)
+        entry.save(force_insert=True)
+    elif not _insert_after_committed_head(entry, _COMMITTED_HEADS.get(plan_id)):
+        _link(entry, _PLAN_CHAIN_HEAD.first(plan_id=plan_id))
+        entry.save(force_insert=True)
+    _remember_head(plan_id, entry)
     return entry
+
+
+def _link(entry: PlanLedgerEntry, last: tuple[int, str] | None) -> None:
+    """Make `entry` the link after `last` (the chain's (chain_seq, entry_hash); None: it is the first)."""
+    last_seq, entry.prev_hash = last if last else (0, GENESIS_HASH)
+    entry.chain_seq = last_seq + 1
+    entry.entry_hash = compute_hash(entry.prev_hash, entry)
+
+
+# --- the plan chain's head, as this process last committed it ---------------------------------------
+# A worker runs a plan's steps one transaction after another, and each appends to the plan's chain: the
+# first append of the next transaction tries the head its process last committed (no read of the chain)
+# with an insert that writes nothing unless that head is in the chain and nothing follows it (another process
+# may have appended meanwhile), and only then reads the head. Bounded: the oldest plans' heads go first.
+_COMMITTED_HEADS: dict = {}
+_COMMITTED_HEADS_KEPT = 10_000
+
+
+def _insert_after_sql() -> str:
+    """The entry's insert, made only where its predecessor is in the chain as remembered (a database restored
+    to an earlier point may have lost it) and its position is free."""
+    _, columns, values = insert_columns(PlanLedgerEntry)
+    table = PlanLedgerEntry._meta.db_table
+    return (f"INSERT INTO {table} ({columns}) SELECT {values} WHERE EXISTS (SELECT 1 FROM {table} "
+            "WHERE plan_id = %s AND chain_seq = %s AND entry_hash = %s) ON CONFLICT DO NOTHING RETURNING id")
+
+
+def _insert_after_committed_head(entry: PlanLedgerEntry, head: tuple[int, str] | None) -> bool:
+    """Insert `entry` as the link after `head`; False (nothing written) with no head remembered, or when
+    `head` is not in the chain or not its last entry any more."""
+    if head is None:
+        return False
+    _link(entry, head)
+    fields, _, _ = insert_columns(PlanLedgerEntry)
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_after_sql(), [*insert_values(fields, entry), entry.plan_id, *head])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    entry.pk, entry._state.adding, entry._state.db = row[0], False, connection.alias
+    return True
 
 
 # --- the plan chain's head, as this transaction last wrote it ---------------------------------------
@@ -128,19 +169,23 @@ def append(
 
 
 class _Written:
-    """An on_commit callback that does nothing: its presence in the connection's list is what counts."""
+    """An on_commit callback: its presence in the connection's list says the write is part of the open
+    transaction; called when it commits, it makes the entry the plan's head as this process committed it."""
 
-    __slots__ = ("entry_hash", "seq")
+    __slots__ = ("entry_hash", "plan_id", "seq")
 
-    def __init__(self, seq: int, entry_hash: str):
-        self.seq, self.entry_hash = seq, entry_hash
+    def __init__(self, plan_id: UUID, seq: int, entry_hash: str):
+        self.plan_id, self.seq, self.entry_hash = plan_id, seq, entry_hash
 
     def __call__(self) -> None:
-        pass
+        _COMMITTED_HEADS.pop(self.plan_id, None)  # re-inserted last: the dict's order is the forgetting order
+        _COMMITTED_HEADS[self.plan_id] = (self.seq, self.entry_hash)
+        if len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
+            _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
 
 
 def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:
-    written = _Written(entry.chain_seq, entry.entry_hash)
+    written = _Written(plan_id, entry.chain_seq, entry.entry_hash)
     transaction.on_commit(written)
     heads = getattr(connection, "_revplan_written_heads", None)
     if heads is None:

@@ -1,14 +1,16 @@
 """plans/ledger/chain.py: a transaction's second entry of a plan links to its first without reading the
-chain, and never to an entry whose savepoint was rolled back."""
+chain, and never to an entry whose savepoint was rolled back; the next transaction's first entry links to the
+head this process committed without reading it, unless someone else appended since, or that head is gone."""
 from contextlib import suppress
 
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from plans.ledger import chain
 from plans.ledger.chain import append
 from plans.ledger.verify import verify_ledger
 from plans.locking import lock_plan
-from plans.models import EventType
+from plans.models import EventType, PlanLedgerEntry
 from tests.conftest import build_world
 from tests.factories import make_plan
 
@@ -70,4 +72,60 @@ def test_one_atomic_block_used_twice_does_not_carry_a_rolled_back_head_over(tran
         lock_plan(plan.id)
         after = _append(plan, "the next transaction")
     assert after.chain_seq == rolled_back.chain_seq  # the rolled-back entry's place, taken afresh
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def _in_a_transaction(plan, explanation: str):
+    with transaction.atomic():
+        lock_plan(plan.id)
+        with CaptureQueriesContext(connection) as queries:
+            entry = _append(plan, explanation)
+    return entry, [query["sql"].split()[0] for query in queries.captured_queries]
+
+
+def test_the_next_transactions_first_entry_links_to_the_committed_head_without_reading_it(transactional_db):
+    plan = make_plan(account=build_world().account)
+    first, _ = _in_a_transaction(plan, "first")
+    second, statements = _in_a_transaction(plan, "the next transaction")
+    assert statements == ["INSERT"]  # no read of the chain's head
+    assert (second.chain_seq, second.prev_hash) == (first.chain_seq + 1, first.entry_hash)
+    assert PlanLedgerEntry.objects.get(pk=second.pk).entry_hash == second.entry_hash
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_an_entry_another_process_appended_since_is_linked_to(transactional_db):
+    plan = make_plan(account=build_world().account)
+    ours, _ = _in_a_transaction(plan, "ours")
+    remembered = chain._COMMITTED_HEADS[plan.id]
+    assert remembered == (ours.chain_seq, ours.entry_hash)
+    theirs, _ = _in_a_transaction(plan, "another process's")  # as if written elsewhere: our memory is older
+    chain._COMMITTED_HEADS[plan.id] = remembered
+    after, statements = _in_a_transaction(plan, "ours again")
+    assert statements == ["INSERT", "SELECT", "INSERT"]  # the remembered head is not the last: read, then link
+    assert (after.chain_seq, after.prev_hash) == (theirs.chain_seq + 1, theirs.entry_hash)
+    assert PlanLedgerEntry.objects.filter(plan=plan).count() == after.chain_seq
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_a_remembered_head_the_chain_does_not_have_is_not_linked_to(transactional_db):
+    # E.g. a database restored to an earlier point while this process ran: the head it remembers is gone.
+    plan = make_plan(account=build_world().account)
+    first, _ = _in_a_transaction(plan, "first")
+    chain._COMMITTED_HEADS[plan.id] = (first.chain_seq + 5, "f" * 64)
+    after, _ = _in_a_transaction(plan, "after")
+    assert (after.chain_seq, after.prev_hash) == (first.chain_seq + 1, first.entry_hash)
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_a_rolled_back_transactions_entry_is_not_remembered(transactional_db):
+    plan = make_plan(account=build_world().account)
+    first, _ = _in_a_transaction(plan, "first")
+    with suppress(RuntimeError), transaction.atomic():
+        lock_plan(plan.id)
+        _append(plan, "rolled back")
+        raise RuntimeError("the transaction rolls back")
+    assert chain._COMMITTED_HEADS[plan.id] == (first.chain_seq, first.entry_hash)
+    after, statements = _in_a_transaction(plan, "after")
+    assert statements == ["INSERT"]
+    assert (after.chain_seq, after.prev_hash) == (first.chain_seq + 1, first.entry_hash)
     assert verify_ledger(plan_id=plan.id).ok
