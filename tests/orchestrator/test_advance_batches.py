@@ -12,7 +12,7 @@ from orchestrator import claims, engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
 from tests.factories import AccountFactory, allow_autopilot
-from tests.orchestrator.test_engine import BRIEF, approved_plan
+from tests.orchestrator.test_engine import BRIEF, approved_plan, decisions_fail_for
 
 
 @pytest.mark.parametrize(("due", "batch", "spread", "sizes"), [
@@ -73,14 +73,7 @@ def test_a_batch_reads_its_plans_steps_and_attempts_once_whatever_its_size(world
 def test_one_plans_failure_in_a_batch_is_only_its_own(world, monkeypatch, caplog):
     plans = plans_of_accounts(world, 3)
     broken_plan = plans[1]
-    decide = engine.decide_step
-
-    def broken(plan, step, **kwargs):
-        if plan.pk == broken_plan.pk:
-            raise RuntimeError("autonomy settings unreadable")
-        return decide(plan, step, **kwargs)
-
-    monkeypatch.setattr(engine, "decide_step", broken)
+    decisions_fail_for(monkeypatch, lambda plan, step: plan.pk == broken_plan.pk)
     with caplog.at_level(logging.ERROR, logger="orchestrator.engine"):
         follow_ups = engine.advance_many([plan.id for plan in plans])
     # the batch's transaction rolled back; then each plan in its own: the others advanced, the broken one left

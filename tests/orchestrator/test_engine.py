@@ -72,6 +72,19 @@ def run_until_quiet(plan_id, *, keys=(), limit=50):
     raise AssertionError(f"still starting attempts after {limit} executions")
 
 
+def decisions_fail_for(monkeypatch, failing) -> object:
+    """The autonomy decision raises for the (plan, step) `failing` picks; returns the real decide_step."""
+    decide = engine.decide_step
+
+    def broken(plan, step, **kwargs):
+        if failing(plan, step):
+            raise RuntimeError("autonomy settings unreadable")
+        return decide(plan, step, **kwargs)
+
+    monkeypatch.setattr(engine, "decide_step", broken)
+    return decide
+
+
 def step_statuses(plan):
     return list(PlanStep.objects.filter(plan=plan).order_by("sequence").values_list("action_type", "status"))
 
@@ -281,14 +294,7 @@ def test_a_failing_follow_up_advance_keeps_the_outcome_and_asks_for_an_advance_m
     plan = approved_plan(world, BRIEF, BRIEF)
     first, second = plan.steps.order_by("sequence")
     (key,) = engine.advance_plan(plan.id)
-    decide = engine.decide_step
-
-    def broken(plan, step, **kwargs):
-        if step.step_id == second.step_id:
-            raise RuntimeError("autonomy settings unreadable")
-        return decide(plan, step, **kwargs)
-
-    monkeypatch.setattr(engine, "decide_step", broken)
+    decide = decisions_fail_for(monkeypatch, lambda plan, step: step.step_id == second.step_id)
     started = timezone.now()
     assert step_runner.execute_step(key) == engine.FollowUp(advance=True)
     # the success is recorded; nothing of the failed advance is
