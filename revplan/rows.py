@@ -12,8 +12,15 @@ def insert_columns(model) -> tuple[list, str, str]:
     to its column's type: a SELECT list does not take the types of the columns it is inserted into."""
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    values = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields)
+    values = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
     return fields, columns, values
+
+
+def _cast_type(field) -> str:
+    """The column's type without a length: an explicit cast to varchar(n) cuts a longer value short without a
+    word, where the insert into the column refuses it, as Django's own insert would."""
+    cast = field.cast_db_type(connection)
+    return "varchar" if cast.startswith("varchar(") else cast
 
 
 def insert_values(fields: list, instance) -> list:

@@ -7,6 +7,7 @@ advisory lock. entry_hash = sha256(prev_hash + canonical JSON of the entry). A u
 """
 import hashlib
 import json
+import threading
 from datetime import UTC
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -132,6 +133,7 @@ def _link(entry: PlanLedgerEntry, last: tuple[int, str] | None) -> None:
 # may have appended meanwhile), and only then reads the head. Bounded: the oldest plans' heads go first.
 _COMMITTED_HEADS: dict = {}
 _COMMITTED_HEADS_KEPT = 10_000
+_COMMITTED_HEADS_LOCK = threading.Lock()
 
 
 def _insert_after_sql() -> str:
@@ -178,10 +180,11 @@ class _Written:
         self.plan_id, self.seq, self.entry_hash = plan_id, seq, entry_hash
 
     def __call__(self) -> None:
-        _COMMITTED_HEADS.pop(self.plan_id, None)  # re-inserted last: the dict's order is the forgetting order
-        _COMMITTED_HEADS[self.plan_id] = (self.seq, self.entry_hash)
-        if len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
-            _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
+        with _COMMITTED_HEADS_LOCK:  # a threaded server's requests share the memory
+            _COMMITTED_HEADS.pop(self.plan_id, None)  # re-inserted last: the dict's order is the forgetting order
+            _COMMITTED_HEADS[self.plan_id] = (self.seq, self.entry_hash)
+            if len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
+                _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
 
 
 def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:

@@ -3,7 +3,8 @@ chain, and never to an entry whose savepoint was rolled back; the next transacti
 head this process committed without reading it, unless someone else appended since, or that head is gone."""
 from contextlib import suppress
 
-from django.db import connection, transaction
+import pytest
+from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from plans.ledger import chain
@@ -128,4 +129,20 @@ def test_a_rolled_back_transactions_entry_is_not_remembered(transactional_db):
     after, statements = _in_a_transaction(plan, "after")
     assert statements == ["INSERT"]
     assert (after.chain_seq, after.prev_hash) == (first.chain_seq + 1, first.entry_hash)
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short(transactional_db):
+    # The committed-head insert casts each value to its column's type: never to varchar(n), which would store a
+    # shortened actor under a hash of the whole one (a chain that no longer verifies).
+    plan = make_plan(account=build_world().account)
+    _in_a_transaction(plan, "first")
+
+    def append_too_long_an_actor():
+        with transaction.atomic():
+            lock_plan(plan.id)
+            append(tenant_id=plan.tenant_id, plan_id=plan.id, event_type=EventType.PLAN_EDITED, actor="x" * 101)
+
+    with pytest.raises(DataError):
+        append_too_long_an_actor()
     assert verify_ledger(plan_id=plan.id).ok
