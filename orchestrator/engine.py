@@ -18,10 +18,11 @@ from orchestrator import holds, metrics
 from orchestrator.autonomy import shadow
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
-from orchestrator.execution.connectors import Connector, PermanentError, build_connector
+from orchestrator.execution.connectors import Connector, PermanentError, RoutingTable, build_connector
 from orchestrator.execution.intents import step_intent_fields
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import intent_create
+from orchestrator.outcome_lock import StartSettings, start_settings
 from plans import ledger, policy, services
 from plans.errors import Conflict
 from plans.evaluator import Outcome, evaluate
@@ -169,6 +170,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     steps = plan_steps(plan) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
+    start = start_settings(plan)  # read with the lock of a step's success, if it was
     if plan.plan_status == PlanStatus.APPROVED and may_activate:
         _activate_locked(plan, steps=steps, switches=switches, owner_active=owner_active, now=now)
     if plan.plan_status == PlanStatus.PAUSED and may_activate and now < plan.expires_at:
@@ -236,7 +238,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             continue
         gate = gate or holds.step_gate_facts(plan, steps, now=now, owner_active=owner_active)
         started = _start_step(plan, step, previous=intent, switches=switches, gate=gate,
-                              claim=inline and claimed is None)
+                              claim=inline and claimed is None, start=start)
         if started is None and plan.plan_status != PlanStatus.ACTIVE:
             return FollowUp()
         if isinstance(started, ClaimedStep):
@@ -246,10 +248,17 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
         if started is not None:
             wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
     # The tick's safety net: come back when a retry is due or a lost message should be re-sent;
-    # a plan waiting only for people needs no tick at all.
-    plan.next_run_at = min(wake_at) if wake_at else None
-    RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=plan.next_run_at)
+    # a plan waiting only for people needs no tick at all. A wake-up already set a moment before this one
+    # stands (the tick then looks a moment early, and finds nothing yet): a chain of steps run one after the
+    # other writes it once a second, not once a step.
+    wake = min(wake_at) if wake_at else None
+    if wake is None or plan.next_run_at is None or not wake - _WAKE_SLACK <= plan.next_run_at <= wake:
+        plan.next_run_at = wake
+        RevenuePlan.objects.filter(pk=plan.id).update(next_run_at=wake)
     return FollowUp(keys=to_enqueue, inline=claimed)
+
+
+_WAKE_SLACK = timedelta(seconds=1)
 
 
 def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
@@ -261,13 +270,13 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
 
 def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
                 switches: frozenset[str], gate: policy.StepGateFacts,
-                claim: bool = False) -> StepKey | ClaimedStep | None:
+                claim: bool = False, start: StartSettings | None = None) -> StepKey | ClaimedStep | None:
     """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt
     (with `claim`, created claimed by the caller: a ClaimedStep).
 
     `previous`: the step's last attempt, if any; a retry of a step that ran on its own (the next attempt
     of a series, or a person's new series) does not take a second unit of the autonomy budget (the
-    budget counts actions, not tries).
+    budget counts actions, not tries). `start`: the tenant's settings, if this transaction read them.
     """
     # The gate before every attempt (DESIGN §3.3): the owner, the approval's facts, expiry, the config.
     verdict = policy.check_step(plan, step, gate)
@@ -275,7 +284,8 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         holds.hold_at_gate(plan, step, verdict, gate)
         return None
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
-    step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches)
+    step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches,
+                                tenant_settings=start.autonomy if start else None)
     decision = step_decision.decision
     if decision.decision == Decision.BLOCK:
         kind, scope = (holds.kill_layer(switches, step.action_type) if decision.reason == KILL_SWITCH
@@ -295,7 +305,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         return None
     attempt = step.attempts + 1
     token = uuid.uuid4() if claim else None
-    connector = _connector_for(plan, step) if claim else None
+    connector = _connector_for(plan, step, routing=start.routing if start else None) if claim else None
     intent = intent_create(
         **step_intent_fields(plan, step),  # the same mapping the step's preview is built from
         approved_by_id=approved_by_id,
@@ -306,9 +316,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         connector=connector.name if connector else "",
         plan_locked=True,
     )
-    step.attempts = attempt
-    step.next_attempt_at = None
-    step.save(update_fields=["attempts", "next_attempt_at"])
+    step.attempts, step.next_attempt_at = attempt, None  # written with the intent (plan_locked)
     ledger.step_attempt_started(plan, step=step, intent=intent, actor=ACTOR)
     logger.info("step attempt started", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
                                                "attempt": attempt, "action_type": step.action_type})
@@ -319,12 +327,12 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
     return ClaimedStep(key, intent, token, connector)
 
 
-def _connector_for(plan: RevenuePlan, step: PlanStep) -> Connector | None:
+def _connector_for(plan: RevenuePlan, step: PlanStep, *, routing: RoutingTable | None) -> Connector | None:
     """The connector a step run in this task will use, built in the transaction that starts it; None when it
     cannot be built (the execution then builds it again and records why it failed, as for any attempt)."""
     try:
         # What routing reads (the tenant's routes and configs); the tenant row only for the calendar's slug.
-        return build_connector(ActionIntent(tenant_id=plan.tenant_id, action_type=step.action_type))
+        return build_connector(ActionIntent(tenant_id=plan.tenant_id, action_type=step.action_type), routing=routing)
     except PermanentError:
         return None
 

@@ -1,5 +1,6 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
 import functools
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
@@ -7,7 +8,8 @@ from uuid import uuid4
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, Count, DateTimeField, Exists, OuterRef, Prefetch, Q, QuerySet, Value
+from django.db.models import CharField, Count, DateTimeField, Exists, Expression, OuterRef, Prefetch, Q, QuerySet, Value
+from django.utils import timezone
 
 from plans.errors import NotFound
 from plans.evaluator import SignalFact
@@ -171,36 +173,95 @@ class AdvanceFacts(NamedTuple):
 def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
     """The tenant's engaged kill switches, whether the plan's owner is an active member who may own
     accounts, and the account's signals that may meet the plan's objective (objective_signals), in one
-    query: what the orchestrator needs before it evaluates the plan and starts its steps."""
-    config = plan_type_config_for(plan)
-    signal_types = tuple(config.objective_signal_types) if config else ()
+    query: what the orchestrator needs before it evaluates the plan and starts its steps. A plan read by
+    lock_plan_with_facts carries them, read with its lock: the first advance after it takes those."""
+    read_with_lock = plan.__dict__.pop(_FACTS_READ_WITH_LOCK, None)
+    if read_with_lock is not None:
+        return _facts_of_row(read_with_lock)
+    signal_types = _objective_signal_types(plan)
     row = _advance_facts_query(signal_types, has_owner=plan.owner_id is not None).first(
         tenant_id=plan.tenant_id, account_id=plan.account_id, owner_id=plan.owner_id or 0)
-    if row is None:
-        return AdvanceFacts(frozenset(), False, [])
+    return _facts_of_row(row) if row is not None else AdvanceFacts(frozenset(), False, [])
+
+
+def lock_plan_with_facts(plan_id, *, like: RevenuePlan, also: Mapping[str, Expression] | None = None) -> RevenuePlan:
+    """plans.locking.lock_plan, the plan's advance_facts read in the same statement (a step's outcome is
+    recorded and its plan advanced under this lock: a round trip less per step). `like`: the plan as read
+    before (its type and version name the objective signals to read); should the locked plan run on another
+    version now, its facts are read apart, as for any plan. `also`: the caller's own columns (expressions
+    over the plan's row, as for annotate; the same ones for the same names: compiled once), which the plan
+    carries as attributes of those names, as an annotation's."""
+    signal_types = _objective_signal_types(like)
+    plan = _lock_with_facts_query(signal_types, also or {}).first(plan_id=plan_id)
+    if plan is None:
+        raise NotFound("NOT_FOUND", f"Plan {plan_id} does not exist.")
+    facts = tuple(plan.__dict__.pop(name) for name in _FACTS_COLUMNS)
+    # The facts are as the statement's snapshot saw them, taken before it waited for the lock, if it did: what
+    # the holder committed meanwhile is not in them. A signal that may meet the plan's objective is committed
+    # with the plan's wake-up (services.signals.plans_wake: next_run_at now, under this lock), so a plan due
+    # already has its facts read afresh; a plan not due was woken by nobody. (A kill switch or a membership
+    # changed meanwhile is as if changed a moment later: the check before the step's first try reads them again.)
+    not_woken = plan.next_run_at is not None and plan.next_run_at > timezone.now()
+    if not_woken and _objective_signal_types(plan) == signal_types:
+        plan.__dict__[_FACTS_READ_WITH_LOCK] = facts
+    return plan
+
+
+_FACTS_READ_WITH_LOCK = "_advance_facts_read_with_lock"
+_FACTS_COLUMNS = ("facts_switches", "facts_owner_active", "facts_signal_types", "facts_observed_at")
+
+
+def _objective_signal_types(plan) -> tuple[str, ...]:
+    config = plan_type_config_for(plan)
+    return tuple(config.objective_signal_types) if config else ()
+
+
+def _facts_of_row(row) -> AdvanceFacts:
     switches, owner_active, signal_types, observed = row
     return AdvanceFacts(frozenset(switches), bool(owner_active),
                         [SignalFact(signal_type, at) for signal_type, at in zip(signal_types, observed, strict=True)])
+
+
+def _facts_columns(signal_types: tuple[str, ...], *, tenant, owner, account) -> tuple:
+    """advance_facts' columns: the switches, the owner's membership (`owner` None: the plan has none) and the
+    objective signals of the tenant, owner and account these name (values or OuterRefs)."""
+    if signal_types:
+        signals = AccountSignal.objects.filter(account_id=account, signal_type__in=signal_types).order_by("id")
+        objective = (ArraySubquery(signals.values("signal_type")), ArraySubquery(signals.values("observed_at")))
+    else:  # a plan type or version this deploy does not know (the gate refuses it): no objective to read
+        objective = (Value([], output_field=ArrayField(CharField())),
+                     Value([], output_field=ArrayField(DateTimeField())))
+    owner_active = Exists(owner_is_active_member(owner, tenant)) if owner is not None else Value(False)
+    return engaged_switches_of(tenant), owner_active, *objective
 
 
 @functools.cache
 def _advance_facts_query(signal_types: tuple[str, ...], *, has_owner: bool) -> CompiledQuery:
     """advance_facts' read for a plan type's objective signals, compiled once (a read of every advance)."""
     def build(tenant_id, account_id=None, owner_id=None):
-        if signal_types:
-            signals = AccountSignal.objects.filter(account_id=account_id, signal_type__in=signal_types).order_by("id")
-            objective = (ArraySubquery(signals.values("signal_type")), ArraySubquery(signals.values("observed_at")))
-        else:  # a plan type or version this deploy does not know (the gate refuses it): no objective to read
-            objective = (Value([], output_field=ArrayField(CharField())),
-                         Value([], output_field=ArrayField(DateTimeField())))
-        return Tenant.objects.filter(pk=tenant_id).values_list(
-            engaged_switches_of(OuterRef("pk")),
-            Exists(owner_is_active_member(owner_id, OuterRef("pk"))) if has_owner else Value(False),
-            *objective,
-        )[:1]
+        return Tenant.objects.filter(pk=tenant_id).values_list(*_facts_columns(
+            signal_types, tenant=OuterRef("pk"), owner=owner_id if has_owner else None, account=account_id))[:1]
     # A plan without an owner compiles no owner_id, one without objective signals no account_id.
     return CompiledQuery(build, tenant_id=uuid4(), **({"account_id": uuid4()} if signal_types else {}),
                          **({"owner_id": 987_654_321} if has_owner else {}))
+
+
+_LOCK_WITH_FACTS: dict[tuple, CompiledQuery] = {}
+
+
+def _lock_with_facts_query(signal_types: tuple[str, ...], also: Mapping[str, Expression]) -> CompiledQuery:
+    """lock_plan's read (plans.locking) with the facts of the locked row's own tenant, owner and account, and
+    the caller's columns; one per objective and set of column names."""
+    key = (signal_types, tuple(sorted(also)))
+    if key not in _LOCK_WITH_FACTS:
+        columns = _facts_columns(signal_types, tenant=OuterRef("tenant_id"), owner=OuterRef("owner_id"),
+                                 account=OuterRef("account_id"))
+        _LOCK_WITH_FACTS[key] = CompiledQuery(
+            lambda plan_id: RevenuePlan.objects.select_for_update(of=("self",)).select_related("account__owner")
+            .annotate(**dict(zip(_FACTS_COLUMNS, columns, strict=True)), **also).filter(pk=plan_id)[:1],
+            plan_id=uuid4(),
+        )
+    return _LOCK_WITH_FACTS[key]
 
 
 # --- API reads: every one is scoped to the caller's tenants ------------------------------------

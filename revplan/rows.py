@@ -7,10 +7,11 @@ from django.db import connection
 
 
 @functools.cache
-def insert_columns(model) -> tuple[list, str, str]:
-    """(fields, "col, …", "%s::type, …") of `model`'s concrete fields but its primary key. Each value is cast
-    to its column's type: a SELECT list does not take the types of the columns it is inserted into."""
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+def insert_columns(model, *, with_pk: bool = False) -> tuple[list, str, str]:
+    """(fields, "col, …", "%s::type, …") of `model`'s concrete fields but its primary key (`with_pk`: one the
+    caller sets, a UUID). Each value is cast to its column's type: a SELECT list does not take the types of
+    the columns it is inserted into."""
+    fields = [field for field in model._meta.concrete_fields if with_pk or not field.primary_key]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     values = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
     return fields, columns, values

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID, uuid4
 
+from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from orchestrator.autonomy.models import (
@@ -56,15 +58,18 @@ class StepDecision:
 
 
 def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False,
-                engaged_switches: frozenset[str] | None = None, today: date | None = None) -> StepDecision:
+                engaged_switches: frozenset[str] | None = None, today: date | None = None,
+                tenant_settings: dict | None = None) -> StepDecision:
     """Gather the facts, ask AutoApprovalPolicyV1, and take a unit of both budgets when it allows autonomy.
 
     Call inside the transaction that starts the attempt: the budget units it takes are returned by
     that transaction's rollback, so a step that does not start does not use up the budget.
     `budget_taken`: a retry of an attempt that already took its unit. `engaged_switches`: the
-    tenant's kill switches, when the caller has read them already.
+    tenant's kill switches, when the caller has read them already. `tenant_settings`: the tenant's
+    autonomy settings (tenant_settings_column), when the caller read them in this transaction.
     """
-    settings = _settings_for(plan.tenant_id, step.action_type)
+    settings = (_settings_for(plan.tenant_id, step.action_type) if tenant_settings is None
+                else _settings_in(tenant_settings, step.action_type))
     if engaged_switches is None:
         engaged_switches = engaged_kill_switches(plan.tenant_id)
     facts = StepFacts(
@@ -114,6 +119,27 @@ def _settings_for(tenant_id: UUID, action_type: str) -> dict:
     if settings is None:
         raise Tenant.DoesNotExist(f"Tenant {tenant_id} does not exist.")
     return settings
+
+
+def tenant_settings_column(tenant_ref: OuterRef) -> JSONObject:
+    """Every autonomy setting of the tenant `tenant_ref` names, as one JSON column of a caller's read (the
+    engine's lock for a step's outcome reads it for the advance that follows): what _settings_for reads for
+    one action type, for all of them."""
+    per_action_type = (ActionTypeAutonomy.objects.filter(tenant_id=tenant_ref).order_by().values("tenant_id")
+                       .annotate(rows=JSONBAgg(JSONObject(action_type="action_type", mode="mode",
+                                                          max_per_day="max_per_day")))
+                       .values("rows"))
+    tenant = TenantAutonomy.objects.filter(tenant_id=tenant_ref).values(
+        row=JSONObject(opted_in_at="opted_in_at", max_per_account_per_day="max_per_account_per_day"))[:1]
+    return JSONObject(tenant=Subquery(tenant), action_types=Subquery(per_action_type))
+
+
+def _settings_in(tenant_settings: dict, action_type: str) -> dict:
+    """_settings_for's answer, from tenant_settings_column's value (None: unset)."""
+    tenant = tenant_settings["tenant"] or {}
+    row = next((row for row in tenant_settings["action_types"] or () if row["action_type"] == action_type), {})
+    return {"mode": row.get("mode"), "max_per_day": row.get("max_per_day"), "opted_in_at": tenant.get("opted_in_at"),
+            "max_per_account_per_day": tenant.get("max_per_account_per_day")}
 
 
 def _or_default(value: int | None, default: int) -> int:

@@ -4,6 +4,7 @@ worker that stalled past its lease and lost the claim can neither record a try n
 the one that took over. The execution service (service.py) decides; these are its writes."""
 import logging
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -109,31 +110,36 @@ def record_try(held: Claim, number, delay, started_at, outcome, error, *, now: d
 
 
 def finish(intent: ActionIntent, held: Claim | None, *, now: datetime, last_try: ExecutionAttempt | None = None,
-           **fields) -> bool:
+           writes: Iterable[Callable[[str], tuple[str, list]]] = (), **fields) -> bool:
     """Conditional on the claim (or, with none, on the intent still being PENDING): a stale worker's
     result is refused (returns False). On success `intent` gets the written fields: while the claim
     held, nobody else wrote the row.
 
-    `last_try`: the try that ended the execution, written by the same statement only where the finish is:
-    a stale worker's try is never recorded next to the takeover's. Should a takeover have recorded this
-    try already, its record stands (ON CONFLICT DO NOTHING)."""
+    `last_try`: the try that ended the execution, and `writes`, inserts of what the outcome records
+    (`(condition) -> (sql, params)`: an INSERT … SELECT made only where the WHERE clause `condition` holds),
+    written by the same statement only where the finish is: a stale worker's try is never recorded next
+    to the takeover's. Should a takeover have recorded this try already, its record stands (ON CONFLICT
+    DO NOTHING)."""
     match = {"pk": intent.pk, "lease_token": held.token, "status": IntentStatus.EXECUTING} if held else {
         "pk": intent.pk, "status": IntentStatus.PENDING}
     fields = {"finished_at": now, "lease_token": None, "lease_expires_at": None, **fields}
     finished = ActionIntent.objects.filter(**match)
-    if last_try is None:
-        written = finished.update(**fields)
-    else:
-        update = finished.query.chain(UpdateQuery)
-        update.add_update_values(fields)
-        update_sql, update_params = update.get_compiler(finished.db).as_sql()
+    update = finished.query.chain(UpdateQuery)
+    update.add_update_values(fields)
+    sql, params = update.get_compiler(finished.db).as_sql()
+    ctes, params = [f"finished AS ({sql} RETURNING 1)"], list(params)
+    if last_try is not None:
         attempt_fields, columns, values = insert_columns(ExecutionAttempt)
-        with connection.cursor() as cursor:
-            cursor.execute(f"WITH finished AS ({update_sql} RETURNING 1), recorded AS ("
-                           f"INSERT INTO {ExecutionAttempt._meta.db_table} ({columns}) SELECT {values} FROM finished "
-                           "ON CONFLICT DO NOTHING) SELECT count(*) FROM finished",
-                           [*update_params, *insert_values(attempt_fields, last_try)])
-            written = cursor.fetchone()[0]
+        ctes.append(f"recorded AS (INSERT INTO {ExecutionAttempt._meta.db_table} ({columns}) SELECT {values} "
+                    "FROM finished ON CONFLICT DO NOTHING)")
+        params += insert_values(attempt_fields, last_try)
+    for number, write in enumerate(writes):
+        write_sql, write_params = write("WHERE EXISTS (SELECT 1 FROM finished)")
+        ctes.append(f"write_{number} AS ({write_sql})")
+        params += write_params
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(ctes)} SELECT count(*) FROM finished", params)
+        written = cursor.fetchone()[0]
     if not written:
         return False
     for name, value in fields.items():

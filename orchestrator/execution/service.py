@@ -39,6 +39,7 @@ from orchestrator.execution.models import (
     Outcome,
 )
 from orchestrator.execution.retry import backoff_delay
+from orchestrator.outcome_lock import lock_for_outcome
 from plans import ledger, services
 from plans.errors import Conflict, DomainError, NotFound
 from plans.locking import lock_plan
@@ -283,13 +284,13 @@ class ExecutionService:
     def _finish_succeeded(self, intent, claim, ref: ExternalRef, log, *, last_try=None,
                           on_succeeded=None) -> ActionIntent:
         with transaction.atomic():
-            plan = self._lock_chain(intent)
-            if not leases.finish(intent, claim, now=self.clock(), last_try=last_try, status=IntentStatus.SUCCEEDED,
-                                 external_ids=ref.ids):
+            plan = lock_for_outcome(intent)
+            signal = self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
+            if not leases.finish(intent, claim, now=self.clock(), last_try=last_try, writes=[signal],
+                                 status=IntentStatus.SUCCEEDED, external_ids=ref.ids):
                 logger.warning("stale worker's success refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
             ledger.action_executed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_SUCCEEDED)
-            self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
             if on_succeeded is not None and plan is not None:
                 on_succeeded(intent, plan)
         logger.info("action executed", extra={**log, "outcome": Outcome.EXECUTION_SUCCEEDED, "external_ids": ref.ids})
@@ -298,15 +299,15 @@ class ExecutionService:
     def _finish_failed(self, intent, claim, failure_class: str, reason: str, log, *, last_try=None) -> ActionIntent:
         with transaction.atomic():
             self._lock_chain(intent)
-            finished = leases.finish(intent, claim, now=self.clock(), last_try=last_try, status=IntentStatus.FAILED,
-                                     failure_class=failure_class, failure_reason=reason[:2000],
-                                     connector=intent.connector)
+            signal = self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
+                                  {"failure_class": failure_class, "failure_reason": reason})
+            finished = leases.finish(intent, claim, now=self.clock(), last_try=last_try, writes=[signal],
+                                     status=IntentStatus.FAILED, failure_class=failure_class,
+                                     failure_reason=reason[:2000], connector=intent.connector)
             if not finished:
                 logger.warning("stale worker's failure refused; the claim had moved on", extra=log)
                 return self._load(intent.pk)
             ledger.action_failed(intent, actor=ACTOR, outcome=Outcome.EXECUTION_FAILED)
-            self._signal(intent, "ACTION_FAILED", Outcome.EXECUTION_FAILED,
-                         {"failure_class": failure_class, "failure_reason": reason})
         logger.warning("action failed", extra={**log, "outcome": Outcome.EXECUTION_FAILED,
                                                 "failure_class": failure_class, "reason": reason})
         return intent
@@ -348,8 +349,9 @@ class ExecutionService:
             self._lock_chain(intent)
             ledger.action_retry_scheduled(intent, actor=ACTOR, attempt_number=number, error=error, delay_seconds=delay)
 
-    def _signal(self, intent: ActionIntent, signal_type: str, outcome: str, details: dict) -> None:
-        services.outcome_signal_record(
+    def _signal(self, intent: ActionIntent, signal_type: str, outcome: str, details: dict):
+        """The outcome's signal, for leases.finish to write with it."""
+        return services.outcome_signal_insert(
             account_id=intent.account_id,
             tenant_id=intent.tenant_id,
             signal_type=signal_type,

@@ -62,7 +62,7 @@ from plans.services.pauses import (
 from plans.services.plan_versions import plans_migrate_plan_type
 from plans.services.reapproval import APPROVAL_NOT_STALE, plan_reapprove
 from plans.services.signal_import import signals_import
-from plans.services.signals import RecordedSignal, outcome_signal_record, signal_record
+from plans.services.signals import RecordedSignal, outcome_signal_insert, signal_record
 from plans.services.steps import step_approve, step_retry, step_skip, step_transition
 from plans.services.system import (
     plan_abort_by_policy,
@@ -99,7 +99,7 @@ __all__ = [
     "membership_add",
     "membership_update",
     "open_layers",
-    "outcome_signal_record",
+    "outcome_signal_insert",
     "pause_layer_add_locked",
     "pause_layers_lift_locked",
     "plan_abort",

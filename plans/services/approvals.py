@@ -89,16 +89,20 @@ def plan_record(plan: RevenuePlan, steps: list[PlanStep], *, approved_by_id: int
             **_stamp(approved_by_id, approved_at)}
 
 
-def record_plan_approval(plan: RevenuePlan, steps: list[PlanStep], *, user, approved_at: datetime) -> None:
-    """What an approval and a reapproval both write on the plan (unsaved): who approved, under which
-    config version, the record of its content and facts; the editors since the last approval are
-    forgotten. A DRAFT's approval stamps the plan type's latest version, which the plan then runs on; a
-    reapproval keeps the version the plan runs on (moving it is migrate_plans' explicit, checked job)."""
-    plan.approved_by, plan.approved_at = user, approved_at
+def record_plan_approval(plan: RevenuePlan, steps: list[PlanStep], *, user, approved_at: datetime) -> dict:
+    """What an approval and a reapproval both write on the plan (set on it, unsaved; returned as {column:
+    value} for the caller's save): who approved, under which config version, the record of its content and
+    facts; the editors since the last approval are forgotten. A DRAFT's approval stamps the plan type's latest
+    version, which the plan then runs on; a reapproval keeps the version the plan runs on (moving it is
+    migrate_plans' explicit, checked job)."""
+    changes = {"approved_by": user, "approved_at": approved_at, "edited_by_since_approval": []}
     if plan.plan_status == PlanStatus.DRAFT:
-        plan.plan_type_version = get_plan_type_config(plan.plan_type).version
-    plan.approval_record = plan_record(plan, steps, approved_by_id=user.pk, approved_at=approved_at)
-    plan.edited_by_since_approval = []
+        changes["plan_type_version"] = get_plan_type_config(plan.plan_type).version
+    for name, value in changes.items():
+        setattr(plan, name, value)
+    changes["approval_record"] = plan.approval_record = plan_record(plan, steps, approved_by_id=user.pk,
+                                                                    approved_at=approved_at)
+    return changes
 
 
 def step_record(step: PlanStep, *, approved_by_id: int, approved_at: datetime) -> dict:

@@ -39,12 +39,17 @@ def plan_transition(
     explanation: str = "",
     facts: dict | None = None,
     steps: list[PlanStep] | None = None,
+    changes: dict | None = None,
 ) -> RevenuePlan:
-    """`steps`: the plan's steps as the caller already holds them (for the ledger's snapshot)."""
+    """`steps`: the plan's steps as the caller already holds them (for the ledger's snapshot). `changes`: the
+    other columns the move sets (as step_transition's); only the columns a move writes are saved."""
     require_move(plan, move)
     rule = MOVES[move]
     now = timezone.now()
     from_status = plan.plan_status
+    changes = changes or {}
+    for name, value in changes.items():
+        setattr(plan, name, value)
     plan.plan_status = rule.target
     if rule.stamps:
         setattr(plan, rule.stamps, now)
@@ -58,10 +63,11 @@ def plan_transition(
         plan.approved_at, plan.approved_by = None, None
     plan.updated_at = now
     plan.version += 1
+    saved = [*_MOVED_COLUMNS, *([rule.stamps] if rule.stamps else []), *changes]
     if rule.target == PlanStatus.ACTIVE:
-        _save_into_active(plan)
+        _save_into_active(plan, saved)
     else:
-        plan.save()
+        plan.save(update_fields=saved)
     ledger.plan_moved(
         plan,
         rule,
@@ -73,7 +79,8 @@ def plan_transition(
         steps=steps,
     )
     if rule.target == PlanStatus.DRAFT or rule.target in TERMINAL:
-        _close_what_waited(plan, actor=actor, why=explanation or f"the plan moved to {rule.target}", steps=steps)
+        _close_what_waited(plan, actor=actor, why=explanation or f"the plan moved to {rule.target}", steps=steps,
+                           held=from_status != PlanStatus.ACTIVE)
     logger.info(
         "plan moved",
         extra={"plan_id": str(plan.id), "from_status": from_status, "to_status": rule.target, "actor": actor},
@@ -81,12 +88,20 @@ def plan_transition(
     return plan
 
 
-def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[PlanStep] | None) -> None:
+# What every move writes (plan_transition): a full-row save rewrote the plan's JSON columns on every move.
+_MOVED_COLUMNS = ("plan_status", "stop_reason_code", "stop_reason_detail", "next_run_at", "approved_at",
+                  "approved_by", "updated_at", "version")
+
+
+def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[PlanStep] | None,
+                       held: bool) -> None:
     """A plan back in DRAFT or finished is held by no layer any more; a finished plan's waiting steps
     are SKIPPED with its reason (DESIGN §3.2). A step whose attempt is still out (started, outcome
-    not recorded) is left for that outcome: what happened in the world is still recorded."""
-    layers = open_layers(plan)
-    if layers:  # most plans finish held by none: no second read of them
+    not recorded) is left for that outcome: what happened in the world is still recorded. `held`: the
+    plan may have had open layers — not when it was ACTIVE (a layer pauses an ACTIVE plan, and a plan
+    resumes only once its last layer is lifted), as most plans are when they finish: no read of them."""
+    layers = open_layers(plan) if held else []
+    if layers:
         layers_lift(plan, layers, actor=actor, why=f"the plan is {plan.plan_status}: {why.rstrip('.')}")
     if plan.plan_status not in TERMINAL:
         return
@@ -98,11 +113,11 @@ def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[P
             ledger.step_closed(plan, step=step, actor=actor)
 
 
-def _save_into_active(plan: RevenuePlan) -> None:
+def _save_into_active(plan: RevenuePlan, columns: list[str]) -> None:
     try:
         # A savepoint, so the partial unique index's verdict becomes a clean 409, not a broken transaction.
         with transaction.atomic():
-            plan.save()
+            plan.save(update_fields=columns)
     except IntegrityError as error:
         if "one_active_plan_per_account_and_type" not in str(error):
             raise
@@ -139,11 +154,12 @@ def plan_approve(*, plan_id: UUID, user, expected_version: int | None = None) ->
             actor = ledger.user_actor(user)
             editors = list(plan.edited_by_since_approval)  # the approval below clears them
             _reset_changed_failed_steps(plan, steps, actor=actor)
-            approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
+            approved = approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
             outcome = {"outcome": IDEA_EDITED, "edited_by": editors} if editors else {}
             plan_transition(
                 plan,
                 Move.APPROVE,
+                changes=approved,
                 actor=actor,
                 reason_code="APPROVED",
                 explanation=f"Approved by {user.get_username()} ({membership.role})"

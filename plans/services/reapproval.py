@@ -48,9 +48,7 @@ def plan_reapprove(*, plan_id: UUID, user, expected_version: int | None = None) 
             refusal = gate_refusal(result, attempted="reapprove")
         else:
             facts_before = (plan.approval_record or {}).get("facts", {})
-            approvals.record_plan_approval(plan, steps, user=user, approved_at=now)
-            plan.save(update_fields=["approval_record", "approved_by", "approved_at", "plan_type_version",
-                                     "edited_by_since_approval"])
+            plan.save(update_fields=list(approvals.record_plan_approval(plan, steps, user=user, approved_at=now)))
             facts_after = plan.approval_record["facts"]
             ledger.plan_reapproved(plan, actor=actor, role=membership.role, facts_before=facts_before,
                                    facts_after=facts_after, changes=approvals.fact_changes(facts_before, facts_after))

@@ -3,7 +3,7 @@ idempotent per (tenant, source, external_id), ledgered when they come from outsi
 whose objective they may meet."""
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -208,19 +208,21 @@ def signal_record(
     return RecordedSignal(signal, created=True)
 
 
-def outcome_signal_record(*, account_id: UUID, tenant_id: UUID, signal_type: str, payload: dict,
-                          observed_at: datetime, component: str) -> None:
-    """The execution spine's own record of an action's outcome (ACTION_EXECUTED, ACTION_FAILED), written in
-    the outcome's transaction as one INSERT: the type is revplan's own (nothing from outside to check),
-    it has no external id (nothing to dedupe) and is no plan's objective (nothing to wake) — so none of
-    signal_record's reads apply, and each step saves them."""
+def outcome_signal_insert(*, account_id: UUID, tenant_id: UUID, signal_type: str, payload: dict,
+                          observed_at: datetime, component: str) -> Callable[[str], tuple[str, list]]:
+    """The execution spine's own record of an action's outcome (ACTION_EXECUTED, ACTION_FAILED), as an INSERT
+    for the statement that writes the outcome itself (orchestrator.execution.leases.finish): `(condition) ->
+    (sql, params)`, the row written only where `condition` (a WHERE clause) holds — the outcome was written.
+    The type is revplan's own (nothing from outside to check), it has no external id (nothing to dedupe) and is
+    no plan's objective (nothing to wake): none of signal_record's reads apply, and each step saves them."""
     if signal_type not in SYSTEM_SIGNAL_TYPES or any(
             signal_type in objective_signal_types_of_any_version(plan_type) for plan_type in PLAN_TYPES):
         raise ValueError(f"{signal_type} is not an outcome signal")
-    now = timezone.now()
     item = SignalInput(signal_type=signal_type, observed_at=observed_at, payload=payload)
-    insert_signals([SignalRow(account_id=account_id, tenant_id=tenant_id, item=item, observed_at=observed_at,
-                              recorded_by=actor_label(SystemActor(component)))], now=now)
+    row = SignalRow(account_id=account_id, tenant_id=tenant_id, item=item, observed_at=observed_at,
+                    recorded_by=actor_label(SystemActor(component)))
+    now = timezone.now()
+    return lambda condition: insert_signals_statement([row], now=now, condition=condition)
 
 
 @dataclass(frozen=True)
@@ -251,11 +253,20 @@ def existing_signal(row: SignalRow) -> AccountSignal:
 def insert_signals(rows: list[SignalRow], *, now: datetime) -> list[tuple[int, str, str]]:
     """INSERT … ON CONFLICT DO NOTHING in one statement: (id, source, external_id) of the rows that were new.
 
-    The rows travel as one array per column (unnest), so a batch of 1,000 is 8 parameters, not 9,000 for
-    the driver to splice. A row whose key a concurrent transaction is inserting waits for it to commit,
-    then is skipped, so the caller's next read finds that row (READ COMMITTED reads afresh each statement)."""
+    A row whose key a concurrent transaction is inserting waits for it to commit, then is skipped, so the
+    caller's next read finds that row (READ COMMITTED reads afresh each statement)."""
     if not rows:
         return []
+    with connection.cursor() as cursor:
+        cursor.execute(*insert_signals_statement(rows, now=now))
+        return [tuple(found) for found in cursor.fetchall()]
+
+
+def insert_signals_statement(rows: list[SignalRow], *, now: datetime, condition: str = "") -> tuple[str, list]:
+    """insert_signals' statement (sql, params), writing only where `condition` (a WHERE clause) holds.
+
+    The rows travel as one array per column (unnest), so a batch of 1,000 is 8 parameters, not 9,000 for
+    the driver to splice."""
     columns = {
         "account_id": [row.account_id for row in rows],
         "tenant_id": [row.tenant_id for row in rows],
@@ -272,12 +283,10 @@ def insert_signals(rows: list[SignalRow], *, now: datetime) -> list[tuple[int, s
         "SELECT account_id, tenant_id, signal_type, payload::jsonb, observed_at, %s, source, external_id, recorded_by "
         "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], "
         "%s::text[]) AS given(account_id, tenant_id, signal_type, payload, observed_at, source, external_id, "
-        "recorded_by) "
+        f"recorded_by) {condition} "
         "ON CONFLICT DO NOTHING RETURNING id, source, external_id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, *columns.values()])
-        return [tuple(found) for found in cursor.fetchall()]
+    return sql, [now, *columns.values()]
 
 
 def plans_wake(*, account_signal_types: Iterable[tuple[UUID, str]], now: datetime) -> list[str]:

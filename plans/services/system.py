@@ -42,11 +42,10 @@ def plan_settle_locked(plan: RevenuePlan, evaluation: Evaluation, *, steps: list
                        component: str) -> RevenuePlan:
     """COMPLETE or EXPIRE as `evaluation` (made under the plan's row lock, which the caller still holds) says."""
     move = _SETTLE_MOVES[evaluation.outcome]
-    if move == Move.COMPLETE:
-        plan.completion_reason = evaluation.reason
     return plan_transition(
         plan, move, actor=ledger.system_actor(component), reason_code=evaluation.reason,
         explanation=_SETTLE_EXPLANATIONS[evaluation.reason], facts=evaluation.facts, steps=steps,
+        changes={"completion_reason": evaluation.reason} if move == Move.COMPLETE else None,
     )
 
 

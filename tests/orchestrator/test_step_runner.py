@@ -1,6 +1,10 @@
 """orchestrator/step_runner.py: the next step in the same task, and what stops it after the commit that
 created it claimed (a person's abort or pause, a kill switch) or once the task's budget is spent."""
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
 from orchestrator import engine, step_runner
 from orchestrator.execution.models import ActionIntent, IntentStatus, InternalRecord
@@ -84,3 +88,21 @@ def test_past_the_budget_the_claimed_step_goes_out_by_message(world, budget):
     # The message's worker then runs it as any other.
     step_runner.execute_step(follow_up.inline.key)
     assert RevenuePlan.objects.get(pk=plan_id).plan_status == PlanStatus.COMPLETED
+
+
+@pytest.mark.parametrize("set_before", [timedelta(0), timedelta(seconds=-5)])
+def test_a_chain_rewrites_its_wake_up_only_once_it_is_a_second_off(world, set_before):
+    # Each advance that starts a step sets the plan's wake-up (the tick's safety net) ORCHESTRATOR_REDELIVERY_SECONDS
+    # ahead; the one a moment before stands (the tick may look a moment early and find nothing), a stale one does not.
+    [plan_id] = make_brief_plans(world, 1, steps_of=lambda i: 2)
+    [first] = engine.advance_plan(plan_id)
+    before = RevenuePlan.objects.get(pk=plan_id).next_run_at + set_before
+    RevenuePlan.objects.filter(pk=plan_id).update(next_run_at=before)
+    started = timezone.now()
+    follow_up = step_runner.execute_step(first, inline=True)  # the first step's outcome starts the second
+    assert follow_up.inline is not None
+    after = RevenuePlan.objects.get(pk=plan_id).next_run_at
+    if set_before:
+        assert after >= started + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
+    else:
+        assert after == before

@@ -5,18 +5,21 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import connection
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import JSONObject
 
 from orchestrator.execution.connectors.base import Connector, ExternalRef, PermanentError, TransientError
 from orchestrator.execution.connectors.calendar import CalendarConnector
 from orchestrator.execution.connectors.config import ConnectorSettings, effective_settings
 from orchestrator.execution.connectors.crm import CrmConnector
 from orchestrator.execution.connectors.internal import InternalConnector
-from orchestrator.execution.models import ActionIntent, ConnectorName
+from orchestrator.execution.models import ActionIntent, ActionRoute, ConnectorConfig, ConnectorName
 from plans.plan_types import get_action_type
 
 __all__ = ["Connector", "ExternalRef", "PermanentError", "RoutingTable", "TransientError", "build_connector",
-           "connector_for", "connector_named", "routing_table"]
+           "connector_for", "connector_named", "routing_column", "routing_of", "routing_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,8 @@ class RoutingTable:
         for kind, tenant_id, action_type, connector, config in rows:
             if kind == "route":
                 self.routes[(tenant_id, action_type)] = connector
-            else:
-                self.configs[(tenant_id, connector)] = json.loads(config)
+            else:  # the routes read's text, or routing_of's decoded settings
+                self.configs[(tenant_id, connector)] = json.loads(config) if isinstance(config, str) else config
 
     def connector_for(self, tenant_id, action_type: str) -> tuple[str, ConnectorSettings]:
         """The connector that carries out `action_type` for the tenant (its route, else the catalogue's) and
@@ -55,6 +58,24 @@ class RoutingTable:
             routed = spec.connector
         own = self.configs.get((tenant_id, routed))
         return routed, effective_settings(routed, own, settings.REVPLAN_CONNECTOR_DEFAULTS.get(routed, {}))
+
+
+def routing_column(tenant_ref: OuterRef) -> JSONObject:
+    """The routes and connector configs of the tenant `tenant_ref` names, as one JSON column of a caller's
+    read (the engine's lock for a step's outcome reads it for the step the advance after it starts)."""
+    routes = (ActionRoute.objects.filter(tenant_id=tenant_ref).order_by().values("tenant_id")
+              .annotate(rows=JSONBAgg(JSONObject(action_type="action_type", connector="connector"))).values("rows"))
+    configs = (ConnectorConfig.objects.filter(tenant_id=tenant_ref).order_by().values("tenant_id")
+               .annotate(rows=JSONBAgg(JSONObject(connector="connector", settings="settings"))).values("rows"))
+    return JSONObject(routes=Subquery(routes), configs=Subquery(configs))
+
+
+def routing_of(tenant_id: UUID, column: dict) -> RoutingTable:
+    """routing_table([tenant_id]), from routing_column's value."""
+    return RoutingTable([("route", tenant_id, row["action_type"], row["connector"], None)
+                         for row in column["routes"] or ()]
+                        + [("config", tenant_id, None, row["connector"], row["settings"])
+                           for row in column["configs"] or ()])
 
 
 def routing_table(tenant_ids: Iterable[UUID]) -> RoutingTable:
@@ -80,8 +101,9 @@ def connector_named(name: str, chosen: ConnectorSettings, *, tenant_slug: str,
     raise PermanentError(f"Unknown connector {name!r}.")
 
 
-def build_connector(intent: ActionIntent) -> Connector:
-    name, chosen = connector_for(intent.tenant_id, intent.action_type)
+def build_connector(intent: ActionIntent, *, routing: RoutingTable | None = None) -> Connector:
+    """The connector for `intent`; `routing`: its tenant's routes, when the caller read them in this transaction."""
+    name, chosen = (routing or routing_table([intent.tenant_id])).connector_for(intent.tenant_id, intent.action_type)
     if chosen.ignored_keys:
         # Key names only: the values may be secrets.
         logger.warning("tenant connector settings ignored: they apply only with the tenant's own endpoint", extra={

@@ -31,8 +31,13 @@ def _recent_signals_query(account_ids: list):
             .filter(rank__lte=RECENT_SIGNALS_IN_BRIEF).order_by("account_id", "rank"))
 
 
-# One account's (every brief an execution writes): compiled once (revplan.compiled).
-_ONE_ACCOUNTS_SIGNALS = CompiledQuery(lambda account_id: _recent_signals_query([account_id]), account_id=uuid4())
+# One account's (every brief an execution writes), the same rows in the same order: its latest few by the
+# (account, -observed_at) index, where the window reads and sorts every signal the account has. Compiled once.
+_ONE_ACCOUNTS_SIGNALS = CompiledQuery(
+    lambda account_id: AccountSignal.objects.filter(account_id=account_id)
+    .order_by("-observed_at", "-id")[:RECENT_SIGNALS_IN_BRIEF],
+    account_id=uuid4(),
+)
 
 
 def recent_signals(account_ids) -> dict:

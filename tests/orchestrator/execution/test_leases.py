@@ -1,13 +1,16 @@
-"""orchestrator/execution/leases.py: the outcome and the try that ended the execution written together, only
-for the claim's holder."""
+"""orchestrator/execution/leases.py: the outcome, the try that ended the execution and the outcome's signal written
+together, only for the claim's holder."""
 import uuid
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orchestrator.execution import leases
 from orchestrator.execution.models import ActionIntent, AttemptOutcome, ExecutionAttempt, IntentStatus
+from plans import services
+from plans.models import AccountSignal
 
 
 def claimed(make_intent):
@@ -53,3 +56,36 @@ def test_a_try_a_takeover_recorded_already_stands(make_intent):
                          status=IntentStatus.SUCCEEDED)
     assert list(ExecutionAttempt.objects.filter(intent=intent).values_list("error", flat=True)) == [
         "the takeover's record"]
+
+
+def outcome_signal(intent):
+    return services.outcome_signal_insert(account_id=intent.account_id, tenant_id=intent.tenant_id,
+                                          signal_type="ACTION_EXECUTED", payload={"intent_id": str(intent.id)},
+                                          observed_at=timezone.now(), component="execution")
+
+
+def test_the_outcome_signal_is_written_by_the_finish_itself(make_intent):
+    intent, claim = claimed(make_intent)
+    with CaptureQueriesContext(connection) as queries:
+        assert leases.finish(intent, claim, now=timezone.now(), last_try=last_try(claim),
+                             writes=[outcome_signal(intent)], status=IntentStatus.SUCCEEDED)
+    assert len(queries) == 1
+    signal = AccountSignal.objects.get(account_id=intent.account_id, signal_type="ACTION_EXECUTED")
+    assert signal.payload == {"intent_id": str(intent.id)}
+    assert signal.recorded_by == "system:execution"
+
+
+def test_a_stale_workers_outcome_signal_is_not_written(make_intent):
+    intent, _held = claimed(make_intent)
+    stale = leases.Claim(intent.pk, uuid.uuid4())
+    assert not leases.finish(intent, stale, now=timezone.now(), last_try=last_try(stale),
+                             writes=[outcome_signal(intent)], status=IntentStatus.SUCCEEDED)
+    assert not AccountSignal.objects.filter(account_id=intent.account_id, signal_type="ACTION_EXECUTED").exists()
+
+
+def test_an_outside_signal_type_is_no_outcome_signal(make_intent):
+    intent = make_intent()
+    with pytest.raises(ValueError, match="not an outcome signal"):
+        services.outcome_signal_insert(account_id=intent.account_id, tenant_id=intent.tenant_id,
+                                       signal_type="RENEWAL_COMMITTED", payload={}, observed_at=timezone.now(),
+                                       component="execution")
