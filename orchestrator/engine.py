@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import holds, metrics
-from orchestrator.autonomy import shadow
+from orchestrator.autonomy import budget, shadow
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
 from orchestrator.execution.connectors import Connector, PermanentError, RoutingTable, build_connector
@@ -97,7 +97,10 @@ def advance_many(plan_ids: list[UUID], *, inline: bool = False) -> dict[UUID, Fo
     advanced as if alone (its FollowUp by plan id; none for a plan that is gone or finished). Should the batch
     fail, each plan is advanced in a transaction of its own, so that one plan's error is only its own."""
     try:
-        return _advance_batch(plan_ids, inline=inline)
+        return _advance_batch(plan_ids, inline=inline, units=budget.Units())
+    except budget.BudgetShort:
+        logger.info("an autonomy budget ran short in an advance; advancing its plans one by one",
+                    extra={"plan_ids": [str(plan_id) for plan_id in plan_ids]})
     except Exception:
         if len(plan_ids) == 1:
             raise
@@ -106,14 +109,17 @@ def advance_many(plan_ids: list[UUID], *, inline: bool = False) -> dict[UUID, Fo
     follow_ups = {}
     for plan_id in plan_ids:
         try:
-            follow_ups.update(_advance_batch([plan_id], inline=inline))
+            # Each budget unit taken as its step starts: the ones that find none left wait for a person.
+            follow_ups.update(_advance_batch([plan_id], inline=inline, units=None))
         except Exception:
             # As a failed advance_plan task: the tick's claim brings the plan back (its re-enqueue guard).
             logger.exception("advance failed", extra={"plan_id": str(plan_id)})
     return follow_ups
 
 
-def _advance_batch(plan_ids: list[UUID], *, inline: bool) -> dict[UUID, FollowUp]:
+def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | None) -> dict[UUID, FollowUp]:
+    """`units`: the autonomy budget units the batch's starts take, taken last, just before the commit
+    (BudgetShort when one ran short: nothing of the batch is written). None: each as its step starts."""
     with transaction.atomic():
         rows = (RevenuePlan.objects.filter(pk__in=plan_ids).exclude(plan_status__in=TERMINAL)
                 .values_list("pk", "plan_status", "account_id"))
@@ -127,9 +133,12 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool) -> dict[UUID, FollowUp
         plans = lock_plans([pk for pk, _, _ in rows])
         steps, intents = steps_of_plans(plans), intents_of_plans(plans)
         now = timezone.now()
-        return {plan.pk: _advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
-                                         may_activate=plan.pk in may_activate, inline=inline)
-                for plan in plans}
+        follow_ups = {plan.pk: _advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
+                                               may_activate=plan.pk in may_activate, inline=inline, units=units)
+                      for plan in plans}
+        if units is not None:
+            units.take_or_raise()
+        return follow_ups
 
 
 def intents_of_plans(plans: list[RevenuePlan]) -> dict[UUID, list[ActionIntent]]:
@@ -162,11 +171,12 @@ def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: froz
 
 def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
                     intents: list[ActionIntent] | None = None, may_activate: bool = False,
-                    inline: bool = False) -> FollowUp:
+                    inline: bool = False, units: budget.Units | None = None) -> FollowUp:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
     account's first: the plan may then move into ACTIVE) in an open transaction. `steps`, `intents`: the
     plan's steps and attempts if the caller has them. `inline`: the first step it starts is created claimed
-    by the caller, who runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys)."""
+    by the caller, who runs it next (FollowUp.inline); the others go to workers by message (FollowUp.keys).
+    `units`: where the starts' autonomy budget units go, for the caller to take before it commits."""
     steps = plan_steps(plan) if steps is None else steps
     # One query for both: the kill switches, and whether the owner is still an active member (step gate).
     switches, owner_active, signals = advance_facts(plan)
@@ -238,7 +248,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
             continue
         gate = gate or holds.step_gate_facts(plan, steps, now=now, owner_active=owner_active)
         started = _start_step(plan, step, previous=intent, switches=switches, gate=gate,
-                              claim=inline and claimed is None, start=start)
+                              claim=inline and claimed is None, start=start, units=units)
         if started is None and plan.plan_status != PlanStatus.ACTIVE:
             return FollowUp()
         if isinstance(started, ClaimedStep):
@@ -270,13 +280,15 @@ def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:
 
 def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | None,
                 switches: frozenset[str], gate: policy.StepGateFacts,
-                claim: bool = False, start: StartSettings | None = None) -> StepKey | ClaimedStep | None:
+                claim: bool = False, start: StartSettings | None = None,
+                units: budget.Units | None = None) -> StepKey | ClaimedStep | None:
     """Ask the autonomy policy (AutoApprovalPolicyV1), then wait for a person, stop, or create the next attempt
     (with `claim`, created claimed by the caller: a ClaimedStep).
 
     `previous`: the step's last attempt, if any; a retry of a step that ran on its own (the next attempt
     of a series, or a person's new series) does not take a second unit of the autonomy budget (the
     budget counts actions, not tries). `start`: the tenant's settings, if this transaction read them.
+    `units`: see decide_step.
     """
     # The gate before every attempt (DESIGN §3.3): the owner, the approval's facts, expiry, the config.
     verdict = policy.check_step(plan, step, gate)
@@ -285,7 +297,7 @@ def _start_step(plan: RevenuePlan, step: PlanStep, *, previous: ActionIntent | N
         return None
     retry_of_autonomous = bool(previous and previous.autonomy_decision.get("decision") == Decision.AUTO_EXECUTE)
     step_decision = decide_step(plan, step, budget_taken=retry_of_autonomous, engaged_switches=switches,
-                                tenant_settings=start.autonomy if start else None)
+                                tenant_settings=start.autonomy if start else None, units=units)
     decision = step_decision.decision
     if decision.decision == Decision.BLOCK:
         kind, scope = (holds.kill_layer(switches, step.action_type) if decision.reason == KILL_SWITCH
@@ -420,13 +432,20 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
         # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
         # the outcome still commits and an advance message (or the tick) does the rest.
         with transaction.atomic():
-            follow_up = _advance_locked(plan, now=now, steps=steps, inline=inline)
+            units = budget.Units()
+            follow_up = _advance_locked(plan, now=now, steps=steps, inline=inline, units=units)
+            units.take_or_raise()  # last: the budget rows are held for the commit only
             result = "steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run"
             transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
             return follow_up
-    except Exception:
-        logger.exception("follow-up advance failed; an advance message will retry it",
-                         extra={"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
+    except Exception as error:
+        log = {"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt}
+        if isinstance(error, budget.BudgetShort):
+            # Its advance takes each unit as its step starts: the step that finds none left waits for a person.
+            logger.info("an autonomy budget ran short for the next step; an advance message decides it again",
+                        extra=log)
+        else:
+            logger.exception("follow-up advance failed; an advance message will retry it", extra=log)
         RevenuePlan.objects.filter(pk=plan.id).update(
             next_run_at=now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
         )

@@ -8,11 +8,12 @@ from datetime import date
 from uuid import UUID, uuid4
 
 from django.contrib.postgres.aggregates import JSONBAgg
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import JSONObject
 from django.utils import timezone
 
+from orchestrator.autonomy import budget
 from orchestrator.autonomy.models import (
     DEFAULT_MODE,
     ActionTypeAutonomy,
@@ -59,7 +60,7 @@ class StepDecision:
 
 def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False,
                 engaged_switches: frozenset[str] | None = None, today: date | None = None,
-                tenant_settings: dict | None = None) -> StepDecision:
+                tenant_settings: dict | None = None, units: budget.Units | None = None) -> StepDecision:
     """Gather the facts, ask AutoApprovalPolicyV1, and take a unit of both budgets when it allows autonomy.
 
     Call inside the transaction that starts the attempt: the budget units it takes are returned by
@@ -67,6 +68,8 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
     `budget_taken`: a retry of an attempt that already took its unit. `engaged_switches`: the
     tenant's kill switches, when the caller has read them already. `tenant_settings`: the tenant's
     autonomy settings (tenant_settings_column), when the caller read them in this transaction.
+    `units`: the unit is not taken here but added to `units`, which the caller takes just before it
+    commits (budget.Units.take_or_raise: all, or BudgetShort and the caller decides again without).
     """
     settings = (_settings_for(plan.tenant_id, step.action_type) if tenant_settings is None
                 else _settings_in(tenant_settings, step.action_type))
@@ -84,7 +87,7 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
     )
     decision = decide(facts)
     if decision.decision == Decision.AUTO_EXECUTE and not budget_taken:
-        taken = _take_budget(
+        unit = budget.Unit(
             tenant_id=plan.tenant_id,
             account_id=plan.account_id,
             action_type=step.action_type,
@@ -92,7 +95,9 @@ def decide_step(plan: RevenuePlan, step: PlanStep, *, budget_taken: bool = False
             account_limit=_or_default(settings["max_per_account_per_day"], DEFAULT_ACCOUNT_BUDGET),
             action_type_limit=_or_default(settings["max_per_day"], DEFAULT_ACTION_TYPE_BUDGET),
         )
-        if not taken:
+        if units is not None and min(unit.account_limit, unit.action_type_limit) >= 1:
+            units.defer(unit)
+        elif not budget.take([unit]):
             facts = StepFacts(**{**facts.as_dict(), "budget_left": False})
             decision = decide(facts)
     return StepDecision(decision, facts, shadow_verdict(facts) if facts.mode == AutonomyMode.SHADOW else None)
@@ -144,59 +149,6 @@ def _settings_in(tenant_settings: dict, action_type: str) -> dict:
 
 def _or_default(value: int | None, default: int) -> int:
     return default if value is None else value
-
-
-# Both units in one statement (one round trip per step): each INSERT creates the day's row on first use
-# or counts one more unless at its limit; a second transaction on the same row waits for the first to
-# commit and then sees its count, so two workers can never both take the last unit. Both always run
-# (a data-modifying CTE runs whether or not it is read); a NULL says that one was at its limit.
-_TAKE_UNITS = """
-WITH account_unit AS (
-    INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
-    VALUES (%(tenant)s, %(day)s, %(account)s, '', 1)
-    ON CONFLICT (tenant_id, day, account_id) WHERE account_id IS NOT NULL
-    DO UPDATE SET used = orchestrator_autonomyusage.used + 1 WHERE orchestrator_autonomyusage.used < %(account_limit)s
-    RETURNING used
-), action_type_unit AS (
-    INSERT INTO orchestrator_autonomyusage (tenant_id, day, account_id, action_type, used)
-    VALUES (%(tenant)s, %(day)s, NULL, %(action_type)s, 1)
-    ON CONFLICT (tenant_id, day, action_type) WHERE account_id IS NULL
-    DO UPDATE SET used = orchestrator_autonomyusage.used + 1
-        WHERE orchestrator_autonomyusage.used < %(action_type_limit)s
-    RETURNING used
-)
-SELECT (SELECT used FROM account_unit), (SELECT used FROM action_type_unit)
-"""
-
-# Hands back the unit one budget gave when the other had none left (this transaction holds its row).
-_RETURN_ACCOUNT_UNIT = """
-UPDATE orchestrator_autonomyusage SET used = used - 1
-WHERE tenant_id = %(tenant)s AND day = %(day)s AND account_id = %(account)s
-"""
-_RETURN_ACTION_TYPE_UNIT = """
-UPDATE orchestrator_autonomyusage SET used = used - 1
-WHERE tenant_id = %(tenant)s AND day = %(day)s AND account_id IS NULL AND action_type = %(action_type)s
-"""
-
-
-def _take_budget(*, tenant_id, account_id, action_type: str, day: date, account_limit: int,
-                 action_type_limit: int) -> bool:
-    """One unit of the account's and of the action type's budget for `day`, both or neither."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("autonomy budget is taken inside the transaction that starts the attempt")
-    if account_limit < 1 or action_type_limit < 1:
-        return False
-    params = {"tenant": tenant_id, "day": day, "account": account_id, "action_type": action_type}
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_UNITS, {**params, "account_limit": account_limit, "action_type_limit": action_type_limit})
-        account_used, action_type_used = cursor.fetchone()
-        if account_used is not None and action_type_used is not None:
-            return True
-        if account_used is not None:
-            cursor.execute(_RETURN_ACCOUNT_UNIT, params)
-        if action_type_used is not None:
-            cursor.execute(_RETURN_ACTION_TYPE_UNIT, params)
-    return False
 
 
 # --- reads for the control API --------------------------------------------------------------------
