@@ -107,14 +107,8 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     `conflicts_with`: the statuses of another plan of the type that conflict with this one."""
     if owner_active is None:
         owner_active = plan.owner_id is not None and owner_is_active_member(plan.owner_id, plan.tenant_id).exists()
-    conflicting = (
-        RevenuePlan.objects.filter(account_id=plan.account_id, plan_type=plan.plan_type,
-                                   plan_status__in=sorted(conflicts_with))
-        .exclude(pk=plan.pk)
-        .order_by("plan_status")  # ACTIVE before APPROVED: name the one that runs
-        .values_list("id", "plan_status")
-        .first()
-    )
+    conflicting = _conflicting_plan(conflicts_with).first(account_id=plan.account_id, plan_type=plan.plan_type,
+                                                          plan_id=plan.pk)
     conflicting_plan_id, conflicting_status = conflicting or (None, PlanStatus.ACTIVE)
     return GateFacts(
         now=now,
@@ -125,6 +119,19 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
         owner_is_active_member=owner_active,
         conflicting_plan_id=conflicting_plan_id,
         conflicting_plan_status=conflicting_status,
+    )
+
+
+@functools.cache
+def _conflicting_plan(conflicts_with: frozenset[str]) -> CompiledQuery:
+    """Another plan of the account and type in one of these statuses (read by every activation: compiled)."""
+    return CompiledQuery(
+        lambda account_id, plan_type, plan_id: RevenuePlan.objects.filter(
+            account_id=account_id, plan_type=plan_type, plan_status__in=sorted(conflicts_with))
+        .exclude(pk=plan_id)
+        .order_by("plan_status")  # ACTIVE before APPROVED: name the one that runs
+        .values_list("id", "plan_status")[:1],
+        account_id=uuid4(), plan_type="(a plan type)", plan_id=uuid4(),
     )
 
 

@@ -30,6 +30,7 @@ class CompiledQuery:
         self._build = build
         self._placeholders = placeholders
         self._compiled: tuple | None = None
+        self._converters: dict | None = None
         self._lock = threading.Lock()
 
     def all(self, **values) -> list:
@@ -45,6 +46,7 @@ class CompiledQuery:
         if template.query.select_for_update and run.connection.get_autocommit():
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         run.as_sql = lambda *args, **kwargs: (sql, bound)
+        run.get_converters = self._converters_for
         queryset._query = _Compiled(template.query, run)  # not .query: its setter changes the iterable
         queryset._result_cache = None
         return list(queryset._iterable_class(queryset))
@@ -52,6 +54,14 @@ class CompiledQuery:
     def first(self, **values):
         rows = self.all(**values)
         return rows[0] if rows else None
+
+    def _converters_for(self, expressions) -> dict:
+        """The compiler's get_converters, worked out once: every run selects the compiled expressions, and the
+        converters of an expression (a field's from_db_value …) take the connection as an argument."""
+        if self._converters is None:
+            _, compiler, _, _, _ = self._compiled
+            self._converters = type(compiler).get_converters(compiler, expressions)
+        return self._converters
 
     def _compile(self) -> tuple:
         with self._lock:

@@ -91,3 +91,26 @@ def test_each_thread_runs_on_its_own_connection():
     thread.join()
     # then: on that thread's connection (opened there), with the same rows
     assert used == [([(world.account.pk, world.account.name)], True)]
+
+
+PLAN_CONSTRAINTS = CompiledQuery(
+    lambda plan_id: RevenuePlan.objects.filter(pk=plan_id).values_list("constraints", "approval_record")[:1],
+    plan_id=uuid.uuid4(),
+)
+
+
+def test_the_converters_are_worked_out_once_and_convert_every_run(world, monkeypatch):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from tests.factories import make_plan
+
+    plans = [make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller),
+                       constraints={"n": index, "nested": {"ok": True}}) for index in range(3)]
+    original, calls = SQLCompiler.get_converters, []
+    monkeypatch.setattr(SQLCompiler, "get_converters", lambda self, expressions: calls.append(1) or original(
+        self, expressions))
+    for plan in plans:
+        expected = RevenuePlan.objects.filter(pk=plan.pk).values_list("constraints", "approval_record").get()
+        assert PLAN_CONSTRAINTS.first(plan_id=plan.pk) == expected
+        assert expected[0] == {"n": plan.constraints["n"], "nested": {"ok": True}}
+    assert len(calls) == 3 + 1  # Django's own reads, and the compiled read's first run only

@@ -1,0 +1,54 @@
+"""revplan.rows: the values of our own inserts are what Django's save would write."""
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from orchestrator.execution.models import ActionIntent, ExecutionAttempt
+from plans.models import AccountSignal, PlanLedgerEntry
+from revplan.rows import insert_columns, insert_values
+
+pytestmark = pytest.mark.django_db
+
+
+def django_values(fields, instance) -> list:
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def comparable(values) -> list:
+    # Jsonb adapters compare by identity: by what they wrap instead.
+    return [getattr(value, "obj", value) for value in values]
+
+
+@pytest.mark.parametrize("model", [PlanLedgerEntry, ActionIntent, ExecutionAttempt, AccountSignal])
+def test_every_column_gets_the_value_django_would_write(world, model, monkeypatch):
+    plan_id, now = uuid.uuid4(), timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)  # what an auto_now field's pre_save stamps
+    values = {
+        "tenant_id": world.tenant.id, "plan_id": plan_id, "account_id": world.account.id, "step_id": uuid.uuid4(),
+        "event_type": "PLAN_ACTIVATED", "actor": "system:tests", "data": {"n": 1}, "occurred_at": now,
+        "observed_at": now, "chain_seq": 3, "entry_hash": "a" * 64, "prev_hash": "b" * 64, "payload": {"x": [1]},
+        "attempt": 2, "status": "PENDING", "expires_at": now + timedelta(days=1), "created_at": now,
+        "idempotency_key": "k", "action_type": "PREP_RENEWAL_BRIEF", "signal_type": "ACTION_EXECUTED",
+    }
+    fields = {field.attname for field in model._meta.concrete_fields}
+    instance = model(**{name: value for name, value in values.items() if name in fields})
+    columns, _, _ = insert_columns(model, with_pk=True)
+    assert comparable(insert_values(columns, instance)) == comparable(django_values(columns, instance))
+
+
+def test_a_naive_datetime_or_a_str_id_is_prepared_by_django(world):
+    naive = datetime(2026, 1, 2, 3, 4, 5)  # naive: the case under test
+    entry = PlanLedgerEntry(tenant_id=str(world.tenant.id), occurred_at=naive, chain_seq=True)
+    fields, _, _ = insert_columns(PlanLedgerEntry)
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        expected = django_values(fields, entry)
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        prepared = insert_values(fields, entry)
+    assert comparable(prepared) == comparable(expected)
+    by_name = dict(zip([field.attname for field in fields], prepared, strict=True))
+    assert by_name["tenant_id"] == world.tenant.id
+    assert by_name["occurred_at"].tzinfo is not None
+    assert by_name["chain_seq"] == 1  # a bool where an int goes: Django's int()
