@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import holds, metrics
+from orchestrator import holds
 from orchestrator.autonomy import budget, shadow
 from orchestrator.autonomy.policy import Decision
 from orchestrator.autonomy.services import decide_step
@@ -27,7 +27,7 @@ from plans import ledger, policy, services
 from plans.errors import Conflict
 from plans.evaluator import Outcome, evaluate
 from plans.lifecycle import NON_TERMINAL, TERMINAL, StepMove
-from plans.locking import lock_accounts, lock_plan, lock_plans
+from plans.locking import lock_accounts, lock_plans
 from plans.models import FINISHED_STEP_STATUSES, PauseKind, PlanStatus, PlanStep, RevenuePlan, StepStatus
 from plans.plan_types import get_plan_type_config
 from plans.schemas import plan_to_schema
@@ -133,7 +133,7 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
         plans = lock_plans([pk for pk, _, _ in rows])
         steps, intents = steps_of_plans(plans), intents_of_plans(plans)
         now = timezone.now()
-        follow_ups = {plan.pk: _advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
+        follow_ups = {plan.pk: advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
                                                may_activate=plan.pk in may_activate, inline=inline, units=units)
                       for plan in plans}
         if units is not None:
@@ -169,7 +169,7 @@ def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: froz
     logger.info("activation refused", extra={"plan_id": str(plan.id), "reasons": reasons})
 
 
-def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
+def advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | None = None,
                     intents: list[ActionIntent] | None = None, may_activate: bool = False,
                     inline: bool = False, units: budget.Units | None = None) -> FollowUp:
     """The advance itself, for a caller holding the plan's row lock (and, when `may_activate`, its
@@ -198,7 +198,7 @@ def _advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] |
     for step in steps:
         intent = intents.get((step.step_id, step.attempts))
         if step.status == StepStatus.PENDING and intent and intent.status in FINISHED_INTENT_STATUSES:
-            _apply_outcome(plan, step, intent, config, now=now)
+            apply_outcome(plan, step, intent, config, now=now)
             if plan.plan_status != PlanStatus.ACTIVE:
                 return FollowUp()
     evaluation = evaluate(
@@ -352,7 +352,7 @@ def _connector_for(plan: RevenuePlan, step: PlanStep, *, routing: RoutingTable |
 # --- outcomes ----------------------------------------------------------------------------------
 
 
-def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, config, *, now: datetime) -> bool:
+def apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, config, *, now: datetime) -> bool:
     """What a finished attempt does to its step (and, past the retry limit, to its plan). Idempotent."""
     if step.status != StepStatus.PENDING or step.attempts != intent.attempt or step.attempts_in_series == 0:
         return False  # not the step's current attempt (a person's retry began a series with none made yet)
@@ -397,62 +397,3 @@ def _apply_outcome(plan: RevenuePlan, step: PlanStep, intent: ActionIntent, conf
         services.plan_pause_by_policy(**stop, kind=PauseKind.RETRY_LIMIT, scope=str(step.step_id))
     plan.refresh_from_db(fields=["plan_status"])
     return True
-
-
-def record_step_outcome(intent_id: UUID, *, inline: bool = False) -> FollowUp:
-    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see _advance_locked)."""
-    with transaction.atomic():
-        intent = ActionIntent.objects.get(pk=intent_id)
-        plan = lock_plan(intent.plan_id)
-        follow_up = record_outcome_locked(plan, intent, inline=inline)
-    if follow_up is None:
-        return FollowUp()
-    outcome_recorded(intent)
-    return follow_up
-
-
-def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bool = False) -> FollowUp | None:
-    """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction.
-    None when the outcome was applied before (a duplicate)."""
-    # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
-    steps = plan_steps(plan)
-    step = next((step for step in steps if step.step_id == intent.step_id), None)
-    if step is None:
-        # The plan was revised and the step removed while this attempt ran: its outcome has no step to go to.
-        logger.warning("outcome of a step the plan no longer has", extra={
-            "plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt})
-        return None
-    now = timezone.now()
-    if not _apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type, plan.plan_type_version), now=now):
-        return None
-    if plan.plan_status != PlanStatus.ACTIVE:
-        return FollowUp()
-    try:
-        # The next advance right here, under the lock and in the transaction the outcome commits with:
-        # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
-        # the outcome still commits and an advance message (or the tick) does the rest.
-        with transaction.atomic():
-            units = budget.Units()
-            follow_up = _advance_locked(plan, now=now, steps=steps, inline=inline, units=units)
-            units.take_or_raise()  # last: the budget rows are held for the commit only
-            result = "steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run"
-            transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
-            return follow_up
-    except Exception as error:
-        log = {"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt}
-        if isinstance(error, budget.BudgetShort):
-            # Its advance takes each unit as its step starts: the step that finds none left waits for a person.
-            logger.info("an autonomy budget ran short for the next step; an advance message decides it again",
-                        extra=log)
-        else:
-            logger.exception("follow-up advance failed; an advance message will retry it", extra=log)
-        RevenuePlan.objects.filter(pk=plan.id).update(
-            next_run_at=now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
-        )
-        return FollowUp(advance=True)
-
-
-def outcome_recorded(intent: ActionIntent) -> None:
-    metrics.STEP_OUTCOMES.labels(intent.action_type, intent.status).inc()
-    logger.info("step outcome recorded", extra={"plan_id": str(intent.plan_id), "step_id": str(intent.step_id),
-                                                "attempt": intent.attempt, "outcome": intent.status})

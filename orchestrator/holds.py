@@ -15,7 +15,7 @@ ACTOR = ledger.system_actor(COMPONENT)
 def hold_for_failed_steps(plan: RevenuePlan, failed_steps: list[PlanStep]) -> None:
     """The stall rule (DESIGN §3.3): nothing runs a FAILED step again on its own and the plan cannot
     complete past it, so an ACTIVE plan with one is PAUSED with a RETRY_LIMIT layer per such step,
-    never left ACTIVE and silent. The retry limit pauses the plan itself (_apply_outcome); this holds
+    never left ACTIVE and silent. The retry limit pauses the plan itself (engine.apply_outcome); this holds
     a plan that got here another way (data from before the layers, a move that kept a FAILED step)."""
     for step in failed_steps:
         services.plan_pause_by_policy(

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import OuterRef
 from django.utils import timezone
 
-from orchestrator import engine, holds
+from orchestrator import engine, holds, outcomes
 from orchestrator.breakers.plans import BreakerOpen, hold_plan
 from orchestrator.engine import KILL_SWITCH, ClaimedStep, FollowUp, StepKey
 from orchestrator.execution import leases
@@ -50,7 +50,7 @@ def execute_step(key: StepKey, *, service: ExecutionService | None = None, inlin
                                                       "attempt": key.attempt})
         return FollowUp()
     if move == _RECORD:
-        return engine.record_step_outcome(intent.id, inline=inline)  # a duplicate or redelivered message
+        return outcomes.record_step_outcome(intent.id, inline=inline)  # a duplicate or redelivered message
     if move == _CANCEL:
         _cancel_quietly(service, intent)
         return FollowUp()
@@ -154,7 +154,7 @@ def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
     def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
         # In the success's own transaction, under the plan lock it already holds: one transaction,
         # one lock instead of two. A failure keeps the separate record_step_outcome below.
-        recorded.append(engine.record_outcome_locked(plan, finished, inline=inline))
+        recorded.append(outcomes.record_outcome_locked(plan, finished, inline=inline))
 
     try:
         run(on_succeeded)
@@ -169,10 +169,10 @@ def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
         hold_plan(plan_id=key.plan_id, stopped=stopped, intent_id=intent.id)
         return FollowUp()
     if not recorded:
-        return engine.record_step_outcome(intent.id, inline=inline)
+        return outcomes.record_step_outcome(intent.id, inline=inline)
     if recorded[0] is None:
         return FollowUp()
-    engine.outcome_recorded(intent)
+    outcomes.outcome_recorded(intent)
     return recorded[0]
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orchestrator import engine
+from orchestrator import engine, outcomes
 from orchestrator.blocked_by import blocked_by_for
 from orchestrator.execution.models import ActionIntent, FailureClass, IntentStatus
 from orchestrator.execution.service import intent_create
@@ -114,7 +114,7 @@ def test_the_backoff_restarts_with_the_series(world, settings):
     intent = _failed_attempt(plan, step, 4)
     now = timezone.now()
     # when
-    assert engine._apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=now)
+    assert engine.apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=now)
     # then: the base delay (10 s), as after a series' first failure, not 2**3 x base
     step.refresh_from_db()
     assert step.status == StepStatus.PENDING
@@ -131,7 +131,7 @@ def test_a_retried_steps_old_failed_attempt_is_not_applied_again(world):
     step.refresh_from_db()
     intent = _failed_attempt(plan, step, 3)
     # when / then
-    assert engine._apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now()) is False
+    assert engine.apply_outcome(plan, step, intent, get_plan_type_config(plan.plan_type), now=timezone.now()) is False
     assert engine.advance_plan(plan.id) == [engine.StepKey(plan.id, step.step_id, 4)]
     assert events(plan, EventType.STEP_RETRY_SCHEDULED) == []
 
@@ -194,7 +194,7 @@ def test_a_failure_on_a_version_this_deploy_lacks_waits_for_a_worker_that_has_it
     PlanStep.objects.filter(pk=step.pk).update(attempts=1)
     failed = _failed_attempt(plan, step, 1)
 
-    assert engine.record_step_outcome(failed.id) == engine.FollowUp()  # no crash, nothing applied
+    assert outcomes.record_step_outcome(failed.id) == engine.FollowUp()  # no crash, nothing applied
 
     step.refresh_from_db()
     assert (step.status, step.next_attempt_at, step.last_error) == (StepStatus.PENDING, None, "")

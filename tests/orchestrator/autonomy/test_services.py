@@ -1,7 +1,7 @@
 """Autonomy in the orchestrator: the decision recorded on each attempt, budgets, opt-in, modes, settings writes."""
 import pytest
 
-from orchestrator import engine
+from orchestrator import engine, outcomes
 from orchestrator.autonomy import services as autonomy
 from orchestrator.autonomy.models import ActionTypeAutonomy, AutonomyUsage, TenantAutonomy
 from orchestrator.autonomy.policy import POLICY_VERSION
@@ -112,7 +112,7 @@ def test_a_retry_of_an_autonomous_step_takes_no_second_unit(world, settings):
     plan = brief_plan(world)
     assert len(engine.advance_plan(plan.id)) == 1
     ActionIntent.objects.filter(plan=plan).update(status="FAILED", failure_class="TRANSIENT", failure_reason="x")
-    retry = engine.record_step_outcome(ActionIntent.objects.get(plan=plan).id)  # attempt 1 failed: retried
+    retry = outcomes.record_step_outcome(ActionIntent.objects.get(plan=plan).id)  # attempt 1 failed: retried
     run_until_quiet(plan.id, keys=retry.keys)
     step = plan.steps.get()
     assert (step.status, step.attempts) == (StepStatus.AUTO_EXECUTED, 2)
