@@ -1,11 +1,11 @@
 """Rows written by a statement of our own rather than Model.save (an INSERT … SELECT that writes only where a
-condition holds, in the same round trip): the model's columns, and an instance's values prepared as Django's
-own insert prepares them."""
+condition holds, in the same round trip; a step's or a plan's move, a few columns by primary key): the model's
+columns, and an instance's values prepared as Django's own save prepares them."""
 import functools
 import uuid
 from datetime import datetime
 
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
 
 
 @functools.cache
@@ -27,19 +27,65 @@ def _cast_type(field) -> str:
 
 
 def insert_values(fields: list, instance) -> list:
-    return [_prepare(field, instance) for field in fields]
+    return [_prepare(field, instance, add=True) for field in fields]
 
 
-def _prepare(field, instance):
-    """What field.get_db_prep_save(field.pre_save(instance, True), connection) returns. For a plain value of a
+def update_row(instance, names: list[str]) -> None:
+    """instance.save(update_fields=names) as one statement of our own: the hot moves (a step's, a plan's) save a
+    few columns each, and Model.save's Python was most of their cost. The same values (auto_now stamped), the
+    same refusal of a row that is not there."""
+    fields = _fields(type(instance), tuple(names))
+    sql = update_sql(type(instance), tuple(names), where=(type(instance)._meta.pk.name,))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(_prepare(field, instance, add=False) for field in fields), instance.pk])
+        if cursor.rowcount == 0:
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+@functools.cache
+def update_sql(model, names: tuple[str, ...], *, where: tuple[str, ...]) -> str:
+    """"UPDATE table SET col = %s, … WHERE col = %s AND …" for the fields `names` (names or attnames, each
+    once) and the equalities `where`: the parameters are the values in that order (update_values)."""
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in _fields(model, names))
+    conditions = " AND ".join(f"{quote(field.column)} = %s" for field in _fields(model, where))
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {conditions}"
+
+
+def update_values(model, values: dict) -> list:
+    """`values` (by field name or attname) as a statement's parameters, prepared as a queryset's update() would."""
+    fields = _fields(model, tuple(values))
+    return [_prepared(field, value) for field, value in zip(fields, values.values(), strict=True)]
+
+
+@functools.cache
+def _fields(model, names: tuple[str, ...]) -> tuple:
+    """The fields `names` (names or attnames), each once, in order."""
+    fields = {}
+    for name in names:
+        field = model._meta.get_field(name)
+        fields[field.attname] = field
+    return tuple(fields.values())
+
+
+def _prepare(field, instance, *, add: bool):
+    """What field.get_db_prep_save(field.pre_save(instance, add), connection) returns. For a plain value of a
     plain field (a str for a CharField, a UUID for a UUIDField or a key to one, an aware datetime …) that is
     the value itself, returned without Django's calls: a step inserts a few rows of some twenty columns."""
     kind = _kind(field)
-    if kind:
-        value = getattr(instance, field.attname)
-        if value is None or (type(value) is _PLAIN_TYPES[kind] and (kind != "datetime" or value.tzinfo is not None)):
-            return value
-    return field.get_db_prep_save(field.pre_save(instance, True), connection)
+    if kind and _plain(kind, getattr(instance, field.attname)):
+        return getattr(instance, field.attname)
+    return field.get_db_prep_save(field.pre_save(instance, add), connection)
+
+
+def _prepared(field, value):
+    """field.get_db_prep_save(value): _prepare's, for a value of no instance (nothing stamped)."""
+    kind = _kind(field)
+    return value if kind and _plain(kind, value) else field.get_db_prep_save(value, connection)
+
+
+def _plain(kind: str, value) -> bool:
+    return value is None or (type(value) is _PLAIN_TYPES[kind] and (kind != "datetime" or value.tzinfo is not None))
 
 
 @functools.cache

@@ -4,11 +4,13 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt
 from plans.models import AccountSignal, PlanLedgerEntry
 from revplan.rows import insert_columns, insert_values
+from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +54,54 @@ def test_a_naive_datetime_or_a_str_id_is_prepared_by_django(world):
     assert by_name["tenant_id"] == world.tenant.id
     assert by_name["occurred_at"].tzinfo is not None
     assert by_name["chain_seq"] == 1  # a bool where an int goes: Django's int()
+
+
+def test_update_row_writes_what_save_with_update_fields_writes(world):
+    from django.db import DatabaseError
+
+    from plans.models import PlanStatus, RevenuePlan
+    from revplan.rows import update_row
+    from tests.factories import make_plan
+
+    ours, django = (make_plan(account=AccountFactory(tenant=world.tenant, owner=world.seller)) for _ in range(2))
+    later = timezone.now() + timedelta(hours=1)
+    for plan in (ours, django):
+        plan.plan_status, plan.next_run_at, plan.approved_by_id = PlanStatus.APPROVED, later, world.approver.pk
+        plan.objective = "not saved"
+    names = ["plan_status", "next_run_at", "approved_by_id", "plan_status"]  # an attname, a name twice
+    with CaptureQueriesContext(connection) as queries:
+        update_row(ours, names)
+    django.save(update_fields=["plan_status", "next_run_at", "approved_by_id"])
+    assert len(queries) == 1
+    columns = ("plan_status", "next_run_at", "approved_by_id", "objective")
+    [ours_row], [django_row] = (RevenuePlan.objects.filter(pk=plan.pk).values_list(*columns) for plan in (ours, django))
+    assert ours_row == django_row == (PlanStatus.APPROVED, later, world.approver.pk, "Secure renewal before day -30")
+    gone = RevenuePlan(pk=uuid.uuid4())
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        update_row(gone, ["plan_status"])
+
+
+def test_update_sql_and_values_write_what_a_querysets_update_writes(world):
+    from orchestrator.execution.models import IntentStatus
+    from plans.models import PlanStatus
+    from revplan.rows import update_sql, update_values
+    from tests.factories import make_plan
+
+    plan = make_plan(account=world.account, status=PlanStatus.ACTIVE)
+    intents = [ActionIntent.objects.create(
+        tenant=world.tenant, account=world.account, plan=plan, step_id=uuid.uuid4(), attempt=1,
+        action_type="PREP_RENEWAL_BRIEF", effect_key=f"k{index}", expires_at=timezone.now() + timedelta(days=1),
+        status=IntentStatus.EXECUTING, approved_by=world.approver) for index in range(2)]
+    fields = {"status": IntentStatus.SUCCEEDED, "external_ids": {"brief": [1, "a"]}, "lease_token": None}
+    ActionIntent.objects.filter(pk=intents[1].pk, status=IntentStatus.EXECUTING).update(**fields)
+    match = {"id": intents[0].pk, "status": IntentStatus.EXECUTING}
+    with connection.cursor() as cursor:
+        cursor.execute(update_sql(ActionIntent, tuple(fields), where=tuple(match)),
+                       [*update_values(ActionIntent, fields), *update_values(ActionIntent, match)])
+        assert cursor.rowcount == 1
+        cursor.execute(update_sql(ActionIntent, tuple(fields), where=tuple(match)),  # no longer EXECUTING
+                       [*update_values(ActionIntent, fields), *update_values(ActionIntent, match)])
+        assert cursor.rowcount == 0
+    ours, django = (ActionIntent.objects.values("status", "external_ids", "lease_token").get(pk=intent.pk)
+                    for intent in intents)
+    assert ours == django == {"status": "SUCCEEDED", "external_ids": {"brief": [1, "a"]}, "lease_token": None}

@@ -11,10 +11,9 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models.sql import UpdateQuery
 
 from orchestrator.execution.models import ActionIntent, ExecutionAttempt, IntentStatus
-from revplan.rows import insert_columns, insert_values
+from revplan.rows import insert_columns, insert_values, update_sql, update_values
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +119,12 @@ def finish(intent: ActionIntent, held: Claim | None, *, now: datetime, last_try:
     written by the same statement only where the finish is: a stale worker's try is never recorded next
     to the takeover's. Should a takeover have recorded this try already, its record stands (ON CONFLICT
     DO NOTHING)."""
-    match = {"pk": intent.pk, "lease_token": held.token, "status": IntentStatus.EXECUTING} if held else {
-        "pk": intent.pk, "status": IntentStatus.PENDING}
+    match = {"id": intent.pk, "lease_token": held.token, "status": IntentStatus.EXECUTING} if held else {
+        "id": intent.pk, "status": IntentStatus.PENDING}
     fields = {"finished_at": now, "lease_token": None, "lease_expires_at": None, **fields}
-    finished = ActionIntent.objects.filter(**match)
-    update = finished.query.chain(UpdateQuery)
-    update.add_update_values(fields)
-    sql, params = update.get_compiler(finished.db).as_sql()
-    ctes, params = [f"finished AS ({sql} RETURNING 1)"], list(params)
+    sql = update_sql(ActionIntent, tuple(fields), where=tuple(match))
+    ctes = [f"finished AS ({sql} RETURNING 1)"]
+    params = [*update_values(ActionIntent, fields), *update_values(ActionIntent, match)]
     if last_try is not None:
         attempt_fields, columns, values = insert_columns(ExecutionAttempt)
         ctes.append(f"recorded AS (INSERT INTO {ExecutionAttempt._meta.db_table} ({columns}) SELECT {values} "

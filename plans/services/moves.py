@@ -23,6 +23,7 @@ from plans.services.common import (
 )
 from plans.services.layers import layers_lift, open_layers
 from plans.services.steps import step_transition
+from revplan.rows import update_row
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def plan_transition(
     if rule.target == PlanStatus.ACTIVE:
         _save_into_active(plan, saved)
     else:
-        plan.save(update_fields=saved)
+        update_row(plan, saved)
     ledger.plan_moved(
         plan,
         rule,
@@ -117,7 +118,7 @@ def _save_into_active(plan: RevenuePlan, columns: list[str]) -> None:
     try:
         # A savepoint, so the partial unique index's verdict becomes a clean 409, not a broken transaction.
         with transaction.atomic():
-            plan.save(update_fields=columns)
+            update_row(plan, columns)
     except IntegrityError as error:
         if "one_active_plan_per_account_and_type" not in str(error):
             raise

@@ -14,6 +14,7 @@ from plans.models import PauseKind, PauseLayer, PlanStep, RevenuePlan, StepStatu
 from plans.services import approvals
 from plans.services.common import require_on_plan, require_version, touch
 from plans.services.layers import open_layers
+from revplan.rows import update_row
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def step_transition(step: PlanStep, move: StepMove, *, plan: RevenuePlan, change
     from_status, step.status = step.status, STEP_MOVES[move].target
     for name, value in changes.items():
         setattr(step, name, value)
-    step.save(update_fields=["status", *changes])
+    update_row(step, ["status", *changes])
     logger.info("step moved", extra={"plan_id": str(plan.id), "step_id": str(step.step_id),
                                      "from_status": from_status, "to_status": step.status})
     return step
