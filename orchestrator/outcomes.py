@@ -23,21 +23,40 @@ from plans.selectors import plan_steps
 logger = logging.getLogger(__name__)
 
 
-def record_step_outcome(intent_id: UUID, *, inline: bool = False) -> FollowUp:
-    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see engine.advance_locked)."""
+class AdvanceFailed(Exception):
+    """The advance after an outcome failed, leaving its transaction half made: the caller rolls it back, and the
+    outcome is recorded again without the advance (record_step_outcome does both), which an advance message then
+    makes (FollowUp.advance)."""
+
+
+def record_step_outcome(intent_id: UUID, *, inline: bool = False, advance: bool = True) -> FollowUp:
+    """Apply a finished attempt to its step and advance the plan on from it (`inline`: see engine.advance_locked).
+    Should the advance fail (or with `advance` False), the outcome is applied alone and FollowUp.advance asks for
+    an advance message."""
+    if advance:
+        try:
+            return _record_step_outcome(intent_id, inline=inline, advance=True)
+        except AdvanceFailed:
+            pass
+    return _record_step_outcome(intent_id, inline=False, advance=False)
+
+
+def _record_step_outcome(intent_id: UUID, *, inline: bool, advance: bool) -> FollowUp:
     with transaction.atomic():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)
-        follow_up = record_outcome_locked(plan, intent, inline=inline)
+        follow_up = record_outcome_locked(plan, intent, inline=inline, advance=advance)
     if follow_up is None:
         return FollowUp()
     outcome_recorded(intent)
     return follow_up
 
 
-def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bool = False) -> FollowUp | None:
+def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bool = False,
+                          advance: bool = True) -> FollowUp | None:
     """record_step_outcome's work, for a caller that holds the plan's row lock in an open transaction.
-    None when the outcome was applied before (a duplicate)."""
+    None when the outcome was applied before (a duplicate). AdvanceFailed when the advance after it failed:
+    the caller rolls its transaction back and records the outcome again with `advance` False."""
     # Every step write holds the plan's row lock, which we hold: no lock on the step rows is needed.
     steps = plan_steps(plan)
     step = next((step for step in steps if step.step_id == intent.step_id), None)
@@ -52,17 +71,18 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
         return None
     if plan.plan_status != PlanStatus.ACTIVE:
         return FollowUp()
+    if not advance:
+        # The tick's safety net, should the advance message be lost.
+        RevenuePlan.objects.filter(pk=plan.id).update(
+            next_run_at=now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
+        return FollowUp(advance=True)
+    # The next advance right here, under the lock and in the transaction the outcome commits with: no message,
+    # no second lock, no re-reading the plan. No savepoint (two statements a step): should it fail, the whole
+    # transaction is made again without it (AdvanceFailed).
     try:
-        # The next advance right here, under the lock and in the transaction the outcome commits with:
-        # no message, no second lock, no re-reading the plan. In a savepoint, so that should it fail,
-        # the outcome still commits and an advance message (or the tick) does the rest.
-        with transaction.atomic():
-            units = budget.Units()
-            follow_up = engine.advance_locked(plan, now=now, steps=steps, inline=inline, units=units)
-            units.take_or_raise()  # last: the budget rows are held for the commit only
-            result = "steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run"
-            transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
-            return follow_up
+        units = budget.Units()
+        follow_up = engine.advance_locked(plan, now=now, steps=steps, inline=inline, units=units)
+        units.take_or_raise()  # last: the budget rows are held for the commit only
     except Exception as error:
         log = {"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt}
         if isinstance(error, budget.BudgetShort):
@@ -70,11 +90,12 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
             logger.info("an autonomy budget ran short for the next step; an advance message decides it again",
                         extra=log)
         else:
-            logger.exception("follow-up advance failed; an advance message will retry it", extra=log)
-        RevenuePlan.objects.filter(pk=plan.id).update(
-            next_run_at=now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
-        )
-        return FollowUp(advance=True)
+            logger.exception("follow-up advance failed; the outcome is recorded without it and an advance "
+                             "message will retry it", extra=log)
+        raise AdvanceFailed(str(error)) from error
+    result = "steps_enqueued" if follow_up.keys or follow_up.inline else "nothing_to_run"
+    transaction.on_commit(lambda: metrics.ADVANCES.labels(result).inc())
+    return follow_up
 
 
 def outcome_recorded(intent: ActionIntent) -> None:

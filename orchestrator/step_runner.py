@@ -20,7 +20,7 @@ from orchestrator.breakers.plans import BreakerOpen, hold_plan
 from orchestrator.engine import KILL_SWITCH, ClaimedStep, FollowUp, StepKey
 from orchestrator.execution import leases
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
-from orchestrator.execution.service import ExecutionBlocked, ExecutionService
+from orchestrator.execution.service import AfterSuccessFailed, ExecutionBlocked, ExecutionService
 from plans import policy, services
 from plans.errors import DomainError
 from plans.lifecycle import TERMINAL
@@ -149,12 +149,16 @@ def run_inline(follow_up: FollowUp, *, send: Callable[[list[StepKey]], None], st
 def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
                run: Callable[[Callable[[ActionIntent, RevenuePlan], None]], ActionIntent]) -> FollowUp:
     """`run(on_succeeded)` executes the intent; then its outcome is recorded and the plan advanced."""
-    recorded = []
+    recorded, advance_failed = [], []
 
     def on_succeeded(finished: ActionIntent, plan: RevenuePlan) -> None:
         # In the success's own transaction, under the plan lock it already holds: one transaction,
         # one lock instead of two. A failure keeps the separate record_step_outcome below.
-        recorded.append(outcomes.record_outcome_locked(plan, finished, inline=inline))
+        try:
+            recorded.append(outcomes.record_outcome_locked(plan, finished, inline=inline))
+        except outcomes.AdvanceFailed as failed:
+            advance_failed.append(failed)  # the success is recorded alone; the outcome below, without the advance
+            raise AfterSuccessFailed(str(failed)) from failed
 
     try:
         run(on_succeeded)
@@ -169,7 +173,7 @@ def _carry_out(key: StepKey, intent: ActionIntent, *, inline: bool,
         hold_plan(plan_id=key.plan_id, stopped=stopped, intent_id=intent.id)
         return FollowUp()
     if not recorded:
-        return outcomes.record_step_outcome(intent.id, inline=inline)
+        return outcomes.record_step_outcome(intent.id, inline=inline, advance=not advance_failed)
     if recorded[0] is None:
         return FollowUp()
     outcomes.outcome_recorded(intent)

@@ -56,6 +56,11 @@ ACTOR = ledger.system_actor("execution")
 KILL_SWITCH = "KILL_SWITCH"
 
 
+class AfterSuccessFailed(Exception):
+    """Raised by an on_succeeded callback whose work failed part way: the success's transaction is rolled back,
+    and the success recorded again without the callback."""
+
+
 class ExecutionBlocked(DomainError):
     """A kill switch stopped the intent before anything was sent; it stays PENDING for later."""
 
@@ -283,6 +288,14 @@ class ExecutionService:
 
     def _finish_succeeded(self, intent, claim, ref: ExternalRef, log, *, last_try=None,
                           on_succeeded=None) -> ActionIntent:
+        """`on_succeeded(intent, plan)`: more work in the success's transaction, under the plan's lock. Should it
+        raise AfterSuccessFailed, the transaction is rolled back and the success recorded alone."""
+        try:
+            return self._record_success(intent, claim, ref, log, last_try=last_try, on_succeeded=on_succeeded)
+        except AfterSuccessFailed:
+            return self._record_success(intent, claim, ref, log, last_try=last_try, on_succeeded=None)
+
+    def _record_success(self, intent, claim, ref: ExternalRef, log, *, last_try, on_succeeded) -> ActionIntent:
         with transaction.atomic():
             plan = lock_for_outcome(intent)
             signal = self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
