@@ -30,16 +30,23 @@ def insert_values(fields: list, instance) -> list:
     return [_prepare(field, instance, add=True) for field in fields]
 
 
-def update_row(instance, names: list[str]) -> None:
+def update_row(instance, names: list[str], *, condition: tuple[str, list] | None = None) -> bool:
     """instance.save(update_fields=names) as one statement of our own: the hot moves (a step's, a plan's) save a
     few columns each, and Model.save's Python was most of their cost. The same values (auto_now stamped), the
-    same refusal of a row that is not there."""
+    same refusal of a row that is not there. `condition`: SQL and its parameters the row must also meet, else
+    nothing is written and the answer is False."""
     fields = _fields(type(instance), tuple(names))
     sql = update_sql(type(instance), tuple(names), where=(type(instance)._meta.pk.name,))
+    params = [*(_prepare(field, instance, add=False) for field in fields), instance.pk]
+    if condition is not None:
+        sql, params = f"{sql} AND {condition[0]}", [*params, *condition[1]]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*(_prepare(field, instance, add=False) for field in fields), instance.pk])
-        if cursor.rowcount == 0:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+        cursor.execute(sql, params)
+        if cursor.rowcount:
+            return True
+    if condition is None:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
+    return False
 
 
 @functools.cache

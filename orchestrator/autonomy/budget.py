@@ -87,7 +87,8 @@ def _rows(units: list[Unit], key, limit: str) -> dict[tuple, tuple[int, int]]:
 
 
 def _values(rows: dict[tuple, tuple[int, int]], params: list, key_type: str) -> str:
-    for (tenant_id, day, key), (count, limit) in rows.items():
+    # In key order: two transactions taking units of the same rows lock them in the same order.
+    for (tenant_id, day, key), (count, limit) in sorted(rows.items(), key=lambda row: tuple(map(str, row[0]))):
         params.extend((tenant_id, day, key, count, limit))
     return ", ".join([f"(%s::uuid, %s::date, %s::{key_type}, %s::integer, %s::integer)"] * len(rows))
 

@@ -114,18 +114,28 @@ def _close_what_waited(plan: RevenuePlan, *, actor: str, why: str, steps: list[P
             ledger.step_closed(plan, step=step, actor=actor)
 
 
+# No other plan of the account and type is ACTIVE: every move into ACTIVE holds the account's row lock first, so
+# the statement sees one that committed before it.
+_NO_OTHER_ACTIVE = (f"NOT EXISTS (SELECT 1 FROM {RevenuePlan._meta.db_table} other WHERE other.account_id = %s "
+                    "AND other.plan_type = %s AND other.plan_status = %s AND other.id <> %s)")
+
+
 def _save_into_active(plan: RevenuePlan, columns: list[str]) -> None:
+    """The move's columns, written only while no other plan of the account and type is ACTIVE (a clean 409, the
+    transaction intact, with no savepoint: two statements less a move). The partial unique index stays the last
+    word for a writer that skipped the account's lock: also a 409, with the transaction lost."""
     try:
-        # A savepoint, so the partial unique index's verdict becomes a clean 409, not a broken transaction.
-        with transaction.atomic():
-            update_row(plan, columns)
+        saved = update_row(plan, columns, condition=(_NO_OTHER_ACTIVE, [
+            plan.account_id, plan.plan_type, PlanStatus.ACTIVE, plan.pk]))
     except IntegrityError as error:
         if "one_active_plan_per_account_and_type" not in str(error):
             raise
+        saved = False
+    if not saved:
         raise Conflict(
             policy.CONFLICT_ACTIVE_PLAN_EXISTS,
             "Another plan of this type is already ACTIVE for this account.",
-        ) from None
+        )
 
 
 # --- people's verbs ---------------------------------------------------------------------------

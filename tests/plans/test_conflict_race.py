@@ -5,6 +5,7 @@ import time
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orchestrator import engine
@@ -111,3 +112,21 @@ def test_the_partial_unique_index_refuses_a_second_active_plan(world):
         cursor.execute("UPDATE plans_revenueplan SET plan_status = 'ACTIVE' WHERE id = %s", [other_type.id])
     other_type.refresh_from_db()
     assert other_type.plan_status == PlanStatus.ACTIVE
+
+
+def test_a_move_into_active_past_the_gate_is_a_clean_conflict(world):
+    from plans.errors import Conflict
+    from plans.lifecycle import Move
+    from plans.services.moves import plan_transition
+
+    active = make_plan(account=world.account, status=PlanStatus.ACTIVE)
+    approved = make_plan(account=world.account, status=PlanStatus.APPROVED)
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, pytest.raises(Conflict) as refused:
+            plan_transition(approved, Move.ACTIVATE, actor="system:tests")  # the gate not asked
+        assert refused.value.code == CONFLICT_ACTIVE_PLAN_EXISTS
+        assert [query["sql"].split()[0] for query in queries] == ["UPDATE"]  # one statement, no savepoint
+        # nothing written, and the transaction goes on (no savepoint needed for it)
+        assert RevenuePlan.objects.get(pk=approved.pk).plan_status == PlanStatus.APPROVED
+    assert active_plan_ids(world.account) == [active.id]
+    assert not PlanLedgerEntry.objects.filter(plan=approved, event_type=EventType.PLAN_ACTIVATED).exists()
