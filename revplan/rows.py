@@ -26,6 +26,13 @@ def _cast_type(field) -> str:
     return "varchar" if cast.startswith("varchar(") else cast
 
 
+def inserted(instance, pk=None) -> None:
+    """Mark `instance` saved, as Model.save does, after our own statement inserted it (`pk`: the id it returned)."""
+    if pk is not None:
+        instance.pk = pk
+    instance._state.adding, instance._state.db = False, connection.alias
+
+
 def insert_values(fields: list, instance) -> list:
     return [_prepare(field, instance, add=True) for field in fields]
 
@@ -99,8 +106,9 @@ def _plain(kind: str, value) -> bool:
 def _kind(field) -> str:
     """The field's value kind when Django's save hands a plain value on unchanged, else "" (auto_now fields,
     JSON, decimals, any other field: prepared by Django)."""
-    if type(field).pre_save is not models.Field.pre_save and not (
-            isinstance(field, models.DateTimeField) and not (field.auto_now or field.auto_now_add)):
+    stamped = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    # Any other pre_save of its own may change the value (a date field's only stamps).
+    if stamped or (type(field).pre_save is not models.Field.pre_save and not isinstance(field, models.DateField)):
         return ""
     target = field.target_field if isinstance(field, models.ForeignKey) else field
     for kind, classes in _PLAIN_FIELDS:

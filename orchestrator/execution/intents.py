@@ -11,7 +11,7 @@ from orchestrator.execution.models import ActionIntent, IntentStatus
 from plans.errors import ValidationFailed
 from plans.models import PlanStep, RevenuePlan
 from plans.plan_types import get_action_type
-from revplan.rows import insert_columns, insert_values
+from revplan.rows import insert_columns, insert_values, inserted
 
 
 def effect_key_for(*, intent_id: UUID, plan_id: UUID | None, step_id: UUID | None) -> str:
@@ -127,5 +127,5 @@ def _create_step_attempt(intent: ActionIntent) -> ActionIntent:
             [intent.attempt, intent.step_id, intent.plan_id, *insert_values(fields, intent)])
         if cursor.rowcount != 1:
             raise ValidationFailed("VALIDATION_ERROR", f"Plan {intent.plan_id} has no step {intent.step_id}.")
-    intent._state.adding, intent._state.db = False, connection.alias
+    inserted(intent)
     return intent

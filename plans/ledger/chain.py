@@ -18,7 +18,7 @@ from django.utils import timezone as dj_timezone
 from plans.models import EventType, PlanLedgerEntry, RevenuePlan
 from plans.schemas import plan_to_schema
 from revplan.compiled import CompiledQuery
-from revplan.rows import insert_columns, insert_values
+from revplan.rows import insert_columns, insert_values, inserted
 
 GENESIS_HASH = "0" * 64
 
@@ -133,8 +133,7 @@ def _insert(entry: PlanLedgerEntry) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {PlanLedgerEntry._meta.db_table} ({columns}) VALUES ({values}) RETURNING id",
                        insert_values(fields, entry))
-        entry.pk = cursor.fetchone()[0]
-    entry._state.adding, entry._state.db = False, connection.alias
+        inserted(entry, cursor.fetchone()[0])
 
 
 # --- the plan chain's head, as this process last committed it ---------------------------------------
@@ -168,7 +167,7 @@ def _insert_after_committed_head(entry: PlanLedgerEntry, head: tuple[int, str] |
         row = cursor.fetchone()
     if row is None:
         return False
-    entry.pk, entry._state.adding, entry._state.db = row[0], False, connection.alias
+    inserted(entry, row[0])
     return True
 
 
