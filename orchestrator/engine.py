@@ -131,9 +131,10 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
             return {}
         lock_accounts(may_activate.values())
         plans = lock_plans([pk for pk, _, _ in rows])
-        steps, intents = steps_of_plans(plans), intents_of_plans(plans)
+        steps = steps_of_plans(plans)
+        intents = intents_of_plans([plan for plan in plans if _has_attempts(steps[plan.pk])])
         now = timezone.now()
-        follow_ups = {plan.pk: advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents[plan.pk],
+        follow_ups = {plan.pk: advance_locked(plan, now=now, steps=steps[plan.pk], intents=intents.get(plan.pk, []),
                                                may_activate=plan.pk in may_activate, inline=inline, units=units)
                       for plan in plans}
         if units is not None:
@@ -142,18 +143,27 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
 
 
 def intents_of_plans(plans: list[RevenuePlan]) -> dict[UUID, list[ActionIntent]]:
-    """Every attempt of each plan, in one read."""
+    """Every attempt of each plan, in one read (none for no plans)."""
     by_plan: dict[UUID, list[ActionIntent]] = {plan.pk: [] for plan in plans}
-    for intent in ActionIntent.objects.filter(plan_id__in=list(by_plan)):
-        by_plan[intent.plan_id].append(intent)
+    if by_plan:
+        for intent in ActionIntent.objects.filter(plan_id__in=list(by_plan)):
+            by_plan[intent.plan_id].append(intent)
     return by_plan
+
+
+def _has_attempts(steps: list[PlanStep]) -> bool:
+    """Whether an advance has a use for the plan's attempts: only a PENDING step's current one counts (its
+    outcome to apply, its redelivery, whether it ran on its own), and a step none was made for has none
+    (attempts are numbered from 1, and a step's count is written with its attempt's row)."""
+    return any(step.status == StepStatus.PENDING and step.attempts for step in steps)
 
 
 def _activate_locked(plan: RevenuePlan, *, steps: list[PlanStep], switches: frozenset[str], owner_active: bool,
                      now: datetime) -> None:
     try:
+        # The wake-up the first steps' start will set (advance_locked), written with the move: one UPDATE, not two.
         result = services.plan_activate_locked(plan, steps=steps, component=COMPONENT, engaged_switches=switches,
-                                               owner_active=owner_active)
+                                               owner_active=owner_active, next_run_at=_redelivery_wake(now))
     except Conflict as conflict:
         # Another plan of the type went ACTIVE between the gate and the save (the unique index saw it);
         # nothing was written, and `plan` holds the move that was not made.
@@ -192,7 +202,8 @@ def advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | 
             services.plan_settle_locked(plan, evaluation, steps=steps, component=COMPONENT)
         return FollowUp()
     config = get_plan_type_config(plan.plan_type, plan.plan_type_version)
-    intents = _PLAN_INTENTS.all(plan_id=plan.id) if intents is None else intents
+    if intents is None:
+        intents = _PLAN_INTENTS.all(plan_id=plan.id) if _has_attempts(steps) else []
     intents = {(intent.step_id, intent.attempt): intent for intent in intents}
     # Outcomes a worker finished but did not get to record (it died in between).
     for step in steps:
@@ -239,7 +250,7 @@ def advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | 
                         holds.hold_at_gate(plan, step, verdict, gate)
                         return FollowUp()
                 to_enqueue.append(StepKey(plan.id, step.step_id, step.attempts))
-            wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
+            wake_at.append(_redelivery_wake(now))
             continue
         if not all(UUID(str(dependency)) in finished for dependency in step.depends_on):
             continue
@@ -256,7 +267,7 @@ def advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | 
         elif started is not None:
             to_enqueue.append(started)
         if started is not None:
-            wake_at.append(now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS))
+            wake_at.append(_redelivery_wake(now))
     # The tick's safety net: come back when a retry is due or a lost message should be re-sent;
     # a plan waiting only for people needs no tick at all. A wake-up already set a moment before this one
     # stands (the tick then looks a moment early, and finds nothing yet): a chain of steps run one after the
@@ -269,6 +280,11 @@ def advance_locked(plan: RevenuePlan, *, now: datetime, steps: list[PlanStep] | 
 
 
 _WAKE_SLACK = timedelta(seconds=1)
+
+
+def _redelivery_wake(now: datetime) -> datetime:
+    """When the tick looks again at a plan with a step attempt in flight: once its message could be lost."""
+    return now + timedelta(seconds=settings.ORCHESTRATOR_REDELIVERY_SECONDS)
 
 
 def _needs_redelivery(intent: ActionIntent, *, now: datetime) -> bool:

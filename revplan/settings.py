@@ -173,6 +173,9 @@ DATABASES = {
 # prepared; "off" behind a connection pooler in transaction mode that cannot keep prepared statements
 # (PgBouncer before 1.21, or one without max_prepared_statements).
 DATABASE_WORKER_PREPARE_THRESHOLD = os.environ.get("DATABASE_WORKER_PREPARE_THRESHOLD", "2")
+# Seconds a worker process keeps its database connection (revplan.celery): longer than a web request's
+# (DATABASE_CONN_MAX_AGE), since a reconnect costs the worker a new backend's catalog reads and plans.
+DATABASE_WORKER_CONN_MAX_AGE = int(os.environ.get("DATABASE_WORKER_CONN_MAX_AGE", "600"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,5 +1,5 @@
 """revplan.celery's per-task connection rule: a healthy reused connection costs no SELECT 1, a dead one is replaced;
-a pool child's connections prepare the statements they repeat."""
+a pool child's connections prepare the statements they repeat and live longer than a web request's."""
 import time
 
 import psycopg
@@ -68,10 +68,27 @@ def test_a_pool_child_prepares_repeated_statements_and_the_web_side_does_not(mon
     options = connections["default"].settings_dict.setdefault("OPTIONS", {})
     assert "server_side_binding" not in options  # a web request's connection: client-side binding
     monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS", dict(options))
+    monkeypatch.setitem(connections["default"].settings_dict, "CONN_MAX_AGE",
+                        connections["default"].settings_dict["CONN_MAX_AGE"])
     with override_settings(DATABASE_WORKER_PREPARE_THRESHOLD="off"):
-        celery_module.prepare_statements()
+        celery_module.worker_connection_settings()
     assert "prepare_threshold" not in connections["default"].settings_dict["OPTIONS"]
     with override_settings(DATABASE_WORKER_PREPARE_THRESHOLD="3"):
-        celery_module.prepare_statements()
+        celery_module.worker_connection_settings()
     assert connections["default"].settings_dict["OPTIONS"] == {**options, "server_side_binding": True,
                                                                "prepare_threshold": 3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_child_keeps_its_connection_longer_than_a_web_request(monkeypatch):
+    web_max_age = connections["default"].settings_dict["CONN_MAX_AGE"]
+    monkeypatch.setitem(connections["default"].settings_dict, "OPTIONS",
+                        dict(connections["default"].settings_dict.get("OPTIONS", {})))
+    monkeypatch.setitem(connections["default"].settings_dict, "CONN_MAX_AGE", web_max_age)
+    with override_settings(DATABASE_WORKER_CONN_MAX_AGE=900):
+        celery_module.worker_connection_settings()
+    assert connections["default"].settings_dict["CONN_MAX_AGE"] == 900 != web_max_age
+    connection.close()
+    connection.ensure_connection()  # a connection opened now lives the worker's age, not the web's
+    assert connection.close_at == pytest.approx(time.monotonic() + 900, abs=5)
+    connection.close()  # the next test's connection gets the tests' own age again

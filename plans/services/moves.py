@@ -43,14 +43,13 @@ def plan_transition(
     changes: dict | None = None,
 ) -> RevenuePlan:
     """`steps`: the plan's steps as the caller already holds them (for the ledger's snapshot). `changes`: the
-    other columns the move sets (as step_transition's); only the columns a move writes are saved."""
+    other columns the move sets (as step_transition's), over the move's own (a caller's next_run_at wins over the
+    move's); only the columns a move writes are saved."""
     require_move(plan, move)
     rule = MOVES[move]
     now = timezone.now()
     from_status = plan.plan_status
     changes = changes or {}
-    for name, value in changes.items():
-        setattr(plan, name, value)
     plan.plan_status = rule.target
     if rule.stamps:
         setattr(plan, rule.stamps, now)
@@ -64,6 +63,8 @@ def plan_transition(
         plan.approved_at, plan.approved_by = None, None
     plan.updated_at = now
     plan.version += 1
+    for name, value in changes.items():
+        setattr(plan, name, value)
     saved = [*_MOVED_COLUMNS, *([rule.stamps] if rule.stamps else []), *changes]
     if rule.target == PlanStatus.ACTIVE:
         _save_into_active(plan, saved)

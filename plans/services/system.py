@@ -1,4 +1,5 @@
 """The system's own plan moves; the orchestrator calls these under the row locks it holds."""
+from datetime import datetime
 from uuid import UUID
 
 from django.db import transaction
@@ -18,12 +19,13 @@ from plans.services.steps import step_of, step_transition
 
 def plan_activate_locked(
     plan: RevenuePlan, *, steps: list[PlanStep], component: str, engaged_switches: frozenset[str] | None = None,
-    owner_active: bool | None = None,
+    owner_active: bool | None = None, next_run_at: datetime | None = None,
 ) -> policy.PolicyResult:
     """APPROVED → ACTIVE when the gate says can_activate, for a caller holding the account's and then
     the plan's row lock (the orchestrator activates and starts the first steps in one transaction).
     A refusal is ledgered (once per change of reasons) and returned, not raised: the caller decides
-    what to commit. A plan that is not APPROVED is an INVALID_TRANSITION (raised)."""
+    what to commit. A plan that is not APPROVED is an INVALID_TRANSITION (raised). `next_run_at`: when the
+    tick is to look at the plan again, if the caller knows (else at once, as any move into ACTIVE)."""
     require_move(plan, Move.ACTIVATE)
     actor = ledger.system_actor(component)
     facts = selectors.gate_facts(plan, now=timezone.now(), engaged_switches=engaged_switches,
@@ -34,7 +36,8 @@ def plan_activate_locked(
     else:
         plan_transition(plan, Move.ACTIVATE, actor=actor, reason_code="GATE_ALLOWED",
                         explanation="The policy gate allowed activation: no conflicting plan, preconditions met.",
-                        facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by}, steps=steps)
+                        facts={"gate_reasons": [], "execution_killed_by": facts.execution_killed_by}, steps=steps,
+                        changes={"next_run_at": next_run_at} if next_run_at else None)
     return result
 
 

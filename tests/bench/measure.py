@@ -16,7 +16,8 @@ from django.db import connection
 
 DB_COUNTERS = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "tup_inserted", "tup_updated",
                "tup_deleted", "sessions")
-TABLE_COUNTERS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd")
+TABLE_COUNTERS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd",
+                  "autovacuum_count", "autoanalyze_count")
 # A backend sends its statistics at the end of a transaction at most once a second, and one that goes idle
 # with some unsent waits PGSTAT_IDLE_INTERVAL (10 s, PostgreSQL 15) before it sends them: wait longer.
 STATS_SETTLE_SECONDS = 11
@@ -32,8 +33,9 @@ def _read_database() -> dict:
 
 def _read_tables() -> dict:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relname, seq_scan, seq_tup_read, COALESCE(idx_scan, 0), COALESCE(idx_tup_fetch, 0), "
-                       "n_tup_ins, n_tup_upd FROM pg_stat_user_tables")
+        cursor.execute("SELECT schemaname || '.' || relname, seq_scan, seq_tup_read, COALESCE(idx_scan, 0), "
+                       "COALESCE(idx_tup_fetch, 0), n_tup_ins, n_tup_upd, autovacuum_count, autoanalyze_count "
+                       "FROM pg_stat_all_tables")
         return {row[0]: dict(zip(TABLE_COUNTERS, row[1:], strict=True)) for row in cursor.fetchall()}
 
 

@@ -59,15 +59,32 @@ def test_a_batch_advances_each_plan_as_alone(world):
 
 
 def test_a_batch_reads_its_plans_steps_and_attempts_once_whatever_its_size(world):
-    def reads(count: int) -> dict:
-        plans = plans_of_accounts(world, count)
+    def reads(plans) -> dict:
         with CaptureQueriesContext(connection) as queries:
             engine.advance_many([plan.id for plan in plans])
         sql = [query["sql"] for query in queries]
         return {"locks": sum(bool(re.search(r"FOR (NO KEY )?UPDATE", statement)) for statement in sql),
                 "steps": sum(statement.startswith('SELECT "plans_planstep"') for statement in sql),
                 "intents": sum(statement.startswith('SELECT "orchestrator_actionintent"') for statement in sql)}
-    assert reads(2) == reads(5) == {"locks": 2, "steps": 1, "intents": 1}  # the accounts, then the plans
+    two, five = plans_of_accounts(world, 2), plans_of_accounts(world, 5)
+    # Plans none of whose steps was tried have no attempts to read
+    assert reads(two) == reads(five) == {"locks": 2, "steps": 1, "intents": 0}  # the accounts, then the plans
+    # then, their first steps in flight: the attempts of every plan, in one read
+    assert reads(two) == reads(five) == {"locks": 1, "steps": 1, "intents": 1}  # ACTIVE: no account lock
+    assert all(ActionIntent.objects.filter(plan=plan).count() == 1 for plan in [*two, *five])
+
+
+def test_an_activation_writes_the_plans_wake_up_with_its_move(world, settings):
+    plans = plans_of_accounts(world, 3)
+    with CaptureQueriesContext(connection) as queries:
+        engine.advance_many([plan.id for plan in plans], inline=True)
+    updates = [query["sql"] for query in queries if query["sql"].startswith('UPDATE "plans_revenueplan"')]
+    assert len(updates) == len(plans)  # the move into ACTIVE only: no second UPDATE for next_run_at
+    for plan in plans:
+        plan.refresh_from_db()
+        activated = PlanLedgerEntry.objects.get(plan=plan, event_type=EventType.PLAN_ACTIVATED).occurred_at
+        # the tick looks again once the first step's message could be lost, not at once
+        assert abs((plan.next_run_at - activated).total_seconds() - settings.ORCHESTRATOR_REDELIVERY_SECONDS) < 5
 
 
 def test_one_plans_failure_in_a_batch_is_only_its_own(world, monkeypatch, caplog):
