@@ -12,6 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from orchestrator import holds
@@ -130,7 +131,8 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
         if not rows:
             return {}
         lock_accounts(may_activate.values())
-        plans = lock_plans([pk for pk, _, _ in rows])
+        plans = lock_plans([pk for pk, _, _ in rows], also=ledger.chain_head_columns(OuterRef("pk")))
+        ledger.note_chain_heads(plans)
         steps = steps_of_plans(plans)
         intents = intents_of_plans([plan for plan in plans if _has_attempts(steps[plan.pk])])
         now = timezone.now()

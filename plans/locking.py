@@ -3,9 +3,11 @@
 Call inside `transaction.atomic()`. A plan's ledger chain is serialised by its row lock, so two
 plans never wait for each other.
 """
+from collections.abc import Mapping
 from uuid import UUID, uuid4
 
 from django.db import connection
+from django.db.models import Expression
 
 from plans.errors import NotFound
 from plans.models import Account, RevenuePlan
@@ -31,11 +33,12 @@ def lock_plan(plan_id: UUID) -> RevenuePlan:
     return plan
 
 
-def lock_plans(plan_ids) -> list[RevenuePlan]:
+def lock_plans(plan_ids, *, also: Mapping[str, Expression] | None = None) -> list[RevenuePlan]:
     """lock_plan of several plans in one statement, locked in id order (as lock_open_plans_of_account); a plan
-    that does not exist is left out."""
+    that does not exist is left out. `also`: the caller's own columns, as for annotate (as of the statement's
+    snapshot, which is older than the lock if it waited for one)."""
     return list(RevenuePlan.objects.select_for_update(of=("self",)).select_related("account__owner")
-                .filter(pk__in=list(plan_ids)).order_by("pk"))
+                .annotate(**(also or {})).filter(pk__in=list(plan_ids)).order_by("pk"))
 
 
 def share_plan_key(plan_id: UUID) -> None:

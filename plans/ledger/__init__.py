@@ -30,7 +30,15 @@ from plans.ledger.action_events import (
 )
 from plans.ledger.approval_events import approval_voided, plan_reapproved, step_reset
 from plans.ledger.breaker_events import breaker_closed, breaker_forced, breaker_half_opened, breaker_opened
-from plans.ledger.chain import GENESIS_HASH, canonical_fields, compute_hash, system_actor, user_actor
+from plans.ledger.chain import (
+    GENESIS_HASH,
+    canonical_fields,
+    chain_head_columns,
+    compute_hash,
+    note_chain_heads,
+    system_actor,
+    user_actor,
+)
 from plans.ledger.deadline_events import deadline_missed, deadlines_noticed, stuck_detected
 from plans.ledger.operator_events import incident_redriven, plan_type_migrated
 from plans.ledger.pause_events import pause_layer_added, pause_layer_lifted
@@ -90,6 +98,7 @@ __all__ = [
     "breaker_half_opened",
     "breaker_opened",
     "canonical_fields",
+    "chain_head_columns",
     "compute_hash",
     "connector_config_changed",
     "deadline_missed",
@@ -100,6 +109,7 @@ __all__ = [
     "integration_token_rotated",
     "kill_switch_flipped",
     "membership_changed",
+    "note_chain_heads",
     "pause_layer_added",
     "pause_layer_lifted",
     "plan_created",

@@ -13,6 +13,7 @@ from decimal import Decimal
 from uuid import UUID, uuid4
 
 from django.db import connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone as dj_timezone
 
 from plans.models import EventType, PlanLedgerEntry, RevenuePlan
@@ -146,13 +147,42 @@ _COMMITTED_HEADS_KEPT = 10_000
 _COMMITTED_HEADS_LOCK = threading.Lock()
 
 
-def _insert_after_sql() -> str:
+def chain_head_columns(plan_id) -> dict:
+    """The plan chain's last entry as two columns of a read of plans (`plan_id`: an OuterRef to the plan's id), for
+    note_chain_heads: a batch's first append to each plan's chain then needs no read of the chain."""
+    last = PlanLedgerEntry.objects.filter(plan_id=plan_id).order_by("-chain_seq")
+    return {_HEAD_SEQ: Subquery(last.values("chain_seq")[:1]), _HEAD_HASH: Subquery(last.values("entry_hash")[:1])}
+
+
+_HEAD_SEQ, _HEAD_HASH = "ledger_head_seq", "ledger_head_hash"
+
+
+def note_chain_heads(plans) -> None:
+    """The heads chain_head_columns read with `plans`, as the heads their next append tries first (as the ones this
+    process committed last). The read's snapshot may be older than the plan's lock, if the statement waited for it:
+    a head that moved on since makes that insert write nothing, and the append reads the chain, as it would."""
+    with _COMMITTED_HEADS_LOCK:
+        for plan in plans:
+            seq, entry_hash = plan.__dict__.pop(_HEAD_SEQ), plan.__dict__.pop(_HEAD_HASH)
+            _COMMITTED_HEADS.pop(plan.pk, None)
+            _COMMITTED_HEADS[plan.pk] = (seq, entry_hash) if seq is not None else _EMPTY_CHAIN
+        while len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
+            _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
+
+
+# A chain with no entry yet, as a head: its first entry's position is free only while it is (its insert conflicts
+# with any other first entry).
+_EMPTY_CHAIN = (0, GENESIS_HASH)
+
+
+def _insert_after_sql(*, first: bool) -> str:
     """The entry's insert, made only where its predecessor is in the chain as remembered (a database restored
-    to an earlier point may have lost it) and its position is free."""
+    to an earlier point may have lost it) and its position is free (`first`: the chain's first entry)."""
     _, columns, values = insert_columns(PlanLedgerEntry)
     table = PlanLedgerEntry._meta.db_table
-    return (f"INSERT INTO {table} ({columns}) SELECT {values} WHERE EXISTS (SELECT 1 FROM {table} "
-            "WHERE plan_id = %s AND chain_seq = %s AND entry_hash = %s) ON CONFLICT DO NOTHING RETURNING id")
+    predecessor = "" if first else (f" WHERE EXISTS (SELECT 1 FROM {table} WHERE plan_id = %s AND chain_seq = %s "
+                                    "AND entry_hash = %s)")
+    return f"INSERT INTO {table} ({columns}) SELECT {values}{predecessor} ON CONFLICT DO NOTHING RETURNING id"
 
 
 def _insert_after_committed_head(entry: PlanLedgerEntry, head: tuple[int, str] | None) -> bool:
@@ -160,10 +190,12 @@ def _insert_after_committed_head(entry: PlanLedgerEntry, head: tuple[int, str] |
     `head` is not in the chain or not its last entry any more."""
     if head is None:
         return False
-    _link(entry, head)
+    first = head == _EMPTY_CHAIN
+    _link(entry, None if first else head)
     fields, _, _ = insert_columns(PlanLedgerEntry)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_after_sql(), [*insert_values(fields, entry), entry.plan_id, *head])
+        cursor.execute(_insert_after_sql(first=first),
+                       [*insert_values(fields, entry), *([] if first else [entry.plan_id, *head])])
         row = cursor.fetchone()
     if row is None:
         return False

@@ -1,16 +1,18 @@
 """plans/ledger/chain.py: a transaction's second entry of a plan links to its first without reading the
 chain, and never to an entry whose savepoint was rolled back; the next transaction's first entry links to the
-head this process committed without reading it, unless someone else appended since, or that head is gone."""
+head this process committed (or a batch's lock read) without reading it, unless someone else appended since, or
+that head is gone."""
 from contextlib import suppress
 
 import pytest
 from django.db import DataError, connection, transaction
+from django.db.models import OuterRef
 from django.test.utils import CaptureQueriesContext
 
 from plans.ledger import chain
 from plans.ledger.chain import append
 from plans.ledger.verify import verify_ledger
-from plans.locking import lock_plan
+from plans.locking import lock_plan, lock_plans
 from plans.models import EventType, PlanLedgerEntry
 from tests.conftest import build_world
 from tests.factories import make_plan
@@ -145,4 +147,67 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut_short(transactional_
 
     with pytest.raises(DataError):
         append_too_long_an_actor()
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def _lock_noting_heads(plans):
+    locked = lock_plans([plan.id for plan in plans], also=chain.chain_head_columns(OuterRef("pk")))
+    chain.note_chain_heads(locked)
+    return locked
+
+
+def test_heads_read_with_a_batchs_locks_are_linked_to_without_reading_the_chains(transactional_db):
+    plans = [make_plan(account=build_world().account) for _ in range(3)]
+    heads = {plan.id: _in_a_transaction(plan, "made elsewhere")[0] for plan in plans}
+    chain._COMMITTED_HEADS.clear()  # as in a worker that never wrote to these chains
+    with transaction.atomic():
+        locked = _lock_noting_heads(plans)
+        assert not any(hasattr(plan, "ledger_head_seq") for plan in locked)  # taken off the plans
+        with CaptureQueriesContext(connection) as queries:
+            appended = {plan.id: _append(plan, "the batch's") for plan in plans}
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT"] * 3
+    for plan in plans:
+        assert (appended[plan.id].chain_seq, appended[plan.id].prev_hash) == (
+            heads[plan.id].chain_seq + 1, heads[plan.id].entry_hash)
+        assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_a_head_read_before_its_lock_was_granted_is_not_linked_to_once_it_moved_on(transactional_db):
+    # The lock's statement waited while the holder appended: what its snapshot saw is no longer the head.
+    plan = make_plan(account=build_world().account)
+    _in_a_transaction(plan, "first")
+    with transaction.atomic():
+        _lock_noting_heads([plan])
+        stale = chain._COMMITTED_HEADS[plan.id]
+        newer = _append(plan, "the holder's, committed while we waited")
+    chain._COMMITTED_HEADS[plan.id] = stale
+    after, statements = _in_a_transaction(plan, "ours")
+    assert statements == ["INSERT", "SELECT", "INSERT"]  # tried, refused, read, linked
+    assert (after.chain_seq, after.prev_hash) == (newer.chain_seq + 1, newer.entry_hash)
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+
+
+def test_a_chain_with_no_entries_yet_is_noted_as_empty_and_its_first_entry_linked_without_a_read(transactional_db):
+    plan = make_plan(account=build_world().account)
+    assert not PlanLedgerEntry.objects.filter(plan=plan).exists()  # made by the factory, not by a service
+    with transaction.atomic():
+        _lock_noting_heads([plan])
+        with CaptureQueriesContext(connection) as queries:
+            first = _append(plan, "the chain's first")
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT"]
+    assert (first.chain_seq, first.prev_hash) == (1, chain.GENESIS_HASH)
+    assert verify_ledger(plan_id=plan.id).ok
+
+
+def test_a_chain_noted_empty_that_got_an_entry_meanwhile_is_read(transactional_db):
+    plan = make_plan(account=build_world().account)
+    with transaction.atomic():
+        _lock_noting_heads([plan])
+    theirs, _ = _in_a_transaction(plan, "another process's first")
+    chain._COMMITTED_HEADS[plan.id] = (0, chain.GENESIS_HASH)  # what the lock's read saw
+    after, statements = _in_a_transaction(plan, "ours")
+    assert statements == ["INSERT", "SELECT", "INSERT"]  # its first position is taken: read, then link
+    assert (after.chain_seq, after.prev_hash) == (theirs.chain_seq + 1, theirs.entry_hash)
     assert verify_ledger(plan_id=plan.id).ok
