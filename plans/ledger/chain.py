@@ -164,10 +164,15 @@ def note_chain_heads(plans) -> None:
     with _COMMITTED_HEADS_LOCK:
         for plan in plans:
             seq, entry_hash = plan.__dict__.pop(_HEAD_SEQ), plan.__dict__.pop(_HEAD_HASH)
-            _COMMITTED_HEADS.pop(plan.pk, None)
-            _COMMITTED_HEADS[plan.pk] = (seq, entry_hash) if seq is not None else _EMPTY_CHAIN
-        while len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
-            _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
+            _remember_committed(plan.pk, (seq, entry_hash) if seq is not None else _EMPTY_CHAIN)
+
+
+def _remember_committed(plan_id: UUID, head: tuple[int, str]) -> None:
+    """`head` as the plan's committed head, with _COMMITTED_HEADS_LOCK held; the oldest plans' go first."""
+    _COMMITTED_HEADS.pop(plan_id, None)  # re-inserted last: the dict's order is the forgetting order
+    _COMMITTED_HEADS[plan_id] = head
+    if len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
+        _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
 
 
 # A chain with no entry yet, as a head: its first entry's position is free only while it is (its insert conflicts
@@ -223,10 +228,7 @@ class _Written:
 
     def __call__(self) -> None:
         with _COMMITTED_HEADS_LOCK:  # a threaded server's requests share the memory
-            _COMMITTED_HEADS.pop(self.plan_id, None)  # re-inserted last: the dict's order is the forgetting order
-            _COMMITTED_HEADS[self.plan_id] = (self.seq, self.entry_hash)
-            if len(_COMMITTED_HEADS) > _COMMITTED_HEADS_KEPT:
-                _COMMITTED_HEADS.pop(next(iter(_COMMITTED_HEADS)), None)
+            _remember_committed(self.plan_id, (self.seq, self.entry_hash))
 
 
 def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:

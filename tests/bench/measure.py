@@ -1,7 +1,7 @@
 """Measuring a real worker from outside it, for the benchmarks: database counters, steps done, RSS.
 
-- DbCounters: pg_stat_database (commits, tuples, sessions) and pg_stat_user_tables deltas over a window,
-  with the cost of its own two reads measured apart (on a quiet database) and subtracted.
+- DbCounters: pg_stat_database (commits, tuples, sessions) and pg_stat_all_tables deltas (the catalog's too) over
+  a window, with the cost of its own two reads measured apart (on a quiet database) and subtracted.
 - StepLog: steps finished, counted from the workers' log lines ("step outcome recorded"), so waiting for
   a run to finish puts no query on the database being measured.
 - pool_rss_kib: the resident memory of a worker's pool children (/proc/<pid>/status VmRSS).
