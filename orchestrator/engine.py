@@ -23,7 +23,7 @@ from orchestrator.execution.connectors import Connector, PermanentError, Routing
 from orchestrator.execution.intents import step_intent_fields
 from orchestrator.execution.models import FINISHED_INTENT_STATUSES, ActionIntent, IntentStatus
 from orchestrator.execution.service import intent_create
-from orchestrator.outcome_lock import StartSettings, start_settings
+from orchestrator.outcome_lock import StartSettings, read_batch_facts, start_settings
 from plans import ledger, policy, services
 from plans.errors import Conflict
 from plans.evaluator import Outcome, evaluate
@@ -133,6 +133,7 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
         lock_accounts(may_activate.values())
         plans = lock_plans([pk for pk, _, _ in rows], also=ledger.chain_head_columns(OuterRef("pk")))
         ledger.note_chain_heads(plans)
+        read_batch_facts(plans)
         steps = steps_of_plans(plans)
         intents = intents_of_plans([plan for plan in plans if _has_attempts(steps[plan.pk])])
         now = timezone.now()

@@ -1,4 +1,5 @@
-"""The lock a step's success is recorded under, and what it reads besides the plan (DESIGN §4).
+"""The lock a step's success is recorded under, and what it reads besides the plan (DESIGN §4); the same reads for
+a batched advance's plans.
 
 The engine records the outcome and advances the plan under this lock, in the success's transaction, and the
 advance starts the plan's next step: the plan's facts (plans.selectors.lock_plan_with_facts) and its tenant's
@@ -14,7 +15,7 @@ from orchestrator.execution.connectors import RoutingTable, routing_column, rout
 from orchestrator.execution.models import ActionIntent
 from plans.locking import lock_plan
 from plans.models import RevenuePlan
-from plans.selectors import lock_plan_with_facts
+from plans.selectors import lock_plan_with_facts, read_facts_of_plans
 
 _COLUMNS = {
     "start_autonomy_settings": tenant_settings_column(OuterRef("tenant_id")),
@@ -38,6 +39,13 @@ def lock_for_outcome(intent: ActionIntent) -> RevenuePlan | None:
     if not ActionIntent.plan.is_cached(intent):
         return lock_plan(intent.plan_id)
     return lock_plan_with_facts(intent.plan_id, like=intent.plan, also=_COLUMNS)
+
+
+def read_batch_facts(plans: list[RevenuePlan]) -> None:
+    """For plans a batched advance has locked: their facts and their tenants' start settings, in one read after the
+    locks (plans.selectors.read_facts_of_plans), which each plan's advance then takes instead of reading its own."""
+    if plans:
+        read_facts_of_plans(plans, also=_COLUMNS)
 
 
 def start_settings(plan: RevenuePlan) -> StartSettings | None:

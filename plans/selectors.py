@@ -8,7 +8,20 @@ from uuid import uuid4
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, Count, DateTimeField, Exists, Expression, OuterRef, Prefetch, Q, QuerySet, Value
+from django.db.models import (
+    CharField,
+    Count,
+    DateTimeField,
+    Exists,
+    Expression,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    UUIDField,
+    Value,
+)
 from django.utils import timezone
 
 from plans.errors import NotFound
@@ -29,7 +42,7 @@ from plans.models import (
 )
 from plans.plan_types import get_plan_type_config, plan_type_config_for
 from plans.policy import GateFacts
-from revplan.compiled import CompiledQuery
+from revplan.compiled import CompiledQuery, InArray
 
 # --- the one tenant-visibility rule: a user sees the tenants they are an active member of -------------
 
@@ -107,8 +120,12 @@ def gate_facts(plan: RevenuePlan, *, now: datetime, approver_role: Role | None =
     `conflicts_with`: the statuses of another plan of the type that conflict with this one."""
     if owner_active is None:
         owner_active = plan.owner_id is not None and owner_is_active_member(plan.owner_id, plan.tenant_id).exists()
-    conflicting = _conflicting_plan(conflicts_with).first(account_id=plan.account_id, plan_type=plan.plan_type,
-                                                          plan_id=plan.pk)
+    read = plan.__dict__.pop(_CONFLICT_READ_WITH_LOCKS, None) if conflicts_with == CONFLICTS_AT_ACTIVATION else None
+    if read is not None:
+        conflicting = read if read[0] is not None else None
+    else:
+        conflicting = _conflicting_plan(conflicts_with).first(account_id=plan.account_id, plan_type=plan.plan_type,
+                                                              plan_id=plan.pk)
     conflicting_plan_id, conflicting_status = conflicting or (None, PlanStatus.ACTIVE)
     return GateFacts(
         now=now,
@@ -189,6 +206,50 @@ def advance_facts(plan: RevenuePlan) -> AdvanceFacts:
     row = _advance_facts_query(signal_types, has_owner=plan.owner_id is not None).first(
         tenant_id=plan.tenant_id, account_id=plan.account_id, owner_id=plan.owner_id or 0)
     return _facts_of_row(row) if row is not None else AdvanceFacts(frozenset(), False, [])
+
+
+def read_facts_of_plans(plans: list[RevenuePlan], *, also: Mapping[str, Expression] | None = None) -> None:
+    """advance_facts of each of `plans`, whose rows (and accounts) the caller has locked, and the plan at
+    activation conflicts with (gate_facts), read in one statement per set of objective signal types (a batch's
+    plans are mostly of one type): a batched advance reads them once, not two reads a plan. Read after the locks,
+    they are as the lock holders before committed them. `also`: the caller's own columns over each plan's row (as
+    for annotate; the same ones for the same names), which each plan then carries as attributes of those names.
+    The first advance_facts (and activation gate_facts) of each plan takes what was read."""
+    by_objective: dict[tuple[str, ...], list[RevenuePlan]] = {}
+    for plan in plans:
+        by_objective.setdefault(_objective_signal_types(plan), []).append(plan)
+    names = tuple(also or {})
+    for signal_types, of_type in by_objective.items():
+        by_id = {plan.pk: plan for plan in of_type}
+        for row in _facts_of_plans_query(signal_types, also or {}).all(plan_ids=list(by_id)):
+            plan, facts_end = by_id[row[0]], 1 + len(_FACTS_COLUMNS)
+            plan.__dict__[_FACTS_READ_WITH_LOCK] = row[1:facts_end]
+            plan.__dict__[_CONFLICT_READ_WITH_LOCKS] = row[facts_end:facts_end + 2]
+            plan.__dict__.update(zip(names, row[facts_end + 2:], strict=True))
+
+
+_CONFLICT_READ_WITH_LOCKS = "_activation_conflict_read_with_locks"
+_FACTS_OF_PLANS: dict[tuple, CompiledQuery] = {}
+
+
+def _facts_of_plans_query(signal_types: tuple[str, ...], also: Mapping[str, Expression]) -> CompiledQuery:
+    """read_facts_of_plans' read, compiled once per objective and set of column names."""
+    key = (signal_types, tuple(sorted(also)))
+    if key not in _FACTS_OF_PLANS:
+        columns = _facts_columns(signal_types, tenant=OuterRef("tenant_id"), owner=OuterRef("owner_id"),
+                                 account=OuterRef("account_id"))
+        conflicting = (RevenuePlan.objects.filter(account_id=OuterRef("account_id"), plan_type=OuterRef("plan_type"),
+                                                  plan_status__in=sorted(CONFLICTS_AT_ACTIVATION))
+                       .exclude(pk=OuterRef("pk")).order_by("plan_status"))
+        _FACTS_OF_PLANS[key] = CompiledQuery(
+            lambda plan_ids: RevenuePlan.objects.filter(InArray("pk", plan_ids, UUIDField()))
+            .annotate(**dict(zip(_FACTS_COLUMNS, columns, strict=True)),
+                      conflicting_id=Subquery(conflicting.values("id")[:1]),
+                      conflicting_status=Subquery(conflicting.values("plan_status")[:1]), **also)
+            .values_list("pk", *_FACTS_COLUMNS, "conflicting_id", "conflicting_status", *also),
+            plan_ids=[uuid4()],
+        )
+    return _FACTS_OF_PLANS[key]
 
 
 def lock_plan_with_facts(plan_id, *, like: RevenuePlan, also: Mapping[str, Expression] | None = None) -> RevenuePlan:

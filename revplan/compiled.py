@@ -6,17 +6,18 @@ A CompiledQuery keeps the queryset readable as any other (a function that builds
 builds and compiles it once with placeholder values, and on each call runs that SQL with the caller's
 values through the queryset's own iterable: the same model instances, select_related objects,
 annotations or values_list tuples Django would make. Only a queryset whose shape does not depend on its
-values fits (no `__in` over a list of varying length, no branch on a value): the values must end up
-as parameters, and compiling refuses a placeholder that does not.
+values fits (no `__in` over a list of varying length: InArray makes the list one parameter; no branch on a
+value): the values must end up as parameters, and compiling refuses a placeholder that does not.
 """
 import copy
 import threading
 from collections.abc import Callable
 from uuid import UUID
 
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import BooleanField, F, Field, Func, QuerySet, Value
 from django.db.transaction import TransactionManagementError
 
 
@@ -102,6 +103,22 @@ class _Compiled:
 
     def __getattr__(self, name):
         return getattr(self._query, name)
+
+
+class InArray(Func):
+    """`field = ANY(%s)`, the list one array parameter, as a filter (where `__in` makes a placeholder of each value):
+    `filter(InArray("pk", ids, UUIDField()))` compiles once for lists of any length (placeholder: a list of one)."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, field: str, values: list, base_field: Field):
+        super().__init__(F(field), Value(values, output_field=ArrayField(base_field)))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        (field_sql, field_params), (values_sql, values_params) = (
+            compiler.compile(expression) for expression in self.get_source_expressions())
+        return f"{field_sql} = ANY({values_sql})", (*field_params, *values_params)
 
 
 def _bind(value, *, like):

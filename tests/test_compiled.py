@@ -4,19 +4,24 @@ import uuid
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import OuterRef
+from django.db.models import OuterRef, UUIDField
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from plans.models import Account, KillSwitch, RevenuePlan
 from plans.selectors import engaged_switches_of
-from revplan.compiled import CompiledQuery
+from revplan.compiled import CompiledQuery, InArray
 from tests.factories import AccountFactory
 
 ACCOUNT_WITH_OWNER = CompiledQuery(
     lambda account_id: Account.objects.select_related("owner", "tenant")
     .annotate(switches=engaged_switches_of(OuterRef("tenant_id"))).filter(pk=account_id)[:1],
     account_id=uuid.uuid4(),
+)
+ACCOUNTS_IN = CompiledQuery(
+    lambda account_ids: Account.objects.filter(InArray("pk", account_ids, UUIDField())).order_by("name")
+    .values_list("name", flat=True),
+    account_ids=[uuid.uuid4()],
 )
 ACCOUNT_NAMES = CompiledQuery(
     lambda tenant_id, name: Account.objects.filter(tenant_id=tenant_id, name=name).values_list("id", "name"),
@@ -50,6 +55,18 @@ def test_values_of_every_type_bind_and_no_row_is_none(world):
     assert ACCOUNT_WITH_OWNER.first(account_id=uuid.uuid4()) is None
     with pytest.raises(ValueError, match="badly formed"):
         ACCOUNT_WITH_OWNER.first(account_id="not a uuid")
+
+
+def test_a_list_of_any_length_is_one_array_parameter(world, other_world):
+    second = AccountFactory(tenant=world.tenant, name="Second")
+    with CaptureQueriesContext(connection) as queries:
+        assert ACCOUNTS_IN.all(account_ids=[]) == []
+        assert ACCOUNTS_IN.all(account_ids=[second.pk]) == ["Second"]
+        many = [second.pk, world.account.pk, other_world.account.pk, uuid.uuid4()]
+        assert ACCOUNTS_IN.all(account_ids=many) == sorted([second.name, world.account.name, other_world.account.name])
+    # one statement a run, the list bound as one uuid[] whatever its length
+    assert len(queries) == 3
+    assert all('"plans_account"."id" = ANY(' in query["sql"] for query in queries)
 
 
 @pytest.mark.django_db(transaction=True)

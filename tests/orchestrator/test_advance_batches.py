@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from orchestrator import claims, engine
 from orchestrator.execution.models import ActionIntent, IntentStatus
+from plans import policy
 from plans.models import EventType, PlanLedgerEntry, PlanStatus, RevenuePlan
 from tests.factories import AccountFactory, allow_autopilot
 from tests.orchestrator.test_engine import BRIEF, approved_plan, decisions_fail_for
@@ -72,6 +73,35 @@ def test_a_batch_reads_its_plans_steps_and_attempts_once_whatever_its_size(world
     # then, their first steps in flight: the attempts of every plan, in one read
     assert reads(two) == reads(five) == {"locks": 1, "steps": 1, "intents": 1}  # ACTIVE: no account lock
     assert all(ActionIntent.objects.filter(plan=plan).count() == 1 for plan in [*two, *five])
+
+
+def test_a_batch_reads_its_plans_facts_and_settings_once_whatever_its_size(world):
+    def reads(plans) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            engine.advance_many([plan.id for plan in plans], inline=True)
+        return [query["sql"].split(" FROM ")[0][:60] for query in queries if query["sql"].startswith("SELECT")]
+    two, five = plans_of_accounts(world, 2), plans_of_accounts(world, 5)
+    # the activations' and first starts' reads: the plans' rows, the accounts' and plans' locks, the facts (kill
+    # switches, owner, objective signals, the conflicting plan, autonomy settings, routes) in one read, the steps
+    two_reads, five_reads = reads(two), reads(five)
+    assert two_reads == five_reads
+    assert len(two_reads) == 5
+    assert all(ActionIntent.objects.get(plan=plan).status == IntentStatus.EXECUTING for plan in [*two, *five])
+
+
+def test_a_batch_activation_still_sees_the_plan_it_conflicts_with(world):
+    (active,) = plans_of_accounts(world, 1)
+    engine.advance_many([active.id])
+    waiting = approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+    # approved before the one-plan-a-type rule came in: it waits APPROVED behind the ACTIVE one of its account
+    RevenuePlan.objects.filter(pk=waiting.pk).update(account=active.account)
+    (other,) = plans_of_accounts(world, 1)
+    engine.advance_many([waiting.id, other.id])
+    assert RevenuePlan.objects.get(pk=waiting.pk).plan_status == PlanStatus.APPROVED
+    blocked = PlanLedgerEntry.objects.get(plan=waiting, event_type=EventType.ACTIVATION_BLOCKED)
+    assert blocked.reason_code == policy.CONFLICT_ACTIVE_PLAN_EXISTS
+    assert str(active.id) in blocked.explanation
+    assert RevenuePlan.objects.get(pk=other.pk).plan_status == PlanStatus.ACTIVE
 
 
 def test_an_activation_writes_the_plans_wake_up_with_its_move(world, settings):
