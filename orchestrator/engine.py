@@ -120,8 +120,9 @@ def advance_many(plan_ids: list[UUID], *, inline: bool = False) -> dict[UUID, Fo
 
 def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | None) -> dict[UUID, FollowUp]:
     """`units`: the autonomy budget units the batch's starts take, taken last, just before the commit
-    (BudgetShort when one ran short: nothing of the batch is written). None: each as its step starts."""
-    with transaction.atomic():
+    (BudgetShort when one ran short: nothing of the batch is written). None: each as its step starts.
+    The plans' ledger entries are written together, in one statement (ledger.held)."""
+    with transaction.atomic(), ledger.held():
         rows = (RevenuePlan.objects.filter(pk__in=plan_ids).exclude(plan_status__in=TERMINAL)
                 .values_list("pk", "plan_status", "account_id"))
         # An APPROVED plan may be activated, a PAUSED one run again (its global kill switch layer lifted):
@@ -141,6 +142,7 @@ def _advance_batch(plan_ids: list[UUID], *, inline: bool, units: budget.Units | 
                                                may_activate=plan.pk in may_activate, inline=inline, units=units)
                       for plan in plans}
         if units is not None:
+            ledger.write_held()
             units.take_or_raise()
         return follow_ups
 

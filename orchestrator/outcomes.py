@@ -15,6 +15,7 @@ from orchestrator import engine, metrics
 from orchestrator.autonomy import budget
 from orchestrator.engine import FollowUp
 from orchestrator.execution.models import ActionIntent
+from plans import ledger
 from plans.locking import lock_plan
 from plans.models import PlanStatus, RevenuePlan
 from plans.plan_types import get_plan_type_config
@@ -42,7 +43,7 @@ def record_step_outcome(intent_id: UUID, *, inline: bool = False, advance: bool 
 
 
 def _record_step_outcome(intent_id: UUID, *, inline: bool, advance: bool) -> FollowUp:
-    with transaction.atomic():
+    with transaction.atomic(), ledger.held():
         intent = ActionIntent.objects.get(pk=intent_id)
         plan = lock_plan(intent.plan_id)
         follow_up = record_outcome_locked(plan, intent, inline=inline, advance=advance)
@@ -82,6 +83,7 @@ def record_outcome_locked(plan: RevenuePlan, intent: ActionIntent, *, inline: bo
     try:
         units = budget.Units()
         follow_up = engine.advance_locked(plan, now=now, steps=steps, inline=inline, units=units)
+        ledger.write_held()
         units.take_or_raise()  # last: the budget rows are held for the commit only
     except Exception as error:
         log = {"plan_id": str(plan.id), "step_id": str(intent.step_id), "attempt": intent.attempt}

@@ -296,7 +296,8 @@ class ExecutionService:
             return self._record_success(intent, claim, ref, log, last_try=last_try, on_succeeded=None)
 
     def _record_success(self, intent, claim, ref: ExternalRef, log, *, last_try, on_succeeded) -> ActionIntent:
-        with transaction.atomic():
+        # ACTION_EXECUTED and what on_succeeded appends (the next step's start) in one statement (ledger.held).
+        with transaction.atomic(), ledger.held():
             plan = lock_for_outcome(intent)
             signal = self._signal(intent, "ACTION_EXECUTED", Outcome.EXECUTION_SUCCEEDED, {"external_ids": ref.ids})
             if not leases.finish(intent, claim, now=self.clock(), last_try=last_try, writes=[signal],

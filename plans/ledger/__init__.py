@@ -1,6 +1,7 @@
 """The append-only plan ledger: one writer function per event, the hash chains, verification.
 
-  chain          append an entry to its chain (plan or tenant), the hash, actor labels
+  chain          append an entry to its chain (plan or tenant), the hash, actor labels; held(): a block's
+                 plan-chain entries written in one statement
   plan_events    writers for a plan's chain (the plan's moves, edits, its steps)
   pause_events   writers for a plan's chain: a pause layer set or lifted
   approval_events  writers for a plan's chain: an approval voided, a reapproval, a changed FAILED step reset
@@ -35,9 +36,11 @@ from plans.ledger.chain import (
     canonical_fields,
     chain_head_columns,
     compute_hash,
+    held,
     note_chain_heads,
     system_actor,
     user_actor,
+    write_held,
 )
 from plans.ledger.deadline_events import deadline_missed, deadlines_noticed, stuck_detected
 from plans.ledger.operator_events import incident_redriven, plan_type_migrated
@@ -103,6 +106,7 @@ __all__ = [
     "connector_config_changed",
     "deadline_missed",
     "deadlines_noticed",
+    "held",
     "incident_redriven",
     "integration_token_created",
     "integration_token_revoked",
@@ -134,4 +138,5 @@ __all__ = [
     "tenant_digest",
     "user_actor",
     "verify_ledger",
+    "write_held",
 ]

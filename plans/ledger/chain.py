@@ -5,9 +5,11 @@ holds; one per tenant for entries that belong to no plan, serialised by a transa
 advisory lock. entry_hash = sha256(prev_hash + canonical JSON of the entry). A unique
 (chain, chain_seq) constraint makes a fork impossible even if a caller forgot the lock.
 """
+import functools
 import hashlib
 import json
 import threading
+from contextlib import contextmanager
 from datetime import UTC
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -109,7 +111,12 @@ def append(
               .values_list("chain_seq", "entry_hash").first())
         _insert(entry)
         return entry
+    held = getattr(connection, "_revplan_held_entries", None)
     written = _written_head(plan_id)
+    if held is not None:
+        held.link(entry, written)
+        held.rows.append((entry, _remember_head(plan_id, entry)))
+        return entry
     if written is not None:
         _link(entry, written)
         _insert(entry)
@@ -231,20 +238,136 @@ class _Written:
             _remember_committed(self.plan_id, (self.seq, self.entry_hash))
 
 
-def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> None:
+def _remember_head(plan_id: UUID, entry: PlanLedgerEntry) -> "_Written":
     written = _Written(plan_id, entry.chain_seq, entry.entry_hash)
     transaction.on_commit(written)
     heads = getattr(connection, "_revplan_written_heads", None)
     if heads is None:
         heads = connection._revplan_written_heads = {}
     heads[plan_id] = written
+    return written
 
 
 def _written_head(plan_id: UUID) -> tuple[int, str] | None:
+    """The head this transaction wrote (or holds, in a held() block) for the plan's chain, if any."""
     written = getattr(connection, "_revplan_written_heads", {}).get(plan_id)
     if written is None or not any(callback is written for _, callback, _ in connection.run_on_commit):
         return None  # not written in this transaction, or rolled back since
     return written.seq, written.entry_hash
+
+
+# --- entries held for one statement (held()) ----------------------------------------------------------
+# A step's success appends ACTION_EXECUTED and the next step's start STEP_ATTEMPT_STARTED in one transaction; an
+# activation ACTIVATED and its first step's start; a batch's plans a few each. Inside held() a plan chain's entry
+# is linked as it is appended (its chain_seq and hashes are set at once) and written with the others in one INSERT:
+# at the block's end, or before any statement that touches the ledger (a read of it, a tenant chain's append), so
+# nothing ever sees the chain without them. An entry's id is set when it is written.
+
+
+@contextmanager
+def held():
+    """Hold the plan chains' entries appended in the block and write them in one statement at its end. The block
+    is part of the caller's transaction (atomic without a savepoint): an error out of it leaves nothing written."""
+    with transaction.atomic(savepoint=False):
+        if getattr(connection, "_revplan_held_entries", None) is not None:
+            yield  # an outer block writes them
+            return
+        entries = connection._revplan_held_entries = _Held()
+        try:
+            with connection.execute_wrapper(_write_before_ledger_statements):
+                yield
+                entries.write()
+        finally:
+            connection._revplan_held_entries = None
+
+
+def write_held() -> None:
+    """Write the entries held so far: before a statement that is to be its transaction's last (a budget's take)."""
+    entries = getattr(connection, "_revplan_held_entries", None)
+    if entries is not None:
+        entries.write()
+
+
+def _write_before_ledger_statements(execute, sql, params, many, context):
+    entries = context["connection"]._revplan_held_entries
+    if entries is not None and entries.rows and (not isinstance(sql, str) or _LEDGER_TABLE in sql):
+        entries.write()
+    return execute(sql, params, many, context)
+
+
+_LEDGER_TABLE = PlanLedgerEntry._meta.db_table
+
+
+class _Held:
+    def __init__(self):
+        self.rows: list[tuple[PlanLedgerEntry, _Written]] = []  # in the order appended
+        self.bases: dict = {}  # plan id -> the committed head (remembered, not read) its held entries follow
+
+    def link(self, entry: PlanLedgerEntry, written: tuple[int, str] | None) -> None:
+        if written is not None:  # after an entry of this transaction's, held or written
+            _link(entry, written)
+            return
+        head = _COMMITTED_HEADS.get(entry.plan_id)
+        if head is None:
+            self.bases.pop(entry.plan_id, None)
+            _link(entry, _PLAN_CHAIN_HEAD.first(plan_id=entry.plan_id))
+        else:
+            self.bases[entry.plan_id] = head
+            _link(entry, None if head == _EMPTY_CHAIN else head)
+
+    def write(self) -> None:
+        """Write the held entries still part of the transaction (a savepoint rolled back drops its markers): the
+        chains whose remembered head moved on are linked again after the head read, and written in a second
+        statement."""
+        live = {id(callback) for _, callback, _ in connection.run_on_commit}
+        rows, bases = [row for row in self.rows if id(row[1]) in live], self.bases
+        self.rows, self.bases = [], {}
+        refused = _insert_held(rows, bases) if rows else set()
+        if refused:
+            relinked = [row for row in rows if row[0].plan_id in refused]
+            for plan_id in refused:
+                head = _PLAN_CHAIN_HEAD.first(plan_id=plan_id)
+                for entry, written in (row for row in relinked if row[0].plan_id == plan_id):
+                    _link(entry, head)
+                    head = entry.chain_seq, entry.entry_hash
+                    written.seq, written.entry_hash = head  # the head the commit remembers
+            _insert_held(relinked, {})
+
+
+def _insert_held(rows: list, bases: dict) -> set:
+    """Insert the entries of `rows`; those of a plan in `bases` only where its head is still that one (the plan's
+    row lock, which every writer of its chain holds, keeps it so while we write). The plans not written."""
+    fields, _, _ = insert_columns(PlanLedgerEntry)
+    params = []
+    for entry, _ in rows:
+        params += [*insert_values(fields, entry), *bases.get(entry.plan_id, (None, None))]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_held_sql(len(rows)), params)
+        ids = {(plan_id, seq): pk for pk, plan_id, seq in cursor.fetchall()}
+    refused = set()
+    for entry, _ in rows:
+        pk = ids.get((entry.plan_id, entry.chain_seq))
+        if pk is None:
+            refused.add(entry.plan_id)
+        else:
+            inserted(entry, pk)
+    return refused
+
+
+@functools.cache
+def _insert_held_sql(rows: int) -> str:
+    _, columns, values = insert_columns(PlanLedgerEntry)
+    table = _LEDGER_TABLE
+    given = ", ".join(f"({values}, %s::integer, %s::varchar, {number})" for number in range(rows))
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM (VALUES {given}) "
+        f"AS given ({columns}, base_seq, base_hash, held_order) "
+        f"WHERE given.base_seq IS NULL OR ((given.base_seq = 0 OR EXISTS (SELECT 1 FROM {table} chain "
+        "WHERE chain.plan_id = given.plan_id AND chain.chain_seq = given.base_seq "
+        "AND chain.entry_hash = given.base_hash)) "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} chain WHERE chain.plan_id = given.plan_id "
+        "AND chain.chain_seq > given.base_seq)) ORDER BY given.held_order RETURNING id, plan_id, chain_seq"
+    )
 
 
 def snapshot(plan: RevenuePlan, steps=None) -> dict:
