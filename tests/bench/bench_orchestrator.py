@@ -502,6 +502,6 @@ def test_throughput_and_latency(bench_cluster):
                    timeout=60, interval=0.05, what="a latency plan to complete")
     latency = step_latencies(latency_ids)
     record("4_latency", **latency)
-    target("latency: step finished -> next step started (median)", latency["median_ms"], 250, op="<", unit="ms")
+    target("latency: step finished -> next step started (median)", latency["median_ms"], 50, op="<", unit="ms")
     check_targets(["throughput: governed steps/s / bare no-op tasks/s",
                    "latency: step finished -> next step started (median)"])
