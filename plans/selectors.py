@@ -1,5 +1,6 @@
 """Reads that are more than one ORM call: memberships, the facts the gate and evaluator need."""
 import functools
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -219,12 +220,16 @@ def read_facts_of_plans(plans: list[RevenuePlan], *, also: Mapping[str, Expressi
     for plan in plans:
         by_objective.setdefault(_objective_signal_types(plan), []).append(plan)
     names = tuple(also or {})
+    # Two plans of one account and type in the batch: the first's activation, later in this transaction, is the
+    # other's conflict, which this read cannot see — that one reads its conflict when it activates.
+    of_account_and_type = Counter((plan.account_id, plan.plan_type) for plan in plans)
     for signal_types, of_type in by_objective.items():
         by_id = {plan.pk: plan for plan in of_type}
         for row in _facts_of_plans_query(signal_types, also or {}).all(plan_ids=list(by_id)):
             plan, facts_end = by_id[row[0]], 1 + len(_FACTS_COLUMNS)
             plan.__dict__[_FACTS_READ_WITH_LOCK] = row[1:facts_end]
-            plan.__dict__[_CONFLICT_READ_WITH_LOCKS] = row[facts_end:facts_end + 2]
+            if of_account_and_type[plan.account_id, plan.plan_type] == 1:
+                plan.__dict__[_CONFLICT_READ_WITH_LOCKS] = row[facts_end:facts_end + 2]
             plan.__dict__.update(zip(names, row[facts_end + 2:], strict=True))
 
 

@@ -142,3 +142,20 @@ def test_a_single_plans_failure_is_raised_as_before(world, monkeypatch):
     monkeypatch.setattr(engine, "decide_step", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
         engine.advance(plan.id)
+
+
+def test_two_plans_of_one_account_in_one_batch_activate_one_at_a_time(world):
+    # the batch's conflict read is made before either activates: the second must still find the first ACTIVE
+    first = approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+    second = approved_plan(world, BRIEF, account=AccountFactory(tenant=world.tenant, owner=world.seller))
+    RevenuePlan.objects.filter(pk=second.pk).update(account=first.account)
+    engine.advance_many([first.id, second.id])
+    statuses = sorted(RevenuePlan.objects.filter(pk__in=[first.id, second.id]).values_list("plan_status", flat=True))
+    assert statuses == sorted([PlanStatus.ACTIVE, PlanStatus.APPROVED])
+    waiting = RevenuePlan.objects.get(pk__in=[first.id, second.id], plan_status=PlanStatus.APPROVED)
+    assert not ActionIntent.objects.filter(plan=waiting).exists()
+    assert EventType.PLAN_ACTIVATED not in started(waiting)
+    blocked = PlanLedgerEntry.objects.get(plan=waiting, event_type=EventType.ACTIVATION_BLOCKED)
+    assert blocked.reason_code == policy.CONFLICT_ACTIVE_PLAN_EXISTS  # the wait explained, not silent
+    active = ({first.id, second.id} - {waiting.id}).pop()
+    assert str(active) in blocked.explanation
